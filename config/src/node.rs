@@ -1,0 +1,180 @@
+//! `node.toml`: one per node. Defaults live in the `Default` impls below and nowhere else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use toml::Table;
+
+use crate::reader::{parse_toml, Reader};
+use crate::{ConfigError, Problem};
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub http: HttpConfig,
+    pub runtime: RuntimeConfig,
+    /// `[functions]`: function folders served as they are on disk.
+    pub functions: Option<FunctionsConfig>,
+}
+
+/// `[node]`: who this node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSection {
+    /// This node's id in logs and metrics. Default: `"local"`.
+    pub id: String,
+    /// The region it serves. Default: `"local"`.
+    pub region: String,
+    /// Where the node keeps its state. Default: `./data` beside node.toml.
+    pub data_dir: PathBuf,
+}
+
+/// `[http]`: plaintext HTTP/1.1 listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Addresses to listen on. Default: `["0.0.0.0:8080"]`.
+    pub listen: Vec<SocketAddr>,
+}
+
+/// `[runtime]`: what functions may do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuntimeConfig {
+    /// Allow `eval` and `new Function`. Default: `false`, as on Workers.
+    pub allow_eval: bool,
+}
+
+/// `[functions]`: serve every function folder found under `dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionsConfig {
+    /// A folder whose sub-folders each hold an `edge.toml`.
+    pub dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection { id: "local".into(), region: "local".into(), data_dir: PathBuf::from("data") }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))] }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node: NodeSection::default(),
+            http: HttpConfig::default(),
+            runtime: RuntimeConfig::default(),
+            functions: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads and checks a node.toml; relative paths are resolved from the file's folder.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        NodeConfig::parse(&text, base)
+            .map_err(|problems| ConfigError::Invalid { file: path.to_path_buf(), problems })
+    }
+
+    /// Parses node.toml text; relative paths are resolved from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<NodeConfig, Vec<Problem>> {
+        let table = parse_toml(text).map_err(|p| vec![p])?;
+        let mut r = Reader::default();
+        let config = read(&mut r, &table, base);
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(r.problems)
+        }
+    }
+}
+
+fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    r.deny_unknown(t, "", &["version", "node", "http", "runtime", "functions"]);
+    match r.integer(t, "", "version") {
+        Some(1) => {}
+        Some(v) => r.problem("version", format!("unsupported version {v}; this node reads version 1")),
+        None if !t.contains_key("version") => r.problem("version", "missing; write `version = 1`"),
+        None => {}
+    }
+    let resolve = |p: String| base.join(p);
+
+    if let Some(s) = r.table(t, "", "node") {
+        r.deny_unknown(s, "node", &["id", "region", "data_dir"]);
+        if let Some(v) = r.string(s, "node", "id") {
+            c.node.id = v;
+        }
+        if let Some(v) = r.string(s, "node", "region") {
+            c.node.region = v;
+        }
+        if let Some(v) = r.string(s, "node", "data_dir") {
+            c.node.data_dir = resolve(v);
+        }
+    }
+    if c.node.data_dir.is_relative() {
+        c.node.data_dir = base.join(&c.node.data_dir);
+    }
+    if let Some(s) = r.table(t, "", "http") {
+        r.deny_unknown(s, "http", &["listen"]);
+        if let Some(list) = r.string_list(s, "http", "listen") {
+            c.http.listen.clear();
+            for (i, addr) in list {
+                match addr.parse::<SocketAddr>() {
+                    Ok(a) => c.http.listen.push(a),
+                    Err(_) => r.problem(
+                        format!("http.listen[{i}]"),
+                        format!("`{addr}` is not an address like \"0.0.0.0:8080\""),
+                    ),
+                }
+            }
+        }
+    }
+    if let Some(s) = r.table(t, "", "runtime") {
+        r.deny_unknown(s, "runtime", &["allow_eval"]);
+        if let Some(v) = r.bool(s, "runtime", "allow_eval") {
+            c.runtime.allow_eval = v;
+        }
+    }
+    if let Some(s) = r.table(t, "", "functions") {
+        r.deny_unknown(s, "functions", &["dir"]);
+        match r.string(s, "functions", "dir") {
+            Some(dir) => c.functions = Some(FunctionsConfig { dir: resolve(dir) }),
+            None if !s.contains_key("dir") => r.problem("functions.dir", "missing"),
+            None => {}
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = NodeConfig::parse("version = 1\n[functions]\ndir = \"fns\"", Path::new("/etc/edge"))
+            .unwrap();
+        assert_eq!(c.http.listen, HttpConfig::default().listen);
+        assert_eq!(c.node.data_dir, PathBuf::from("/etc/edge/data"));
+        assert_eq!(c.functions.unwrap().dir, PathBuf::from("/etc/edge/fns"));
+    }
+
+    #[test]
+    fn every_problem_with_its_path() {
+        let problems = NodeConfig::parse(
+            "version = 2\n[http]\nlisten = [\"nope\", \"127.0.0.1:1\"]\nport = 3\n[runtime]\nallow_eval = \"yes\"",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["version", "http.port", "http.listen[0]", "runtime.allow_eval"]);
+    }
+}

@@ -1,0 +1,69 @@
+//! Where function log records go: the terminal in `dev`, the node's log in `serve`.
+
+use std::io::Write;
+use std::time::UNIX_EPOCH;
+
+use js_runtime::{Level, LogRecord, LogSink};
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms(record: &LogRecord) -> u128 {
+    record.ts.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+/// A record as one JSON object: `{ts, level, function, invocation_id, message}`.
+pub fn to_json(record: &LogRecord) -> serde_json::Value {
+    serde_json::json!({
+        "ts": epoch_ms(record) as u64,
+        "level": record.level.as_str(),
+        "function": record.function.as_ref(),
+        "invocation_id": record.invocation_id.as_deref(),
+        "message": record.message,
+    })
+}
+
+/// Writes each record whole, as one block, to standard error: readable for a developer in
+/// `dev`. Records from different isolates never interleave within a line.
+pub struct TerminalSink;
+
+impl LogSink for TerminalSink {
+    fn log(&self, record: LogRecord) {
+        let level = match record.level {
+            Level::Debug => "debug",
+            Level::Log => "log  ",
+            Level::Warn => "warn ",
+            Level::Error => "error",
+        };
+        let ts = humantime::format_rfc3339_millis(record.ts);
+        let id = record.invocation_id.as_deref().map(|id| &id[id.len().saturating_sub(8)..]).unwrap_or("-");
+        let mut text = String::new();
+        for (i, line) in record.message.lines().enumerate() {
+            if i == 0 {
+                text.push_str(&format!("{ts} {level} [{}] {id} {line}\n", record.function));
+            } else {
+                text.push_str(&format!("    {line}\n"));
+            }
+        }
+        if record.message.is_empty() {
+            text.push_str(&format!("{ts} {level} [{}] {id}\n", record.function));
+        }
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+/// Hands records to the node's own log (`tracing`), as structured events under the
+/// `function` target.
+pub struct TracingSink;
+
+impl LogSink for TracingSink {
+    fn log(&self, record: LogRecord) {
+        let id = record.invocation_id.as_deref().unwrap_or("");
+        let function = record.function.as_ref();
+        let message = record.message.as_str();
+        match record.level {
+            Level::Debug => tracing::debug!(target: "function", function, invocation_id = id, "{message}"),
+            Level::Log => tracing::info!(target: "function", function, invocation_id = id, "{message}"),
+            Level::Warn => tracing::warn!(target: "function", function, invocation_id = id, "{message}"),
+            Level::Error => tracing::error!(target: "function", function, invocation_id = id, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `edge-node`: run a node, or one function for local development.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{NodeConfig, Route};
+use edge_node::logs::{TerminalSink, TracingSink};
+use edge_node::{FunctionSpec, Node, NodeOptions};
+
+/// Exit code for a configuration the node cannot use (EX_USAGE-style, as sysexits' 64).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "edge-node", version, about = "Run JavaScript functions in V8 isolates behind HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node from its node.toml, serving the functions it names.
+    Serve {
+        /// Path to node.toml.
+        #[arg(long, short, default_value = "node.toml")]
+        config: PathBuf,
+    },
+    /// Run one function on localhost for development: every path goes to it, it reloads when
+    /// its files change, and its logs print to the terminal.
+    Dev {
+        /// The function folder (holding edge.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Check a node.toml (and the function folders it names) and exit: 0 when valid, 64 with
+    /// every problem listed otherwise.
+    Check {
+        /// Path to node.toml.
+        #[arg(long, short, default_value = "node.toml")]
+        config: PathBuf,
+    },
+}
+
+/// An error that means the user's configuration is unusable (exit 64), not a runtime failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadConfig(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => serve(&config).await,
+            Command::Dev { dir, listen } => dev(&dir, listen).await,
+            Command::Check { config } => check(&config).map(|()| println_ok(&config)),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<BadConfig>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's answer")]
+fn println_ok(config: &Path) {
+    println!("{} is valid", config.display());
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("EDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Reads node.toml and the functions it names; every problem becomes a [`BadConfig`].
+fn load(path: &Path) -> anyhow::Result<(NodeConfig, Vec<FunctionSpec>)> {
+    let config = NodeConfig::load(path).map_err(|e| BadConfig(e.to_string()))?;
+    let functions = match &config.functions {
+        Some(f) => FunctionSpec::load_all(&f.dir).map_err(|e| BadConfig(e.to_string()))?,
+        None => {
+            return Err(BadConfig(format!(
+                "{}: nothing to serve; set [functions] dir to a folder of functions",
+                path.display()
+            ))
+            .into())
+        }
+    };
+    Ok((config, functions))
+}
+
+fn check(path: &Path) -> anyhow::Result<()> {
+    load(path).map(|_| ())
+}
+
+async fn serve(path: &Path) -> anyhow::Result<()> {
+    let (config, functions) = load(path)?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), node = %config.node.id, region = %config.node.region, "starting");
+    let node = Node::start(NodeOptions { config, functions, log_sink: Arc::new(TracingSink) })
+        .await
+        .context("starting the node")?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining open requests");
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads a function folder for `dev`: every path routes to it.
+fn load_dev(dir: &Path) -> anyhow::Result<FunctionSpec> {
+    let mut spec = FunctionSpec::load(dir).map_err(|e| BadConfig(e.to_string()))?;
+    spec.config.routes = vec![Route { host: None, path: "/*".into() }];
+    Ok(spec)
+}
+
+async fn dev(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let spec = load_dev(dir)?;
+    let mut config = NodeConfig::default();
+    config.http.listen = vec![listen];
+    config.runtime.allow_eval = false;
+    let name = spec.config.name.clone();
+    let node = Node::start(NodeOptions { config, functions: vec![spec], log_sink: Arc::new(TerminalSink) })
+        .await
+        .context("starting the dev server")?;
+    for addr in node.http_addrs() {
+        tracing::info!("{name} is running at http://{addr}/ (Ctrl-C to stop)");
+    }
+    let mut seen = fingerprint(dir);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = tick.tick() => {
+                let now = fingerprint(dir);
+                if now != seen {
+                    seen = now;
+                    match load_dev(dir) {
+                        Ok(spec) => {
+                            node.replace_functions(vec![spec]).await;
+                            tracing::info!("reloaded {name}");
+                        }
+                        Err(e) => tracing::error!("not reloaded: {e}"),
+                    }
+                }
+            }
+        }
+    }
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Names, sizes and modification times of the files under `dir`, to notice edits.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name.to_string_lossy().starts_with('.') || name == "node_modules" {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,350 @@
+// Isola's runtime: builds the global scope of a function from Deno's Web API extensions and
+// runs the Workers module contract. Evaluated once, at build time, into the startup snapshot.
+// Rust takes `globalThis[BOOTSTRAP]` out of the scope before any function code runs.
+
+const { core, internals, primordials } = globalThis.__bootstrap;
+const {
+  ArrayPrototypePush,
+  Error,
+  ObjectDefineProperty,
+  ObjectFreeze,
+  ObjectPrototypeIsPrototypeOf,
+  ObjectSetPrototypeOf,
+  PromisePrototypeThen,
+  SafePromiseAllSettled,
+  StringPrototypeEndsWith,
+  StringPrototypeSlice,
+  TypeError,
+  TypedArrayPrototypeGetSymbolToStringTag,
+} = primordials;
+const {
+  op_isola_log,
+  op_isola_next,
+  op_isola_read,
+  op_isola_respond,
+  op_isola_respond_stream,
+  op_isola_write,
+  op_isola_fail,
+  op_isola_done,
+} = core.ops;
+
+const load = core.loadExtScript;
+
+// deno_fetch traces through Deno's OpenTelemetry modules when they are loaded; tracing of
+// outbound fetch is off here, so it gets inert stand-ins instead.
+const noop = () => {};
+internals.__telemetry = {
+  TRACING_ENABLED: false,
+  PROPAGATORS: [],
+  DID_NOT_ENTER: {},
+  builtinTracer: noop,
+  ContextManager: { active: noop },
+  enterSpan: noop,
+  exitSpan: noop,
+};
+internals.__telemetryUtil = {
+  updateSpanFromClientResponse: noop,
+  updateSpanFromError: noop,
+  updateSpanFromRequest: noop,
+};
+const webidl = load("ext:deno_webidl/00_webidl.js");
+const url = load("ext:deno_web/00_url.js");
+const urlPattern = load("ext:deno_web/01_urlpattern.js");
+const consoleMod = load("ext:deno_web/01_console.js");
+const domException = load("ext:deno_web/01_dom_exception.js");
+const event = load("ext:deno_web/02_event.js");
+const structuredCloneMod = load("ext:deno_web/02_structured_clone.js");
+const timers = load("ext:deno_web/02_timers.js");
+const abortSignal = load("ext:deno_web/03_abort_signal.js");
+const globalInterfaces = load("ext:deno_web/04_global_interfaces.js");
+const base64 = load("ext:deno_web/05_base64.js");
+const streams = load("ext:deno_web/06_streams.js");
+const encoding = load("ext:deno_web/08_text_encoding.js");
+const file = load("ext:deno_web/09_file.js");
+const compression = load("ext:deno_web/14_compression.js");
+const performanceMod = load("ext:deno_web/15_performance.js");
+const cryptoMod = load("ext:deno_crypto/00_crypto.js");
+const headers = load("ext:deno_fetch/20_headers.js");
+const formData = load("ext:deno_fetch/21_formdata.js");
+const body = load("ext:deno_fetch/22_body.js");
+const request = load("ext:deno_fetch/23_request.js");
+const response = load("ext:deno_fetch/23_response.js");
+const fetchMod = load("ext:deno_fetch/26_fetch.js");
+
+function nonEnumerable(value) {
+  return { __proto__: null, value, writable: true, enumerable: false, configurable: true };
+}
+function getter(get) {
+  return { __proto__: null, get, enumerable: true, configurable: true };
+}
+function readOnly(value) {
+  return { __proto__: null, value, writable: false, enumerable: true, configurable: true };
+}
+
+// ---- logging -------------------------------------------------------------------------------
+
+// console levels as deno_web's Console reports them: 0 debug, 1 log/info, 2 warn, 3 error.
+function currentInvocation() {
+  const id = core.getAsyncContext();
+  return typeof id === "string" ? id : null;
+}
+function print(message, level) {
+  if (StringPrototypeEndsWith(message, "\n")) {
+    message = StringPrototypeSlice(message, 0, -1);
+  }
+  op_isola_log(level, message, currentInvocation());
+}
+const console = new consoleMod.Console(print);
+
+function describe(error) {
+  if (error !== null && typeof error === "object" && typeof error.stack === "string") {
+    return error.stack;
+  }
+  return consoleMod.inspect(error);
+}
+
+// ---- the global scope (WinterTC Minimum Common API) ----------------------------------------
+
+const globals = {
+  // interfaces
+  AbortController: abortSignal.AbortController,
+  AbortSignal: abortSignal.AbortSignal,
+  Blob: file.Blob,
+  ByteLengthQueuingStrategy: streams.ByteLengthQueuingStrategy,
+  CompressionStream: compression.CompressionStream,
+  CountQueuingStrategy: streams.CountQueuingStrategy,
+  Crypto: cryptoMod.Crypto,
+  CryptoKey: cryptoMod.CryptoKey,
+  CustomEvent: event.CustomEvent,
+  DecompressionStream: compression.DecompressionStream,
+  DOMException: domException.DOMException,
+  ErrorEvent: event.ErrorEvent,
+  Event: event.Event,
+  EventTarget: event.EventTarget,
+  File: file.File,
+  FormData: formData.FormData,
+  Headers: headers.Headers,
+  Performance: performanceMod.Performance,
+  PromiseRejectionEvent: event.PromiseRejectionEvent,
+  ReadableByteStreamController: streams.ReadableByteStreamController,
+  ReadableStream: streams.ReadableStream,
+  ReadableStreamBYOBReader: streams.ReadableStreamBYOBReader,
+  ReadableStreamBYOBRequest: streams.ReadableStreamBYOBRequest,
+  ReadableStreamDefaultController: streams.ReadableStreamDefaultController,
+  ReadableStreamDefaultReader: streams.ReadableStreamDefaultReader,
+  Request: request.Request,
+  Response: response.Response,
+  SubtleCrypto: cryptoMod.SubtleCrypto,
+  TextDecoder: encoding.TextDecoder,
+  TextDecoderStream: encoding.TextDecoderStream,
+  TextEncoder: encoding.TextEncoder,
+  TextEncoderStream: encoding.TextEncoderStream,
+  TransformStream: streams.TransformStream,
+  TransformStreamDefaultController: streams.TransformStreamDefaultController,
+  URL: url.URL,
+  URLPattern: urlPattern.URLPattern,
+  URLSearchParams: url.URLSearchParams,
+  WritableStream: streams.WritableStream,
+  WritableStreamDefaultController: streams.WritableStreamDefaultController,
+  WritableStreamDefaultWriter: streams.WritableStreamDefaultWriter,
+  // functions
+  atob: base64.atob,
+  btoa: base64.btoa,
+  clearInterval: timers.clearInterval,
+  clearTimeout: timers.clearTimeout,
+  fetch: fetchMod.fetch,
+  reportError: event.reportError,
+  setInterval: timers.setInterval,
+  setTimeout: timers.setTimeout,
+  structuredClone: structuredCloneMod.structuredClone,
+  // objects
+  console,
+};
+for (const name in globals) {
+  ObjectDefineProperty(globalThis, name, nonEnumerable(globals[name]));
+}
+ObjectDefineProperty(globalThis, "crypto", getter(() => cryptoMod.crypto));
+ObjectDefineProperty(globalThis, "performance", getter(() => performanceMod.performance));
+const navigator = ObjectFreeze({ __proto__: null, userAgent: "Isola/0.1" });
+ObjectDefineProperty(globalThis, "navigator", getter(() => navigator));
+ObjectDefineProperty(globalThis, "self", getter(() => globalThis));
+
+// globalThis is an EventTarget: `error` and `unhandledrejection` are dispatched on it.
+ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
+event.setEventTargetData(globalThis);
+event.saveGlobalThisReference(globalThis);
+event.defineEventHandler(globalThis, "error");
+event.defineEventHandler(globalThis, "unhandledrejection");
+
+// An exception nobody caught (a timer callback, a microtask) and a rejection nobody handled
+// are dispatched on globalThis; unless a listener calls preventDefault they are logged as
+// errors of the invocation they belong to. They never stop the isolate.
+core.setReportExceptionCallback((error) => {
+  const ev = new event.ErrorEvent("error", {
+    cancelable: true,
+    message: error?.message ?? String(error),
+    error,
+  });
+  globalThis.dispatchEvent(ev);
+  if (!ev.defaultPrevented) {
+    print(`Uncaught ${describe(error)}`, 3);
+  }
+});
+core.setUnhandledPromiseRejectionHandler((promise, reason) => {
+  const ev = new event.PromiseRejectionEvent("unhandledrejection", {
+    cancelable: true,
+    promise,
+    reason,
+  });
+  globalThis.dispatchEvent(ev);
+  if (!ev.defaultPrevented) {
+    print(`Uncaught (in promise) ${describe(reason)}`, 3);
+  }
+  return true;
+});
+core.setHandledPromiseRejectionHandler(() => {});
+
+// ---- the Workers module contract -----------------------------------------------------------
+
+class ExecutionContext {
+  #pending;
+  constructor(pending) {
+    this.#pending = pending;
+  }
+  /** Keeps the invocation alive until `promise` settles, after the response is sent. */
+  waitUntil(promise) {
+    ArrayPrototypePush(this.#pending, promise);
+  }
+  /** Accepted for Workers compatibility; an exception answers 500 here. */
+  passThroughOnException() {}
+}
+
+function readBody(id) {
+  return new streams.ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      const chunk = await op_isola_read(id);
+      if (chunk.byteLength === 0) {
+        controller.close();
+        controller.byobRequest?.respond(0);
+      } else {
+        controller.enqueue(chunk);
+      }
+    },
+  });
+}
+
+function toBytes(value) {
+  if (typeof value === "string") {
+    return core.encode(value);
+  }
+  return value;
+}
+
+const EMPTY = new Uint8Array(0);
+
+async function sendResponse(id, res) {
+  const inner = response.toInnerResponse(res);
+  const list = inner.headerList;
+  const innerBody = inner.body;
+  if (innerBody === null) {
+    op_isola_respond(id, inner.status, list, EMPTY);
+    return;
+  }
+  const streamOrStatic = innerBody.streamOrStatic;
+  if (!ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
+    streamOrStatic.consumed = true;
+    op_isola_respond(id, inner.status, list, toBytes(streamOrStatic.body));
+    return;
+  }
+  op_isola_respond_stream(id, inner.status, list);
+  const reader = streamOrStatic.getReader();
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== "Uint8Array") {
+        throw new TypeError("a response body stream must yield Uint8Array chunks");
+      }
+      if (value.byteLength === 0) continue;
+      if (!(await op_isola_write(id, value))) {
+        // The client went away: stop producing.
+        await reader.cancel();
+        return;
+      }
+    }
+  } catch (error) {
+    print(`Uncaught (in response stream) ${describe(error)}`, 3);
+    op_isola_fail(id, "exception", describe(error));
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+async function invoke(handler, env, next) {
+  const id = next.id;
+  const waitUntil = [];
+  const ctx = new ExecutionContext(waitUntil);
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(next.invocationId);
+  try {
+    const bodyStream = next.hasBody ? readBody(id) : null;
+    const inner = request.newInnerRequest(
+      next.method,
+      next.url,
+      () => next.headers,
+      bodyStream === null ? null : new body.InnerBody(bodyStream),
+      false,
+    );
+    const req = request.fromInnerRequest(inner, "immutable");
+    let res;
+    try {
+      res = await handler.fetch(req, env, ctx);
+      if (!ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
+        throw new TypeError(
+          `the fetch handler must return a Response, it returned ${consoleMod.inspect(res)}`,
+        );
+      }
+    } catch (error) {
+      print(`Uncaught ${describe(error)}`, 3);
+      op_isola_fail(id, "exception", describe(error));
+      return;
+    }
+    await sendResponse(id, res);
+    while (waitUntil.length > 0) {
+      const batch = waitUntil.splice(0, waitUntil.length);
+      await SafePromiseAllSettled(batch);
+    }
+  } catch (error) {
+    print(`Uncaught ${describe(error)}`, 3);
+    op_isola_fail(id, "exception", describe(error));
+  } finally {
+    op_isola_done(id);
+    core.setAsyncContext(prev);
+  }
+}
+
+/**
+ * Called by Rust once, after the function's module evaluated: checks the default export and
+ * starts taking requests.
+ */
+function start(namespace, vars) {
+  const handler = namespace.default;
+  if (handler === null || typeof handler !== "object" || typeof handler.fetch !== "function") {
+    throw new TypeError(
+      "the entry module must `export default { fetch(request, env, ctx) { ... } }`",
+    );
+  }
+  const env = ObjectFreeze({ __proto__: null, ...vars });
+  (async () => {
+    while (true) {
+      const next = await op_isola_next();
+      if (next === null) break;
+      invoke(handler, env, next);
+    }
+  })();
+}
+
+// Rust takes this out, together with deno_core's own `Deno` and `__bootstrap` globals, before
+// any function code runs (deno_core needs those while it restores the snapshot).
+ObjectDefineProperty(globalThis, "__isolaStart", nonEnumerable(start));

@@ -1,0 +1,315 @@
+//! The `isola` extension: the ops and JavaScript that connect a function to the node.
+//!
+//! This module is compiled twice: into the library, and into `build.rs`, which evaluates the
+//! extension's JavaScript into the startup snapshot. It therefore depends only on crates that
+//! `build.rs` also has, and on nothing else of this crate.
+
+mod types;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use deno_core::convert::ByteString;
+use deno_core::{op2, JsBuffer, OpState, ToV8};
+use deno_error::JsErrorBox;
+use tokio::sync::mpsc;
+
+pub use types::*;
+
+/// Capacity, in chunks, of a streamed response body between the isolate and the connection.
+const RESPONSE_CHUNKS_IN_FLIGHT: usize = 8;
+
+deno_core::extension!(
+    isola,
+    deps = [deno_webidl, deno_web, deno_crypto, deno_fetch],
+    ops = [
+        op_isola_log,
+        op_isola_next,
+        op_isola_read,
+        op_isola_respond,
+        op_isola_respond_stream,
+        op_isola_write,
+        op_isola_fail,
+        op_isola_done,
+    ],
+    esm_entry_point = "ext:isola/runtime.js",
+    esm = [dir "src/ext/js", "runtime.js"],
+);
+
+// deno_fetch loads `ext:deno_net/02_tls.js` for custom HTTP clients; this stands in for it.
+deno_core::extension!(deno_net, lazy_loaded_js = [dir "src/ext/js/deno_net", "02_tls.js"],);
+
+/// What the ops need from the worker, put into the `OpState` when a worker starts.
+pub struct Host {
+    pub function: std::sync::Arc<str>,
+    pub log_sink: std::sync::Arc<dyn LogSink>,
+    pub inbox: Rc<RefCell<Option<mpsc::UnboundedReceiver<Invocation>>>>,
+    live: HashMap<u32, Live>,
+    next_id: u32,
+}
+
+impl Host {
+    pub fn new(
+        function: std::sync::Arc<str>,
+        log_sink: std::sync::Arc<dyn LogSink>,
+        inbox: mpsc::UnboundedReceiver<Invocation>,
+    ) -> Host {
+        Host {
+            function,
+            log_sink,
+            inbox: Rc::new(RefCell::new(Some(inbox))),
+            live: HashMap::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Ends every live invocation with `failure` (the isolate is going away).
+    pub fn fail_all(&mut self, outcome: Outcome, message: &str) {
+        for (_, mut live) in self.live.drain() {
+            live.fail(outcome, message);
+        }
+    }
+}
+
+/// An invocation the isolate has taken and not finished.
+struct Live {
+    body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
+    reply: Option<tokio::sync::oneshot::Sender<Result<HttpResponse, Failure>>>,
+    stream: Option<mpsc::Sender<BodyChunk>>,
+}
+
+impl Live {
+    fn fail(&mut self, outcome: Outcome, message: &str) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Err(Failure { outcome, message: message.to_string() }));
+        } else if let Some(stream) = self.stream.take() {
+            // The head is already sent: abort the body so the client sees a broken response.
+            let _ = stream.try_send(Err(BodyError(format!("{}: {message}", outcome.as_str()))));
+        }
+    }
+}
+
+#[derive(ToV8)]
+struct NextRequest {
+    id: u32,
+    invocation_id: String,
+    method: String,
+    url: String,
+    headers: Vec<(ByteString, ByteString)>,
+    has_body: bool,
+}
+
+#[op2(fast)]
+fn op_isola_log(
+    state: &mut OpState,
+    #[smi] level: i32,
+    #[string] message: &str,
+    #[string] invocation_id: &str,
+) {
+    let host = state.borrow::<Host>();
+    let level = match level {
+        0 => Level::Debug,
+        2 => Level::Warn,
+        3 => Level::Error,
+        _ => Level::Log,
+    };
+    host.log_sink.log(LogRecord {
+        ts: SystemTime::now(),
+        level,
+        function: host.function.clone(),
+        invocation_id: (!invocation_id.is_empty()).then(|| invocation_id.into()),
+        message: message.to_string(),
+    });
+}
+
+/// Waits for the next invocation; `null` once the worker is shutting down.
+#[op2]
+async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest>, JsErrorBox> {
+    let inbox = state.borrow().borrow::<Host>().inbox.clone();
+    let Some(mut rx) = inbox.borrow_mut().take() else {
+        return Err(JsErrorBox::generic("op_isola_next is already waiting"));
+    };
+    let next = rx.recv().await;
+    *inbox.borrow_mut() = Some(rx);
+    let Some(invocation) = next else { return Ok(None) };
+    let Invocation { invocation_id, request, reply } = invocation;
+    let (parts, body) = request.into_parts();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_bytes())))
+        .collect();
+    let mut state = state.borrow_mut();
+    let host = state.borrow_mut::<Host>();
+    let id = host.next_id;
+    host.next_id = host.next_id.wrapping_add(1);
+    let has_body = body.is_some();
+    host.live.insert(
+        id,
+        Live {
+            body: body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx))),
+            reply: Some(reply),
+            stream: None,
+        },
+    );
+    Ok(Some(NextRequest {
+        id,
+        invocation_id: invocation_id.to_string(),
+        method: parts.method.to_string(),
+        url: parts.uri.to_string(),
+        headers,
+        has_body,
+    }))
+}
+
+/// Reads the next chunk of a request body; an empty buffer means the body ended.
+#[op2]
+#[buffer]
+async fn op_isola_read(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> Result<Vec<u8>, JsErrorBox> {
+    let body = {
+        let state = state.borrow();
+        let host = state.borrow::<Host>();
+        host.live.get(&id).and_then(|l| l.body.clone())
+    };
+    let Some(body) = body else { return Ok(Vec::new()) };
+    let mut rx = body.lock().await;
+    match rx.recv().await {
+        Some(Ok(bytes)) => Ok(Vec::from(bytes)),
+        Some(Err(e)) => Err(JsErrorBox::type_error(format!("request body: {}", e.0))),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn response_head(status: u32, headers: Vec<(ByteString, ByteString)>) -> Result<http::response::Builder, JsErrorBox> {
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .ok_or_else(|| JsErrorBox::range_error(format!("invalid status {status}")))?;
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(&name)
+            .map_err(|_| JsErrorBox::type_error("invalid header name"))?;
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            continue;
+        }
+        let value = http::HeaderValue::from_bytes(&value)
+            .map_err(|_| JsErrorBox::type_error("invalid header value"))?;
+        builder = builder.header(name, value);
+    }
+    Ok(builder)
+}
+
+/// Headers that describe one connection, which the node sets itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
+
+fn reply(state: &mut OpState, id: u32, response: HttpResponse) {
+    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+        if let Some(reply) = live.reply.take() {
+            let _ = reply.send(Ok(response));
+        }
+    }
+}
+
+/// Answers with a complete body.
+#[op2]
+fn op_isola_respond(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[smi] status: u32,
+    #[scoped] headers: Vec<(ByteString, ByteString)>,
+    #[buffer] body: JsBuffer,
+) -> Result<(), JsErrorBox> {
+    let response = response_head(status, headers)?
+        .body(ResponseBody::Full(Bytes::copy_from_slice(&body)))
+        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
+    reply(state, id, response);
+    Ok(())
+}
+
+/// Answers with a head now and a body that follows through `op_isola_write`.
+#[op2]
+fn op_isola_respond_stream(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[smi] status: u32,
+    #[scoped] headers: Vec<(ByteString, ByteString)>,
+) -> Result<(), JsErrorBox> {
+    let (tx, rx) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
+    let response = response_head(status, headers)?
+        .body(ResponseBody::Stream(rx))
+        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
+    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+        live.stream = Some(tx);
+    }
+    reply(state, id, response);
+    Ok(())
+}
+
+/// Sends one chunk of a streamed response; `false` when the client is gone.
+#[op2]
+async fn op_isola_write(
+    state: Rc<RefCell<OpState>>,
+    #[smi] id: u32,
+    #[buffer] chunk: JsBuffer,
+) -> bool {
+    let tx = state.borrow().borrow::<Host>().live.get(&id).and_then(|l| l.stream.clone());
+    match tx {
+        Some(tx) => tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok(),
+        None => false,
+    }
+}
+
+/// Ends an invocation with a failure (`kind` names an [`Outcome`]).
+#[op2(fast)]
+fn op_isola_fail(state: &mut OpState, #[smi] id: u32, #[string] kind: &str, #[string] message: &str) {
+    let outcome = Outcome::from_str(kind).unwrap_or(Outcome::Internal);
+    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+        live.fail(outcome, message);
+    }
+}
+
+/// Marks an invocation finished: its response is sent and its `waitUntil` work settled.
+#[op2(fast)]
+fn op_isola_done(state: &mut OpState, #[smi] id: u32) {
+    if let Some(mut live) = state.borrow_mut::<Host>().live.remove(&id) {
+        // The JS side answers or fails every invocation before it is done; this is a guard.
+        if live.reply.is_some() {
+            live.fail(Outcome::Internal, "the invocation ended without a response");
+        }
+        // Dropping the stream sender ends a streamed body cleanly.
+    }
+}
+
+/// Every extension of an isolate, in load order. The snapshot build and the runtime use this
+/// one list, so their op tables match.
+pub fn extensions() -> Vec<deno_core::Extension> {
+    vec![
+        deno_webidl::deno_webidl::init(),
+        deno_web::deno_web::init(
+            std::sync::Arc::new(deno_web::BlobStore::default()),
+            None,
+            false,
+            deno_web::InMemoryBroadcastChannel::default(),
+        ),
+        deno_crypto::deno_crypto::init(None),
+        deno_fetch::deno_fetch::init(deno_fetch::Options {
+            user_agent: USER_AGENT.to_string(),
+            ..Default::default()
+        }),
+        deno_net::init(),
+        isola::init(),
+    ]
+}
+
+/// `navigator.userAgent` and the User-Agent of outbound `fetch`.
+pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));

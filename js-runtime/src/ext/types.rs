@@ -1,0 +1,162 @@
+//! Data that crosses between the node and an isolate.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+/// One chunk of a streamed body, or the reason the stream broke.
+pub type BodyChunk = Result<Bytes, BodyError>;
+
+/// A body stream that broke before its end (the client went away, the function threw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyError(pub String);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// A request body as it arrives: `None` for a request without a body.
+pub type RequestBody = Option<mpsc::Receiver<BodyChunk>>;
+
+/// A function's response.
+pub type HttpResponse = http::Response<ResponseBody>;
+
+/// A response body: complete, or streamed chunk by chunk while the function produces it.
+#[derive(Debug)]
+pub enum ResponseBody {
+    Full(Bytes),
+    Stream(mpsc::Receiver<BodyChunk>),
+}
+
+/// An HTTP request handed to a function. The URI is absolute (`https://host/path?q`).
+pub struct Invocation {
+    /// Names this invocation in logs; the node uses the request id.
+    pub invocation_id: Arc<str>,
+    pub request: http::Request<RequestBody>,
+    /// Receives the response head (or the failure) as soon as the function answers.
+    pub reply: oneshot::Sender<Result<HttpResponse, Failure>>,
+}
+
+/// How an invocation that did not produce a response ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub outcome: Outcome,
+    /// What went wrong, for the function's log (an exception's stack, a limit).
+    pub message: String,
+}
+
+/// How an invocation ended. One enum decides the HTTP status, the log record and the metric
+/// label; see the table in the design document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The function returned a response.
+    Ok,
+    /// An uncaught error or a rejected promise.
+    Exception,
+    /// The CPU budget was spent.
+    ExceededCpu,
+    /// The heap or ArrayBuffer limit was reached.
+    ExceededMemory,
+    /// The wall-clock limit was reached.
+    ExceededWallTime,
+    /// The handler's promise can never settle.
+    NoResponse,
+    /// The pool was full and the wait queue full or timed out.
+    LoadShed,
+    /// No route matched.
+    NotFound,
+    /// The client went away.
+    Canceled,
+    /// Our fault.
+    Internal,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Ok,
+        Outcome::Exception,
+        Outcome::ExceededCpu,
+        Outcome::ExceededMemory,
+        Outcome::ExceededWallTime,
+        Outcome::NoResponse,
+        Outcome::LoadShed,
+        Outcome::NotFound,
+        Outcome::Canceled,
+        Outcome::Internal,
+    ];
+
+    /// The label used in logs, metrics and error bodies (`exceeded_cpu`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Exception => "exception",
+            Outcome::ExceededCpu => "exceeded_cpu",
+            Outcome::ExceededMemory => "exceeded_memory",
+            Outcome::ExceededWallTime => "exceeded_wall_time",
+            Outcome::NoResponse => "no_response",
+            Outcome::LoadShed => "load_shed",
+            Outcome::NotFound => "not_found",
+            Outcome::Canceled => "canceled",
+            Outcome::Internal => "internal",
+        }
+    }
+
+    /// The outcome named by [`Outcome::as_str`].
+    pub fn from_str(label: &str) -> Option<Outcome> {
+        Outcome::ALL.into_iter().find(|o| o.as_str() == label)
+    }
+
+    /// The HTTP status answered for a failed invocation (`None` for `ok` and `canceled`,
+    /// where the status is the function's or nobody's).
+    pub fn http_status(self) -> Option<u16> {
+        match self {
+            Outcome::Ok | Outcome::Canceled => None,
+            Outcome::Exception | Outcome::NoResponse | Outcome::Internal => Some(500),
+            Outcome::ExceededCpu | Outcome::ExceededMemory | Outcome::LoadShed => Some(503),
+            Outcome::ExceededWallTime => Some(504),
+            Outcome::NotFound => Some(404),
+        }
+    }
+}
+
+/// The level of a function's log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Log,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Log => "log",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
+/// One line a function logged (`console.*`, an uncaught exception).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub ts: SystemTime,
+    pub level: Level,
+    pub function: Arc<str>,
+    /// The invocation the line belongs to; `None` for module top-level code.
+    pub invocation_id: Option<Arc<str>>,
+    pub message: String,
+}
+
+/// Where a function's log records go. Called on the isolate's thread: keep it quick.
+pub trait LogSink: Send + Sync {
+    fn log(&self, record: LogRecord);
+}

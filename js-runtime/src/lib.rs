@@ -1,0 +1,18 @@
+//! One V8 isolate per [`Worker`], built on deno_core with the Web APIs of Deno's extension
+//! crates and Isola's own extension, started from a snapshot made at build time.
+//!
+//! This crate knows no sockets, files or config: it takes plain [`WorkerOptions`] and injected
+//! services ([`LogSink`]) and runs one function version.
+
+mod ext;
+mod loader;
+mod worker;
+
+pub use ext::{
+    BodyChunk, BodyError, Failure, HttpResponse, Invocation, Level, LogRecord, LogSink, Outcome,
+    RequestBody, ResponseBody, USER_AGENT,
+};
+pub use worker::{StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices};
+
+/// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
+static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"));
