@@ -1,0 +1,6 @@
+//! End-to-end tests: real nodes on port 0, real clients. One test binary, so V8 links once.
+
+mod cli;
+mod isolation;
+mod specs;
+mod streaming;

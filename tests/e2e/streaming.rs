@@ -1,0 +1,79 @@
+//! Bodies stream both ways: a response's first chunk reaches the client before its last is
+//! produced, and a function sees an upload before the client has finished sending it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tests::{curl, function_dir, TestNode};
+use tokio::time::timeout;
+
+/// Long enough for anything that is going to happen on loopback; a test that hits it failed.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_streams_before_it_is_complete() {
+    let node = TestNode::start(&[function_dir("stream")]).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = timeout(PATIENCE, client.get(node.url("/stream").parse().unwrap()))
+        .await
+        .expect("the response head arrives while the body is still being produced")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = timeout(PATIENCE, body.frame())
+        .await
+        .expect("the first chunk arrives before the function produces the last")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first\n");
+
+    // Only now may the function produce its last chunk.
+    assert_eq!(curl("GET", &node.url("/release"), &[], None).await.text(), "released");
+    let rest = timeout(PATIENCE, body.collect()).await.expect("the body ends").unwrap().to_bytes();
+    assert_eq!(rest, "last\n");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_reaches_the_function_before_it_is_complete() {
+    let node = TestNode::start(&[function_dir("stream")]).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(1);
+    let body = StreamBody::new(tokio_stream_from(rx));
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(node.url("/upload")).body(body).unwrap();
+    let pending = tokio::spawn(client.request(request));
+
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    tx.send(Ok(Frame::data(chunk.clone()))).await.unwrap();
+    // The upload is unfinished: a node that buffered it whole would never answer here.
+    let response = timeout(PATIENCE, pending)
+        .await
+        .expect("the function answers before the upload is complete")
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Now send the rest: 10 MiB in all.
+    let total = 10 * 1024 * 1024;
+    for _ in 1..(total / chunk.len()) {
+        tx.send(Ok(Frame::data(chunk.clone()))).await.unwrap();
+    }
+    drop(tx);
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text, "first chunk seen\n");
+    let expected = format!("upload complete: {total} bytes");
+    let logged = node.logs.wait_for(PATIENCE, |r| r.message == expected);
+    assert!(logged.is_some(), "the function counted the whole upload: {:?}", node.logs.records());
+    node.shutdown().await;
+}
+
+/// A receiver as a stream of frames.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_core::Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

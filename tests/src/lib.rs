@@ -1,0 +1,154 @@
+//! Helpers for the end-to-end tests: a node started in-process on port 0 with its function
+//! logs captured, and paths to the fixture functions.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use config::NodeConfig;
+use edge_node::{FunctionSpec, Node, NodeOptions};
+use js_runtime::{LogRecord, LogSink};
+
+/// The folder of a fixture function under `tests/functions/`.
+pub fn function_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("functions").join(name)
+}
+
+/// Keeps every record a function logs, for tests to look at.
+#[derive(Default)]
+pub struct MemorySink {
+    records: Mutex<Vec<LogRecord>>,
+    changed: Condvar,
+}
+
+impl LogSink for MemorySink {
+    fn log(&self, record: LogRecord) {
+        self.records.lock().unwrap().push(record);
+        self.changed.notify_all();
+    }
+}
+
+impl MemorySink {
+    pub fn records(&self) -> Vec<LogRecord> {
+        self.records.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a record matching `pred`.
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&LogRecord) -> bool) -> Option<LogRecord> {
+        let deadline = Instant::now() + timeout;
+        let mut records = self.records.lock().unwrap();
+        loop {
+            if let Some(r) = records.iter().find(|r| pred(r)) {
+                return Some(r.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            records = self.changed.wait_timeout(records, left).unwrap().0;
+        }
+    }
+}
+
+/// A node serving some fixture functions on 127.0.0.1, port 0.
+pub struct TestNode {
+    node: Option<Node>,
+    pub addr: SocketAddr,
+    pub logs: Arc<MemorySink>,
+}
+
+impl TestNode {
+    pub async fn start(dirs: &[PathBuf]) -> TestNode {
+        let functions = dirs
+            .iter()
+            .map(|d| FunctionSpec::load(d).unwrap_or_else(|e| panic!("fixture {}: {e}", d.display())))
+            .collect();
+        TestNode::start_specs(functions).await
+    }
+
+    pub async fn start_specs(functions: Vec<FunctionSpec>) -> TestNode {
+        let mut config = NodeConfig::default();
+        config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+        let logs = Arc::new(MemorySink::default());
+        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone() })
+            .await
+            .expect("node starts");
+        let addr = node.http_addrs()[0];
+        TestNode { node: Some(node), addr, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+    }
+}
+
+/// The `edge-node` binary, built on first use.
+pub fn edge_node_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "edge-node", "--bin", "edge-node"])
+                .current_dir(root)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building edge-node failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            target.join("debug").join("edge-node")
+        })
+        .clone()
+}
+
+/// Runs curl (an independent HTTP client) and returns status, headers and body.
+pub struct CurlResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl CurlResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn curl(method: &str, url: &str, headers: &[(String, String)], body: Option<&[u8]>) -> CurlResponse {
+    let dir = tempfile::tempdir().unwrap();
+    let head_file = dir.path().join("head");
+    let body_file = dir.path().join("body");
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-sS", "--max-time", "30", "-X", method, "-D"])
+        .arg(&head_file)
+        .arg("-o")
+        .arg(&body_file);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    if let Some(body) = body {
+        let path = dir.path().join("request");
+        std::fs::write(&path, body).unwrap();
+        cmd.arg("--data-binary").arg(format!("@{}", path.display()));
+    }
+    cmd.arg(url);
+    let out = cmd.output().await.expect("curl is installed");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let head = std::fs::read_to_string(&head_file).unwrap();
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    CurlResponse { status, headers, body: std::fs::read(&body_file).unwrap() }
+}
