@@ -53,7 +53,9 @@ impl Route {
             return Err(format!("route `{text}` contains whitespace"));
         }
         if text.contains("://") {
-            return Err(format!("route `{text}` must not name a scheme; write `host/path`"));
+            return Err(format!(
+                "route `{text}` must not name a scheme; write `host/path`"
+            ));
         }
         let (host, path) = match text.find('/') {
             Some(0) => (None, text),
@@ -75,7 +77,10 @@ impl Route {
                 ));
             }
         }
-        Ok(Route { host: host.map(|h| h.to_ascii_lowercase()), path: path.to_string() })
+        Ok(Route {
+            host: host.map(|h| h.to_ascii_lowercase()),
+            path: path.to_string(),
+        })
     }
 }
 
@@ -88,7 +93,9 @@ fn valid_name(name: &str) -> bool {
 
 fn valid_var_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -96,10 +103,14 @@ impl EdgeConfig {
     /// Reads `DIR/edge.toml` and checks it, including that the entry file exists.
     pub fn load(dir: &Path) -> Result<EdgeConfig, ConfigError> {
         let file = dir.join(EDGE_FILE);
-        let text = std::fs::read_to_string(&file)
-            .map_err(|source| ConfigError::Read { path: file.clone(), source })?;
-        let config = EdgeConfig::parse(&text, dir)
-            .map_err(|problems| ConfigError::Invalid { file: file.clone(), problems })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let config = EdgeConfig::parse(&text, dir).map_err(|problems| ConfigError::Invalid {
+            file: file.clone(),
+            problems,
+        })?;
         let entry = dir.join(&config.entry);
         if !entry.is_file() {
             return Err(ConfigError::Invalid {
@@ -143,11 +154,15 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
         }
         Some(e)
             if e.is_absolute()
-                || e.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) =>
+                || e.components()
+                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) =>
         {
             r.problem(
                 "entry",
-                format!("`{}` must be a path inside the function folder", e.display()),
+                format!(
+                    "`{}` must be a path inside the function folder",
+                    e.display()
+                ),
             )
         }
         _ => {}
@@ -174,7 +189,13 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
             }
         }
     }
-    Some(EdgeConfig { name: name?, entry: entry?, routes, vars, dir: dir.to_path_buf() })
+    Some(EdgeConfig {
+        name: name?,
+        entry: entry?,
+        routes,
+        vars,
+        dir: dir.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -217,7 +238,15 @@ N = 3
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["colour", "name", "entry", "routes[1]", "routes[0]", "routes[2]", "vars.N"],
+            [
+                "colour",
+                "name",
+                "entry",
+                "routes[1]",
+                "routes[0]",
+                "routes[2]",
+                "vars.N"
+            ],
             "{problems:?}"
         );
     }

@@ -47,7 +47,10 @@ pub enum ConfigError {
     /// The file was read but holds one or more problems; all of them are listed.
     #[error("{} has {} problem{}:\n{}", file.display(), problems.len(),
         if problems.len() == 1 { "" } else { "s" }, list(problems))]
-    Invalid { file: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 impl ConfigError {
@@ -61,5 +64,9 @@ impl ConfigError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

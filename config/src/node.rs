@@ -9,7 +9,7 @@ use crate::reader::{parse_toml, Reader};
 use crate::{ConfigError, Problem};
 
 /// A node's whole configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NodeConfig {
     pub node: NodeSection,
     pub http: HttpConfig,
@@ -52,23 +52,18 @@ pub struct FunctionsConfig {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { id: "local".into(), region: "local".into(), data_dir: PathBuf::from("data") }
+        NodeSection {
+            id: "local".into(),
+            region: "local".into(),
+            data_dir: PathBuf::from("data"),
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))] }
-    }
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            node: NodeSection::default(),
-            http: HttpConfig::default(),
-            runtime: RuntimeConfig::default(),
-            functions: None,
+        HttpConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
         }
     }
 }
@@ -76,11 +71,15 @@ impl Default for NodeConfig {
 impl NodeConfig {
     /// Reads and checks a node.toml; relative paths are resolved from the file's folder.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        NodeConfig::parse(&text, base)
-            .map_err(|problems| ConfigError::Invalid { file: path.to_path_buf(), problems })
+        NodeConfig::parse(&text, base).map_err(|problems| ConfigError::Invalid {
+            file: path.to_path_buf(),
+            problems,
+        })
     }
 
     /// Parses node.toml text; relative paths are resolved from `base`.
@@ -101,7 +100,10 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     r.deny_unknown(t, "", &["version", "node", "http", "runtime", "functions"]);
     match r.integer(t, "", "version") {
         Some(1) => {}
-        Some(v) => r.problem("version", format!("unsupported version {v}; this node reads version 1")),
+        Some(v) => r.problem(
+            "version",
+            format!("unsupported version {v}; this node reads version 1"),
+        ),
         None if !t.contains_key("version") => r.problem("version", "missing; write `version = 1`"),
         None => {}
     }
@@ -160,8 +162,11 @@ mod tests {
 
     #[test]
     fn defaults_and_relative_paths() {
-        let c = NodeConfig::parse("version = 1\n[functions]\ndir = \"fns\"", Path::new("/etc/edge"))
-            .unwrap();
+        let c = NodeConfig::parse(
+            "version = 1\n[functions]\ndir = \"fns\"",
+            Path::new("/etc/edge"),
+        )
+        .unwrap();
         assert_eq!(c.http.listen, HttpConfig::default().listen);
         assert_eq!(c.node.data_dir, PathBuf::from("/etc/edge/data"));
         assert_eq!(c.functions.unwrap().dir, PathBuf::from("/etc/edge/fns"));
@@ -175,6 +180,14 @@ mod tests {
         )
         .unwrap_err();
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["version", "http.port", "http.listen[0]", "runtime.allow_eval"]);
+        assert_eq!(
+            paths,
+            [
+                "version",
+                "http.port",
+                "http.listen[0]",
+                "runtime.allow_eval"
+            ]
+        );
     }
 }

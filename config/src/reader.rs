@@ -35,7 +35,10 @@ fn type_name(v: &Value) -> &'static str {
 
 impl Reader {
     pub fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { path: path.into(), message: message.into() });
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     /// Reports every key of `table` that is not in `known`.
@@ -61,7 +64,10 @@ impl Reader {
         let value = table.get(key)?;
         let picked = pick(value);
         if picked.is_none() {
-            self.problem(join(path, key), format!("expected {want}, found {}", type_name(value)));
+            self.problem(
+                join(path, key),
+                format!("expected {want}, found {}", type_name(value)),
+            );
         }
         picked
     }
@@ -71,7 +77,9 @@ impl Reader {
     }
 
     pub fn string(&mut self, table: &Table, path: &str, key: &str) -> Option<String> {
-        self.typed(table, path, key, "a string", |v| v.as_str().map(str::to_owned))
+        self.typed(table, path, key, "a string", |v| {
+            v.as_str().map(str::to_owned)
+        })
     }
 
     pub fn bool(&mut self, table: &Table, path: &str, key: &str) -> Option<bool> {
@@ -139,6 +147,9 @@ pub(crate) fn parse_toml(text: &str) -> Result<Table, Problem> {
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             message = format!("line {line}, column {column}: {message}");
         }
-        Problem { path: String::new(), message: format!("invalid TOML: {message}") }
+        Problem {
+            path: String::new(),
+            message: format!("invalid TOML: {message}"),
+        }
     })
 }

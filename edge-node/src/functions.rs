@@ -23,16 +23,21 @@ impl FunctionSpec {
     /// Reads `DIR/edge.toml` and bundles the function's modules.
     pub fn load(dir: &Path) -> Result<FunctionSpec, FunctionsError> {
         let config = EdgeConfig::load(dir).map_err(|e| FunctionsError(vec![e.to_string()]))?;
-        let bundle = Bundle::from_dir(dir, &config.name, &config.entry).map_err(|e| {
-            FunctionsError(vec![format!("{}: {e}", dir.join(EDGE_FILE).display())])
-        })?;
-        Ok(FunctionSpec { config, bundle: Arc::new(bundle) })
+        let bundle = Bundle::from_dir(dir, &config.name, &config.entry)
+            .map_err(|e| FunctionsError(vec![format!("{}: {e}", dir.join(EDGE_FILE).display())]))?;
+        Ok(FunctionSpec {
+            config,
+            bundle: Arc::new(bundle),
+        })
     }
 
     /// Loads every sub-folder of `dir` that holds an edge.toml. Names must be unique.
     pub fn load_all(dir: &Path) -> Result<Vec<FunctionSpec>, FunctionsError> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
-            FunctionsError(vec![format!("cannot read functions dir {}: {e}", dir.display())])
+            FunctionsError(vec![format!(
+                "cannot read functions dir {}: {e}",
+                dir.display()
+            )])
         })?;
         let mut folders: Vec<PathBuf> = entries
             .filter_map(Result::ok)
@@ -83,7 +88,11 @@ pub enum Instance {
 impl Function {
     /// Starts the function's worker. A function that cannot start is kept as [`Instance::Broken`]
     /// with its error in its log, so the node goes on serving the others.
-    pub async fn start(spec: FunctionSpec, allow_eval: bool, log_sink: Arc<dyn LogSink>) -> Function {
+    pub async fn start(
+        spec: FunctionSpec,
+        allow_eval: bool,
+        log_sink: Arc<dyn LogSink>,
+    ) -> Function {
         let name: Arc<str> = Arc::from(spec.config.name.as_str());
         let options = WorkerOptions {
             name: name.clone(),
@@ -91,7 +100,9 @@ impl Function {
             vars: spec.config.vars.clone(),
             allow_eval,
         };
-        let services = WorkerServices { log_sink: log_sink.clone() };
+        let services = WorkerServices {
+            log_sink: log_sink.clone(),
+        };
         let instance = match Worker::start(options, services).await {
             Ok(handle) => Instance::Ready(handle),
             Err(e) => {

@@ -27,7 +27,10 @@ pub struct Site {
 impl Site {
     pub fn new(functions: Vec<Function>) -> Site {
         let router = Router::new(
-            functions.iter().enumerate().map(|(i, f)| (i, f.spec.config.routes.as_slice())),
+            functions
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (i, f.spec.config.routes.as_slice())),
         );
         Site { functions, router }
     }
@@ -60,7 +63,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(&app, req, remote).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -69,7 +74,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after the grace period; closing them");
     }
 }
@@ -83,16 +91,24 @@ fn failure_response(outcome: Outcome, request_id: &str) -> Response<OutBody> {
     let status = outcome.http_status().unwrap_or(500);
     let body = serde_json::json!({ "error": outcome.as_str(), "request_id": request_id });
     let mut response = Response::new(OutBody::full(body.to_string()));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 fn bad_request(message: &str, request_id: &str) -> Response<OutBody> {
-    let body = serde_json::json!({ "error": "bad_request", "message": message, "request_id": request_id });
+    let body =
+        serde_json::json!({ "error": "bad_request", "message": message, "request_id": request_id });
     let mut response = Response::new(OutBody::full(body.to_string()));
     *response.status_mut() = StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -108,7 +124,10 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 
 fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority.split(']').next().map_or(authority, |h| &authority[..h.len() + 1]);
+        return authority
+            .split(']')
+            .next()
+            .map_or(authority, |h| &authority[..h.len() + 1]);
     }
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
@@ -122,7 +141,12 @@ async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Respon
     response
 }
 
-async fn route(app: &App, req: Request<Incoming>, request_id: &str, remote: SocketAddr) -> Response<OutBody> {
+async fn route(
+    app: &App,
+    req: Request<Incoming>,
+    request_id: &str,
+    remote: SocketAddr,
+) -> Response<OutBody> {
     let Some(authority) = request_host(&req) else {
         return bad_request("the request names no host", request_id);
     };

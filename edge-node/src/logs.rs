@@ -7,7 +7,10 @@ use js_runtime::{Level, LogRecord, LogSink};
 
 /// Milliseconds since the Unix epoch.
 fn epoch_ms(record: &LogRecord) -> u128 {
-    record.ts.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    record
+        .ts
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// A record as one JSON object: `{ts, level, function, invocation_id, message}`.
@@ -34,7 +37,11 @@ impl LogSink for TerminalSink {
             Level::Error => "error",
         };
         let ts = humantime::format_rfc3339_millis(record.ts);
-        let id = record.invocation_id.as_deref().map(|id| &id[id.len().saturating_sub(8)..]).unwrap_or("-");
+        let id = record
+            .invocation_id
+            .as_deref()
+            .map(|id| &id[id.len().saturating_sub(8)..])
+            .unwrap_or("-");
         let mut text = String::new();
         for (i, line) in record.message.lines().enumerate() {
             if i == 0 {
@@ -60,10 +67,18 @@ impl LogSink for TracingSink {
         let function = record.function.as_ref();
         let message = record.message.as_str();
         match record.level {
-            Level::Debug => tracing::debug!(target: "function", function, invocation_id = id, "{message}"),
-            Level::Log => tracing::info!(target: "function", function, invocation_id = id, "{message}"),
-            Level::Warn => tracing::warn!(target: "function", function, invocation_id = id, "{message}"),
-            Level::Error => tracing::error!(target: "function", function, invocation_id = id, "{message}"),
+            Level::Debug => {
+                tracing::debug!(target: "function", function, invocation_id = id, "{message}")
+            }
+            Level::Log => {
+                tracing::info!(target: "function", function, invocation_id = id, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "function", function, invocation_id = id, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "function", function, invocation_id = id, "{message}")
+            }
         }
     }
 }

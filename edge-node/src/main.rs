@@ -16,7 +16,11 @@ use edge_node::{FunctionSpec, Node, NodeOptions};
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "edge-node", version, about = "Run JavaScript functions in V8 isolates behind HTTP")]
+#[command(
+    name = "edge-node",
+    version,
+    about = "Run JavaScript functions in V8 isolates behind HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +61,10 @@ struct BadConfig(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -92,7 +99,9 @@ fn println_ok(config: &Path) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("EDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -123,9 +132,13 @@ fn check(path: &Path) -> anyhow::Result<()> {
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let (config, functions) = load(path)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), node = %config.node.id, region = %config.node.region, "starting");
-    let node = Node::start(NodeOptions { config, functions, log_sink: Arc::new(TracingSink) })
-        .await
-        .context("starting the node")?;
+    let node = Node::start(NodeOptions {
+        config,
+        functions,
+        log_sink: Arc::new(TracingSink),
+    })
+    .await
+    .context("starting the node")?;
     shutdown_signal().await;
     tracing::info!("shutting down: draining open requests");
     node.shutdown().await;
@@ -136,7 +149,10 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
 /// Loads a function folder for `dev`: every path routes to it.
 fn load_dev(dir: &Path) -> anyhow::Result<FunctionSpec> {
     let mut spec = FunctionSpec::load(dir).map_err(|e| BadConfig(e.to_string()))?;
-    spec.config.routes = vec![Route { host: None, path: "/*".into() }];
+    spec.config.routes = vec![Route {
+        host: None,
+        path: "/*".into(),
+    }];
     Ok(spec)
 }
 
@@ -146,9 +162,13 @@ async fn dev(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     config.http.listen = vec![listen];
     config.runtime.allow_eval = false;
     let name = spec.config.name.clone();
-    let node = Node::start(NodeOptions { config, functions: vec![spec], log_sink: Arc::new(TerminalSink) })
-        .await
-        .context("starting the dev server")?;
+    let node = Node::start(NodeOptions {
+        config,
+        functions: vec![spec],
+        log_sink: Arc::new(TerminalSink),
+    })
+    .await
+    .context("starting the dev server")?;
     for addr in node.http_addrs() {
         tracing::info!("{name} is running at http://{addr}/ (Ctrl-C to stop)");
     }
@@ -183,7 +203,9 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
@@ -206,10 +228,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

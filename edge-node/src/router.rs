@@ -31,7 +31,7 @@ impl Router {
             .into_iter()
             .flat_map(|(i, rs)| rs.iter().map(move |r| (r.clone(), i)))
             .collect();
-        table.sort_by(|a, b| specificity(&b.0).cmp(&specificity(&a.0)));
+        table.sort_by_key(|(route, _)| std::cmp::Reverse(specificity(route)));
         Router { routes: table }
     }
 
@@ -40,7 +40,9 @@ impl Router {
         let host = host.to_ascii_lowercase();
         self.routes
             .iter()
-            .find(|(route, _)| host_matches(route.host.as_deref(), &host) && path_matches(&route.path, path))
+            .find(|(route, _)| {
+                host_matches(route.host.as_deref(), &host) && path_matches(&route.path, path)
+            })
             .map(|(_, i)| *i)
     }
 }
@@ -49,7 +51,11 @@ fn host_matches(pattern: Option<&str>, host: &str) -> bool {
     match pattern {
         None => true,
         Some(p) => match p.strip_prefix("*.") {
-            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host[..host.len() - suffix.len()].ends_with('.'),
+            Some(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.ends_with(suffix)
+                    && host[..host.len() - suffix.len()].ends_with('.')
+            }
             None => p == host,
         },
     }
@@ -101,14 +107,24 @@ mod tests {
 
     #[test]
     fn most_specific_route_wins() {
-        let r = router(&[&["/*"], &["/api/*"], &["/api/users/*"], &["api.example.com/*"], &["*.example.com/*"]]);
+        let r = router(&[
+            &["/*"],
+            &["/api/*"],
+            &["/api/users/*"],
+            &["api.example.com/*"],
+            &["*.example.com/*"],
+        ]);
         assert_eq!(r.find("localhost", "/"), Some(0));
         assert_eq!(r.find("localhost", "/api"), Some(1));
         assert_eq!(r.find("localhost", "/api/x"), Some(1));
         assert_eq!(r.find("localhost", "/api/users/7"), Some(2));
         assert_eq!(r.find("API.example.com", "/api/users/7"), Some(3));
         assert_eq!(r.find("www.example.com", "/"), Some(4));
-        assert_eq!(r.find("example.com", "/"), Some(0), "*.example.com needs a subdomain");
+        assert_eq!(
+            r.find("example.com", "/"),
+            Some(0),
+            "*.example.com needs a subdomain"
+        );
     }
 
     #[test]

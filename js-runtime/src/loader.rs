@@ -25,7 +25,12 @@ impl BundleLoader {
 }
 
 impl ModuleLoader for BundleLoader {
-    fn resolve(&self, specifier: &str, referrer: &str, _kind: ResolutionKind) -> ModuleResolveResponse {
+    fn resolve(
+        &self,
+        specifier: &str,
+        referrer: &str,
+        _kind: ResolutionKind,
+    ) -> ModuleResolveResponse {
         let resolved = deno_core::resolve_import(specifier, referrer).map_err(|_| {
             JsErrorBox::type_error(format!(
                 "cannot resolve `{specifier}` imported from {referrer}: only relative imports of the function's own modules are available"
@@ -47,7 +52,11 @@ impl ModuleLoader for BundleLoader {
     ) -> ModuleLoadResponse {
         let source = Self::bundle_path(specifier).and_then(|path| {
             let source = self.bundle.source(path)?;
-            let kind = if path.ends_with(".json") { ModuleType::Json } else { ModuleType::JavaScript };
+            let kind = if path.ends_with(".json") {
+                ModuleType::Json
+            } else {
+                ModuleType::JavaScript
+            };
             Some((source, kind))
         });
         ModuleLoadResponse::Sync(match source {
@@ -57,7 +66,9 @@ impl ModuleLoader for BundleLoader {
                 specifier,
                 None,
             )),
-            None => Err(JsErrorBox::type_error(format!("module {specifier} is not in the function"))),
+            None => Err(JsErrorBox::type_error(format!(
+                "module {specifier} is not in the function"
+            ))),
         })
     }
 }

@@ -67,7 +67,9 @@ impl Worker {
         match ready_rx.await {
             Ok(Ok(())) => Ok(WorkerHandle { inbox }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
+            Err(_) => Err(StartError::Module(
+                "the isolate stopped while starting".into(),
+            )),
         }
     }
 }
@@ -81,8 +83,17 @@ impl WorkerHandle {
         request: http::Request<crate::RequestBody>,
     ) -> Result<HttpResponse, Failure> {
         let (reply, response) = oneshot::channel();
-        let gone = || Failure { outcome: Outcome::Internal, message: "the isolate stopped".into() };
-        self.inbox.send(Invocation { invocation_id, request, reply }).map_err(|_| gone())?;
+        let gone = || Failure {
+            outcome: Outcome::Internal,
+            message: "the isolate stopped".into(),
+        };
+        self.inbox
+            .send(Invocation {
+                invocation_id,
+                request,
+                reply,
+            })
+            .map_err(|_| gone())?;
         response.await.map_err(|_| gone())?
     }
 }
@@ -93,7 +104,10 @@ fn run_thread(
     inbox: mpsc::UnboundedReceiver<Invocation>,
     ready: oneshot::Sender<Result<(), StartError>>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(StartError::Thread(e)));
@@ -140,36 +154,43 @@ async fn boot(
     let mut js = JsRuntime::new(RuntimeOptions {
         startup_snapshot: Some(crate::SNAPSHOT),
         extensions: ext::extensions(),
-        module_loader: Some(Rc::new(BundleLoader { bundle: options.bundle.clone() })),
+        module_loader: Some(Rc::new(BundleLoader {
+            bundle: options.bundle.clone(),
+        })),
         ..Default::default()
     });
     {
         let state = js.op_state();
         let mut state = state.borrow_mut();
-        state.put(Host::new(options.name.clone(), services.log_sink.clone(), inbox));
+        state.put(Host::new(
+            options.name.clone(),
+            services.log_sink.clone(),
+            inbox,
+        ));
         state.put(outbound_permissions());
     }
     let module_error = |e: deno_core::error::CoreError| StartError::Module(e.to_string());
     let start = {
         let value = js
-            .execute_script(
-                "isola:bootstrap",
-                HIDE_HOST,
-            )
+            .execute_script("isola:bootstrap", HIDE_HOST)
             .map_err(|e| StartError::Module(e.to_string()))?;
         deno_core::scope!(scope, &mut js);
         let local = v8::Local::new(scope, value);
         let function = v8::Local::<v8::Function>::try_from(local)
             .map_err(|_| StartError::Module("the runtime's start function is missing".into()))?;
         if !options.allow_eval {
-            scope.get_current_context().set_allow_generation_from_strings(false);
+            scope
+                .get_current_context()
+                .set_allow_generation_from_strings(false);
         }
         v8::Global::new(scope, function)
     };
     let main = module_url(&options.bundle.manifest().entry);
     let id = js.load_main_es_module(&main).await.map_err(module_error)?;
     let evaluated = js.mod_evaluate(id);
-    js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
+    js.run_event_loop(PollEventLoopOptions::default())
+        .await
+        .map_err(module_error)?;
     evaluated.await.map_err(module_error)?;
     let namespace = js.get_module_namespace(id).map_err(module_error)?;
     let vars = {
@@ -198,8 +219,7 @@ async fn boot(
 /// The permissions deno_fetch checks before an outbound request. Every destination is
 /// allowed for now; the private-address policy replaces this.
 fn outbound_permissions() -> deno_permissions::PermissionsContainer {
-    let parser = deno_permissions::RuntimePermissionDescriptorParser::new(
-        sys_traits::impls::RealSys,
-    );
+    let parser =
+        deno_permissions::RuntimePermissionDescriptorParser::new(sys_traits::impls::RealSys);
     deno_permissions::PermissionsContainer::allow_all(Arc::new(parser))
 }

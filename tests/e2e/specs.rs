@@ -44,16 +44,32 @@ fn get() -> String {
 async fn run_case(dir: &Path) -> Vec<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     let text = std::fs::read_to_string(dir.join("exchange.toml")).unwrap();
-    let spec: Exchanges = toml::from_str(&text).unwrap_or_else(|e| panic!("{name}/exchange.toml: {e}"));
+    let spec: Exchanges =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{name}/exchange.toml: {e}"));
     let node = TestNode::start(&[dir.to_path_buf()]).await;
     let mut failures = Vec::new();
     for (i, ex) in spec.exchange.iter().enumerate() {
         let at = format!("{name} #{i} {} {}", ex.method, ex.path);
-        let headers: Vec<_> = ex.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let res = curl(&ex.method, &node.url(&ex.path), &headers, ex.body.as_deref().map(str::as_bytes)).await;
+        let headers: Vec<_> = ex
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let res = curl(
+            &ex.method,
+            &node.url(&ex.path),
+            &headers,
+            ex.body.as_deref().map(str::as_bytes),
+        )
+        .await;
         let mut fail = |what: String| failures.push(format!("{at}: {what}"));
         if res.status != ex.status {
-            fail(format!("status {} (expected {}), body {}", res.status, ex.status, res.text()));
+            fail(format!(
+                "status {} (expected {}), body {}",
+                res.status,
+                ex.status,
+                res.text()
+            ));
         }
         let request_id = res.header("x-request-id").unwrap_or_default().to_string();
         if request_id.is_empty() {
@@ -91,7 +107,8 @@ async fn run_case(dir: &Path) -> Vec<String> {
         }
         for needle in &ex.logs_contain {
             let found = node.logs.wait_for(Duration::from_secs(5), |r| {
-                r.invocation_id.as_deref() == Some(request_id.as_str()) && r.message.contains(needle.as_str())
+                r.invocation_id.as_deref() == Some(request_id.as_str())
+                    && r.message.contains(needle.as_str())
             });
             if found.is_none() {
                 let mine: Vec<_> = node
@@ -101,7 +118,9 @@ async fn run_case(dir: &Path) -> Vec<String> {
                     .filter(|r| r.invocation_id.as_deref() == Some(request_id.as_str()))
                     .map(|r| r.message)
                     .collect();
-                fail(format!("no log record of this invocation contains {needle:?}; it logged {mine:?}"));
+                fail(format!(
+                    "no log record of this invocation contains {needle:?}; it logged {mine:?}"
+                ));
             }
         }
     }
@@ -123,5 +142,10 @@ async fn every_spec_folder() {
     for case in &cases {
         failures.extend(run_case(case).await);
     }
-    assert!(failures.is_empty(), "{} spec failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} spec failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -12,7 +12,9 @@ use js_runtime::{LogRecord, LogSink};
 
 /// The folder of a fixture function under `tests/functions/`.
 pub fn function_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("functions").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("functions")
+        .join(name)
 }
 
 /// Keeps every record a function logs, for tests to look at.
@@ -35,7 +37,11 @@ impl MemorySink {
     }
 
     /// Waits up to `timeout` for a record matching `pred`.
-    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&LogRecord) -> bool) -> Option<LogRecord> {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&LogRecord) -> bool,
+    ) -> Option<LogRecord> {
         let deadline = Instant::now() + timeout;
         let mut records = self.records.lock().unwrap();
         loop {
@@ -59,7 +65,9 @@ impl TestNode {
     pub async fn start(dirs: &[PathBuf]) -> TestNode {
         let functions = dirs
             .iter()
-            .map(|d| FunctionSpec::load(d).unwrap_or_else(|e| panic!("fixture {}: {e}", d.display())))
+            .map(|d| {
+                FunctionSpec::load(d).unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
+            })
             .collect();
         TestNode::start_specs(functions).await
     }
@@ -68,11 +76,19 @@ impl TestNode {
         let mut config = NodeConfig::default();
         config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         let logs = Arc::new(MemorySink::default());
-        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone() })
-            .await
-            .expect("node starts");
+        let node = Node::start(NodeOptions {
+            config,
+            functions,
+            log_sink: logs.clone(),
+        })
+        .await
+        .expect("node starts");
         let addr = node.http_addrs()[0];
-        TestNode { node: Some(node), addr, logs }
+        TestNode {
+            node: Some(node),
+            addr,
+            logs,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -115,14 +131,22 @@ pub struct CurlResponse {
 
 impl CurlResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-pub async fn curl(method: &str, url: &str, headers: &[(String, String)], body: Option<&[u8]>) -> CurlResponse {
+pub async fn curl(
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> CurlResponse {
     let dir = tempfile::tempdir().unwrap();
     let head_file = dir.path().join("head");
     let body_file = dir.path().join("body");
@@ -141,14 +165,26 @@ pub async fn curl(method: &str, url: &str, headers: &[(String, String)], body: O
     }
     cmd.arg(url);
     let out = cmd.output().await.expect("curl is installed");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let head = std::fs::read_to_string(&head_file).unwrap();
     let mut lines = head.lines();
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    CurlResponse { status, headers, body: std::fs::read(&body_file).unwrap() }
+    CurlResponse {
+        status,
+        headers,
+        body: std::fs::read(&body_file).unwrap(),
+    }
 }

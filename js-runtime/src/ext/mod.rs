@@ -84,7 +84,10 @@ struct Live {
 impl Live {
     fn fail(&mut self, outcome: Outcome, message: &str) {
         if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Err(Failure { outcome, message: message.to_string() }));
+            let _ = reply.send(Err(Failure {
+                outcome,
+                message: message.to_string(),
+            }));
         } else if let Some(stream) = self.stream.take() {
             // The head is already sent: abort the body so the client sees a broken response.
             let _ = stream.try_send(Err(BodyError(format!("{}: {message}", outcome.as_str()))));
@@ -134,8 +137,14 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
     };
     let next = rx.recv().await;
     *inbox.borrow_mut() = Some(rx);
-    let Some(invocation) = next else { return Ok(None) };
-    let Invocation { invocation_id, request, reply } = invocation;
+    let Some(invocation) = next else {
+        return Ok(None);
+    };
+    let Invocation {
+        invocation_id,
+        request,
+        reply,
+    } = invocation;
     let (parts, body) = request.into_parts();
     let headers = parts
         .headers
@@ -174,7 +183,9 @@ async fn op_isola_read(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> Result<Ve
         let host = state.borrow::<Host>();
         host.live.get(&id).and_then(|l| l.body.clone())
     };
-    let Some(body) = body else { return Ok(Vec::new()) };
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
     let mut rx = body.lock().await;
     match rx.recv().await {
         Some(Ok(bytes)) => Ok(Vec::from(bytes)),
@@ -183,7 +194,10 @@ async fn op_isola_read(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> Result<Ve
     }
 }
 
-fn response_head(status: u32, headers: Vec<(ByteString, ByteString)>) -> Result<http::response::Builder, JsErrorBox> {
+fn response_head(
+    status: u32,
+    headers: Vec<(ByteString, ByteString)>,
+) -> Result<http::response::Builder, JsErrorBox> {
     let status = u16::try_from(status)
         .ok()
         .and_then(|s| http::StatusCode::from_u16(s).ok())
@@ -262,7 +276,12 @@ async fn op_isola_write(
     #[smi] id: u32,
     #[buffer] chunk: JsBuffer,
 ) -> bool {
-    let tx = state.borrow().borrow::<Host>().live.get(&id).and_then(|l| l.stream.clone());
+    let tx = state
+        .borrow()
+        .borrow::<Host>()
+        .live
+        .get(&id)
+        .and_then(|l| l.stream.clone());
     match tx {
         Some(tx) => tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok(),
         None => false,
@@ -271,8 +290,13 @@ async fn op_isola_write(
 
 /// Ends an invocation with a failure (`kind` names an [`Outcome`]).
 #[op2(fast)]
-fn op_isola_fail(state: &mut OpState, #[smi] id: u32, #[string] kind: &str, #[string] message: &str) {
-    let outcome = Outcome::from_str(kind).unwrap_or(Outcome::Internal);
+fn op_isola_fail(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[string] kind: &str,
+    #[string] message: &str,
+) {
+    let outcome = Outcome::from_label(kind).unwrap_or(Outcome::Internal);
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.fail(outcome, message);
     }

@@ -108,7 +108,7 @@ impl Outcome {
     }
 
     /// The outcome named by [`Outcome::as_str`].
-    pub fn from_str(label: &str) -> Option<Outcome> {
+    pub fn from_label(label: &str) -> Option<Outcome> {
         Outcome::ALL.into_iter().find(|o| o.as_str() == label)
     }
 

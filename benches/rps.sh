@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Warm hello-world requests per second, one run, four servers with the same handler:
+# edge-node (the function in benches/hello-fn), a plain hyper server, Deno.serve and Node's
+# http. Servers are pinned to CPU 0 and wrk to CPU 1; results print as a table with ratios
+# to plain hyper.
+#
+# Usage: benches/rps.sh            (DURATION=10s CONNECTIONS=50 by default)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-50}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
+if ! python3 -c 'import deno' 2>/dev/null; then python3 -m pip install -q deno; fi
+deno_bin="$(python3 -c 'import deno, os; print(deno.find_deno_bin())' 2>/dev/null || command -v deno)"
+
+scripts/cargo build --release -q -p edge-node -p benches
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    curl -fs "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "server on port $1 did not start" >&2
+  return 1
+}
+
+measure() { # name port command...
+  local name="$1" port="$2"; shift 2
+  EDGE_LOG=warn taskset -c 0 "$@" >/dev/null 2>&1 &
+  local pid=$!
+  wait_port "$port"
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/" >/dev/null # warm up
+  local rps
+  rps=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$name $rps"
+}
+
+results=$(
+  measure hyper 8090 "$target/hyper-hello" 127.0.0.1:8090
+  measure edge-node 8091 "$target/edge-node" dev benches/hello-fn --listen 127.0.0.1:8091
+  measure deno 8093 "$deno_bin" run --allow-net benches/deno-hello.js 8093
+  measure node 8092 node benches/node-hello.mjs 8092
+)
+echo "$results" | awk -v d="$DURATION" -v c="$CONNECTIONS" '
+  { name[NR] = $1; rps[NR] = $2; if ($1 == "hyper") base = $2 }
+  END {
+    printf "wrk -t1 -c%s -d%s, server on CPU 0, wrk on CPU 1\n", c, d
+    printf "%-10s %12s %10s\n", "server", "req/s", "vs hyper"
+    for (i = 1; i <= NR; i++) printf "%-10s %12.0f %10.2f\n", name[i], rps[i], rps[i] / base
+  }'

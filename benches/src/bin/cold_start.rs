@@ -1,0 +1,80 @@
+//! Cold start: a new isolate from the startup snapshot, the function's module loaded and
+//! evaluated, and its first response received. Prints p50, p90, p99 and max over N starts.
+//!
+//! Usage: cold-start [N]  (default 200)
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bundler::Bundle;
+use js_runtime::{LogRecord, LogSink, ResponseBody, Worker, WorkerOptions, WorkerServices};
+
+struct Discard;
+impl LogSink for Discard {
+    fn log(&self, _: LogRecord) {}
+}
+
+const HELLO: &str = r#"export default {
+  fetch(request, env) {
+    return new Response("Hello, world!\n", { headers: { "content-type": "text/plain" } });
+  },
+};"#;
+
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut sources = BTreeMap::new();
+    sources.insert("index.js".to_string(), Arc::from(HELLO));
+    let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
+    let services = WorkerServices {
+        log_sink: Arc::new(Discard),
+    };
+    let mut samples: Vec<Duration> = Vec::with_capacity(n);
+    rt.block_on(async {
+        for i in 0..n + 10 {
+            let options = WorkerOptions {
+                name: Arc::from("hello"),
+                bundle: bundle.clone(),
+                vars: BTreeMap::new(),
+                allow_eval: false,
+            };
+            let started = Instant::now();
+            let worker = Worker::start(options, services.clone())
+                .await
+                .expect("start");
+            let request = http::Request::get("http://localhost/")
+                .body(None)
+                .expect("request");
+            let response = worker
+                .invoke(Arc::from(format!("cold-{i}")), request)
+                .await
+                .expect("response");
+            let elapsed = started.elapsed();
+            assert!(
+                matches!(response.body(), ResponseBody::Full(b) if b.as_ref() == b"Hello, world!\n")
+            );
+            drop(worker);
+            if i >= 10 {
+                samples.push(elapsed); // the first 10 warm up the process (page faults, caches)
+            }
+        }
+    });
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "cold start over {n} isolates: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(at(0.50)),
+        ms(at(0.90)),
+        ms(at(0.99)),
+        ms(samples[samples.len() - 1])
+    );
+}
