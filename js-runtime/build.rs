@@ -1,11 +1,7 @@
 //! Evaluates the Web API extensions and Isola's runtime JavaScript into a V8 startup
 //! snapshot, so a new isolate starts with every global already in place.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "only the extension list is used here"
-)]
+#[allow(dead_code, unused_imports, reason = "only the extension list is used here")]
 #[path = "src/ext/mod.rs"]
 mod ext;
 

@@ -105,19 +105,11 @@ impl Bundle {
                 whole.update(path.as_bytes());
                 whole.update([0]);
                 whole.update(hash.as_bytes());
-                ModuleInfo {
-                    path: path.clone(),
-                    hash,
-                    size: source.len() as u64,
-                }
+                ModuleInfo { path: path.clone(), hash, size: source.len() as u64 }
             })
             .collect();
         Ok(Bundle {
-            manifest: Manifest {
-                name: name.to_string(),
-                entry: entry.to_string(),
-                modules,
-            },
+            manifest: Manifest { name: name.to_string(), entry: entry.to_string(), modules },
             sources,
             hash: hex(&whole.finalize()),
         })
@@ -174,9 +166,7 @@ fn gather(
         if kind.is_dir() {
             gather(root, &path, out, total)?;
         } else if kind.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| MODULE_EXTENSIONS.iter().any(|m| e == *m))
+            && path.extension().is_some_and(|e| MODULE_EXTENSIONS.iter().any(|m| e == *m))
         {
             let bytes = std::fs::read(&path).map_err(read_err(&path))?;
             *total += bytes.len() as u64;
@@ -213,17 +203,9 @@ mod tests {
         write(dir.path(), "README.md", "not a module");
         write(dir.path(), "node_modules/x/index.js", "skipped");
         let a = Bundle::from_dir(dir.path(), "f", Path::new("src/index.js")).unwrap();
-        let paths: Vec<_> = a
-            .manifest()
-            .modules
-            .iter()
-            .map(|m| m.path.as_str())
-            .collect();
+        let paths: Vec<_> = a.manifest().modules.iter().map(|m| m.path.as_str()).collect();
         assert_eq!(paths, ["src/index.js", "src/lib/data.json"]);
-        assert_eq!(
-            a.source("src/index.js").unwrap().as_ref(),
-            "export default {}"
-        );
+        assert_eq!(a.source("src/index.js").unwrap().as_ref(), "export default {}");
 
         let again = Bundle::from_dir(dir.path(), "f", Path::new("./src/index.js")).unwrap();
         assert_eq!(a.hash(), again.hash());

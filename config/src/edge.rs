@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use toml::Table;
 
+use crate::limits::{read_request, LimitsRequest};
 use crate::reader::{join, parse_toml, Reader};
 use crate::{ConfigError, Problem};
 
@@ -24,6 +25,9 @@ pub struct EdgeConfig {
     pub routes: Vec<Route>,
     /// Plain-text variables the function reads as `env.NAME`.
     pub vars: BTreeMap<String, String>,
+    /// `[limits]`: what the function asks for; the node's defaults fill the rest and its
+    /// maximums cap it.
+    pub limits: LimitsRequest,
     /// The folder holding `edge.toml`; `entry` is resolved from it.
     pub dir: PathBuf,
 }
@@ -53,9 +57,7 @@ impl Route {
             return Err(format!("route `{text}` contains whitespace"));
         }
         if text.contains("://") {
-            return Err(format!(
-                "route `{text}` must not name a scheme; write `host/path`"
-            ));
+            return Err(format!("route `{text}` must not name a scheme; write `host/path`"));
         }
         let (host, path) = match text.find('/') {
             Some(0) => (None, text),
@@ -77,10 +79,7 @@ impl Route {
                 ));
             }
         }
-        Ok(Route {
-            host: host.map(|h| h.to_ascii_lowercase()),
-            path: path.to_string(),
-        })
+        Ok(Route { host: host.map(|h| h.to_ascii_lowercase()), path: path.to_string() })
     }
 }
 
@@ -93,9 +92,7 @@ fn valid_name(name: &str) -> bool {
 
 fn valid_var_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -103,14 +100,10 @@ impl EdgeConfig {
     /// Reads `DIR/edge.toml` and checks it, including that the entry file exists.
     pub fn load(dir: &Path) -> Result<EdgeConfig, ConfigError> {
         let file = dir.join(EDGE_FILE);
-        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let config = EdgeConfig::parse(&text, dir).map_err(|problems| ConfigError::Invalid {
-            file: file.clone(),
-            problems,
-        })?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|source| ConfigError::Read { path: file.clone(), source })?;
+        let config = EdgeConfig::parse(&text, dir)
+            .map_err(|problems| ConfigError::Invalid { file: file.clone(), problems })?;
         let entry = dir.join(&config.entry);
         if !entry.is_file() {
             return Err(ConfigError::Invalid {
@@ -137,7 +130,7 @@ impl EdgeConfig {
 }
 
 fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
-    r.deny_unknown(t, "", &["name", "entry", "routes", "vars"]);
+    r.deny_unknown(t, "", &["name", "entry", "routes", "vars", "limits"]);
     let name = r.string(t, "", "name");
     match &name {
         None if !t.contains_key("name") => r.problem("name", "missing (the function's name)"),
@@ -159,10 +152,7 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
         {
             r.problem(
                 "entry",
-                format!(
-                    "`{}` must be a path inside the function folder",
-                    e.display()
-                ),
+                format!("`{}` must be a path inside the function folder", e.display()),
             )
         }
         _ => {}
@@ -189,13 +179,11 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
             }
         }
     }
-    Some(EdgeConfig {
-        name: name?,
-        entry: entry?,
-        routes,
-        vars,
-        dir: dir.to_path_buf(),
-    })
+    let limits = match r.table(t, "", "limits") {
+        Some(table) => read_request(r, table, "limits", &[]),
+        None => LimitsRequest::default(),
+    };
+    Some(EdgeConfig { name: name?, entry: entry?, routes, vars, limits, dir: dir.to_path_buf() })
 }
 
 #[cfg(test)]
@@ -212,6 +200,9 @@ mod tests {
             r#"name = "hello"
 entry = "src/index.js"
 routes = ["/hello/*", "*.example.com/*"]
+[limits]
+memory = "64MiB"
+cpu_time = "10ms"
 [vars]
 GREETING = "hi"
 "#,
@@ -221,6 +212,9 @@ GREETING = "hi"
         assert_eq!(c.entry, PathBuf::from("src/index.js"));
         assert_eq!(c.routes[1].host.as_deref(), Some("*.example.com"));
         assert_eq!(c.vars["GREETING"], "hi");
+        assert_eq!(c.limits.memory, Some(64 * 1024 * 1024));
+        assert_eq!(c.limits.cpu_time, Some(std::time::Duration::from_millis(10)));
+        assert_eq!(c.limits.wall_time, None);
     }
 
     #[test]
@@ -238,15 +232,7 @@ N = 3
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            [
-                "colour",
-                "name",
-                "entry",
-                "routes[1]",
-                "routes[0]",
-                "routes[2]",
-                "vars.N"
-            ],
+            ["colour", "name", "entry", "routes[1]", "routes[0]", "routes[2]", "vars.N"],
             "{problems:?}"
         );
     }

@@ -5,6 +5,7 @@
 //! V8 or sockets.
 
 mod edge;
+mod limits;
 mod node;
 mod reader;
 mod units;
@@ -13,7 +14,10 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use edge::{EdgeConfig, Route, EDGE_FILE};
-pub use node::{FunctionsConfig, HttpConfig, NodeConfig, NodeSection, RuntimeConfig};
+pub use limits::{over_max, Limits, LimitsRequest};
+pub use node::{
+    FetchConfig, FunctionsConfig, HttpConfig, LimitsConfig, NodeConfig, NodeSection, RuntimeConfig,
+};
 pub use units::{format_duration, parse_duration, parse_size};
 
 /// One thing wrong with a config file, at a key path such as `http.listen[0]`.
@@ -47,10 +51,7 @@ pub enum ConfigError {
     /// The file was read but holds one or more problems; all of them are listed.
     #[error("{} has {} problem{}:\n{}", file.display(), problems.len(),
         if problems.len() == 1 { "" } else { "s" }, list(problems))]
-    Invalid {
-        file: PathBuf,
-        problems: Vec<Problem>,
-    },
+    Invalid { file: PathBuf, problems: Vec<Problem> },
 }
 
 impl ConfigError {
@@ -64,9 +65,5 @@ impl ConfigError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Table;
 
+use crate::limits::{over_max, read_request, Limits};
 use crate::reader::{parse_toml, Reader};
 use crate::{ConfigError, Problem};
 
@@ -14,6 +15,8 @@ pub struct NodeConfig {
     pub node: NodeSection,
     pub http: HttpConfig,
     pub runtime: RuntimeConfig,
+    pub limits: LimitsConfig,
+    pub fetch: FetchConfig,
     /// `[functions]`: function folders served as they are on disk.
     pub functions: Option<FunctionsConfig>,
 }
@@ -43,6 +46,28 @@ pub struct RuntimeConfig {
     pub allow_eval: bool,
 }
 
+/// `[limits]`: the limits of a function that sets none, and `[limits.max]`, the most a
+/// function's edge.toml may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    pub defaults: Limits,
+    pub max: Limits,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { defaults: Limits::default(), max: Limits::default_max() }
+    }
+}
+
+/// `[fetch]`: what outbound `fetch` from functions may reach.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FetchConfig {
+    /// Hosts reachable although they are loopback, private, link-local or metadata
+    /// addresses: `"127.0.0.1:9000"` (that port only) or `"db.internal"` (any port).
+    pub allow: Vec<String>,
+}
+
 /// `[functions]`: serve every function folder found under `dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionsConfig {
@@ -52,34 +77,24 @@ pub struct FunctionsConfig {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection {
-            id: "local".into(),
-            region: "local".into(),
-            data_dir: PathBuf::from("data"),
-        }
+        NodeSection { id: "local".into(), region: "local".into(), data_dir: PathBuf::from("data") }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
-        }
+        HttpConfig { listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))] }
     }
 }
 
 impl NodeConfig {
     /// Reads and checks a node.toml; relative paths are resolved from the file's folder.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        NodeConfig::parse(&text, base).map_err(|problems| ConfigError::Invalid {
-            file: path.to_path_buf(),
-            problems,
-        })
+        NodeConfig::parse(&text, base)
+            .map_err(|problems| ConfigError::Invalid { file: path.to_path_buf(), problems })
     }
 
     /// Parses node.toml text; relative paths are resolved from `base`.
@@ -97,13 +112,12 @@ impl NodeConfig {
 
 fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     let mut c = NodeConfig::default();
-    r.deny_unknown(t, "", &["version", "node", "http", "runtime", "functions"]);
+    r.deny_unknown(t, "", &["version", "node", "http", "runtime", "limits", "fetch", "functions"]);
     match r.integer(t, "", "version") {
         Some(1) => {}
-        Some(v) => r.problem(
-            "version",
-            format!("unsupported version {v}; this node reads version 1"),
-        ),
+        Some(v) => {
+            r.problem("version", format!("unsupported version {v}; this node reads version 1"))
+        }
         None if !t.contains_key("version") => r.problem("version", "missing; write `version = 1`"),
         None => {}
     }
@@ -145,6 +159,38 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
             c.runtime.allow_eval = v;
         }
     }
+    if let Some(s) = r.table(t, "", "limits") {
+        let defaults = read_request(r, s, "limits", &["max"]);
+        let max = s.get("max");
+        c.limits.defaults = defaults.over(&c.limits.defaults);
+        if let Some(max) = max {
+            match max.as_table() {
+                Some(m) => c.limits.max = read_request(r, m, "limits.max", &[]).over(&c.limits.max),
+                None => r.problem("limits.max", "expected a table"),
+            }
+        }
+        for p in over_max(&c.limits.defaults, &c.limits.max) {
+            r.problem(
+                p.path,
+                format!("the default {}", p.message.replace("this node allows", "limits.max")),
+            );
+        }
+    }
+    if let Some(s) = r.table(t, "", "fetch") {
+        r.deny_unknown(s, "fetch", &["allow"]);
+        if let Some(list) = r.string_list(s, "fetch", "allow") {
+            for (i, host) in list {
+                if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+                    r.problem(
+                        format!("fetch.allow[{i}]"),
+                        format!("`{host}` is not a host or host:port"),
+                    );
+                } else {
+                    c.fetch.allow.push(host.to_ascii_lowercase());
+                }
+            }
+        }
+    }
     if let Some(s) = r.table(t, "", "functions") {
         r.deny_unknown(s, "functions", &["dir"]);
         match r.string(s, "functions", "dir") {
@@ -162,14 +208,31 @@ mod tests {
 
     #[test]
     fn defaults_and_relative_paths() {
-        let c = NodeConfig::parse(
-            "version = 1\n[functions]\ndir = \"fns\"",
-            Path::new("/etc/edge"),
-        )
-        .unwrap();
+        let c =
+            NodeConfig::parse("version = 1\n[functions]\ndir = \"fns\"", Path::new("/etc/edge"))
+                .unwrap();
         assert_eq!(c.http.listen, HttpConfig::default().listen);
         assert_eq!(c.node.data_dir, PathBuf::from("/etc/edge/data"));
         assert_eq!(c.functions.unwrap().dir, PathBuf::from("/etc/edge/fns"));
+    }
+
+    #[test]
+    fn limits_defaults_and_maximums() {
+        let c = NodeConfig::parse(
+            "version = 1\n[limits]\ncpu_time = \"100ms\"\n[limits.max]\nmemory = \"1GiB\"",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(c.limits.defaults.cpu_time, std::time::Duration::from_millis(100));
+        assert_eq!(c.limits.defaults.memory, Limits::default().memory);
+        assert_eq!(c.limits.max.memory, 1024 * 1024 * 1024);
+        let problems = NodeConfig::parse(
+            "version = 1\n[limits]\nmemory = \"2GiB\"\nwall_time = \"0s\"\ncolour = 1\n[limits.max]\nmemory = \"1GiB\"",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["limits.colour", "limits.wall_time", "limits.memory"], "{problems:?}");
     }
 
     #[test]
@@ -180,14 +243,6 @@ mod tests {
         )
         .unwrap_err();
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "version",
-                "http.port",
-                "http.listen[0]",
-                "runtime.allow_eval"
-            ]
-        );
+        assert_eq!(paths, ["version", "http.port", "http.listen[0]", "runtime.allow_eval"]);
     }
 }

@@ -35,10 +35,7 @@ fn type_name(v: &Value) -> &'static str {
 
 impl Reader {
     pub fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { path: path.into(), message: message.into() });
     }
 
     /// Reports every key of `table` that is not in `known`.
@@ -64,10 +61,7 @@ impl Reader {
         let value = table.get(key)?;
         let picked = pick(value);
         if picked.is_none() {
-            self.problem(
-                join(path, key),
-                format!("expected {want}, found {}", type_name(value)),
-            );
+            self.problem(join(path, key), format!("expected {want}, found {}", type_name(value)));
         }
         picked
     }
@@ -77,9 +71,7 @@ impl Reader {
     }
 
     pub fn string(&mut self, table: &Table, path: &str, key: &str) -> Option<String> {
-        self.typed(table, path, key, "a string", |v| {
-            v.as_str().map(str::to_owned)
-        })
+        self.typed(table, path, key, "a string", |v| v.as_str().map(str::to_owned))
     }
 
     pub fn bool(&mut self, table: &Table, path: &str, key: &str) -> Option<bool> {
@@ -112,7 +104,6 @@ impl Reader {
         Some(out)
     }
 
-    #[allow(dead_code, reason = "read by the [limits] sections")]
     pub fn duration(&mut self, table: &Table, path: &str, key: &str) -> Option<Duration> {
         let text = self.string(table, path, key)?;
         match parse_duration(&text) {
@@ -124,7 +115,6 @@ impl Reader {
         }
     }
 
-    #[allow(dead_code, reason = "read by the [limits] sections")]
     pub fn size(&mut self, table: &Table, path: &str, key: &str) -> Option<u64> {
         let text = self.string(table, path, key)?;
         match parse_size(&text) {
@@ -147,9 +137,6 @@ pub(crate) fn parse_toml(text: &str) -> Result<Table, Problem> {
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             message = format!("line {line}, column {column}: {message}");
         }
-        Problem {
-            path: String::new(),
-            message: format!("invalid TOML: {message}"),
-        }
+        Problem { path: String::new(), message: format!("invalid TOML: {message}") }
     })
 }

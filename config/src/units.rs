@@ -6,9 +6,7 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() {
-        return Err(format!(
-            "`{text}` has no unit; write e.g. \"{text}s\" or \"{text}ms\""
-        ));
+        return Err(format!("`{text}` has no unit; write e.g. \"{text}s\" or \"{text}ms\""));
     }
     humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e})"))
 }
@@ -22,9 +20,7 @@ pub fn format_duration(d: Duration) -> String {
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     if trimmed.chars().all(|c| c.is_ascii_digit()) && !trimmed.is_empty() {
-        return Err(format!(
-            "`{trimmed}` has no unit; write e.g. \"{trimmed}MiB\""
-        ));
+        return Err(format!("`{trimmed}` has no unit; write e.g. \"{trimmed}MiB\""));
     }
     trimmed
         .parse::<bytesize::ByteSize>()

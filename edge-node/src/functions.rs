@@ -3,15 +3,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bundler::Bundle;
+use config::{over_max, Limits, LimitsConfig};
 use config::{EdgeConfig, EDGE_FILE};
-use js_runtime::{LogRecord, LogSink, Worker, WorkerHandle, WorkerOptions, WorkerServices};
+use js_runtime::{
+    Failure, HttpResponse, InvokeError, LogRecord, LogSink, Outcome, RequestBody, Worker,
+    WorkerHandle, WorkerOptions, WorkerServices,
+};
 
 /// A function ready to start: its settings and its bundle.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
     pub config: EdgeConfig,
     pub bundle: Arc<Bundle>,
+    /// The function's limits: its own asks over the node defaults, within the node maximums.
+    pub limits: Limits,
 }
 
 /// Function folders that cannot be served; every problem of every folder is listed.
@@ -20,24 +27,29 @@ pub struct FunctionSpec {
 pub struct FunctionsError(pub Vec<String>);
 
 impl FunctionSpec {
-    /// Reads `DIR/edge.toml` and bundles the function's modules.
-    pub fn load(dir: &Path) -> Result<FunctionSpec, FunctionsError> {
+    /// Reads `DIR/edge.toml`, settles its limits against the node's and bundles its modules.
+    pub fn load(dir: &Path, node_limits: &LimitsConfig) -> Result<FunctionSpec, FunctionsError> {
         let config = EdgeConfig::load(dir).map_err(|e| FunctionsError(vec![e.to_string()]))?;
+        let limits = config.limits.over(&node_limits.defaults);
+        let too_much = over_max(&limits, &node_limits.max);
+        if !too_much.is_empty() {
+            let file = dir.join(EDGE_FILE);
+            return Err(FunctionsError(
+                too_much.iter().map(|p| format!("{}: {p}", file.display())).collect(),
+            ));
+        }
         let bundle = Bundle::from_dir(dir, &config.name, &config.entry)
             .map_err(|e| FunctionsError(vec![format!("{}: {e}", dir.join(EDGE_FILE).display())]))?;
-        Ok(FunctionSpec {
-            config,
-            bundle: Arc::new(bundle),
-        })
+        Ok(FunctionSpec { config, bundle: Arc::new(bundle), limits })
     }
 
     /// Loads every sub-folder of `dir` that holds an edge.toml. Names must be unique.
-    pub fn load_all(dir: &Path) -> Result<Vec<FunctionSpec>, FunctionsError> {
+    pub fn load_all(
+        dir: &Path,
+        node_limits: &LimitsConfig,
+    ) -> Result<Vec<FunctionSpec>, FunctionsError> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
-            FunctionsError(vec![format!(
-                "cannot read functions dir {}: {e}",
-                dir.display()
-            )])
+            FunctionsError(vec![format!("cannot read functions dir {}: {e}", dir.display())])
         })?;
         let mut folders: Vec<PathBuf> = entries
             .filter_map(Result::ok)
@@ -48,7 +60,7 @@ impl FunctionSpec {
         let mut specs: Vec<FunctionSpec> = Vec::new();
         let mut problems = Vec::new();
         for folder in folders {
-            match FunctionSpec::load(&folder) {
+            match FunctionSpec::load(&folder, node_limits) {
                 Ok(spec) => {
                     if let Some(other) = specs.iter().find(|s| s.config.name == spec.config.name) {
                         problems.push(format!(
@@ -72,51 +84,124 @@ impl FunctionSpec {
     }
 }
 
-/// A started function.
+/// A started function: its spec and its current worker, replaced with a fresh one (a cold
+/// start) when a limit has killed it.
 pub struct Function {
     pub spec: FunctionSpec,
-    pub instance: Instance,
+    instance: ArcSwap<Instance>,
+    restart: tokio::sync::Mutex<()>,
+    allow_eval: bool,
+    log_sink: Arc<dyn LogSink>,
 }
 
 /// A function's isolate, or why it could not start.
 pub enum Instance {
     Ready(WorkerHandle),
-    /// The module failed to load or threw at top level; every request answers `exception`.
-    Broken(Arc<str>),
+    /// The module failed to load, threw, or ran out of its startup budget at top level;
+    /// every request answers with this outcome until the function is replaced.
+    Broken(Outcome),
 }
 
 impl Function {
-    /// Starts the function's worker. A function that cannot start is kept as [`Instance::Broken`]
-    /// with its error in its log, so the node goes on serving the others.
+    /// Starts the function's worker. A function that cannot start is kept as
+    /// [`Instance::Broken`] with its error in its log, so the node goes on serving the others.
     pub async fn start(
         spec: FunctionSpec,
         allow_eval: bool,
         log_sink: Arc<dyn LogSink>,
     ) -> Function {
-        let name: Arc<str> = Arc::from(spec.config.name.as_str());
-        let options = WorkerOptions {
-            name: name.clone(),
-            bundle: spec.bundle.clone(),
-            vars: spec.config.vars.clone(),
+        let instance = start_instance(&spec, allow_eval, &log_sink).await;
+        Function {
+            spec,
+            instance: ArcSwap::from_pointee(instance),
+            restart: tokio::sync::Mutex::new(()),
             allow_eval,
-        };
-        let services = WorkerServices {
-            log_sink: log_sink.clone(),
-        };
-        let instance = match Worker::start(options, services).await {
-            Ok(handle) => Instance::Ready(handle),
-            Err(e) => {
-                let message = format!("the function failed to start: {e}");
-                log_sink.log(LogRecord {
-                    ts: std::time::SystemTime::now(),
-                    level: js_runtime::Level::Error,
-                    function: name,
-                    invocation_id: None,
-                    message: message.clone(),
-                });
-                Instance::Broken(message.into())
+            log_sink,
+        }
+    }
+
+    /// Whether the function could start.
+    pub fn is_ready(&self) -> bool {
+        matches!(**self.instance.load(), Instance::Ready(_))
+    }
+
+    /// A running worker: the current one, or a new one when a limit killed the last.
+    async fn worker(&self) -> Result<WorkerHandle, Outcome> {
+        if let Instance::Ready(handle) = &**self.instance.load() {
+            if handle.is_alive() {
+                return Ok(handle.clone());
             }
-        };
-        Function { spec, instance }
+        }
+        let _restarting = self.restart.lock().await;
+        match &**self.instance.load() {
+            Instance::Ready(handle) if handle.is_alive() => return Ok(handle.clone()),
+            Instance::Broken(outcome) => return Err(*outcome),
+            Instance::Ready(_) => {}
+        }
+        tracing::debug!(function = %self.spec.config.name, "starting a new isolate");
+        let instance = start_instance(&self.spec, self.allow_eval, &self.log_sink).await;
+        self.instance.store(Arc::new(instance));
+        match &**self.instance.load() {
+            Instance::Ready(handle) => Ok(handle.clone()),
+            Instance::Broken(outcome) => Err(*outcome),
+        }
+    }
+
+    /// Runs one HTTP invocation. A request handed back by a worker that stopped before taking
+    /// it runs once more on a fresh worker.
+    pub async fn invoke(
+        &self,
+        invocation_id: Arc<str>,
+        request: http::Request<RequestBody>,
+    ) -> Result<HttpResponse, Failure> {
+        let mut request = request;
+        for _attempt in 0..2 {
+            let worker = self.worker().await.map_err(|outcome| Failure {
+                outcome,
+                message: "the function cannot start".into(),
+            })?;
+            match worker.invoke(invocation_id.clone(), request).await {
+                Ok(response) => return Ok(response),
+                Err(InvokeError::Failed(failure)) => return Err(failure),
+                Err(InvokeError::Gone(returned)) => request = returned,
+            }
+        }
+        Err(Failure { outcome: Outcome::Internal, message: "no isolate took the request".into() })
+    }
+}
+
+async fn start_instance(
+    spec: &FunctionSpec,
+    allow_eval: bool,
+    log_sink: &Arc<dyn LogSink>,
+) -> Instance {
+    let name: Arc<str> = Arc::from(spec.config.name.as_str());
+    let limits = spec.limits;
+    let options = WorkerOptions {
+        name: name.clone(),
+        bundle: spec.bundle.clone(),
+        vars: spec.config.vars.clone(),
+        allow_eval,
+        limits: js_runtime::Limits {
+            memory: limits.memory,
+            cpu_time: limits.cpu_time,
+            wall_time: limits.wall_time,
+            startup_time: limits.startup_time,
+            subrequests: limits.subrequests,
+        },
+    };
+    let services = WorkerServices { log_sink: log_sink.clone() };
+    match Worker::start(options, services).await {
+        Ok(handle) => Instance::Ready(handle),
+        Err(e) => {
+            log_sink.log(LogRecord {
+                ts: std::time::SystemTime::now(),
+                level: js_runtime::Level::Error,
+                function: name,
+                invocation_id: None,
+                message: format!("the function failed to start: {e}"),
+            });
+            Instance::Broken(e.outcome())
+        }
     }
 }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{request_body, OutBody};
-use crate::functions::{Function, Instance};
+use crate::functions::Function;
 use crate::router::Router;
 
 /// The functions being served and the table that routes to them; swapped whole on reload.
@@ -27,10 +27,7 @@ pub struct Site {
 impl Site {
     pub fn new(functions: Vec<Function>) -> Site {
         let router = Router::new(
-            functions
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (i, f.spec.config.routes.as_slice())),
+            functions.iter().enumerate().map(|(i, f)| (i, f.spec.config.routes.as_slice())),
         );
         Site { functions, router }
     }
@@ -63,9 +60,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(handle(&app, req, remote).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -74,10 +69,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the grace period; closing them");
     }
 }
@@ -93,10 +85,9 @@ fn failure_response(outcome: Outcome, request_id: &str) -> Response<OutBody> {
     let mut response = Response::new(OutBody::full(body.to_string()));
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -105,10 +96,9 @@ fn bad_request(message: &str, request_id: &str) -> Response<OutBody> {
         serde_json::json!({ "error": "bad_request", "message": message, "request_id": request_id });
     let mut response = Response::new(OutBody::full(body.to_string()));
     *response.status_mut() = StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -124,10 +114,7 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
 
 fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
-        return authority
-            .split(']')
-            .next()
-            .map_or(authority, |h| &authority[..h.len() + 1]);
+        return authority.split(']').next().map_or(authority, |h| &authority[..h.len() + 1]);
     }
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
@@ -156,10 +143,6 @@ async fn route(
         return failure_response(Outcome::NotFound, request_id);
     };
     let function = &site.functions[index];
-    let handle = match &function.instance {
-        Instance::Ready(handle) => handle.clone(),
-        Instance::Broken(_) => return failure_response(Outcome::Exception, request_id),
-    };
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let url = format!("http://{authority}{path_and_query}");
     let (mut parts, incoming) = req.into_parts();
@@ -169,7 +152,7 @@ async fn route(
     };
     let request = Request::from_parts(parts, request_body(incoming));
     tracing::debug!(%remote, function = %function.spec.config.name, %request_id, %path, "invoke");
-    match handle.invoke(Arc::from(request_id), request).await {
+    match function.invoke(Arc::from(request_id), request).await {
         Ok(response) => response.map(OutBody::from),
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {

@@ -58,47 +58,24 @@ pub struct Node {
 impl Node {
     /// Starts every function, then binds every listener. Returns once the node serves.
     pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
-        let NodeOptions {
-            config,
-            functions,
-            log_sink,
-        } = options;
+        let NodeOptions { config, functions, log_sink } = options;
         let allow_eval = config.runtime.allow_eval;
         let site = start_functions(functions, allow_eval, &log_sink).await;
-        let app = Arc::new(App {
-            site: ArcSwap::from_pointee(site),
-        });
+        let app = Arc::new(App { site: ArcSwap::from_pointee(site) });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut http_addrs = Vec::new();
         for addr in &config.http.listen {
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| NodeError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            let local = listener.local_addr().map_err(|source| NodeError::Bind {
-                addr: *addr,
-                source,
-            })?;
+                .map_err(|source| NodeError::Bind { addr: *addr, source })?;
+            let local =
+                listener.local_addr().map_err(|source| NodeError::Bind { addr: *addr, source })?;
             tracing::info!(addr = %local, "listening for HTTP");
             http_addrs.push(local);
-            tasks.spawn(http::serve(
-                listener,
-                app.clone(),
-                stop.clone(),
-                SHUTDOWN_GRACE,
-            ));
+            tasks.spawn(http::serve(listener, app.clone(), stop.clone(), SHUTDOWN_GRACE));
         }
-        Ok(Node {
-            http_addrs,
-            stop,
-            tasks,
-            app,
-            allow_eval,
-            log_sink,
-        })
+        Ok(Node { http_addrs, stop, tasks, app, allow_eval, log_sink })
     }
 
     /// The bound HTTP addresses (useful with port 0).
@@ -125,16 +102,11 @@ async fn start_functions(
     log_sink: &Arc<dyn LogSink>,
 ) -> Site {
     let started = futures::future::join_all(
-        specs
-            .into_iter()
-            .map(|spec| Function::start(spec, allow_eval, log_sink.clone())),
+        specs.into_iter().map(|spec| Function::start(spec, allow_eval, log_sink.clone())),
     )
     .await;
     for f in &started {
-        let state = match f.instance {
-            functions::Instance::Ready(_) => "ready",
-            functions::Instance::Broken(_) => "failed to start",
-        };
+        let state = if f.is_ready() { "ready" } else { "failed to start" };
         let routes: Vec<String> = f.spec.config.routes.iter().map(|r| r.to_string()).collect();
         tracing::info!(function = %f.spec.config.name, bundle = %f.spec.bundle.hash(), routes = ?routes, "{state}");
     }

@@ -7,10 +7,7 @@ use js_runtime::{Level, LogRecord, LogSink};
 
 /// Milliseconds since the Unix epoch.
 fn epoch_ms(record: &LogRecord) -> u128 {
-    record
-        .ts
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
+    record.ts.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
 /// A record as one JSON object: `{ts, level, function, invocation_id, message}`.

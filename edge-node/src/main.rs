@@ -61,10 +61,7 @@ struct BadConfig(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -99,9 +96,7 @@ fn println_ok(config: &Path) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("EDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -113,7 +108,9 @@ fn init_tracing() {
 fn load(path: &Path) -> anyhow::Result<(NodeConfig, Vec<FunctionSpec>)> {
     let config = NodeConfig::load(path).map_err(|e| BadConfig(e.to_string()))?;
     let functions = match &config.functions {
-        Some(f) => FunctionSpec::load_all(&f.dir).map_err(|e| BadConfig(e.to_string()))?,
+        Some(f) => {
+            FunctionSpec::load_all(&f.dir, &config.limits).map_err(|e| BadConfig(e.to_string()))?
+        }
         None => {
             return Err(BadConfig(format!(
                 "{}: nothing to serve; set [functions] dir to a folder of functions",
@@ -132,13 +129,9 @@ fn check(path: &Path) -> anyhow::Result<()> {
 async fn serve(path: &Path) -> anyhow::Result<()> {
     let (config, functions) = load(path)?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), node = %config.node.id, region = %config.node.region, "starting");
-    let node = Node::start(NodeOptions {
-        config,
-        functions,
-        log_sink: Arc::new(TracingSink),
-    })
-    .await
-    .context("starting the node")?;
+    let node = Node::start(NodeOptions { config, functions, log_sink: Arc::new(TracingSink) })
+        .await
+        .context("starting the node")?;
     shutdown_signal().await;
     tracing::info!("shutting down: draining open requests");
     node.shutdown().await;
@@ -148,11 +141,9 @@ async fn serve(path: &Path) -> anyhow::Result<()> {
 
 /// Loads a function folder for `dev`: every path routes to it.
 fn load_dev(dir: &Path) -> anyhow::Result<FunctionSpec> {
-    let mut spec = FunctionSpec::load(dir).map_err(|e| BadConfig(e.to_string()))?;
-    spec.config.routes = vec![Route {
-        host: None,
-        path: "/*".into(),
-    }];
+    let limits = config::LimitsConfig::default();
+    let mut spec = FunctionSpec::load(dir, &limits).map_err(|e| BadConfig(e.to_string()))?;
+    spec.config.routes = vec![Route { host: None, path: "/*".into() }];
     Ok(spec)
 }
 

@@ -27,10 +27,8 @@ fn specificity(route: &Route) -> (u8, usize, usize, usize) {
 impl Router {
     /// Builds the table from each function's routes (`routes[i]` belongs to function `i`).
     pub fn new<'a>(routes: impl IntoIterator<Item = (usize, &'a [Route])>) -> Router {
-        let mut table: Vec<(Route, usize)> = routes
-            .into_iter()
-            .flat_map(|(i, rs)| rs.iter().map(move |r| (r.clone(), i)))
-            .collect();
+        let mut table: Vec<(Route, usize)> =
+            routes.into_iter().flat_map(|(i, rs)| rs.iter().map(move |r| (r.clone(), i))).collect();
         table.sort_by_key(|(route, _)| std::cmp::Reverse(specificity(route)));
         Router { routes: table }
     }
@@ -98,10 +96,8 @@ mod tests {
     use super::*;
 
     fn router(specs: &[&[&str]]) -> Router {
-        let parsed: Vec<Vec<Route>> = specs
-            .iter()
-            .map(|rs| rs.iter().map(|r| Route::parse(r).unwrap()).collect())
-            .collect();
+        let parsed: Vec<Vec<Route>> =
+            specs.iter().map(|rs| rs.iter().map(|r| Route::parse(r).unwrap()).collect()).collect();
         Router::new(parsed.iter().enumerate().map(|(i, r)| (i, r.as_slice())))
     }
 
@@ -120,11 +116,7 @@ mod tests {
         assert_eq!(r.find("localhost", "/api/users/7"), Some(2));
         assert_eq!(r.find("API.example.com", "/api/users/7"), Some(3));
         assert_eq!(r.find("www.example.com", "/"), Some(4));
-        assert_eq!(
-            r.find("example.com", "/"),
-            Some(0),
-            "*.example.com needs a subdomain"
-        );
+        assert_eq!(r.find("example.com", "/"), Some(0), "*.example.com needs a subdomain");
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //! services ([`LogSink`]) and runs one function version.
 
 mod ext;
+mod limits;
 mod loader;
 mod worker;
 
 pub use ext::{
     BodyChunk, BodyError, Failure, HttpResponse, Invocation, Level, LogRecord, LogSink, Outcome,
-    RequestBody, ResponseBody, USER_AGENT,
+    Reply, RequestBody, ResponseBody, USER_AGENT,
 };
-pub use worker::{StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices};
+pub use limits::Limits;
+pub use worker::{InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices};
 
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"));

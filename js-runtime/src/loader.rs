@@ -52,11 +52,8 @@ impl ModuleLoader for BundleLoader {
     ) -> ModuleLoadResponse {
         let source = Self::bundle_path(specifier).and_then(|path| {
             let source = self.bundle.source(path)?;
-            let kind = if path.ends_with(".json") {
-                ModuleType::Json
-            } else {
-                ModuleType::JavaScript
-            };
+            let kind =
+                if path.ends_with(".json") { ModuleType::Json } else { ModuleType::JavaScript };
             Some((source, kind))
         });
         ModuleLoadResponse::Sync(match source {
@@ -66,9 +63,9 @@ impl ModuleLoader for BundleLoader {
                 specifier,
                 None,
             )),
-            None => Err(JsErrorBox::type_error(format!(
-                "module {specifier} is not in the function"
-            ))),
+            None => {
+                Err(JsErrorBox::type_error(format!("module {specifier} is not in the function")))
+            }
         })
     }
 }

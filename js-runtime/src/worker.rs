@@ -1,14 +1,20 @@
-//! A [`Worker`]: one isolate running one function version on a thread of its own.
+//! A [`Worker`]: one isolate running one function version on a thread of its own, under its
+//! limits.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
 
 use bundler::Bundle;
 use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ext::{self, Failure, Host, HttpResponse, Invocation, LogSink, Outcome};
+use crate::ext::{self, Failure, Host, HttpResponse, Invocation, LogSink, Outcome, Reply};
+use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
 use crate::loader::{module_url, BundleLoader};
 
 /// What a worker runs and how: plain data.
@@ -21,6 +27,7 @@ pub struct WorkerOptions {
     pub vars: BTreeMap<String, String>,
     /// Allow `eval` and `new Function`.
     pub allow_eval: bool,
+    pub limits: Limits,
 }
 
 /// The services a worker uses, injected so tests and the node choose them.
@@ -36,16 +43,43 @@ pub enum StartError {
     /// error and its stack.
     #[error("{0}")]
     Module(String),
+    /// The module's top-level code used more than `startup_time` of CPU.
+    #[error("the module's top-level code used more than its startup CPU time")]
+    ExceededCpu,
+    /// The module's top-level code reached the memory limit.
+    #[error("the module's top-level code reached the memory limit")]
+    ExceededMemory,
     /// The thread could not be started.
     #[error("cannot start the isolate thread")]
     Thread(#[source] std::io::Error),
+}
+
+impl StartError {
+    /// The outcome every request to a function that cannot start answers with.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            StartError::Module(_) => Outcome::Exception,
+            StartError::ExceededCpu => Outcome::ExceededCpu,
+            StartError::ExceededMemory => Outcome::ExceededMemory,
+            StartError::Thread(_) => Outcome::Internal,
+        }
+    }
+}
+
+/// Why an invocation produced no response.
+#[derive(Debug)]
+pub enum InvokeError {
+    /// The invocation ran and failed.
+    Failed(Failure),
+    /// The worker had stopped before taking the request; here it is back, untouched.
+    Gone(http::Request<crate::RequestBody>),
 }
 
 /// Starts isolates.
 pub struct Worker;
 
 /// A cloneable handle that sends invocations to a running worker. The worker stops when
-/// every handle is dropped and its in-flight invocations are done.
+/// every handle is dropped and its in-flight invocations are done, or when a limit kills it.
 #[derive(Clone)]
 pub struct WorkerHandle {
     inbox: mpsc::UnboundedSender<Invocation>,
@@ -67,9 +101,7 @@ impl Worker {
         match ready_rx.await {
             Ok(Ok(())) => Ok(WorkerHandle { inbox }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(StartError::Module(
-                "the isolate stopped while starting".into(),
-            )),
+            Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
         }
     }
 }
@@ -81,20 +113,28 @@ impl WorkerHandle {
         &self,
         invocation_id: Arc<str>,
         request: http::Request<crate::RequestBody>,
-    ) -> Result<HttpResponse, Failure> {
+    ) -> Result<HttpResponse, InvokeError> {
         let (reply, response) = oneshot::channel();
-        let gone = || Failure {
-            outcome: Outcome::Internal,
-            message: "the isolate stopped".into(),
-        };
-        self.inbox
-            .send(Invocation {
-                invocation_id,
-                request,
-                reply,
-            })
-            .map_err(|_| gone())?;
-        response.await.map_err(|_| gone())?
+        if let Err(mpsc::error::SendError(invocation)) =
+            self.inbox.send(Invocation { invocation_id, request, reply })
+        {
+            return Err(InvokeError::Gone(invocation.request));
+        }
+        match response.await {
+            Ok(Reply::Response(response)) => Ok(response),
+            Ok(Reply::Failed(failure)) => Err(InvokeError::Failed(failure)),
+            Ok(Reply::Returned(request)) => Err(InvokeError::Gone(request)),
+            Err(_) => Err(InvokeError::Failed(Failure {
+                outcome: Outcome::Internal,
+                message: "the isolate stopped".into(),
+            })),
+        }
+    }
+
+    /// Whether the worker is still running: a worker stopped by a limit is gone for good and
+    /// the caller starts a new one.
+    pub fn is_alive(&self) -> bool {
+        !self.inbox.is_closed()
     }
 }
 
@@ -104,10 +144,7 @@ fn run_thread(
     inbox: mpsc::UnboundedReceiver<Invocation>,
     ready: oneshot::Sender<Result<(), StartError>>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(StartError::Thread(e)));
@@ -115,7 +152,9 @@ fn run_thread(
         }
     };
     rt.block_on(async move {
-        let mut js = match boot(&options, &services, inbox).await {
+        let guard = Guard::new();
+        let budget = ArrayBufferBudget::new(options.limits.memory, guard.clone());
+        let mut js = match boot(&options, &services, inbox, &guard, &budget).await {
             Ok(js) => js,
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -123,13 +162,22 @@ fn run_thread(
             }
         };
         let _ = ready.send(Ok(()));
-        // Runs until every handle is gone and every invocation has finished.
-        let result = js.run_event_loop(PollEventLoopOptions::default()).await;
+        let result = drive(&mut js, &guard, &budget).await;
         let state = js.op_state();
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
+        host.return_unstarted();
         if let Err(e) = result {
-            host.fail_all(Outcome::Internal, &e.to_string());
+            let (outcome, message) = match guard.tripped() {
+                Some(Tripped::Cpu) => {
+                    (Outcome::ExceededCpu, "the isolate used up its CPU time".into())
+                }
+                Some(Tripped::Memory) => {
+                    (Outcome::ExceededMemory, "the isolate reached its memory limit".into())
+                }
+                None => (Outcome::Internal, e.to_string()),
+            };
+            host.fail_all(outcome, &message);
         }
     });
 }
@@ -141,23 +189,36 @@ const HIDE_HOST: &str = "(() => {
   delete globalThis.__isolaStart;
   delete globalThis.__bootstrap;
   delete globalThis.Deno;
+  delete globalThis.SharedArrayBuffer;
   return start;
 })()";
 
-/// Creates the isolate from the snapshot, loads and evaluates the function, and starts its
-/// request loop.
+/// Creates the isolate from the snapshot, loads and evaluates the function within its
+/// startup budget, and starts its request loop.
 async fn boot(
     options: &WorkerOptions,
     services: &WorkerServices,
     inbox: mpsc::UnboundedReceiver<Invocation>,
+    guard: &Arc<Guard>,
+    budget: &Arc<ArrayBufferBudget>,
 ) -> Result<JsRuntime, StartError> {
+    let heap_limit = usize::try_from(options.limits.memory).unwrap_or(usize::MAX);
+    let create_params = v8::CreateParams::default()
+        .heap_limits(0, heap_limit)
+        .array_buffer_allocator(budget.allocator());
     let mut js = JsRuntime::new(RuntimeOptions {
         startup_snapshot: Some(crate::SNAPSHOT),
         extensions: ext::extensions(),
-        module_loader: Some(Rc::new(BundleLoader {
-            bundle: options.bundle.clone(),
-        })),
+        module_loader: Some(Rc::new(BundleLoader { bundle: options.bundle.clone() })),
+        create_params: Some(create_params),
         ..Default::default()
+    });
+    guard.set_isolate(js.v8_isolate().thread_safe_handle());
+    let memory_guard = guard.clone();
+    js.add_near_heap_limit_callback(move |current, _initial| {
+        // Stop the function, and give V8 room to unwind instead of aborting the process.
+        memory_guard.trip(Tripped::Memory);
+        current.saturating_mul(2)
     });
     {
         let state = js.op_state();
@@ -166,35 +227,47 @@ async fn boot(
             options.name.clone(),
             services.log_sink.clone(),
             inbox,
+            options.limits.cpu_time,
+            options.limits.wall_time,
         ));
         state.put(outbound_permissions());
     }
+
+    let clock = guard.clock();
+    guard.arm(clock.now(), options.limits.startup_time);
+    let started = load_function(&mut js, options).await;
+    guard.disarm();
+    match (started, guard.tripped()) {
+        (Ok(()), None) => Ok(js),
+        (_, Some(Tripped::Cpu)) => Err(StartError::ExceededCpu),
+        (_, Some(Tripped::Memory)) => Err(StartError::ExceededMemory),
+        (Err(e), None) => Err(e),
+    }
+}
+
+async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<(), StartError> {
     let module_error = |e: deno_core::error::CoreError| StartError::Module(e.to_string());
     let start = {
         let value = js
             .execute_script("isola:bootstrap", HIDE_HOST)
             .map_err(|e| StartError::Module(e.to_string()))?;
-        deno_core::scope!(scope, &mut js);
+        deno_core::scope!(scope, js);
         let local = v8::Local::new(scope, value);
         let function = v8::Local::<v8::Function>::try_from(local)
             .map_err(|_| StartError::Module("the runtime's start function is missing".into()))?;
         if !options.allow_eval {
-            scope
-                .get_current_context()
-                .set_allow_generation_from_strings(false);
+            scope.get_current_context().set_allow_generation_from_strings(false);
         }
         v8::Global::new(scope, function)
     };
     let main = module_url(&options.bundle.manifest().entry);
     let id = js.load_main_es_module(&main).await.map_err(module_error)?;
     let evaluated = js.mod_evaluate(id);
-    js.run_event_loop(PollEventLoopOptions::default())
-        .await
-        .map_err(module_error)?;
+    js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
     evaluated.await.map_err(module_error)?;
     let namespace = js.get_module_namespace(id).map_err(module_error)?;
-    let vars = {
-        deno_core::scope!(scope, &mut js);
+    let (namespace, vars) = {
+        deno_core::scope!(scope, js);
         let object = v8::Object::new(scope);
         for (key, value) in &options.vars {
             let (Some(k), Some(v)) = (v8::String::new(scope, key), v8::String::new(scope, value))
@@ -203,17 +276,81 @@ async fn boot(
             };
             object.set(scope, k.into(), v.into());
         }
-        v8::Global::new(scope, v8::Local::<v8::Value>::from(object))
-    };
-    let namespace = {
-        deno_core::scope!(scope, &mut js);
-        let local = v8::Local::new(scope, namespace);
-        v8::Global::new(scope, v8::Local::<v8::Value>::from(local))
+        let namespace = v8::Local::new(scope, namespace);
+        (
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(namespace)),
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(object)),
+        )
     };
     js.call_with_args(&start, &[namespace, vars])
         .await
         .map_err(|e| StartError::Module(e.to_string()))?;
-    Ok(js)
+    Ok(())
+}
+
+/// Runs the isolate's event loop until the worker ends: every handle dropped and every
+/// invocation done (`Ok`), or the isolate stopped by a limit (`Err`).
+///
+/// Each entry into the isolate (one poll of the event loop) is timed on the thread's CPU
+/// clock and guarded by the watchdog with the CPU the most spent live invocation has left.
+/// The CPU an entry uses is charged to every invocation live during it. When the event loop
+/// has nothing left to do but wait for new invocations, the handlers still in flight can
+/// never settle and end with `no_response`.
+async fn drive(
+    js: &mut JsRuntime,
+    guard: &Guard,
+    budget: &ArrayBufferBudget,
+) -> Result<(), deno_core::error::CoreError> {
+    let state = js.op_state();
+    let clock = guard.clock();
+    let mut wall_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| loop {
+        let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
+        let before = clock.now();
+        guard.arm(before, cpu_budget);
+        let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
+        guard.disarm();
+        let used = clock.now().saturating_sub(before);
+        budget.set_heap_used(heap_used(js));
+
+        let mut state = state.borrow_mut();
+        let host = state.borrow_mut::<Host>();
+        host.charge(used);
+        let next_deadline = host.expire(Instant::now());
+        match polled {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(())) => {
+                if host.busy() {
+                    host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
+                }
+                if host.inbox_closed {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            Poll::Pending => {}
+        }
+        match next_deadline {
+            Some(deadline) => {
+                let deadline = tokio::time::Instant::from_std(deadline);
+                let timer =
+                    wall_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    continue; // a deadline passed while polling: expire it now
+                }
+            }
+            None => wall_timer = None,
+        }
+        return Poll::Pending;
+    })
+    .await
+}
+
+fn heap_used(js: &mut JsRuntime) -> usize {
+    let stats = js.v8_isolate().get_heap_statistics();
+    stats.used_heap_size()
 }
 
 /// The permissions deno_fetch checks before an outbound request. Every destination is

@@ -50,26 +50,13 @@ async fn run_case(dir: &Path) -> Vec<String> {
     let mut failures = Vec::new();
     for (i, ex) in spec.exchange.iter().enumerate() {
         let at = format!("{name} #{i} {} {}", ex.method, ex.path);
-        let headers: Vec<_> = ex
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let res = curl(
-            &ex.method,
-            &node.url(&ex.path),
-            &headers,
-            ex.body.as_deref().map(str::as_bytes),
-        )
-        .await;
+        let headers: Vec<_> = ex.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let res =
+            curl(&ex.method, &node.url(&ex.path), &headers, ex.body.as_deref().map(str::as_bytes))
+                .await;
         let mut fail = |what: String| failures.push(format!("{at}: {what}"));
         if res.status != ex.status {
-            fail(format!(
-                "status {} (expected {}), body {}",
-                res.status,
-                ex.status,
-                res.text()
-            ));
+            fail(format!("status {} (expected {}), body {}", res.status, ex.status, res.text()));
         }
         let request_id = res.header("x-request-id").unwrap_or_default().to_string();
         if request_id.is_empty() {
@@ -142,10 +129,5 @@ async fn every_spec_folder() {
     for case in &cases {
         failures.extend(run_case(case).await);
     }
-    assert!(
-        failures.is_empty(),
-        "{} spec failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} spec failures:\n{}", failures.len(), failures.join("\n"));
 }

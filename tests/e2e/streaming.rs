@@ -32,15 +32,8 @@ async fn response_streams_before_it_is_complete() {
     assert_eq!(first.into_data().unwrap(), "first\n");
 
     // Only now may the function produce its last chunk.
-    assert_eq!(
-        curl("GET", &node.url("/release"), &[], None).await.text(),
-        "released"
-    );
-    let rest = timeout(PATIENCE, body.collect())
-        .await
-        .expect("the body ends")
-        .unwrap()
-        .to_bytes();
+    assert_eq!(curl("GET", &node.url("/release"), &[], None).await.text(), "released");
+    let rest = timeout(PATIENCE, body.collect()).await.expect("the body ends").unwrap().to_bytes();
     assert_eq!(rest, "last\n");
     node.shutdown().await;
 }
@@ -74,11 +67,7 @@ async fn upload_reaches_the_function_before_it_is_complete() {
     assert_eq!(text, "first chunk seen\n");
     let expected = format!("upload complete: {total} bytes");
     let logged = node.logs.wait_for(PATIENCE, |r| r.message == expected);
-    assert!(
-        logged.is_some(),
-        "the function counted the whole upload: {:?}",
-        node.logs.records()
-    );
+    assert!(logged.is_some(), "the function counted the whole upload: {:?}", node.logs.records());
     node.shutdown().await;
 }
 

@@ -12,9 +12,7 @@ use js_runtime::{LogRecord, LogSink};
 
 /// The folder of a fixture function under `tests/functions/`.
 pub fn function_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("functions")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("functions").join(name)
 }
 
 /// Keeps every record a function logs, for tests to look at.
@@ -66,7 +64,8 @@ impl TestNode {
         let functions = dirs
             .iter()
             .map(|d| {
-                FunctionSpec::load(d).unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
+                FunctionSpec::load(d, &config::LimitsConfig::default())
+                    .unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
             })
             .collect();
         TestNode::start_specs(functions).await
@@ -76,19 +75,11 @@ impl TestNode {
         let mut config = NodeConfig::default();
         config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         let logs = Arc::new(MemorySink::default());
-        let node = Node::start(NodeOptions {
-            config,
-            functions,
-            log_sink: logs.clone(),
-        })
-        .await
-        .expect("node starts");
+        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone() })
+            .await
+            .expect("node starts");
         let addr = node.http_addrs()[0];
-        TestNode {
-            node: Some(node),
-            addr,
-            logs,
-        }
+        TestNode { node: Some(node), addr, logs }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -131,10 +122,7 @@ pub struct CurlResponse {
 
 impl CurlResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -165,26 +153,14 @@ pub async fn curl(
     }
     cmd.arg(url);
     let out = cmd.output().await.expect("curl is installed");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
     let head = std::fs::read_to_string(&head_file).unwrap();
     let mut lines = head.lines();
     let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    CurlResponse {
-        status,
-        headers,
-        body: std::fs::read(&body_file).unwrap(),
-    }
+    CurlResponse { status, headers, body: std::fs::read(&body_file).unwrap() }
 }

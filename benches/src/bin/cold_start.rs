@@ -23,20 +23,12 @@ const HELLO: &str = r#"export default {
 
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut sources = BTreeMap::new();
     sources.insert("index.js".to_string(), Arc::from(HELLO));
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
-    let services = WorkerServices {
-        log_sink: Arc::new(Discard),
-    };
+    let services = WorkerServices { log_sink: Arc::new(Discard) };
     let mut samples: Vec<Duration> = Vec::with_capacity(n);
     rt.block_on(async {
         for i in 0..n + 10 {
@@ -45,18 +37,13 @@ fn main() {
                 bundle: bundle.clone(),
                 vars: BTreeMap::new(),
                 allow_eval: false,
+                limits: js_runtime::Limits::default(),
             };
             let started = Instant::now();
-            let worker = Worker::start(options, services.clone())
-                .await
-                .expect("start");
-            let request = http::Request::get("http://localhost/")
-                .body(None)
-                .expect("request");
-            let response = worker
-                .invoke(Arc::from(format!("cold-{i}")), request)
-                .await
-                .expect("response");
+            let worker = Worker::start(options, services.clone()).await.expect("start");
+            let request = http::Request::get("http://localhost/").body(None).expect("request");
+            let response =
+                worker.invoke(Arc::from(format!("cold-{i}")), request).await.expect("response");
             let elapsed = started.elapsed();
             assert!(
                 matches!(response.body(), ResponseBody::Full(b) if b.as_ref() == b"Hello, world!\n")

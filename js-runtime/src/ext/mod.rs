@@ -9,7 +9,7 @@ mod types;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use deno_core::convert::ByteString;
@@ -47,6 +47,10 @@ pub struct Host {
     pub function: std::sync::Arc<str>,
     pub log_sink: std::sync::Arc<dyn LogSink>,
     pub inbox: Rc<RefCell<Option<mpsc::UnboundedReceiver<Invocation>>>>,
+    /// Set once the inbox is closed and drained: no invocation will come any more.
+    pub inbox_closed: bool,
+    cpu_time: Duration,
+    wall_time: Duration,
     live: HashMap<u32, Live>,
     next_id: u32,
 }
@@ -56,38 +60,97 @@ impl Host {
         function: std::sync::Arc<str>,
         log_sink: std::sync::Arc<dyn LogSink>,
         inbox: mpsc::UnboundedReceiver<Invocation>,
+        cpu_time: Duration,
+        wall_time: Duration,
     ) -> Host {
         Host {
             function,
             log_sink,
             inbox: Rc::new(RefCell::new(Some(inbox))),
+            inbox_closed: false,
+            cpu_time,
+            wall_time,
             live: HashMap::new(),
             next_id: 0,
         }
     }
 
-    /// Ends every live invocation with `failure` (the isolate is going away).
+    /// Whether any invocation is in flight.
+    pub fn busy(&self) -> bool {
+        !self.live.is_empty()
+    }
+
+    /// Closes the inbox and hands every invocation not yet taken back to its caller.
+    pub fn return_unstarted(&mut self) {
+        if let Some(rx) = self.inbox.borrow_mut().as_mut() {
+            rx.close();
+            while let Ok(invocation) = rx.try_recv() {
+                let _ = invocation.reply.send(Reply::Returned(invocation.request));
+            }
+        }
+        self.inbox_closed = true;
+    }
+
+    /// Ends every live invocation with `outcome` (the isolate is going away, or can make no
+    /// more progress).
     pub fn fail_all(&mut self, outcome: Outcome, message: &str) {
         for (_, mut live) in self.live.drain() {
             live.fail(outcome, message);
         }
+    }
+
+    /// The CPU time the next entry into the isolate may use: what the most spent live
+    /// invocation has left, or a whole `cpu_time` when none is live (background work such as
+    /// a timer left behind is held to the same budget per entry).
+    pub fn cpu_budget(&self) -> Duration {
+        self.live
+            .values()
+            .map(|l| self.cpu_time.saturating_sub(l.cpu_used))
+            .min()
+            .unwrap_or(self.cpu_time)
+    }
+
+    /// Charges CPU time spent in the isolate to every invocation live during it, and ends
+    /// those whose budget is spent with `exceeded_cpu`.
+    pub fn charge(&mut self, used: Duration) {
+        let limit = self.cpu_time;
+        self.live.retain(|_, live| {
+            live.cpu_used += used;
+            if live.cpu_used > limit {
+                live.fail(Outcome::ExceededCpu, "the invocation used up its CPU time");
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Ends the invocations past their wall-clock deadline with `exceeded_wall_time`; returns
+    /// the earliest deadline still ahead.
+    pub fn expire(&mut self, now: Instant) -> Option<Instant> {
+        self.live.retain(|_, live| {
+            if live.deadline <= now {
+                live.fail(Outcome::ExceededWallTime, "the invocation ran out of wall-clock time");
+                return false;
+            }
+            true
+        });
+        self.live.values().map(|l| l.deadline).min()
     }
 }
 
 /// An invocation the isolate has taken and not finished.
 struct Live {
     body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
-    reply: Option<tokio::sync::oneshot::Sender<Result<HttpResponse, Failure>>>,
+    reply: Option<tokio::sync::oneshot::Sender<Reply>>,
     stream: Option<mpsc::Sender<BodyChunk>>,
+    cpu_used: Duration,
+    deadline: Instant,
 }
 
 impl Live {
     fn fail(&mut self, outcome: Outcome, message: &str) {
         if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Err(Failure {
-                outcome,
-                message: message.to_string(),
-            }));
+            let _ = reply.send(Reply::Failed(Failure { outcome, message: message.to_string() }));
         } else if let Some(stream) = self.stream.take() {
             // The head is already sent: abort the body so the client sees a broken response.
             let _ = stream.try_send(Err(BodyError(format!("{}: {message}", outcome.as_str()))));
@@ -140,11 +203,7 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
     let Some(invocation) = next else {
         return Ok(None);
     };
-    let Invocation {
-        invocation_id,
-        request,
-        reply,
-    } = invocation;
+    let Invocation { invocation_id, request, reply } = invocation;
     let (parts, body) = request.into_parts();
     let headers = parts
         .headers
@@ -162,6 +221,8 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
             body: body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx))),
             reply: Some(reply),
             stream: None,
+            cpu_used: Duration::ZERO,
+            deadline: Instant::now() + host.wall_time,
         },
     );
     Ok(Some(NextRequest {
@@ -229,7 +290,7 @@ const HOP_BY_HOP: &[&str] = &[
 fn reply(state: &mut OpState, id: u32, response: HttpResponse) {
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         if let Some(reply) = live.reply.take() {
-            let _ = reply.send(Ok(response));
+            let _ = reply.send(Reply::Response(response));
         }
     }
 }
@@ -276,12 +337,7 @@ async fn op_isola_write(
     #[smi] id: u32,
     #[buffer] chunk: JsBuffer,
 ) -> bool {
-    let tx = state
-        .borrow()
-        .borrow::<Host>()
-        .live
-        .get(&id)
-        .and_then(|l| l.stream.clone());
+    let tx = state.borrow().borrow::<Host>().live.get(&id).and_then(|l| l.stream.clone());
     match tx {
         Some(tx) => tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok(),
         None => false,

@@ -40,7 +40,18 @@ pub struct Invocation {
     pub invocation_id: Arc<str>,
     pub request: http::Request<RequestBody>,
     /// Receives the response head (or the failure) as soon as the function answers.
-    pub reply: oneshot::Sender<Result<HttpResponse, Failure>>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// What a worker answers an invocation with.
+pub enum Reply {
+    /// The function's response head; a streamed body follows.
+    Response(HttpResponse),
+    /// The invocation ended without a response.
+    Failed(Failure),
+    /// The worker stopped before it took the request, which is handed back untouched so the
+    /// caller can run it elsewhere.
+    Returned(http::Request<RequestBody>),
 }
 
 /// How an invocation that did not produce a response ended.

@@ -338,7 +338,11 @@ function start(namespace, vars) {
   const env = ObjectFreeze({ __proto__: null, ...vars });
   (async () => {
     while (true) {
-      const next = await op_isola_next();
+      // Waiting for work does not keep the event loop alive: when nothing else is pending,
+      // the handlers still in flight can never finish, and the worker says so (no_response).
+      const waiting = op_isola_next();
+      core.unrefOpPromise(waiting);
+      const next = await waiting;
       if (next === null) break;
       invoke(handler, env, next);
     }
