@@ -167,16 +167,17 @@ fn run_thread(
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
         host.return_unstarted();
-        if let Err(e) = result {
-            let (outcome, message) = match guard.tripped() {
-                Some(Tripped::Cpu) => {
-                    (Outcome::ExceededCpu, "the isolate used up its CPU time".into())
-                }
-                Some(Tripped::Memory) => {
-                    (Outcome::ExceededMemory, "the isolate reached its memory limit".into())
-                }
-                None => (Outcome::Internal, e.to_string()),
-            };
+        let failure = match (result, guard.tripped()) {
+            (_, Some(Tripped::Cpu)) => {
+                Some((Outcome::ExceededCpu, "the isolate used up its CPU time".to_string()))
+            }
+            (_, Some(Tripped::Memory)) => {
+                Some((Outcome::ExceededMemory, "the isolate reached its memory limit".to_string()))
+            }
+            (Err(e), None) => Some((Outcome::Internal, e.to_string())),
+            (Ok(()), None) => None,
+        };
+        if let Some((outcome, message)) = failure {
             host.fail_all(outcome, &message);
         }
     });
@@ -310,6 +311,11 @@ async fn drive(
         guard.arm(before, cpu_budget);
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
         guard.disarm();
+        if guard.tripped().is_some() {
+            // deno_core absorbs a termination inside its event loop tick; the isolate is
+            // done for all the same.
+            return Poll::Ready(Ok(()));
+        }
         let used = clock.now().saturating_sub(before);
         budget.set_heap_used(heap_used(js));
 
