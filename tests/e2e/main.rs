@@ -2,5 +2,6 @@
 
 mod cli;
 mod isolation;
+mod limits;
 mod specs;
 mod streaming;

@@ -1,0 +1,99 @@
+//! Limits hold under repetition and load: memory bombs do not grow the process, and a
+//! function killed over and over does not disturb its neighbours.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tests::{function_dir, TestNode};
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn get(client: &HttpClient, url: &str) -> (u16, Bytes) {
+    let response = client.get(url.parse().unwrap()).await.expect("the node answers");
+    let status = response.status().as_u16();
+    (status, response.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// The resident set size of this process, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_heap_bombs_leave_the_process_as_it_was() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/limits-memory");
+    let node = TestNode::start(&[dir]).await;
+    let client = client();
+    let bomb = node.url("/heap");
+    for _ in 0..5 {
+        assert_eq!(get(&client, &bomb).await.0, 503);
+    }
+    let baseline = rss();
+    for run in 0..100 {
+        let (status, body) = get(&client, &bomb).await;
+        assert_eq!(status, 503, "run {run}: {body:?}");
+        assert!(body.starts_with(b"{\"error\":\"exceeded_memory\""), "run {run}: {body:?}");
+    }
+    assert_eq!(get(&client, &node.url("/ok")).await, (200, Bytes::from("ok")));
+    let after = rss();
+    // Each bomb filled a 64 MiB heap; a leak of even a tenth of that per run would show here.
+    let grown = after.saturating_sub(baseline);
+    assert!(grown < 200 * 1024 * 1024, "RSS grew by {} MiB over 100 bombs", grown / (1024 * 1024));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_killed_over_and_over_does_not_disturb_its_neighbour() {
+    let node = TestNode::start(&[function_dir("attacker"), function_dir("neighbour")]).await;
+    let client = client();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let attack = {
+        let (client, url, done, kills) =
+            (client.clone(), node.url("/x/loop"), done.clone(), kills.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let (status, body) = get(&client, &url).await;
+                assert_eq!(status, 503, "{body:?}");
+                kills.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut load = Vec::new();
+    for _ in 0..20 {
+        let (client, url) = (client.clone(), node.url("/n/work"));
+        load.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..25 {
+                statuses.push(get(&client, &url).await.0);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in load {
+        statuses.extend(task.await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    attack.await.unwrap();
+    assert_eq!(statuses.len(), 500);
+    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(failed.is_empty(), "the neighbour failed {} of 500 requests: {failed:?}", failed.len());
+    assert!(kills.load(Ordering::Relaxed) >= 3, "the attacker was killed only {kills:?} times");
+    node.shutdown().await;
+}
