@@ -12,7 +12,7 @@ fn main() {
             cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
             startup_snapshot: None,
             skip_op_registration: false,
-            extensions: ext::extensions(),
+            extensions: ext::extensions(deno_fetch::Options::default()),
             extension_transpiler: None,
             with_runtime_cb: None,
         },

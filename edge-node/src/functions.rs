@@ -90,8 +90,15 @@ pub struct Function {
     pub spec: FunctionSpec,
     instance: ArcSwap<Instance>,
     restart: tokio::sync::Mutex<()>,
-    allow_eval: bool,
-    log_sink: Arc<dyn LogSink>,
+    shared: Arc<Shared>,
+}
+
+/// What every function of a node runs with.
+pub struct Shared {
+    pub allow_eval: bool,
+    /// `[fetch] allow`: non-public hosts outbound fetch may reach.
+    pub fetch_allow: Vec<String>,
+    pub log_sink: Arc<dyn LogSink>,
 }
 
 /// A function's isolate, or why it could not start.
@@ -105,18 +112,13 @@ pub enum Instance {
 impl Function {
     /// Starts the function's worker. A function that cannot start is kept as
     /// [`Instance::Broken`] with its error in its log, so the node goes on serving the others.
-    pub async fn start(
-        spec: FunctionSpec,
-        allow_eval: bool,
-        log_sink: Arc<dyn LogSink>,
-    ) -> Function {
-        let instance = start_instance(&spec, allow_eval, &log_sink).await;
+    pub async fn start(spec: FunctionSpec, shared: Arc<Shared>) -> Function {
+        let instance = start_instance(&spec, &shared).await;
         Function {
             spec,
             instance: ArcSwap::from_pointee(instance),
             restart: tokio::sync::Mutex::new(()),
-            allow_eval,
-            log_sink,
+            shared,
         }
     }
 
@@ -139,7 +141,7 @@ impl Function {
             Instance::Ready(_) => {}
         }
         tracing::debug!(function = %self.spec.config.name, "starting a new isolate");
-        let instance = start_instance(&self.spec, self.allow_eval, &self.log_sink).await;
+        let instance = start_instance(&self.spec, &self.shared).await;
         self.instance.store(Arc::new(instance));
         match &**self.instance.load() {
             Instance::Ready(handle) => Ok(handle.clone()),
@@ -170,18 +172,15 @@ impl Function {
     }
 }
 
-async fn start_instance(
-    spec: &FunctionSpec,
-    allow_eval: bool,
-    log_sink: &Arc<dyn LogSink>,
-) -> Instance {
+async fn start_instance(spec: &FunctionSpec, shared: &Shared) -> Instance {
+    let log_sink = &shared.log_sink;
     let name: Arc<str> = Arc::from(spec.config.name.as_str());
     let limits = spec.limits;
     let options = WorkerOptions {
         name: name.clone(),
         bundle: spec.bundle.clone(),
         vars: spec.config.vars.clone(),
-        allow_eval,
+        allow_eval: shared.allow_eval,
         limits: js_runtime::Limits {
             memory: limits.memory,
             cpu_time: limits.cpu_time,
@@ -189,6 +188,7 @@ async fn start_instance(
             startup_time: limits.startup_time,
             subrequests: limits.subrequests,
         },
+        fetch_allow: shared.fetch_allow.clone(),
     };
     let services = WorkerServices { log_sink: log_sink.clone() };
     match Worker::start(options, services).await {

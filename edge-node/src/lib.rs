@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Site};
 
@@ -51,16 +52,19 @@ pub struct Node {
     stop: CancellationToken,
     tasks: JoinSet<()>,
     app: Arc<App>,
-    allow_eval: bool,
-    log_sink: Arc<dyn LogSink>,
+    shared: Arc<Shared>,
 }
 
 impl Node {
     /// Starts every function, then binds every listener. Returns once the node serves.
     pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
         let NodeOptions { config, functions, log_sink } = options;
-        let allow_eval = config.runtime.allow_eval;
-        let site = start_functions(functions, allow_eval, &log_sink).await;
+        let shared = Arc::new(Shared {
+            allow_eval: config.runtime.allow_eval,
+            fetch_allow: config.fetch.allow.clone(),
+            log_sink,
+        });
+        let site = start_functions(functions, &shared).await;
         let app = Arc::new(App { site: ArcSwap::from_pointee(site) });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -75,7 +79,7 @@ impl Node {
             http_addrs.push(local);
             tasks.spawn(http::serve(listener, app.clone(), stop.clone(), SHUTDOWN_GRACE));
         }
-        Ok(Node { http_addrs, stop, tasks, app, allow_eval, log_sink })
+        Ok(Node { http_addrs, stop, tasks, app, shared })
     }
 
     /// The bound HTTP addresses (useful with port 0).
@@ -85,7 +89,7 @@ impl Node {
 
     /// Replaces the served functions: new requests go to the new set at once.
     pub async fn replace_functions(&self, functions: Vec<FunctionSpec>) {
-        let site = start_functions(functions, self.allow_eval, &self.log_sink).await;
+        let site = start_functions(functions, &self.shared).await;
         self.app.site.store(Arc::new(site));
     }
 
@@ -96,13 +100,9 @@ impl Node {
     }
 }
 
-async fn start_functions(
-    specs: Vec<FunctionSpec>,
-    allow_eval: bool,
-    log_sink: &Arc<dyn LogSink>,
-) -> Site {
+async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site {
     let started = futures::future::join_all(
-        specs.into_iter().map(|spec| Function::start(spec, allow_eval, log_sink.clone())),
+        specs.into_iter().map(|spec| Function::start(spec, shared.clone())),
     )
     .await;
     for f in &started {

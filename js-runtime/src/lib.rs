@@ -5,6 +5,7 @@
 //! services ([`LogSink`]) and runs one function version.
 
 mod ext;
+mod fetch_policy;
 mod limits;
 mod loader;
 mod worker;
@@ -13,6 +14,7 @@ pub use ext::{
     BodyChunk, BodyError, Failure, HttpResponse, Invocation, Level, LogRecord, LogSink, Outcome,
     Reply, RequestBody, ResponseBody, USER_AGENT,
 };
+pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use worker::{InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices};
 

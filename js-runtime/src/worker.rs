@@ -14,6 +14,7 @@ use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ext::{self, Failure, Host, HttpResponse, Invocation, LogSink, Outcome, Reply};
+use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
 use crate::loader::{module_url, BundleLoader};
 
@@ -28,6 +29,9 @@ pub struct WorkerOptions {
     /// Allow `eval` and `new Function`.
     pub allow_eval: bool,
     pub limits: Limits,
+    /// Hosts outbound `fetch` may reach although they are not public addresses
+    /// (`"127.0.0.1:9000"`, `"db.internal"`).
+    pub fetch_allow: Vec<String>,
 }
 
 /// The services a worker uses, injected so tests and the node choose them.
@@ -207,9 +211,17 @@ async fn boot(
     let create_params = v8::CreateParams::default()
         .heap_limits(0, heap_limit)
         .array_buffer_allocator(budget.allocator());
+    let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
+    fetch_policy::install(policy.clone());
+    let fetch = deno_fetch::Options {
+        user_agent: ext::USER_AGENT.to_string(),
+        request_builder_hook: Some(fetch_policy::request_hook),
+        resolver: deno_fetch::dns::Resolver::custom(Arc::new(PolicyResolver(policy))),
+        ..Default::default()
+    };
     let mut js = JsRuntime::new(RuntimeOptions {
         startup_snapshot: Some(crate::SNAPSHOT),
-        extensions: ext::extensions(),
+        extensions: ext::extensions(fetch),
         module_loader: Some(Rc::new(BundleLoader { bundle: options.bundle.clone() })),
         create_params: Some(create_params),
         ..Default::default()
@@ -267,7 +279,7 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
     js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
     evaluated.await.map_err(module_error)?;
     let namespace = js.get_module_namespace(id).map_err(module_error)?;
-    let (namespace, vars) = {
+    let (namespace, vars, subrequests) = {
         deno_core::scope!(scope, js);
         let object = v8::Object::new(scope);
         for (key, value) in &options.vars {
@@ -278,12 +290,14 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
             object.set(scope, k.into(), v.into());
         }
         let namespace = v8::Local::new(scope, namespace);
+        let subrequests = v8::Number::new(scope, f64::from(options.limits.subrequests));
         (
             v8::Global::new(scope, v8::Local::<v8::Value>::from(namespace)),
             v8::Global::new(scope, v8::Local::<v8::Value>::from(object)),
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(subrequests)),
         )
     };
-    js.call_with_args(&start, &[namespace, vars])
+    js.call_with_args(&start, &[namespace, vars, subrequests])
         .await
         .map_err(|e| StartError::Module(e.to_string()))?;
     Ok(())
@@ -359,8 +373,9 @@ fn heap_used(js: &mut JsRuntime) -> usize {
     stats.used_heap_size()
 }
 
-/// The permissions deno_fetch checks before an outbound request. Every destination is
-/// allowed for now; the private-address policy replaces this.
+/// The permissions deno_fetch checks before an outbound request: all granted, because the
+/// outbound policy is enforced by [`fetch_policy`] (deno_permissions' deny list cannot make
+/// the exceptions `[fetch] allow` asks for).
 fn outbound_permissions() -> deno_permissions::PermissionsContainer {
     let parser =
         deno_permissions::RuntimePermissionDescriptorParser::new(sys_traits::impls::RealSys);

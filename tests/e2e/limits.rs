@@ -74,12 +74,14 @@ async fn a_function_killed_over_and_over_does_not_disturb_its_neighbour() {
             }
         })
     };
+    // 20 clients, each making at least 25 requests and going on until the attacker has been
+    // killed 5 times, so the load and the kills overlap.
     let mut load = Vec::new();
     for _ in 0..20 {
-        let (client, url) = (client.clone(), node.url("/n/work"));
+        let (client, url, kills) = (client.clone(), node.url("/n/work"), kills.clone());
         load.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
-            for _ in 0..25 {
+            while statuses.len() < 25 || (kills.load(Ordering::Relaxed) < 5 && statuses.len() < 5000) {
                 statuses.push(get(&client, &url).await.0);
             }
             statuses
@@ -91,9 +93,13 @@ async fn a_function_killed_over_and_over_does_not_disturb_its_neighbour() {
     }
     done.store(true, Ordering::Relaxed);
     attack.await.unwrap();
-    assert_eq!(statuses.len(), 500);
     let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(failed.is_empty(), "the neighbour failed {} of 500 requests: {failed:?}", failed.len());
-    assert!(kills.load(Ordering::Relaxed) >= 3, "the attacker was killed only {kills:?} times");
+    assert!(
+        failed.is_empty(),
+        "the neighbour failed {} of {} requests: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
+    assert!(kills.load(Ordering::Relaxed) >= 5, "the attacker was killed only {kills:?} times");
     node.shutdown().await;
 }

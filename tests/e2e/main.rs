@@ -1,6 +1,7 @@
 //! End-to-end tests: real nodes on port 0, real clients. One test binary, so V8 links once.
 
 mod cli;
+mod fetch;
 mod isolation;
 mod limits;
 mod specs;

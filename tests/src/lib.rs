@@ -71,8 +71,23 @@ impl TestNode {
         TestNode::start_specs(functions).await
     }
 
+    /// A node with `config` (its listen address replaced by 127.0.0.1:0).
+    pub async fn start_with(config: NodeConfig, dirs: &[PathBuf]) -> TestNode {
+        let functions = dirs
+            .iter()
+            .map(|d| {
+                FunctionSpec::load(d, &config.limits)
+                    .unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
+            })
+            .collect();
+        TestNode::start_config(config, functions).await
+    }
+
     pub async fn start_specs(functions: Vec<FunctionSpec>) -> TestNode {
-        let mut config = NodeConfig::default();
+        TestNode::start_config(NodeConfig::default(), functions).await
+    }
+
+    async fn start_config(mut config: NodeConfig, functions: Vec<FunctionSpec>) -> TestNode {
         config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         let logs = Arc::new(MemorySink::default());
         let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone() })

@@ -38,6 +38,7 @@ fn main() {
                 vars: BTreeMap::new(),
                 allow_eval: false,
                 limits: js_runtime::Limits::default(),
+                fetch_allow: Vec::new(),
             };
             let started = Instant::now();
             let worker = Worker::start(options, services.clone()).await.expect("start");

@@ -371,8 +371,8 @@ fn op_isola_done(state: &mut OpState, #[smi] id: u32) {
 }
 
 /// Every extension of an isolate, in load order. The snapshot build and the runtime use this
-/// one list, so their op tables match.
-pub fn extensions() -> Vec<deno_core::Extension> {
+/// one list, so their op tables match; `fetch` carries the runtime's outbound policy.
+pub fn extensions(fetch: deno_fetch::Options) -> Vec<deno_core::Extension> {
     vec![
         deno_webidl::deno_webidl::init(),
         deno_web::deno_web::init(
@@ -382,10 +382,7 @@ pub fn extensions() -> Vec<deno_core::Extension> {
             deno_web::InMemoryBroadcastChannel::default(),
         ),
         deno_crypto::deno_crypto::init(None),
-        deno_fetch::deno_fetch::init(deno_fetch::Options {
-            user_agent: USER_AGENT.to_string(),
-            ..Default::default()
-        }),
+        deno_fetch::deno_fetch::init(fetch),
         deno_net::init(),
         isola::init(),
     ]

@@ -11,6 +11,8 @@ const {
   ObjectPrototypeIsPrototypeOf,
   ObjectSetPrototypeOf,
   PromisePrototypeThen,
+  PromiseReject,
+  SafeMap,
   SafePromiseAllSettled,
   StringPrototypeEndsWith,
   StringPrototypeSlice,
@@ -204,6 +206,29 @@ core.setUnhandledPromiseRejectionHandler((promise, reason) => {
 });
 core.setHandledPromiseRejectionHandler(() => {});
 
+// ---- outbound fetch ------------------------------------------------------------------------
+
+// Outbound requests made by each live invocation, held to the `subrequests` limit.
+const subrequestCounts = new SafeMap();
+
+function limitSubrequests(max) {
+  const fetch = fetchMod.fetch;
+  function limitedFetch(input, init = undefined) {
+    const id = currentInvocation();
+    if (id !== null) {
+      const count = (subrequestCounts.get(id) ?? 0) + 1;
+      if (count > max) {
+        return PromiseReject(
+          new TypeError(`too many subrequests: an invocation may make at most ${max}`),
+        );
+      }
+      subrequestCounts.set(id, count);
+    }
+    return fetch(input, init);
+  }
+  ObjectDefineProperty(globalThis, "fetch", nonEnumerable(limitedFetch));
+}
+
 // ---- the Workers module contract -----------------------------------------------------------
 
 class ExecutionContext {
@@ -319,6 +344,7 @@ async function invoke(handler, env, next) {
     print(`Uncaught ${describe(error)}`, 3);
     op_isola_fail(id, "exception", describe(error));
   } finally {
+    subrequestCounts.delete(next.invocationId);
     op_isola_done(id);
     core.setAsyncContext(prev);
   }
@@ -328,7 +354,8 @@ async function invoke(handler, env, next) {
  * Called by Rust once, after the function's module evaluated: checks the default export and
  * starts taking requests.
  */
-function start(namespace, vars) {
+function start(namespace, vars, subrequests) {
+  limitSubrequests(subrequests);
   const handler = namespace.default;
   if (handler === null || typeof handler !== "object" || typeof handler.fetch !== "function") {
     throw new TypeError(
