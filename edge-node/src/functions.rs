@@ -189,6 +189,7 @@ async fn start_instance(spec: &FunctionSpec, shared: &Shared) -> Instance {
             subrequests: limits.subrequests,
         },
         fetch_allow: shared.fetch_allow.clone(),
+        enforce_limits: true,
     };
     let services = WorkerServices { log_sink: log_sink.clone() };
     match Worker::start(options, services).await {

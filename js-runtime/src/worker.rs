@@ -32,6 +32,9 @@ pub struct WorkerOptions {
     /// Hosts outbound `fetch` may reach although they are not public addresses
     /// (`"127.0.0.1:9000"`, `"db.internal"`).
     pub fetch_allow: Vec<String>,
+    /// Measure and enforce CPU and wall time per invocation. Only benchmarks turn this off,
+    /// to measure what enforcing costs; memory limits always hold.
+    pub enforce_limits: bool,
 }
 
 /// The services a worker uses, injected so tests and the node choose them.
@@ -166,7 +169,7 @@ fn run_thread(
             }
         };
         let _ = ready.send(Ok(()));
-        let result = drive(&mut js, &guard, &budget).await;
+        let result = drive(&mut js, &guard, &budget, options.enforce_limits).await;
         let state = js.op_state();
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
@@ -315,11 +318,28 @@ async fn drive(
     js: &mut JsRuntime,
     guard: &Guard,
     budget: &ArrayBufferBudget,
+    enforce: bool,
 ) -> Result<(), deno_core::error::CoreError> {
     let state = js.op_state();
     let clock = guard.clock();
     let mut wall_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     std::future::poll_fn(|cx| loop {
+        if !enforce {
+            let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
+            let mut state = state.borrow_mut();
+            let host = state.borrow_mut::<Host>();
+            return match polled {
+                Poll::Ready(Ok(())) => {
+                    host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
+                    if host.inbox_closed {
+                        Poll::Ready(Ok(()))
+                    } else {
+                        Poll::Pending
+                    }
+                }
+                other => other,
+            };
+        }
         let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
         let before = clock.now();
         guard.arm(before, cpu_budget);

@@ -32,7 +32,8 @@ async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
                                 .status(302)
                                 .header("location", to)
                                 .body(Full::new(Bytes::new())),
-                            None => http::Response::builder().body(Full::new(Bytes::from("hello from loopback"))),
+                            None => http::Response::builder()
+                                .body(Full::new(Bytes::from("hello from loopback"))),
                         };
                         Ok::<_, Infallible>(response.unwrap())
                     }
@@ -86,7 +87,8 @@ async fn non_public_addresses_are_refused_in_every_spelling() {
     assert_eq!(allowed_hits.load(Ordering::SeqCst), 2, "the two redirects were served");
 
     // The allowed host, on its port only.
-    let answer = fetch_through(&node, &format!("http://127.0.0.1:{}/hello", allowed.port()), 1).await;
+    let answer =
+        fetch_through(&node, &format!("http://127.0.0.1:{}/hello", allowed.port()), 1).await;
     assert_eq!(answer, "200 hello from loopback");
     node.shutdown().await;
 }

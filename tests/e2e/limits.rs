@@ -81,7 +81,9 @@ async fn a_function_killed_over_and_over_does_not_disturb_its_neighbour() {
         let (client, url, kills) = (client.clone(), node.url("/n/work"), kills.clone());
         load.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
-            while statuses.len() < 25 || (kills.load(Ordering::Relaxed) < 5 && statuses.len() < 5000) {
+            while statuses.len() < 25
+                || (kills.load(Ordering::Relaxed) < 5 && statuses.len() < 5000)
+            {
                 statuses.push(get(&client, &url).await.0);
             }
             statuses

@@ -39,6 +39,7 @@ fn main() {
                 allow_eval: false,
                 limits: js_runtime::Limits::default(),
                 fetch_allow: Vec::new(),
+                enforce_limits: true,
             };
             let started = Instant::now();
             let worker = Worker::start(options, services.clone()).await.expect("start");
