@@ -16,7 +16,8 @@ use std::path::PathBuf;
 pub use edge::{EdgeConfig, Route, EDGE_FILE};
 pub use limits::{over_max, Limits, LimitsRequest};
 pub use node::{
-    FetchConfig, FunctionsConfig, HttpConfig, LimitsConfig, NodeConfig, NodeSection, RuntimeConfig,
+    FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, NodeConfig, NodeSection,
+    RuntimeConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 

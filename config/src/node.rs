@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::Table;
 
@@ -14,6 +15,8 @@ use crate::{ConfigError, Problem};
 pub struct NodeConfig {
     pub node: NodeSection,
     pub http: HttpConfig,
+    /// `[https]`, when the node serves TLS.
+    pub https: Option<HttpsConfig>,
     pub runtime: RuntimeConfig,
     pub limits: LimitsConfig,
     pub fetch: FetchConfig,
@@ -30,13 +33,47 @@ pub struct NodeSection {
     pub region: String,
     /// Where the node keeps its state. Default: `./data` beside node.toml.
     pub data_dir: PathBuf,
+    /// How long requests in flight may take to finish once shutdown begins. Default: `"30s"`.
+    pub shutdown_grace_period: Duration,
 }
 
-/// `[http]`: plaintext HTTP/1.1 listeners.
+/// `[http]`: plaintext listeners (HTTP/1.1 and HTTP/2 with prior knowledge), and the request
+/// limits of every listener, TLS ones included.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Addresses to listen on. Default: `["0.0.0.0:8080"]`.
     pub listen: Vec<SocketAddr>,
+    /// The largest request body; more answers 413. Default: `"100MiB"`.
+    pub max_body_size: u64,
+    /// The longest request target (path and query); longer answers 414. Default: `"16KiB"`.
+    pub max_url_length: u64,
+    /// The most bytes of request headers; more answers 431. Default: `"32KiB"`.
+    pub max_header_size: u64,
+    /// The most request header fields; more answers 431. Default: `100`.
+    pub max_headers: usize,
+    /// How long a client may take to send a request's headers (slowloris). Default: `"10s"`.
+    pub header_read_timeout: Duration,
+    /// How long an idle keep-alive connection stays open. Default: `"60s"`.
+    pub idle_timeout: Duration,
+    /// The most connections open at once, over all listeners. Default: `10000`.
+    pub max_connections: usize,
+    /// HTTP/2: the most concurrent streams per connection. Default: `250`.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: the most streams a client may reset before being served (Rapid Reset).
+    /// Default: `20`.
+    pub h2_max_pending_reset_streams: usize,
+}
+
+/// `[https]`: TLS listeners: HTTP/1.1 and HTTP/2 (ALPN), and HTTP/3 on the same port (UDP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsConfig {
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain; re-read on SIGHUP.
+    pub cert: PathBuf,
+    /// PEM private key; re-read on SIGHUP.
+    pub key: PathBuf,
+    /// Also serve HTTP/3 over QUIC on the same port. Default: `true`.
+    pub http3: bool,
 }
 
 /// `[runtime]`: what functions may do.
@@ -77,31 +114,69 @@ pub struct FunctionsConfig {
 
 impl Default for NodeSection {
     fn default() -> Self {
-        NodeSection { id: "local".into(), region: "local".into(), data_dir: PathBuf::from("data") }
+        NodeSection {
+            id: "local".into(),
+            region: "local".into(),
+            data_dir: PathBuf::from("data"),
+            shutdown_grace_period: Duration::from_secs(30),
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))] }
+        HttpConfig {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
+            max_body_size: 100 * 1024 * 1024,
+            max_url_length: 16 * 1024,
+            max_header_size: 32 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 250,
+            h2_max_pending_reset_streams: 20,
+        }
     }
 }
 
 impl NodeConfig {
     /// Reads and checks a node.toml; relative paths are resolved from the file's folder.
-    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+    /// `env` holds the process environment: `EDGE__<SECTION>__<KEY>` variables override keys
+    /// of the file (`EDGE__HTTP__LISTEN='["0.0.0.0:80"]'`, `EDGE__LIMITS__MAX__MEMORY=1GiB`).
+    pub fn load(path: &Path, env: &[(String, String)]) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        NodeConfig::parse(&text, base)
+        NodeConfig::parse_with_env(&text, base, env)
             .map_err(|problems| ConfigError::Invalid { file: path.to_path_buf(), problems })
     }
 
     /// Parses node.toml text; relative paths are resolved from `base`.
     pub fn parse(text: &str, base: &Path) -> Result<NodeConfig, Vec<Problem>> {
-        let table = parse_toml(text).map_err(|p| vec![p])?;
+        NodeConfig::parse_with_env(text, base, &[])
+    }
+
+    /// Parses node.toml text with `EDGE__` environment overrides applied over it.
+    pub fn parse_with_env(
+        text: &str,
+        base: &Path,
+        env: &[(String, String)],
+    ) -> Result<NodeConfig, Vec<Problem>> {
+        let mut table = parse_toml(text).map_err(|p| vec![p])?;
         let mut r = Reader::default();
+        let overridden = apply_env(&mut r, &mut table, env);
         let config = read(&mut r, &table, base);
+        for problem in &mut r.problems {
+            let by = overridden.iter().find(|(path, _)| {
+                problem.path == *path
+                    || problem.path.starts_with(&format!("{path}."))
+                    || problem.path.starts_with(&format!("{path}["))
+            });
+            if let Some((_, var)) = by {
+                problem.message.push_str(&format!(" (set by {var})"));
+            }
+        }
         if r.problems.is_empty() {
             Ok(config)
         } else {
@@ -112,7 +187,11 @@ impl NodeConfig {
 
 fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     let mut c = NodeConfig::default();
-    r.deny_unknown(t, "", &["version", "node", "http", "runtime", "limits", "fetch", "functions"]);
+    r.deny_unknown(
+        t,
+        "",
+        &["version", "node", "http", "https", "runtime", "limits", "fetch", "functions"],
+    );
     match r.integer(t, "", "version") {
         Some(1) => {}
         Some(v) => {
@@ -124,7 +203,10 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     let resolve = |p: String| base.join(p);
 
     if let Some(s) = r.table(t, "", "node") {
-        r.deny_unknown(s, "node", &["id", "region", "data_dir"]);
+        r.deny_unknown(s, "node", &["id", "region", "data_dir", "shutdown_grace_period"]);
+        if let Some(v) = r.duration(s, "node", "shutdown_grace_period") {
+            c.node.shutdown_grace_period = v;
+        }
         if let Some(v) = r.string(s, "node", "id") {
             c.node.id = v;
         }
@@ -139,18 +221,26 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         c.node.data_dir = base.join(&c.node.data_dir);
     }
     if let Some(s) = r.table(t, "", "http") {
-        r.deny_unknown(s, "http", &["listen"]);
-        if let Some(list) = r.string_list(s, "http", "listen") {
-            c.http.listen.clear();
-            for (i, addr) in list {
-                match addr.parse::<SocketAddr>() {
-                    Ok(a) => c.http.listen.push(a),
-                    Err(_) => r.problem(
-                        format!("http.listen[{i}]"),
-                        format!("`{addr}` is not an address like \"0.0.0.0:8080\""),
-                    ),
-                }
+        read_http(r, s, &mut c.http);
+    }
+    if let Some(s) = r.table(t, "", "https") {
+        r.deny_unknown(s, "https", &["listen", "cert", "key", "http3"]);
+        let listen = listen_list(r, s, "https").unwrap_or_default();
+        if listen.is_empty() && !s.contains_key("listen") {
+            r.problem("https.listen", "missing (e.g. [\"0.0.0.0:8443\"])");
+        }
+        let mut file = |key: &str| match r.string(s, "https", key) {
+            Some(p) => Some(resolve(p)),
+            None if !s.contains_key(key) => {
+                r.problem(format!("https.{key}"), "missing (a PEM file)");
+                None
             }
+            None => None,
+        };
+        let (cert, key) = (file("cert"), file("key"));
+        let http3 = r.bool(s, "https", "http3").unwrap_or(true);
+        if let (Some(cert), Some(key)) = (cert, key) {
+            c.https = Some(HttpsConfig { listen, cert, key, http3 });
         }
     }
     if let Some(s) = r.table(t, "", "runtime") {
@@ -202,6 +292,122 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     c
 }
 
+/// Writes `EDGE__A__B=value` over key `a.b` of the table; a value is read as TOML when it
+/// parses as such (`true`, `30`, `["a", "b"]`) and as a string otherwise. Returns the key paths
+/// set, each with its variable.
+fn apply_env(r: &mut Reader, table: &mut Table, env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut set = Vec::new();
+    'vars: for (name, value) in env {
+        let Some(rest) = name.strip_prefix("EDGE__") else { continue };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.len() < 2 || parts.iter().any(String::is_empty) {
+            r.problem(
+                name.clone(),
+                "an override names a section and a key, like EDGE__HTTP__LISTEN",
+            );
+            continue;
+        }
+        let parsed = format!("v = {value}")
+            .parse::<Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let (last, sections) = parts.split_last().expect("at least two parts");
+        let mut t = &mut *table;
+        for (depth, section) in sections.iter().enumerate() {
+            let entry =
+                t.entry(section.clone()).or_insert_with(|| toml::Value::Table(Table::new()));
+            match entry {
+                toml::Value::Table(inner) => t = inner,
+                _ => {
+                    r.problem(
+                        parts[..=depth].join("."),
+                        format!("is not a table, so {name} cannot set a key in it"),
+                    );
+                    continue 'vars;
+                }
+            }
+        }
+        t.insert(last.clone(), parsed);
+        set.push((parts.join("."), name.clone()));
+    }
+    set
+}
+
+fn listen_list(r: &mut Reader, s: &Table, section: &str) -> Option<Vec<SocketAddr>> {
+    let list = r.string_list(s, section, "listen")?;
+    let mut out = Vec::new();
+    for (i, addr) in list {
+        match addr.parse::<SocketAddr>() {
+            Ok(a) => out.push(a),
+            Err(_) => r.problem(
+                format!("{section}.listen[{i}]"),
+                format!("`{addr}` is not an address like \"0.0.0.0:8080\""),
+            ),
+        }
+    }
+    Some(out)
+}
+
+fn read_http(r: &mut Reader, s: &Table, http: &mut HttpConfig) {
+    r.deny_unknown(
+        s,
+        "http",
+        &[
+            "listen",
+            "max_body_size",
+            "max_url_length",
+            "max_header_size",
+            "max_headers",
+            "header_read_timeout",
+            "idle_timeout",
+            "max_connections",
+            "h2_max_concurrent_streams",
+            "h2_max_pending_reset_streams",
+        ],
+    );
+    if let Some(listen) = listen_list(r, s, "http") {
+        http.listen = listen;
+    }
+    let count = |r: &mut Reader, key: &str, min: i64| -> Option<i64> {
+        let n = r.integer(s, "http", key)?;
+        if n < min {
+            r.problem(format!("http.{key}"), format!("must be at least {min}"));
+            return None;
+        }
+        Some(n)
+    };
+    if let Some(n) = count(r, "max_headers", 1) {
+        http.max_headers = n as usize;
+    }
+    if let Some(n) = count(r, "max_connections", 1) {
+        http.max_connections = n as usize;
+    }
+    if let Some(n) = count(r, "h2_max_concurrent_streams", 1) {
+        http.h2_max_concurrent_streams = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = count(r, "h2_max_pending_reset_streams", 0) {
+        http.h2_max_pending_reset_streams = n as usize;
+    }
+    for (key, field) in [
+        ("max_body_size", &mut http.max_body_size),
+        ("max_url_length", &mut http.max_url_length),
+        ("max_header_size", &mut http.max_header_size),
+    ] {
+        if let Some(v) = r.size(s, "http", key) {
+            *field = v;
+        }
+    }
+    for (key, field) in [
+        ("header_read_timeout", &mut http.header_read_timeout),
+        ("idle_timeout", &mut http.idle_timeout),
+    ] {
+        if let Some(v) = r.duration(s, "http", key) {
+            *field = v;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +439,45 @@ mod tests {
         .unwrap_err();
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["limits.colour", "limits.wall_time", "limits.memory"], "{problems:?}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = vec![
+            ("EDGE__HTTP__LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+            ("EDGE__LIMITS__MAX__MEMORY".to_string(), "1GiB".to_string()),
+            ("EDGE__RUNTIME__ALLOW_EVAL".to_string(), "true".to_string()),
+            ("EDGE_LOG".to_string(), "debug".to_string()),
+        ];
+        let c = NodeConfig::parse_with_env(
+            "version = 1\n[http]\nlisten = [\"0.0.0.0:1\"]",
+            Path::new("/"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.http.listen, vec!["127.0.0.1:9999".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.limits.max.memory, 1024 * 1024 * 1024);
+        assert!(c.runtime.allow_eval);
+
+        let bad = vec![
+            ("EDGE__HTTP__LISEN".to_string(), "x".to_string()),
+            ("EDGE__HTTP".to_string(), "x".to_string()),
+        ];
+        let problems = NodeConfig::parse_with_env("version = 1", Path::new("/"), &bad).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems[0].path, "EDGE__HTTP");
+        assert!(problems[1].message.ends_with("(set by EDGE__HTTP__LISEN)"), "{problems:?}");
+    }
+
+    #[test]
+    fn three_mistakes_three_problems() {
+        let problems = NodeConfig::parse(
+            "version = 1\n[http]\nmax_headers = 0\nidle_timeout = \"forever\"\n[https]\nlisten = [\"0.0.0.0:8443\"]\ncert = \"c.pem\"",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["http.max_headers", "http.idle_timeout", "https.key"], "{problems:?}");
     }
 
     #[test]

@@ -83,13 +83,16 @@ impl Reader {
     }
 
     /// The strings of an array, each with its index (for problem paths); a non-string item
-    /// is reported and skipped.
+    /// is reported and skipped. A single string stands for a list of one.
     pub fn string_list(
         &mut self,
         table: &Table,
         path: &str,
         key: &str,
     ) -> Option<Vec<(usize, String)>> {
+        if let Some(Value::String(one)) = table.get(key) {
+            return Some(vec![(0, one.clone())]);
+        }
         let items = self.typed(table, path, key, "an array of strings", Value::as_array)?;
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {

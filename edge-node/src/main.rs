@@ -106,7 +106,8 @@ fn init_tracing() {
 
 /// Reads node.toml and the functions it names; every problem becomes a [`BadConfig`].
 fn load(path: &Path) -> anyhow::Result<(NodeConfig, Vec<FunctionSpec>)> {
-    let config = NodeConfig::load(path).map_err(|e| BadConfig(e.to_string()))?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = NodeConfig::load(path, &env).map_err(|e| BadConfig(e.to_string()))?;
     let functions = match &config.functions {
         Some(f) => {
             FunctionSpec::load_all(&f.dir, &config.limits).map_err(|e| BadConfig(e.to_string()))?

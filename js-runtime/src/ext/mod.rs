@@ -30,6 +30,7 @@ deno_core::extension!(
         op_isola_next,
         op_isola_read,
         op_isola_respond,
+        op_isola_respond_text,
         op_isola_respond_stream,
         op_isola_write,
         op_isola_fail,
@@ -306,6 +307,22 @@ fn op_isola_respond(
 ) -> Result<(), JsErrorBox> {
     let response = response_head(status, headers)?
         .body(ResponseBody::Full(Bytes::copy_from_slice(&body)))
+        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
+    reply(state, id, response);
+    Ok(())
+}
+
+/// Answers with a complete text body (UTF-8), without a round trip through a Uint8Array.
+#[op2]
+fn op_isola_respond_text(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[smi] status: u32,
+    #[scoped] headers: Vec<(ByteString, ByteString)>,
+    #[string] body: String,
+) -> Result<(), JsErrorBox> {
+    let response = response_head(status, headers)?
+        .body(ResponseBody::Full(Bytes::from(body)))
         .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
     reply(state, id, response);
     Ok(())
