@@ -1,6 +1,8 @@
 //! Bodies between hyper and an isolate, streamed both ways through bounded channels.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,18 +16,29 @@ use tokio::sync::mpsc;
 /// stops reading from the socket, so a large upload is never held whole.
 const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Streams a request body to the isolate; `None` for a request that has no body.
-pub fn request_body(mut incoming: Incoming) -> RequestBody {
+/// Streams a request body to the isolate; `None` for a request that has no body. Past
+/// `limit` bytes the stream breaks and the flag is set, so the node can answer 413.
+pub fn request_body(mut incoming: Incoming, limit: u64) -> (RequestBody, Arc<AtomicBool>) {
+    let overflowed = Arc::new(AtomicBool::new(false));
     if incoming.is_end_stream() {
-        return None;
+        return (None, overflowed);
     }
     let (tx, rx) = mpsc::channel::<BodyChunk>(REQUEST_CHUNKS_IN_FLIGHT);
+    let flag = overflowed.clone();
     tokio::spawn(async move {
+        let mut received = 0u64;
         loop {
             match incoming.frame().await {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        received += data.len() as u64;
+                        if received > limit {
+                            flag.store(true, Ordering::Relaxed);
+                            let message = format!("the request body is larger than {limit} bytes");
+                            let _ = tx.send(Err(BodyError(message))).await;
+                            break;
+                        }
                         if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
                             break; // the function stopped reading
                         }
@@ -38,7 +51,7 @@ pub fn request_body(mut incoming: Incoming) -> RequestBody {
             }
         }
     });
-    Some(rx)
+    (Some(rx), overflowed)
 }
 
 /// A response body: complete, or streamed from the isolate.

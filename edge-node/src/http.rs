@@ -2,17 +2,14 @@
 //! invocation's outcome into a response.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use config::HttpConfig;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use js_runtime::{Failure, Outcome};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::body::{request_body, OutBody};
 use crate::functions::Function;
@@ -35,42 +32,22 @@ impl Site {
 
 pub struct App {
     pub site: ArcSwap<Site>,
+    /// The request limits of `[http]`.
+    pub limits: HttpConfig,
 }
 
-/// Accepts connections until `stop` is cancelled, then lets open connections finish their
-/// requests within `grace`.
-pub async fn serve(listener: TcpListener, app: Arc<App>, stop: CancellationToken, grace: Duration) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, remote) = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&app, req, remote).await) }
-        });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %remote, "connection ended with an error");
-            }
-        });
+/// How a connection reached the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol {
+    pub tls: bool,
+}
+
+impl Protocol {
+    pub fn plain() -> Protocol {
+        Protocol { tls: false }
     }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after the grace period; closing them");
+    pub fn tls() -> Protocol {
+        Protocol { tls: true }
     }
 }
 
@@ -91,11 +68,11 @@ fn failure_response(outcome: Outcome, request_id: &str) -> Response<OutBody> {
     response
 }
 
-fn bad_request(message: &str, request_id: &str) -> Response<OutBody> {
-    let body =
-        serde_json::json!({ "error": "bad_request", "message": message, "request_id": request_id });
+/// A request refused before it reached a function (the client's fault: 4xx).
+fn refuse(status: StatusCode, error: &str, message: &str, request_id: &str) -> Response<OutBody> {
+    let body = serde_json::json!({ "error": error, "message": message, "request_id": request_id });
     let mut response = Response::new(OutBody::full(body.to_string()));
-    *response.status_mut() = StatusCode::BAD_REQUEST;
+    *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -119,13 +96,70 @@ fn strip_port(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
-async fn handle(app: &App, req: Request<Incoming>, remote: SocketAddr) -> Response<OutBody> {
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    protocol: Protocol,
+) -> Response<OutBody> {
     let request_id = new_request_id();
-    let mut response = route(app, req, &request_id, remote).await;
+    let head = req.method() == http::Method::HEAD;
+    let mut response = match check_limits(&app.limits, &req, &request_id) {
+        Some(refused) => refused,
+        None => route(app, req, &request_id, remote, protocol).await,
+    };
+    if head {
+        // A HEAD response has no body on any protocol; keep the length the GET would have.
+        if let OutBody::Full(Some(bytes)) = response.body() {
+            let length = HeaderValue::from(bytes.len());
+            response.headers_mut().insert(header::CONTENT_LENGTH, length);
+        }
+        *response.body_mut() = OutBody::Full(None);
+    }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The request limits of `[http]` that can be checked from the head alone.
+fn check_limits(
+    limits: &HttpConfig,
+    req: &Request<Incoming>,
+    request_id: &str,
+) -> Option<Response<OutBody>> {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target as u64 > limits.max_url_length {
+        let message = format!("the URL is longer than {} bytes", limits.max_url_length);
+        return Some(refuse(StatusCode::URI_TOO_LONG, "uri_too_long", &message, request_id));
+    }
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers as u64 > limits.max_header_size || req.headers().len() > limits.max_headers {
+        let message = format!(
+            "the headers are larger than {} bytes or more than {} fields",
+            limits.max_header_size, limits.max_headers
+        );
+        return Some(refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &message,
+            request_id,
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_size) {
+        return Some(body_too_large(limits, request_id));
+    }
+    None
+}
+
+fn body_too_large(limits: &HttpConfig, request_id: &str) -> Response<OutBody> {
+    let message = format!("the body is larger than {} bytes", limits.max_body_size);
+    refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &message, request_id)
 }
 
 async fn route(
@@ -133,9 +167,15 @@ async fn route(
     req: Request<Incoming>,
     request_id: &str,
     remote: SocketAddr,
+    protocol: Protocol,
 ) -> Response<OutBody> {
     let Some(authority) = request_host(&req) else {
-        return bad_request("the request names no host", request_id);
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request names no host",
+            request_id,
+        );
     };
     let site = app.site.load_full();
     let path = req.uri().path().to_string();
@@ -144,16 +184,26 @@ async fn route(
     };
     let function = &site.functions[index];
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("http://{authority}{path_and_query}");
+    let scheme = if protocol.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{authority}{path_and_query}");
     let (mut parts, incoming) = req.into_parts();
     parts.uri = match url.parse() {
         Ok(uri) => uri,
-        Err(_) => return bad_request("the request URL is malformed", request_id),
+        Err(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request URL is malformed",
+                request_id,
+            )
+        }
     };
-    let request = Request::from_parts(parts, request_body(incoming));
+    let (body, overflowed) = request_body(incoming, app.limits.max_body_size);
+    let request = Request::from_parts(parts, body);
     tracing::debug!(%remote, function = %function.spec.config.name, %request_id, %path, "invoke");
     match function.invoke(Arc::from(request_id), request).await {
         Ok(response) => response.map(OutBody::from),
+        Err(_) if overflowed.load(Ordering::Relaxed) => body_too_large(&app.limits, request_id),
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {
                 tracing::error!(function = %function.spec.config.name, %request_id, %message, "invocation failed");

@@ -8,24 +8,27 @@ pub mod functions;
 mod http;
 pub mod logs;
 mod router;
+mod server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use config::NodeConfig;
 use js_runtime::LogSink;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Site};
-
-/// How long open connections may take to finish after shutdown begins.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+use crate::server::Listeners;
+pub use crate::tls::{CertSource, CertStore, TlsError};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// What a node serves and where its function logs go.
@@ -44,60 +50,120 @@ pub struct NodeOptions {
     pub config: NodeConfig,
     pub functions: Vec<FunctionSpec>,
     pub log_sink: Arc<dyn LogSink>,
+    /// Where the `[https]` listeners' certificate comes from; `None` reads the files
+    /// node.toml names.
+    pub tls: Option<CertSource>,
 }
 
 /// A running node.
 pub struct Node {
     http_addrs: Vec<SocketAddr>,
-    stop: CancellationToken,
-    tasks: JoinSet<()>,
-    app: Arc<App>,
+    https_addrs: Vec<SocketAddr>,
+    accepting: JoinSet<()>,
+    listeners: Arc<Listeners>,
+    certs: Option<Arc<CertStore>>,
     shared: Arc<Shared>,
+    config: NodeConfig,
 }
 
 impl Node {
     /// Starts every function, then binds every listener. Returns once the node serves.
     pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
-        let NodeOptions { config, functions, log_sink } = options;
+        let NodeOptions { config, functions, log_sink, tls } = options;
+        let certs = match (&config.https, tls) {
+            (_, Some(source)) => Some(CertStore::load(source)?),
+            (Some(https), None) => Some(CertStore::load(CertSource::Files {
+                cert: https.cert.clone(),
+                key: https.key.clone(),
+            })?),
+            (None, None) => None,
+        };
         let shared = Arc::new(Shared {
             allow_eval: config.runtime.allow_eval,
             fetch_allow: config.fetch.allow.clone(),
             log_sink,
         });
         let site = start_functions(functions, &shared).await;
-        let app = Arc::new(App { site: ArcSwap::from_pointee(site) });
-        let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        let mut http_addrs = Vec::new();
-        for addr in &config.http.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| NodeError::Bind { addr: *addr, source })?;
-            let local =
-                listener.local_addr().map_err(|source| NodeError::Bind { addr: *addr, source })?;
-            tracing::info!(addr = %local, "listening for HTTP");
-            http_addrs.push(local);
-            tasks.spawn(http::serve(listener, app.clone(), stop.clone(), SHUTDOWN_GRACE));
-        }
-        Ok(Node { http_addrs, stop, tasks, app, shared })
+        let app = Arc::new(App { site: ArcSwap::from_pointee(site), limits: config.http.clone() });
+        let listeners = Arc::new(Listeners {
+            app,
+            http: config.http.clone(),
+            connections: Arc::new(Semaphore::new(config.http.max_connections)),
+            stop: CancellationToken::new(),
+            force: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            started: Instant::now(),
+        });
+        let mut accepting = JoinSet::new();
+        let http_addrs = bind_all(&config.http.listen, &listeners, None, &mut accepting).await?;
+        let https_addrs = match (&config.https, &certs) {
+            (Some(https), Some(certs)) => {
+                bind_all(&https.listen, &listeners, Some(certs.acceptor()), &mut accepting).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Node { http_addrs, https_addrs, accepting, listeners, certs, shared, config })
     }
 
-    /// The bound HTTP addresses (useful with port 0).
+    /// The bound plaintext addresses (useful with port 0).
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// The bound TLS addresses.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
+    }
+
+    /// The certificate the TLS listeners present, PEM-encoded.
+    pub fn cert_pem(&self) -> Option<String> {
+        self.certs.as_ref().map(|c| c.cert_pem())
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP). Open connections keep going; new
+    /// handshakes get the new certificate. On failure the old one stays.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.certs {
+            Some(certs) => certs.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Replaces the served functions: new requests go to the new set at once.
     pub async fn replace_functions(&self, functions: Vec<FunctionSpec>) {
         let site = start_functions(functions, &self.shared).await;
-        self.app.site.store(Arc::new(site));
+        self.listeners.app.site.store(Arc::new(site));
     }
 
-    /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
-    pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    /// Stops accepting (new connections are refused), lets requests in flight finish within
+    /// `[node] shutdown_grace_period`, then closes what is left. Returns whether everything
+    /// finished in time.
+    pub async fn shutdown(mut self) -> bool {
+        self.listeners.stop.cancel();
+        while self.accepting.join_next().await.is_some() {}
+        server::drain(&self.listeners, self.config.node.shutdown_grace_period).await
     }
+}
+
+async fn bind_all(
+    addrs: &[SocketAddr],
+    listeners: &Arc<Listeners>,
+    tls: Option<tls::TlsAcceptor>,
+    accepting: &mut JoinSet<()>,
+) -> Result<Vec<SocketAddr>, NodeError> {
+    let mut bound = Vec::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr: *addr, source })?;
+        let local =
+            listener.local_addr().map_err(|source| NodeError::Bind { addr: *addr, source })?;
+        let kind = if tls.is_some() { "HTTPS (HTTP/1.1, HTTP/2)" } else { "HTTP (HTTP/1.1, h2c)" };
+        tracing::info!(addr = %local, "listening for {kind}");
+        bound.push(local);
+        accepting.spawn(listeners.clone().serve(listener, tls.clone()));
+    }
+    Ok(bound)
 }
 
 async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site {

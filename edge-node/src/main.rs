@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use config::{NodeConfig, Route};
 use edge_node::logs::{TerminalSink, TracingSink};
-use edge_node::{FunctionSpec, Node, NodeOptions};
+use edge_node::{CertSource, FunctionSpec, Node, NodeOptions};
 
 /// Exit code for a configuration the node cannot use (EX_USAGE-style, as sysexits' 64).
 const EXIT_BAD_CONFIG: u8 = 64;
@@ -28,11 +28,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node from its node.toml, serving the functions it names.
+    /// Run a node from its node.toml, serving the functions it names. SIGHUP re-reads the TLS
+    /// certificate; SIGTERM or Ctrl-C drains and stops (a second one stops at once).
     Serve {
-        /// Path to node.toml.
+        /// Path to node.toml. Keys can be overridden by EDGE__<SECTION>__<KEY> variables.
         #[arg(long, short, default_value = "node.toml")]
         config: PathBuf,
+        /// Plaintext listen address(es), replacing [http] listen.
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
     },
     /// Run one function on localhost for development: every path goes to it, it reloads when
     /// its files change, and its logs print to the terminal.
@@ -43,6 +47,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Serve HTTPS (HTTP/1.1 and HTTP/2) with a self-signed certificate for localhost
+        /// instead of plaintext HTTP.
+        #[arg(long)]
+        tls: bool,
     },
     /// Check a node.toml (and the function folders it names) and exit: 0 when valid, 64 with
     /// every problem listed otherwise.
@@ -70,8 +78,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => serve(&config).await,
-            Command::Dev { dir, listen } => dev(&dir, listen).await,
+            Command::Serve { config, listen } => serve(&config, listen).await,
+            Command::Dev { dir, listen, tls } => dev(&dir, listen, tls).await,
             Command::Check { config } => check(&config).map(|()| println_ok(&config)),
         }
     });
@@ -127,16 +135,50 @@ fn check(path: &Path) -> anyhow::Result<()> {
     load(path).map(|_| ())
 }
 
-async fn serve(path: &Path) -> anyhow::Result<()> {
-    let (config, functions) = load(path)?;
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), node = %config.node.id, region = %config.node.region, "starting");
-    let node = Node::start(NodeOptions { config, functions, log_sink: Arc::new(TracingSink) })
-        .await
-        .context("starting the node")?;
-    shutdown_signal().await;
-    tracing::info!("shutting down: draining open requests");
-    node.shutdown().await;
-    tracing::info!("stopped");
+async fn serve(path: &Path, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
+    let (mut config, functions) = load(path)?;
+    if !listen.is_empty() {
+        config.http.listen = listen;
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        config = %path.display(),
+        node = %config.node.id,
+        region = %config.node.region,
+        functions = functions.len(),
+        "starting"
+    );
+    let grace = config.node.shutdown_grace_period;
+    let node =
+        Node::start(NodeOptions { config, functions, log_sink: Arc::new(TracingSink), tls: None })
+            .await
+            .context("starting the node")?;
+    tracing::info!("ready");
+    let mut signals = Signals::new()?;
+    loop {
+        match signals.next().await {
+            Signal::Reload => match node.reload_tls() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one")
+                }
+            },
+            Signal::Stop => break,
+        }
+    }
+    tracing::info!(grace_period = %config::format_duration(grace), "shutting down: no new connections, draining requests in flight");
+    let drained = tokio::select! {
+        drained = node.shutdown() => drained,
+        _ = signals.next_stop() => {
+            tracing::warn!("second signal: stopping at once");
+            std::process::exit(1);
+        }
+    };
+    if drained {
+        tracing::info!("drained; stopped");
+    } else {
+        tracing::warn!("grace period over; closed the connections still open; stopped");
+    }
     Ok(())
 }
 
@@ -148,29 +190,41 @@ fn load_dev(dir: &Path) -> anyhow::Result<FunctionSpec> {
     Ok(spec)
 }
 
-async fn dev(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()> {
     let spec = load_dev(dir)?;
     let mut config = NodeConfig::default();
     config.http.listen = vec![listen];
-    config.runtime.allow_eval = false;
+    if tls {
+        config.http.listen = Vec::new();
+        config.https = Some(config::HttpsConfig {
+            listen: vec![listen],
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            http3: true,
+        });
+    }
+    let source = tls.then_some(CertSource::SelfSigned);
     let name = spec.config.name.clone();
     let node = Node::start(NodeOptions {
         config,
         functions: vec![spec],
         log_sink: Arc::new(TerminalSink),
+        tls: source,
     })
     .await
     .context("starting the dev server")?;
     for addr in node.http_addrs() {
         tracing::info!("{name} is running at http://{addr}/ (Ctrl-C to stop)");
     }
+    for addr in node.https_addrs() {
+        tracing::info!("{name} is running at https://{addr}/ with a self-signed certificate (curl -k; Ctrl-C to stop)");
+    }
     let mut seen = fingerprint(dir);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
+    let mut signals = Signals::new()?;
     loop {
         tokio::select! {
-            _ = &mut signal => break,
+            _ = signals.next_stop() => break,
             _ = tick.tick() => {
                 let now = fingerprint(dir);
                 if now != seen {
@@ -216,20 +270,43 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
+/// The signals a node acts on.
+enum Signal {
+    /// SIGHUP: re-read the TLS certificate.
+    Reload,
+    /// SIGTERM or SIGINT: drain and stop.
+    Stop,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            hup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn next_stop(&mut self) {
+        loop {
+            if let Signal::Stop = self.next().await {
+                return;
+            }
+        }
+    }
 }

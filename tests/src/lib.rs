@@ -90,7 +90,7 @@ impl TestNode {
     async fn start_config(mut config: NodeConfig, functions: Vec<FunctionSpec>) -> TestNode {
         config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         let logs = Arc::new(MemorySink::default());
-        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone() })
+        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone(), tls: None })
             .await
             .expect("node starts");
         let addr = node.http_addrs()[0];

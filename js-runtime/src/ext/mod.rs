@@ -167,6 +167,8 @@ struct NextRequest {
     url: String,
     headers: Vec<(ByteString, ByteString)>,
     has_body: bool,
+    /// `HTTP/1.1`, `HTTP/2` or `HTTP/3`, as `request.cf.httpProtocol` shows it.
+    http_protocol: &'static str,
 }
 
 #[op2(fast)]
@@ -233,6 +235,13 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
         url: parts.uri.to_string(),
         headers,
         has_body,
+        http_protocol: match parts.version {
+            http::Version::HTTP_09 => "HTTP/0.9",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        },
     }))
 }
 

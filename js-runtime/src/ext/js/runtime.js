@@ -321,6 +321,12 @@ async function invoke(handler, env, next) {
       false,
     );
     const req = request.fromInnerRequest(inner, "immutable");
+    // Connection metadata, where Workers puts it.
+    ObjectDefineProperty(req, "cf", {
+      __proto__: null,
+      value: ObjectFreeze({ __proto__: null, httpProtocol: next.httpProtocol }),
+      enumerable: true,
+    });
     let res;
     try {
       res = await handler.fetch(req, env, ctx);

@@ -1,0 +1,258 @@
+//! Listeners: accepting TCP (plaintext or TLS) connections under the node's connection cap,
+//! serving HTTP/1.1 and HTTP/2 on them with the request limits of `[http]`, closing idle and
+//! slow connections, and draining on shutdown.
+
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use config::HttpConfig;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::{handle, App, Protocol};
+use crate::tls::TlsAcceptor;
+
+/// What every listener of a node shares.
+pub struct Listeners {
+    pub app: Arc<App>,
+    pub http: HttpConfig,
+    /// One permit per open connection, over all listeners.
+    pub connections: Arc<Semaphore>,
+    /// Cancelled when shutdown begins: stop accepting, finish what is in flight.
+    pub stop: CancellationToken,
+    /// Cancelled when the grace period is over: close every connection now.
+    pub force: CancellationToken,
+    pub tracker: TaskTracker,
+    pub started: Instant,
+}
+
+impl Listeners {
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let http = &self.http;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // The head buffer holds the request line and the headers; each has its own limit,
+        // checked per request (414, 431).
+        let head = (http.max_header_size + http.max_url_length + 1024).max(8192);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(http.header_read_timeout)
+            .max_buf_size(usize::try_from(head).unwrap_or(usize::MAX))
+            .max_headers(http.max_headers);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(http.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(http.h2_max_pending_reset_streams)
+            .max_local_error_reset_streams(1024)
+            .max_header_list_size(u32::try_from(http.max_header_size).unwrap_or(u32::MAX));
+        builder
+    }
+
+    /// Accepts connections on `listener` until shutdown begins.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+        let builder = Arc::new(self.builder());
+        loop {
+            let permit = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                permit = self.connections.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (stream, remote) = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (this, builder, tls) = (self.clone(), builder.clone(), tls.clone());
+            self.tracker.spawn(async move {
+                let _permit = permit;
+                match tls {
+                    None => this.connection(&builder, stream, Protocol::plain(), remote).await,
+                    Some(acceptor) => {
+                        // The handshake counts against the header read timeout.
+                        let handshake = tokio::time::timeout(
+                            this.http.header_read_timeout,
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(tls)) => {
+                                this.connection(&builder, tls, Protocol::tls(), remote).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%remote, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Serves one connection until it ends, goes idle past `idle_timeout`, or the node
+    /// stops.
+    async fn connection<IO>(
+        &self,
+        builder: &auto::Builder<TokioExecutor>,
+        io: IO,
+        protocol: Protocol,
+        remote: std::net::SocketAddr,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity =
+            Arc::new(Activity { last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
+        let io = IdleIo { inner: io, activity: activity.clone(), started: self.started };
+        activity.touch(self.started);
+        let app = self.app.clone();
+        let service_activity = activity.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            let activity = service_activity.clone();
+            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let response = handle(&app, req, remote, protocol).await;
+                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
+        let idle = self.http.idle_timeout;
+        let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.stop.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = self.force.cancelled() => return,
+                _ = check.tick(), if !closing => {
+                    if activity.idle_for(self.started) >= idle {
+                        tracing::debug!(%remote, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it has in flight.
+struct Activity {
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self, started: Instant) {
+        self.last_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the connection has been idle: zero while a request is in flight.
+    fn idle_for(&self, started: Instant) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let now = started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// An IO stream that records when it last read or wrote anything.
+struct IdleIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch(this.started);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch(this.started);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.touch(this.started);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Waits for every connection to finish, at most `grace`; then closes the rest.
+pub async fn drain(listeners: &Listeners, grace: Duration) -> bool {
+    listeners.tracker.close();
+    let drained = tokio::time::timeout(grace, listeners.tracker.wait()).await.is_ok();
+    if !drained {
+        listeners.force.cancel();
+        listeners.tracker.wait().await;
+    }
+    drained
+}
