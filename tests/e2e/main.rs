@@ -4,5 +4,6 @@ mod cli;
 mod fetch;
 mod isolation;
 mod limits;
+mod server;
 mod specs;
 mod streaming;

@@ -56,6 +56,10 @@ impl MemorySink {
 pub struct TestNode {
     node: Option<Node>,
     pub addr: SocketAddr,
+    /// The TLS listener, when the node has one.
+    pub https: Option<SocketAddr>,
+    /// The certificate the TLS listener presents, PEM-encoded.
+    pub cert_pem: Option<String>,
     pub logs: Arc<MemorySink>,
 }
 
@@ -87,14 +91,39 @@ impl TestNode {
         TestNode::start_config(NodeConfig::default(), functions).await
     }
 
-    async fn start_config(mut config: NodeConfig, functions: Vec<FunctionSpec>) -> TestNode {
+    /// A node with plaintext and TLS listeners (a self-signed certificate) on port 0.
+    pub async fn start_tls(mut config: NodeConfig, dirs: &[PathBuf]) -> TestNode {
+        config.https = Some(config::HttpsConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            http3: false,
+        });
+        let functions = dirs
+            .iter()
+            .map(|d| FunctionSpec::load(d, &config.limits).expect("fixture loads"))
+            .collect();
+        TestNode::start_full(config, functions, Some(edge_node::CertSource::SelfSigned)).await
+    }
+
+    async fn start_config(config: NodeConfig, functions: Vec<FunctionSpec>) -> TestNode {
+        TestNode::start_full(config, functions, None).await
+    }
+
+    async fn start_full(
+        mut config: NodeConfig,
+        functions: Vec<FunctionSpec>,
+        tls: Option<edge_node::CertSource>,
+    ) -> TestNode {
         config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         let logs = Arc::new(MemorySink::default());
-        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone(), tls: None })
+        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone(), tls })
             .await
             .expect("node starts");
         let addr = node.http_addrs()[0];
-        TestNode { node: Some(node), addr, logs }
+        let https = node.https_addrs().first().copied();
+        let cert_pem = node.cert_pem();
+        TestNode { node: Some(node), addr, https, cert_pem, logs }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -150,10 +179,22 @@ pub async fn curl(
     headers: &[(String, String)],
     body: Option<&[u8]>,
 ) -> CurlResponse {
+    curl_with(&[], method, url, headers, body).await
+}
+
+/// [`curl`] with extra command-line options (`--http2`, `--cacert FILE`, ...).
+pub async fn curl_with(
+    extra: &[&str],
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+) -> CurlResponse {
     let dir = tempfile::tempdir().unwrap();
     let head_file = dir.path().join("head");
     let body_file = dir.path().join("body");
     let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(extra);
     cmd.args(["-sS", "--max-time", "30", "-X", method, "-D"])
         .arg(&head_file)
         .arg("-o")
@@ -170,6 +211,9 @@ pub async fn curl(
     let out = cmd.output().await.expect("curl is installed");
     assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
     let head = std::fs::read_to_string(&head_file).unwrap();
+    // After interim responses (100 Continue), the last head is the answer.
+    let head = head.replace("\r\n", "\n");
+    let head = head.trim_end().rsplit("\n\n").next().unwrap_or_default();
     let mut lines = head.lines();
     let status_line = lines.next().unwrap_or_default();
     let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);

@@ -1,0 +1,197 @@
+//! The node as an operator runs it: every protocol reaches the function, the request limits
+//! answer their statuses, slow and idle clients are cut off while others are served, and the
+//! connection cap holds.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tests::{curl, curl_with, function_dir, TestNode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn json(res: &tests::CurlResponse) -> serde_json::Value {
+    serde_json::from_slice(&res.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", res.text()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_and_h2load_over_every_protocol() {
+    let node = TestNode::start_tls(config::NodeConfig::default(), &[function_dir("proto")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, node.cert_pem.as_ref().unwrap()).unwrap();
+    let cert = cert.to_str().unwrap();
+    let tls = node.https.unwrap();
+    let plain = node.url("/");
+    let secure = format!("https://127.0.0.1:{}/", tls.port());
+    for (options, url, protocol, scheme) in [
+        (vec!["--http1.1"], &plain, "HTTP/1.1", "http:"),
+        (vec!["--http2-prior-knowledge"], &plain, "HTTP/2", "http:"),
+        (vec!["--http1.1", "--cacert", cert], &secure, "HTTP/1.1", "https:"),
+        (vec!["--http2", "--cacert", cert], &secure, "HTTP/2", "https:"),
+    ] {
+        let res = curl_with(&options, "POST", url, &[], Some(b"twelve bytes")).await;
+        assert_eq!(res.status, 200, "{options:?}: {}", res.text());
+        assert_eq!(
+            json(&res),
+            serde_json::json!({ "protocol": protocol, "scheme": scheme, "method": "POST", "bytes": 12 }),
+            "{options:?}"
+        );
+    }
+    // h2load, over TLS (ALPN h2) and cleartext (prior knowledge): every request succeeds.
+    for url in [&secure, &plain] {
+        let out = tokio::process::Command::new("h2load")
+            .args(["-n", "400", "-c", "4", "-m", "10", url])
+            .output()
+            .await
+            .expect("h2load is installed (scripts/test installs nghttp2-client)");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.contains("400 total, 400 started, 400 done, 400 succeeded, 0 failed"),
+            "h2load {url}: {report}"
+        );
+        assert!(report.contains("status codes: 400 2xx"), "h2load {url}: {report}");
+    }
+    node.shutdown().await;
+}
+
+fn limited_config() -> config::NodeConfig {
+    let mut config = config::NodeConfig::default();
+    config.http.max_body_size = 1024 * 1024;
+    config.http.header_read_timeout = Duration::from_secs(1);
+    config.http.idle_timeout = Duration::from_millis(500);
+    config
+}
+
+/// Sends `parts` of a raw request with a pause between them and returns the status code.
+async fn raw_status(addr: std::net::SocketAddr, parts: &[Vec<u8>]) -> u16 {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    for part in parts {
+        stream.write_all(part).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut head = vec![0u8; 64];
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut head)).await.unwrap().unwrap();
+    let line = String::from_utf8_lossy(&head[..n]).into_owned();
+    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limits_answer_their_statuses() {
+    let node = TestNode::start_with(limited_config(), &[function_dir("proto")]).await;
+    let long_url = node.url(&format!("/{}", "a".repeat(17 * 1024)));
+    assert_eq!(curl("GET", &long_url, &[], None).await.status, 414);
+
+    let big = vec![("x-big".to_string(), "b".repeat(33 * 1024))];
+    assert_eq!(curl("GET", &node.url("/"), &big, None).await.status, 431);
+    let many: Vec<_> = (0..101).map(|i| (format!("x-h{i}"), "v".to_string())).collect();
+    assert_eq!(curl("GET", &node.url("/"), &many, None).await.status, 431);
+
+    // The same, with the head arriving in pieces.
+    let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    head.extend(format!("x-big: {}\r\n", "b".repeat(33 * 1024)).into_bytes());
+    let pieces: Vec<Vec<u8>> = head.chunks(4096).map(<[u8]>::to_vec).chain([b"\r\n".to_vec()]).collect();
+    assert_eq!(raw_status(node.addr, &pieces).await, 431);
+    let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..101 {
+        head.extend(format!("x-h{i}: v\r\n").into_bytes());
+    }
+    let pieces: Vec<Vec<u8>> = head.chunks(100).map(<[u8]>::to_vec).chain([b"\r\n".to_vec()]).collect();
+    assert_eq!(raw_status(node.addr, &pieces).await, 431);
+
+    // Bodies: declared too large, and streamed (chunked) past the limit.
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    assert_eq!(curl("POST", &node.url("/"), &[], Some(&body)).await.status, 413);
+    let chunked = vec![("transfer-encoding".to_string(), "chunked".to_string())];
+    assert_eq!(curl("POST", &node.url("/"), &chunked, Some(&body)).await.status, 413);
+    // Within the limits, everything passes.
+    let ok = curl("POST", &node.url("/"), &chunked, Some(&body[..1000])).await;
+    assert_eq!((ok.status, json(&ok)["bytes"].clone()), (200, serde_json::json!(1000)));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_idle_connections_are_closed_while_others_are_served() {
+    let node = TestNode::start_with(limited_config(), &[function_dir("proto")]).await;
+    let addr = node.addr;
+    // A client that never finishes its headers.
+    let slow = tokio::spawn(async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let line = format!("x-slow-{i}: drip\r\n");
+            if stream.write_all(line.as_bytes()).await.is_err() {
+                return true; // the node closed the connection
+            }
+            let mut probe = [0u8; 1024];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+                if n == 0 || String::from_utf8_lossy(&probe[..n]).starts_with("HTTP/1.1 408") {
+                    return true;
+                }
+            }
+        }
+        false
+    });
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let mut ok = 0;
+    while !slow.is_finished() && ok < 2000 {
+        let response = client.get(node.url("/").parse().unwrap()).await.unwrap();
+        let status = response.status();
+        response.into_body().collect().await.unwrap();
+        assert_eq!(status, 200);
+        ok += 1;
+    }
+    assert!(slow.await.unwrap(), "the slowloris connection was not cut off in 10 s");
+    assert!(ok > 0);
+
+    // An idle keep-alive connection is closed after idle_timeout.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"), "served first");
+    assert!(closed, "the idle connection was not closed");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_holds() {
+    let mut config = config::NodeConfig::default();
+    config.http.max_connections = 2;
+    let node = TestNode::start_with(config, &[function_dir("proto")]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(node.addr).await.unwrap();
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 12];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    // A third connection is not served while two are open...
+    let url = node.url("/");
+    let third = tokio::spawn(async move { curl("GET", &url, &[], None).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "a third connection was served past the cap");
+    // ...and is, once one of them closes.
+    drop(held.pop());
+    let res = tokio::time::timeout(PATIENCE, third).await.expect("served after a slot freed").unwrap();
+    assert_eq!(res.status, 200);
+    node.shutdown().await;
+}
