@@ -155,15 +155,12 @@ async fn serve(path: &Path, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
             .context("starting the node")?;
     tracing::info!("ready");
     let mut signals = Signals::new()?;
-    loop {
-        match signals.next().await {
-            Signal::Reload => match node.reload_tls() {
-                Ok(()) => tracing::info!("reloaded the TLS certificate"),
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one")
-                }
-            },
-            Signal::Stop => break,
+    while let Signal::Reload = signals.next().await {
+        match node.reload_tls() {
+            Ok(()) => tracing::info!("reloaded the TLS certificate"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one")
+            }
         }
     }
     tracing::info!(grace_period = %config::format_duration(grace), "shutting down: no new connections, draining requests in flight");

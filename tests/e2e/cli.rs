@@ -89,3 +89,115 @@ async fn serve_and_check_refuse_a_bad_function_among_good_ones() {
     let out = run(&["check", "--config", config.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test]
+async fn a_node_toml_with_three_mistakes_reports_all_three() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[http]\nlisten = [\"127.0.0.1:0\"]\nmax_headers = 0\nidle_timeout = \"soon\"\n[limits]\nmemory = \"lots\"\n[functions]\ndir = \"fns\"\n",
+    );
+    std::fs::create_dir_all(dir.path().join("fns")).unwrap();
+    let config = dir.path().join("node.toml");
+    for command in ["check", "serve"] {
+        let out = run(&[command, "--config", config.to_str().unwrap()]).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command}: {stderr}");
+        assert!(stderr.contains("3 problems"), "{command}: {stderr}");
+        for line in [
+            "http.max_headers: must be at least 1",
+            "http.idle_timeout: `soon` is not a duration",
+            "limits.memory: `lots` is not a size",
+        ] {
+            assert!(stderr.contains(line), "{command} does not report {line:?}: {stderr}");
+        }
+        assert!(!stderr.contains("listening"), "{command}: nothing binds: {stderr}");
+    }
+}
+
+/// Starts `edge-node serve` on a free port and returns it with its address and its stderr.
+async fn serve(config: &Path) -> (tokio::process::Child, std::net::SocketAddr, StderrLines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(edge_node_bin())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("EDGE_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(addr) = record["fields"]["addr"].as_str() {
+                return addr.parse().unwrap();
+            }
+        }
+        panic!("the node exited before listening");
+    })
+    .await
+    .expect("the node listens");
+    (child, addr, lines)
+}
+
+type StderrLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+#[tokio::test]
+async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
+    );
+    let fixture = tests::function_dir("proto");
+    write(
+        dir.path(),
+        "fns/proto/edge.toml",
+        &std::fs::read_to_string(fixture.join("edge.toml")).unwrap(),
+    );
+    write(
+        dir.path(),
+        "fns/proto/src/index.js",
+        &std::fs::read_to_string(fixture.join("src/index.js")).unwrap(),
+    );
+    let (mut child, addr, mut lines) = serve(&dir.path().join("node.toml")).await;
+
+    let url = format!("http://{addr}/slow");
+    let slow = tokio::spawn(async move { tests::curl("GET", &url, &[], None).await });
+    // Wait until the function has the request, then ask the node to stop.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("slow request started") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the slow request reached the function");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+
+    // New connections are refused while the request in flight finishes.
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the node still accepts connections after SIGTERM");
+    let res = slow.await.unwrap();
+    assert_eq!((res.status, res.text().as_str()), (200, "slow done"));
+    let status =
+        tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut rest = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        rest.push_str(&line);
+    }
+    assert!(rest.contains("drained; stopped"), "the drain is logged: {rest}");
+}

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
 use tests::{curl, curl_with, function_dir, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -78,7 +79,10 @@ async fn raw_status(addr: std::net::SocketAddr, parts: &[Vec<u8>]) -> u16 {
     let mut head = vec![0u8; 64];
     let n = tokio::time::timeout(PATIENCE, stream.read(&mut head)).await.unwrap().unwrap();
     let line = String::from_utf8_lossy(&head[..n]).into_owned();
-    line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {line:?}"))
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {line:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,13 +99,15 @@ async fn request_limits_answer_their_statuses() {
     // The same, with the head arriving in pieces.
     let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     head.extend(format!("x-big: {}\r\n", "b".repeat(33 * 1024)).into_bytes());
-    let pieces: Vec<Vec<u8>> = head.chunks(4096).map(<[u8]>::to_vec).chain([b"\r\n".to_vec()]).collect();
+    let pieces: Vec<Vec<u8>> =
+        head.chunks(4096).map(<[u8]>::to_vec).chain([b"\r\n".to_vec()]).collect();
     assert_eq!(raw_status(node.addr, &pieces).await, 431);
     let mut head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
     for i in 0..101 {
         head.extend(format!("x-h{i}: v\r\n").into_bytes());
     }
-    let pieces: Vec<Vec<u8>> = head.chunks(100).map(<[u8]>::to_vec).chain([b"\r\n".to_vec()]).collect();
+    let pieces: Vec<Vec<u8>> =
+        head.chunks(100).map(<[u8]>::to_vec).chain([b"\r\n".to_vec()]).collect();
     assert_eq!(raw_status(node.addr, &pieces).await, 431);
 
     // Bodies: declared too large, and streamed (chunked) past the limit.
@@ -130,7 +136,9 @@ async fn slowloris_and_idle_connections_are_closed_while_others_are_served() {
                 return true; // the node closed the connection
             }
             let mut probe = [0u8; 1024];
-            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await
+            {
                 if n == 0 || String::from_utf8_lossy(&probe[..n]).starts_with("HTTP/1.1 408") {
                     return true;
                 }
@@ -191,7 +199,81 @@ async fn the_connection_cap_holds() {
     assert!(!third.is_finished(), "a third connection was served past the cap");
     // ...and is, once one of them closes.
     drop(held.pop());
-    let res = tokio::time::timeout(PATIENCE, third).await.expect("served after a slot freed").unwrap();
+    let res =
+        tokio::time::timeout(PATIENCE, third).await.expect("served after a slot freed").unwrap();
+    assert_eq!(res.status, 200);
+    node.shutdown().await;
+}
+
+/// Writes a self-signed certificate for 127.0.0.1 and its key; returns the certificate PEM.
+fn write_cert(dir: &std::path::Path) -> String {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem()).unwrap();
+    made.cert.pem()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_certificate_serves_new_handshakes_and_keeps_open_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_cert(dir.path());
+    let mut config = config::NodeConfig::default();
+    config.https = Some(config::HttpsConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+        http3: false,
+    });
+    let node = TestNode::start_with(config, &[function_dir("proto")]).await;
+    let addr = node.node().https_addrs()[0];
+
+    // An HTTP/1.1 connection that trusts only the first certificate, kept open.
+    let mut roots = rustls::RootCertStore::empty();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(first.as_bytes()).unwrap();
+    roots.add(der).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let get =
+        || http::Request::get("/").header("host", "127.0.0.1").body(Empty::<Bytes>::new()).unwrap();
+    assert_eq!(sender.send_request(get()).await.unwrap().status(), 200);
+
+    let second = write_cert(dir.path());
+    node.node().reload_tls().expect("the new certificate loads");
+
+    // The open connection goes on...
+    let response =
+        sender.send_request(get()).await.expect("the open connection survives the reload");
+    assert_eq!(response.status(), 200);
+    // ...and new handshakes get the new certificate.
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+    std::fs::write(dir.path().join("second.pem"), &second).unwrap();
+    std::fs::write(dir.path().join("first.pem"), &first).unwrap();
+    let with_second =
+        ["--cacert", dir.path().join("second.pem").to_str().unwrap()].map(String::from);
+    let res = curl_with(&[&with_second[0], &with_second[1]], "GET", &url, &[], None).await;
+    assert_eq!(res.status, 200);
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--cacert", dir.path().join("first.pem").to_str().unwrap(), &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "a new handshake still presented the old certificate");
+
+    // A broken file is refused and the current certificate stays.
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    assert!(node.node().reload_tls().is_err());
+    let res = curl_with(&[&with_second[0], &with_second[1]], "GET", &url, &[], None).await;
     assert_eq!(res.status, 200);
     node.shutdown().await;
 }

@@ -126,6 +126,11 @@ impl TestNode {
         TestNode { node: Some(node), addr, https, cert_pem, logs }
     }
 
+    /// The node itself.
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect("the node runs until shutdown")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
