@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use js_runtime::{BodyChunk, BodyError, RequestBody, ResponseBody};
 use tokio::sync::mpsc;
 
@@ -16,9 +16,16 @@ use tokio::sync::mpsc;
 /// stops reading from the socket, so a large upload is never held whole.
 const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Request body pieces already received are joined into chunks of up to this many bytes.
+const COALESCE_BYTES: usize = 64 * 1024;
+
 /// Streams a request body to the isolate; `None` for a request that has no body. Past
 /// `limit` bytes the stream breaks and the flag is set, so the node can answer 413.
-pub fn request_body(mut incoming: Incoming, limit: u64) -> (RequestBody, Arc<AtomicBool>) {
+pub fn request_body<B>(mut incoming: B, limit: u64) -> (RequestBody, Arc<AtomicBool>)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send + 'static,
+{
     let overflowed = Arc::new(AtomicBool::new(false));
     if incoming.is_end_stream() {
         return (None, overflowed);
@@ -27,27 +34,48 @@ pub fn request_body(mut incoming: Incoming, limit: u64) -> (RequestBody, Arc<Ato
     let flag = overflowed.clone();
     tokio::spawn(async move {
         let mut received = 0u64;
-        loop {
-            match incoming.frame().await {
+        let mut ended = false;
+        while !ended {
+            // Wait for one chunk, then take whatever else is already there, up to
+            // COALESCE_BYTES: QUIC and small TCP reads deliver many small pieces, and each
+            // chunk handed to the isolate costs a trip through JavaScript.
+            let mut chunk = match incoming.frame().await {
                 None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        received += data.len() as u64;
-                        if received > limit {
-                            flag.store(true, Ordering::Relaxed);
-                            let message = format!("the request body is larger than {limit} bytes");
-                            let _ = tx.send(Err(BodyError(message))).await;
-                            break;
-                        }
-                        if !data.is_empty() && tx.send(Ok(data)).await.is_err() {
-                            break; // the function stopped reading
-                        }
-                    }
-                }
+                Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
                 Some(Err(e)) => {
                     let _ = tx.send(Err(BodyError(e.to_string()))).await;
                     break;
                 }
+            };
+            while chunk.len() < COALESCE_BYTES {
+                match incoming.frame().now_or_never() {
+                    Some(Some(Ok(frame))) => {
+                        if let Ok(more) = frame.into_data() {
+                            let mut joined = BytesMut::from(chunk);
+                            joined.extend_from_slice(&more);
+                            chunk = joined.freeze();
+                        }
+                    }
+                    Some(Some(Err(e))) => {
+                        let _ = tx.send(Err(BodyError(e.to_string()))).await;
+                        return;
+                    }
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            received += chunk.len() as u64;
+            if received > limit {
+                flag.store(true, Ordering::Relaxed);
+                let message = format!("the request body is larger than {limit} bytes");
+                let _ = tx.send(Err(BodyError(message))).await;
+                break;
+            }
+            if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+                break; // the function stopped reading
             }
         }
     });

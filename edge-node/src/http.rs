@@ -8,7 +8,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use config::HttpConfig;
 use http::{header, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use js_runtime::{Failure, Outcome};
 
 use crate::body::{request_body, OutBody};
@@ -37,17 +36,19 @@ pub struct App {
 }
 
 /// How a connection reached the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Protocol {
     pub tls: bool,
+    /// The `Alt-Svc` value advertising HTTP/3 on TLS listeners (`h3=":8443"`), if served.
+    pub alt_svc: Option<HeaderValue>,
 }
 
 impl Protocol {
     pub fn plain() -> Protocol {
-        Protocol { tls: false }
+        Protocol { tls: false, alt_svc: None }
     }
-    pub fn tls() -> Protocol {
-        Protocol { tls: true }
+    pub fn tls(alt_svc: Option<HeaderValue>) -> Protocol {
+        Protocol { tls: true, alt_svc }
     }
 }
 
@@ -81,7 +82,7 @@ fn refuse(status: StatusCode, error: &str, message: &str, request_id: &str) -> R
 
 /// The host a request was sent to, without the port: the `Host` header (HTTP/1.1) or the
 /// URI's authority (HTTP/2).
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+fn request_host<B>(req: &Request<B>) -> Option<String> {
     let authority = match req.uri().authority() {
         Some(a) => a.as_str().to_string(),
         None => req.headers().get(header::HOST)?.to_str().ok()?.to_string(),
@@ -96,14 +97,20 @@ fn strip_port(authority: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
-pub async fn handle(
+pub async fn handle<B>(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
     protocol: Protocol,
-) -> Response<OutBody> {
+) -> Response<OutBody>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send + 'static,
+{
     let request_id = new_request_id();
     let head = req.method() == http::Method::HEAD;
+    let alt_svc =
+        if req.version() == http::Version::HTTP_3 { None } else { protocol.alt_svc.clone() };
     let mut response = match check_limits(&app.limits, &req, &request_id) {
         Some(refused) => refused,
         None => route(app, req, &request_id, remote, protocol).await,
@@ -119,13 +126,16 @@ pub async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    if let Some(alt_svc) = alt_svc {
+        response.headers_mut().insert(header::ALT_SVC, alt_svc);
+    }
     response
 }
 
 /// The request limits of `[http]` that can be checked from the head alone.
-fn check_limits(
+fn check_limits<B>(
     limits: &HttpConfig,
-    req: &Request<Incoming>,
+    req: &Request<B>,
     request_id: &str,
 ) -> Option<Response<OutBody>> {
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
@@ -162,13 +172,17 @@ fn body_too_large(limits: &HttpConfig, request_id: &str) -> Response<OutBody> {
     refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", &message, request_id)
 }
 
-async fn route(
+async fn route<B>(
     app: &App,
-    req: Request<Incoming>,
+    req: Request<B>,
     request_id: &str,
     remote: SocketAddr,
     protocol: Protocol,
-) -> Response<OutBody> {
+) -> Response<OutBody>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: std::fmt::Display + Send + 'static,
+{
     let Some(authority) = request_host(&req) else {
         return refuse(
             StatusCode::BAD_REQUEST,

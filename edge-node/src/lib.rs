@@ -5,6 +5,7 @@
 
 mod body;
 pub mod functions;
+mod h3;
 mod http;
 pub mod logs;
 mod router;
@@ -26,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
-use crate::http::{App, Site};
+use crate::http::{App, Protocol, Site};
 use crate::server::Listeners;
 pub use crate::tls::{CertSource, CertStore, TlsError};
 
@@ -59,6 +60,7 @@ pub struct NodeOptions {
 pub struct Node {
     http_addrs: Vec<SocketAddr>,
     https_addrs: Vec<SocketAddr>,
+    h3_addrs: Vec<SocketAddr>,
     accepting: JoinSet<()>,
     listeners: Arc<Listeners>,
     certs: Option<Arc<CertStore>>,
@@ -96,13 +98,22 @@ impl Node {
         });
         let mut accepting = JoinSet::new();
         let http_addrs = bind_all(&config.http.listen, &listeners, None, &mut accepting).await?;
-        let https_addrs = match (&config.https, &certs) {
-            (Some(https), Some(certs)) => {
-                bind_all(&https.listen, &listeners, Some(certs.acceptor()), &mut accepting).await?
+        let mut https_addrs = Vec::new();
+        let mut h3_addrs = Vec::new();
+        if let (Some(https), Some(certs)) = (&config.https, &certs) {
+            let tls = Some((certs.acceptor(), https.http3));
+            https_addrs = bind_all(&https.listen, &listeners, tls, &mut accepting).await?;
+            if https.http3 {
+                for addr in &https_addrs {
+                    let endpoint = h3::endpoint(*addr, certs, &config.http)
+                        .map_err(|source| NodeError::Bind { addr: *addr, source })?;
+                    tracing::info!(%addr, "listening for HTTP/3 (QUIC, UDP)");
+                    h3_addrs.push(*addr);
+                    accepting.spawn(listeners.clone().serve_h3(endpoint));
+                }
             }
-            _ => Vec::new(),
-        };
-        Ok(Node { http_addrs, https_addrs, accepting, listeners, certs, shared, config })
+        }
+        Ok(Node { http_addrs, https_addrs, h3_addrs, accepting, listeners, certs, shared, config })
     }
 
     /// The bound plaintext addresses (useful with port 0).
@@ -113,6 +124,11 @@ impl Node {
     /// The bound TLS addresses.
     pub fn https_addrs(&self) -> &[SocketAddr] {
         &self.https_addrs
+    }
+
+    /// The bound HTTP/3 (UDP) addresses: the TLS ports, when `[https] http3` is on.
+    pub fn h3_addrs(&self) -> &[SocketAddr] {
+        &self.h3_addrs
     }
 
     /// The certificate the TLS listeners present, PEM-encoded.
@@ -145,10 +161,12 @@ impl Node {
     }
 }
 
+/// Binds TCP listeners; with `tls`, TLS ones that advertise HTTP/3 on the same port when the
+/// flag is set.
 async fn bind_all(
     addrs: &[SocketAddr],
     listeners: &Arc<Listeners>,
-    tls: Option<tls::TlsAcceptor>,
+    tls: Option<(tls::TlsAcceptor, bool)>,
     accepting: &mut JoinSet<()>,
 ) -> Result<Vec<SocketAddr>, NodeError> {
     let mut bound = Vec::new();
@@ -161,7 +179,22 @@ async fn bind_all(
         let kind = if tls.is_some() { "HTTPS (HTTP/1.1, HTTP/2)" } else { "HTTP (HTTP/1.1, h2c)" };
         tracing::info!(addr = %local, "listening for {kind}");
         bound.push(local);
-        accepting.spawn(listeners.clone().serve(listener, tls.clone()));
+        let (acceptor, protocol) = match &tls {
+            None => (None, Protocol::plain()),
+            Some((acceptor, http3)) => {
+                let alt_svc = http3
+                    .then(|| {
+                        ::http::HeaderValue::from_str(&format!(
+                            "h3=\":{}\"; ma=86400",
+                            local.port()
+                        ))
+                        .ok()
+                    })
+                    .flatten();
+                (Some(acceptor.clone()), Protocol::tls(alt_svc))
+            }
+        };
+        accepting.spawn(listeners.clone().serve(listener, acceptor, protocol));
     }
     Ok(bound)
 }

@@ -58,7 +58,12 @@ impl Listeners {
     }
 
     /// Accepts connections on `listener` until shutdown begins.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        protocol: Protocol,
+    ) {
         let builder = Arc::new(self.builder());
         loop {
             let permit = tokio::select! {
@@ -80,11 +85,12 @@ impl Listeners {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let (this, builder, tls) = (self.clone(), builder.clone(), tls.clone());
+            let (this, builder, tls, protocol) =
+                (self.clone(), builder.clone(), tls.clone(), protocol.clone());
             self.tracker.spawn(async move {
                 let _permit = permit;
                 match tls {
-                    None => this.connection(&builder, stream, Protocol::plain(), remote).await,
+                    None => this.connection(&builder, stream, protocol, remote).await,
                     Some(acceptor) => {
                         // The handshake counts against the header read timeout.
                         let handshake = tokio::time::timeout(
@@ -92,9 +98,7 @@ impl Listeners {
                             acceptor.accept(stream),
                         );
                         match handshake.await {
-                            Ok(Ok(tls)) => {
-                                this.connection(&builder, tls, Protocol::tls(), remote).await
-                            }
+                            Ok(Ok(tls)) => this.connection(&builder, tls, protocol, remote).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%remote, error = %e, "TLS handshake failed")
                             }
@@ -126,6 +130,7 @@ impl Listeners {
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
             let activity = service_activity.clone();
+            let protocol = protocol.clone();
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             async move {
                 let response = handle(&app, req, remote, protocol).await;

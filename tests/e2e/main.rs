@@ -2,6 +2,7 @@
 
 mod cli;
 mod fetch;
+mod h3;
 mod isolation;
 mod limits;
 mod server;

@@ -106,6 +106,15 @@ impl TestNode {
         TestNode::start_full(config, functions, Some(edge_node::CertSource::SelfSigned)).await
     }
 
+    /// A node with the `[https]` of `config` (HTTP/3 as it says) and a self-signed certificate.
+    pub async fn start_tls_with_h3(config: NodeConfig, dirs: &[PathBuf]) -> TestNode {
+        let functions = dirs
+            .iter()
+            .map(|d| FunctionSpec::load(d, &config.limits).expect("fixture loads"))
+            .collect();
+        TestNode::start_full(config, functions, Some(edge_node::CertSource::SelfSigned)).await
+    }
+
     async fn start_config(config: NodeConfig, functions: Vec<FunctionSpec>) -> TestNode {
         TestNode::start_full(config, functions, None).await
     }

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""An HTTP/3 client for the end-to-end tests, built on aioquic: a QUIC and HTTP/3
+implementation independent of the node's.
+
+Usage:
+  h3client.py --cafile CERT [--method GET] [--data-file FILE] [--count N] URL
+
+Sends N requests (default 1) concurrently on one connection and prints one JSON line per
+response: {"status", "headers", "body" (text, or null when not UTF-8), "length", "sha256",
+"chunks"}. Exits non-zero when the connection fails.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import json
+import ssl
+import sys
+from urllib.parse import urlparse
+
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import QuicEvent, StreamReset
+
+
+class Client(QuicConnectionProtocol):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.http = H3Connection(self._quic)
+        self.waiting = {}
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamReset):
+            state = self.waiting.get(event.stream_id)
+            if state is not None and not state["done"].done():
+                state["reset"] = event.error_code
+                state["done"].set_result(None)
+        for h3_event in self.http.handle_event(event):
+            state = self.waiting.get(h3_event.stream_id)
+            if state is None:
+                continue
+            if isinstance(h3_event, HeadersReceived):
+                state["headers"].extend(h3_event.headers)
+            elif isinstance(h3_event, DataReceived):
+                if h3_event.data:
+                    state["chunks"].append(h3_event.data)
+            if getattr(h3_event, "stream_ended", False):
+                state["done"].set_result(None)
+
+    async def request(self, method, url, body):
+        parsed = urlparse(url)
+        stream_id = self._quic.get_next_available_stream_id()
+        state = {"headers": [], "chunks": [], "done": self._loop.create_future()}
+        self.waiting[stream_id] = state
+        headers = [
+            (b":method", method.encode()),
+            (b":scheme", b"https"),
+            (b":authority", parsed.netloc.encode()),
+            (b":path", (parsed.path or "/").encode() + (b"?" + parsed.query.encode() if parsed.query else b"")),
+            (b"user-agent", b"aioquic-test-client"),
+        ]
+        if body is not None:
+            headers.append((b"content-length", str(len(body)).encode()))
+        self.http.send_headers(stream_id=stream_id, headers=headers, end_stream=body is None)
+        if body is not None:
+            step = 64 * 1024
+            for start in range(0, len(body), step):
+                end = start + step >= len(body)
+                self.http.send_data(stream_id=stream_id, data=body[start:start + step], end_stream=end)
+                self.transmit()
+                await asyncio.sleep(0)
+        self.transmit()
+        await state["done"]
+        return state
+
+
+async def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--cafile")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the certificate")
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--data-file")
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--hang", action="store_true",
+                        help="open --count streams, send headers without ending them, and wait forever")
+    args = parser.parse_args()
+    parsed = urlparse(args.url)
+    config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536)
+    if args.insecure:
+        config.verify_mode = ssl.CERT_NONE
+    else:
+        config.load_verify_locations(args.cafile)
+        config.verify_mode = ssl.CERT_REQUIRED
+    config.server_name = parsed.hostname
+    body = open(args.data_file, "rb").read() if args.data_file else None
+    async with connect(parsed.hostname, parsed.port or 443, configuration=config, create_protocol=Client) as client:
+        if args.hang:
+            for _ in range(args.count):
+                stream_id = client._quic.get_next_available_stream_id()
+                client.http.send_headers(stream_id=stream_id, headers=[
+                    (b":method", b"POST"), (b":scheme", b"https"),
+                    (b":authority", parsed.netloc.encode()), (b":path", b"/echo"),
+                ], end_stream=False)
+            client.transmit()
+            print("hanging", flush=True)
+            await asyncio.sleep(3600)
+        results = await asyncio.gather(*[client.request(args.method, args.url, body) for _ in range(args.count)])
+    for state in results:
+        headers = {k.decode(): v.decode() for k, v in state["headers"]}
+        data = b"".join(state["chunks"])
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            text = None
+        print(json.dumps({
+            "status": int(headers.pop(":status", "0")),
+            "headers": headers,
+            "body": text,
+            "length": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "chunks": len(state["chunks"]),
+            "reset": state.get("reset"),
+        }))
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except Exception as e:  # report and fail
+        print(f"h3client: {type(e).__name__}: {e}", file=sys.stderr)
+        sys.exit(1)
