@@ -109,8 +109,10 @@ impl Guard {
     pub fn arm(&self, cpu_now: Duration, budget: Duration) {
         let budget = budget.as_nanos().min(u64::MAX as u128 / 2) as u64;
         self.budget_ns.store(budget, Ordering::Relaxed);
-        self.armed_at_ns.store(watchdog().now_ns(), Ordering::Relaxed);
+        let dog = watchdog();
+        self.armed_at_ns.store(dog.now_ns(), Ordering::Relaxed);
         self.deadline_ns.store(cpu_now.as_nanos() as u64 + budget, Ordering::Release);
+        dog.wake();
     }
 
     /// Ends the current entry.
@@ -136,41 +138,52 @@ impl Guard {
     }
 
     /// Called by the watchdog: trips the guard if the current entry is over its budget.
-    fn check(&self, now_ns: u64) {
+    /// Returns whether the guard is armed.
+    fn check(&self, now_ns: u64) -> bool {
         let deadline = self.deadline_ns.load(Ordering::Acquire);
         if deadline == 0 {
-            return;
+            return false;
         }
         let armed_at = self.armed_at_ns.load(Ordering::Relaxed);
         if now_ns.saturating_sub(armed_at) < self.budget_ns.load(Ordering::Relaxed) {
-            return; // not enough wall time has passed to spend the budget
+            return true; // not enough wall time has passed to spend the budget
         }
         let cpu = self.clock.now().as_nanos() as u64;
         // The entry may have ended and another begun meanwhile: only trip on the deadline read.
         if cpu >= deadline && self.deadline_ns.load(Ordering::Acquire) == deadline {
             self.trip(Tripped::Cpu);
         }
+        true
     }
 }
 
 /// How often the watchdog looks at the isolates that are running.
 const WATCHDOG_TICK: Duration = Duration::from_millis(1);
 
-/// One thread for the whole process that stops isolates running past their CPU budget.
+/// One thread for the whole process that stops isolates running past their CPU budget. It
+/// looks every millisecond while any isolate is running, and sleeps while none is.
 struct Watchdog {
     epoch: Instant,
     guards: Mutex<Vec<Weak<Guard>>>,
+    /// Set by the watchdog before it parks; the next `arm` unparks it.
+    parked: std::sync::atomic::AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
 }
 
 fn watchdog() -> &'static Watchdog {
     static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
     WATCHDOG.get_or_init(|| {
-        let dog: &'static Watchdog =
-            Box::leak(Box::new(Watchdog { epoch: Instant::now(), guards: Mutex::new(Vec::new()) }));
-        std::thread::Builder::new()
+        let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
+            epoch: Instant::now(),
+            guards: Mutex::new(Vec::new()),
+            parked: std::sync::atomic::AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }));
+        let handle = std::thread::Builder::new()
             .name("cpu-watchdog".into())
             .spawn(move || dog.run())
             .expect("the watchdog thread starts");
+        let _ = dog.thread.set(handle.thread().clone());
         dog
     })
 }
@@ -184,18 +197,45 @@ impl Watchdog {
         self.guards.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(guard));
     }
 
+    /// Unparks the watchdog if it sleeps (cheap when it does not).
+    fn wake(&self) {
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
     fn run(&self) {
         loop {
             std::thread::sleep(WATCHDOG_TICK);
             let now = self.now_ns();
+            let mut any_armed = false;
             let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
             guards.retain(|weak| match weak.upgrade() {
                 Some(guard) => {
-                    guard.check(now);
+                    any_armed |= guard.check(now);
                     true
                 }
                 None => false,
             });
+            drop(guards);
+            if !any_armed {
+                // Nothing runs: sleep until an isolate is entered. `arm` stores its deadline
+                // before it wakes us, so a guard armed after this look is seen next time.
+                self.parked.store(true, Ordering::Release);
+                let armed_meanwhile = self
+                    .guards
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .any(|g| g.deadline_ns.load(Ordering::Acquire) != 0);
+                if !armed_meanwhile {
+                    std::thread::park();
+                }
+                self.parked.store(false, Ordering::Release);
+            }
         }
     }
 }

@@ -44,7 +44,10 @@ async fn h3(h3: &H3, path: &str, extra: &[&str]) -> Vec<Value> {
         .args(extra)
         .arg(format!("{}{path}", h3.url))
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("h3 client finishes").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("h3 client finishes")
+        .unwrap();
     assert!(out.status.success(), "h3 client failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -64,7 +67,8 @@ async fn an_independent_client_gets_hello_a_stream_and_a_10_mib_echo() {
     let data: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let file = h._dir.path().join("upload");
     std::fs::write(&file, &data).unwrap();
-    let echo = &h3(&h, "/echo", &["--method", "POST", "--data-file", file.to_str().unwrap()]).await[0];
+    let echo =
+        &h3(&h, "/echo", &["--method", "POST", "--data-file", file.to_str().unwrap()]).await[0];
     assert_eq!(echo["status"], 200);
     assert_eq!(echo["length"], data.len());
     assert_eq!(echo["sha256"], format!("{:x}", Sha256::digest(&data)));
@@ -91,7 +95,10 @@ async fn the_same_function_answers_the_same_over_every_protocol() {
         args.extend(["--cacert", cafile]);
         let headers = vec![("x-agent".to_string(), "tester".to_string())];
         let res = curl_with(&args, "GET", &format!("{}{path}", h.url), &headers, None).await;
-        assert_eq!(res.header("alt-svc"), Some(format!("h3=\":{}\"; ma=86400", node.https.unwrap().port()).as_str()));
+        assert_eq!(
+            res.header("alt-svc"),
+            Some(format!("h3=\":{}\"; ma=86400", node.https.unwrap().port()).as_str())
+        );
         answers.push((res.status, res.header("x-answer").map(str::to_string), res.text()));
     }
     // aioquic sends no x-agent header; ask the node the same question without it over h1.
@@ -100,7 +107,10 @@ async fn the_same_function_answers_the_same_over_every_protocol() {
     assert_eq!(over_h3["status"], 203);
     assert_eq!(over_h3["headers"]["x-answer"], "same");
     assert_eq!(over_h3["body"].as_str().unwrap(), h1.text(), "HTTP/3 and HTTP/1.1 answer alike");
-    assert!(over_h3["headers"].get("alt-svc").is_none(), "HTTP/3 responses do not advertise HTTP/3");
+    assert!(
+        over_h3["headers"].get("alt-svc").is_none(),
+        "HTTP/3 responses do not advertise HTTP/3"
+    );
     assert_eq!(answers[0], answers[1], "HTTP/1.1 and HTTP/2 answer alike");
     assert_eq!(answers[0].0, 203);
     let body: Value = serde_json::from_str(&answers[0].2).unwrap();
@@ -143,10 +153,13 @@ async fn garbage_and_unfinished_streams_do_not_take_the_node_down() {
         .unwrap();
     let mut out = tokio::io::BufReader::new(hanging.stdout.take().unwrap());
     let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(30), tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line))
-        .await
-        .expect("the hanging client connects")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .expect("the hanging client connects")
+    .unwrap();
     assert_eq!(line.trim(), "hanging");
     // Normal clients keep being served, over HTTP/3 and HTTP/1.1.
     for _ in 0..5 {

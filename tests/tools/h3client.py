@@ -85,6 +85,9 @@ async def main():
     parser.add_argument("--method", default="GET")
     parser.add_argument("--data-file")
     parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="send the --count requests at this many per second instead of all at once")
+    parser.add_argument("--quiet", action="store_true", help="print only a summary line")
     parser.add_argument("--hang", action="store_true",
                         help="open --count streams, send headers without ending them, and wait forever")
     args = parser.parse_args()
@@ -108,7 +111,21 @@ async def main():
             client.transmit()
             print("hanging", flush=True)
             await asyncio.sleep(3600)
-        results = await asyncio.gather(*[client.request(args.method, args.url, body) for _ in range(args.count)])
+        if args.rate > 0:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+
+            async def paced(i):
+                await asyncio.sleep(max(0.0, start + i / args.rate - loop.time()))
+                return await client.request(args.method, args.url, body)
+
+            results = await asyncio.gather(*[paced(i) for i in range(args.count)])
+        else:
+            results = await asyncio.gather(*[client.request(args.method, args.url, body) for _ in range(args.count)])
+    if args.quiet:
+        ok = sum(1 for s in results if dict(s["headers"]).get(b":status") == b"200")
+        print(json.dumps({"requests": len(results), "ok": ok}))
+        return
     for state in results:
         headers = {k.decode(): v.decode() for k, v in state["headers"]}
         data = b"".join(state["chunks"])
