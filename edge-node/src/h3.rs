@@ -48,13 +48,7 @@ impl Listeners {
     /// finishes the requests it has.
     pub async fn serve_h3(self: Arc<Self>, endpoint: quinn::Endpoint) {
         loop {
-            let permit = tokio::select! {
-                _ = self.stop.cancelled() => break,
-                permit = self.connections.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
+            let Some(permit) = self.connection_slot().await else { break };
             let incoming = tokio::select! {
                 _ = self.stop.cancelled() => break,
                 incoming = endpoint.accept() => match incoming {

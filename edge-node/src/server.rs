@@ -57,6 +57,15 @@ impl Listeners {
         builder
     }
 
+    /// Waits for room for one more connection under the node's cap; `None` once shutdown
+    /// begins.
+    pub async fn connection_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::select! {
+            _ = self.stop.cancelled() => None,
+            permit = self.connections.clone().acquire_owned() => permit.ok(),
+        }
+    }
+
     /// Accepts connections on `listener` until shutdown begins.
     pub async fn serve(
         self: Arc<Self>,
@@ -66,13 +75,7 @@ impl Listeners {
     ) {
         let builder = Arc::new(self.builder());
         loop {
-            let permit = tokio::select! {
-                _ = self.stop.cancelled() => break,
-                permit = self.connections.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-            };
+            let Some(permit) = self.connection_slot().await else { break };
             let (stream, remote) = tokio::select! {
                 _ = self.stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {

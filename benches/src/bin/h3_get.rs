@@ -32,7 +32,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -40,7 +45,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
@@ -62,12 +72,16 @@ fn main() {
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"h3".to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS config");
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
         let host = url.host().expect("a host");
-        let addr = format!("{host}:{}", url.port_u16().unwrap_or(443)).parse().expect("an IP address and port");
+        let addr = format!("{host}:{}", url.port_u16().unwrap_or(443))
+            .parse()
+            .expect("an IP address and port");
         let conn = endpoint.connect(addr, host).expect("connect").await.expect("handshake");
-        let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn)).await.expect("h3");
+        let (mut driver, mut send) =
+            h3::client::new(h3_quinn::Connection::new(conn)).await.expect("h3");
         tokio::spawn(async move { driver.wait_idle().await });
         for _ in 0..times {
             let started = Instant::now();

@@ -297,6 +297,21 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
 ];
 
+/// Builds the response and hands it to the invocation's caller.
+fn respond(
+    state: &mut OpState,
+    id: u32,
+    status: u32,
+    headers: Vec<(ByteString, ByteString)>,
+    body: ResponseBody,
+) -> Result<(), JsErrorBox> {
+    let response = response_head(status, headers)?
+        .body(body)
+        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
+    reply(state, id, response);
+    Ok(())
+}
+
 fn reply(state: &mut OpState, id: u32, response: HttpResponse) {
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         if let Some(reply) = live.reply.take() {
@@ -314,11 +329,7 @@ fn op_isola_respond(
     #[scoped] headers: Vec<(ByteString, ByteString)>,
     #[buffer] body: JsBuffer,
 ) -> Result<(), JsErrorBox> {
-    let response = response_head(status, headers)?
-        .body(ResponseBody::Full(Bytes::copy_from_slice(&body)))
-        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
-    reply(state, id, response);
-    Ok(())
+    respond(state, id, status, headers, ResponseBody::Full(Bytes::copy_from_slice(&body)))
 }
 
 /// Answers with a complete text body (UTF-8), without a round trip through a Uint8Array.
@@ -330,11 +341,7 @@ fn op_isola_respond_text(
     #[scoped] headers: Vec<(ByteString, ByteString)>,
     #[string] body: String,
 ) -> Result<(), JsErrorBox> {
-    let response = response_head(status, headers)?
-        .body(ResponseBody::Full(Bytes::from(body)))
-        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
-    reply(state, id, response);
-    Ok(())
+    respond(state, id, status, headers, ResponseBody::Full(Bytes::from(body)))
 }
 
 /// Answers with a head now and a body that follows through `op_isola_write`.
@@ -346,14 +353,10 @@ fn op_isola_respond_stream(
     #[scoped] headers: Vec<(ByteString, ByteString)>,
 ) -> Result<(), JsErrorBox> {
     let (tx, rx) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
-    let response = response_head(status, headers)?
-        .body(ResponseBody::Stream(rx))
-        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.stream = Some(tx);
     }
-    reply(state, id, response);
-    Ok(())
+    respond(state, id, status, headers, ResponseBody::Stream(rx))
 }
 
 /// Sends one chunk of a streamed response; `false` when the client is gone.
