@@ -20,6 +20,7 @@ pub struct NodeConfig {
     pub runtime: RuntimeConfig,
     pub limits: LimitsConfig,
     pub fetch: FetchConfig,
+    pub pool: PoolConfig,
     /// `[functions]`: function folders served as they are on disk.
     pub functions: Option<FunctionsConfig>,
 }
@@ -94,6 +95,20 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig { defaults: Limits::default(), max: Limits::default_max() }
+    }
+}
+
+/// `[pool]`: how the node keeps isolates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Isolates made ahead of time, per memory limit in use, so that a cold start only binds
+    /// a function and loads its modules. Default: `1`.
+    pub spare_isolates: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { spare_isolates: 1 }
     }
 }
 
@@ -190,7 +205,7 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     r.deny_unknown(
         t,
         "",
-        &["version", "node", "http", "https", "runtime", "limits", "fetch", "functions"],
+        &["version", "node", "http", "https", "runtime", "limits", "fetch", "pool", "functions"],
     );
     match r.integer(t, "", "version") {
         Some(1) => {}
@@ -264,6 +279,14 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
                 p.path,
                 format!("the default {}", p.message.replace("this node allows", "limits.max")),
             );
+        }
+    }
+    if let Some(s) = r.table(t, "", "pool") {
+        r.deny_unknown(s, "pool", &["spare_isolates"]);
+        match r.integer(s, "pool", "spare_isolates") {
+            Some(n) if (0..=64).contains(&n) => c.pool.spare_isolates = n as usize,
+            Some(n) => r.problem("pool.spare_isolates", format!("{n} is not between 0 and 64")),
+            None => {}
         }
     }
     if let Some(s) = r.table(t, "", "fetch") {

@@ -80,6 +80,7 @@ impl Node {
             })?),
             (None, None) => None,
         };
+        js_runtime::keep_spares(config.pool.spare_isolates);
         let shared = Arc::new(Shared {
             allow_eval: config.runtime.allow_eval,
             fetch_allow: config.fetch.allow.clone(),

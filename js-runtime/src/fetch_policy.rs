@@ -166,13 +166,19 @@ pub(crate) fn request_hook(
 }
 
 /// Resolves names for deno_fetch and refuses those that lead to a non-public address,
-/// unless `[fetch] allow` names them.
-#[derive(Debug)]
-pub(crate) struct PolicyResolver(pub Arc<FetchPolicy>);
+/// unless `[fetch] allow` names them. The policy is set when the isolate gets its function.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyResolver(pub std::sync::RwLock<Arc<FetchPolicy>>);
+
+impl PolicyResolver {
+    pub fn set(&self, policy: Arc<FetchPolicy>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+}
 
 impl Resolve for PolicyResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.0.clone();
+        let policy = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
         Box::pin(async move {
             let host = name.as_str().to_ascii_lowercase();
             let addrs: Vec<SocketAddr> =

@@ -8,6 +8,7 @@ mod ext;
 mod fetch_policy;
 mod limits;
 mod loader;
+mod spare;
 mod worker;
 
 pub use ext::{
@@ -16,6 +17,7 @@ pub use ext::{
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;
+pub use spare::{keep_spares, spares_ready};
 pub use worker::{InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices};
 
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.

@@ -1,5 +1,6 @@
 //! Resolves and loads a function's modules from its bundle, and from nowhere else.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bundler::Bundle;
@@ -14,11 +15,22 @@ pub(crate) fn module_url(path: &str) -> ModuleSpecifier {
     ModuleSpecifier::parse(&format!("file:///{path}")).expect("bundle paths form valid URLs")
 }
 
+/// Loads from the bundle of the function the isolate runs; an isolate made ahead of time
+/// (a spare) gets its bundle when it is given a function.
+#[derive(Default)]
 pub(crate) struct BundleLoader {
-    pub bundle: Arc<Bundle>,
+    bundle: RefCell<Option<Arc<Bundle>>>,
 }
 
 impl BundleLoader {
+    pub fn set(&self, bundle: Arc<Bundle>) {
+        *self.bundle.borrow_mut() = Some(bundle);
+    }
+
+    fn source(&self, path: &str) -> Option<Arc<str>> {
+        self.bundle.borrow().as_ref()?.source(path).cloned()
+    }
+
     fn bundle_path(specifier: &ModuleSpecifier) -> Option<&str> {
         (specifier.scheme() == "file").then(|| specifier.path().trim_start_matches('/'))
     }
@@ -37,7 +49,7 @@ impl ModuleLoader for BundleLoader {
             ))
         })?;
         match Self::bundle_path(&resolved) {
-            Some(path) if self.bundle.source(path).is_some() => Ok(resolved),
+            Some(path) if self.source(path).is_some() => Ok(resolved),
             _ => Err(JsErrorBox::type_error(format!(
                 "cannot resolve `{specifier}` imported from {referrer}: no such module in the function"
             ))),
@@ -51,7 +63,7 @@ impl ModuleLoader for BundleLoader {
         _options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
         let source = Self::bundle_path(specifier).and_then(|path| {
-            let source = self.bundle.source(path)?;
+            let source = self.source(path)?;
             let kind =
                 if path.ends_with(".json") { ModuleType::Json } else { ModuleType::JavaScript };
             Some((source, kind))

@@ -17,6 +17,7 @@ use crate::ext::{self, Failure, Host, HttpResponse, Invocation, LogSink, Outcome
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
 use crate::loader::{module_url, BundleLoader};
+use crate::spare;
 
 /// What a worker runs and how: plain data.
 #[derive(Debug, Clone)]
@@ -101,10 +102,20 @@ impl Worker {
     ) -> Result<WorkerHandle, StartError> {
         let (inbox, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        std::thread::Builder::new()
-            .name(format!("isolate-{}", options.name))
-            .spawn(move || run_thread(options, services, rx, ready_tx))
-            .map_err(StartError::Thread)?;
+        let memory = options.limits.memory;
+        let job = Job { options, services, inbox: rx, ready: ready_tx };
+        let job = match spare::take(memory) {
+            Some(spare) => spare.send(job).err(),
+            None => Some(job),
+        };
+        if let Some(job) = job {
+            let name = format!("isolate-{}", job.options.name);
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || run_thread(job))
+                .map_err(StartError::Thread)?;
+        }
+        spare::replenish(memory);
         match ready_rx.await {
             Ok(Ok(())) => Ok(WorkerHandle { inbox }),
             Ok(Err(e)) => Err(e),
@@ -145,29 +156,109 @@ impl WorkerHandle {
     }
 }
 
-fn run_thread(
-    options: WorkerOptions,
-    services: WorkerServices,
-    inbox: mpsc::UnboundedReceiver<Invocation>,
-    ready: oneshot::Sender<Result<(), StartError>>,
-) {
+/// What an isolate thread is asked to run.
+pub(crate) struct Job {
+    pub options: WorkerOptions,
+    pub services: WorkerServices,
+    pub inbox: mpsc::UnboundedReceiver<Invocation>,
+    pub ready: oneshot::Sender<Result<(), StartError>>,
+}
+
+/// An isolate before it has a function: made from the snapshot with everything that does not
+/// depend on the function, so it can be made ahead of time.
+pub(crate) struct Isolate {
+    js: JsRuntime,
+    guard: Arc<Guard>,
+    budget: Arc<ArrayBufferBudget>,
+    loader: Rc<BundleLoader>,
+    resolver: Arc<PolicyResolver>,
+    memory: u64,
+}
+
+/// Runs `job` on this thread with a new isolate (a cold start from the snapshot).
+fn run_thread(job: Job) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = ready.send(Err(StartError::Thread(e)));
+            let _ = job.ready.send(Err(StartError::Thread(e)));
             return;
         }
     };
     rt.block_on(async move {
+        let isolate = Isolate::create(job.options.limits.memory);
+        isolate.run(job).await;
+    });
+}
+
+impl Isolate {
+    /// Creates an isolate on the current thread, inside a tokio runtime, with a heap of at
+    /// most `memory` bytes (ArrayBuffers included).
+    pub fn create(memory: u64) -> Isolate {
         let guard = Guard::new();
-        let budget = ArrayBufferBudget::new(options.limits.memory, guard.clone());
-        let mut js = match boot(&options, &services, inbox, &guard, &budget).await {
-            Ok(js) => js,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
-            }
+        let budget = ArrayBufferBudget::new(memory, guard.clone());
+        let heap_limit = usize::try_from(memory).unwrap_or(usize::MAX);
+        let create_params = v8::CreateParams::default()
+            .heap_limits(0, heap_limit)
+            .array_buffer_allocator(budget.allocator());
+        let resolver = Arc::new(PolicyResolver::default());
+        let fetch = deno_fetch::Options {
+            user_agent: ext::USER_AGENT.to_string(),
+            request_builder_hook: Some(fetch_policy::request_hook),
+            resolver: deno_fetch::dns::Resolver::custom(resolver.clone()),
+            ..Default::default()
         };
+        let loader = Rc::new(BundleLoader::default());
+        let mut js = JsRuntime::new(RuntimeOptions {
+            startup_snapshot: Some(crate::SNAPSHOT),
+            extensions: ext::extensions(fetch),
+            module_loader: Some(loader.clone()),
+            create_params: Some(create_params),
+            ..Default::default()
+        });
+        guard.set_isolate(js.v8_isolate().thread_safe_handle());
+        let memory_guard = guard.clone();
+        js.add_near_heap_limit_callback(move |current, _initial| {
+            // Stop the function, and give V8 room to unwind instead of aborting the process.
+            memory_guard.trip(Tripped::Memory);
+            current.saturating_mul(2)
+        });
+        js.op_state().borrow_mut().put(outbound_permissions());
+        Isolate { js, guard, budget, loader, resolver, memory }
+    }
+
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    /// Gives the isolate its function, then serves invocations until the worker ends.
+    pub async fn run(self, job: Job) {
+        let Isolate { mut js, guard, budget, loader, resolver, .. } = self;
+        let Job { options, services, inbox, ready } = job;
+        let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
+        fetch_policy::install(policy.clone());
+        resolver.set(policy);
+        loader.set(options.bundle.clone());
+        js.op_state().borrow_mut().put(Host::new(
+            options.name.clone(),
+            services.log_sink.clone(),
+            inbox,
+            options.limits.cpu_time,
+            options.limits.wall_time,
+        ));
+        let clock = guard.clock();
+        guard.arm(clock.now(), options.limits.startup_time);
+        let started = load_function(&mut js, &options).await;
+        guard.disarm();
+        let started = match (started, guard.tripped()) {
+            (Ok(()), None) => Ok(()),
+            (_, Some(Tripped::Cpu)) => Err(StartError::ExceededCpu),
+            (_, Some(Tripped::Memory)) => Err(StartError::ExceededMemory),
+            (Err(e), None) => Err(e),
+        };
+        if let Err(e) = started {
+            let _ = ready.send(Err(e));
+            return;
+        }
         let _ = ready.send(Ok(()));
         let result = drive(&mut js, &guard, &budget, options.enforce_limits).await;
         let state = js.op_state();
@@ -187,7 +278,7 @@ fn run_thread(
         if let Some((outcome, message)) = failure {
             host.fail_all(outcome, &message);
         }
-    });
+    }
 }
 
 /// Takes the runtime's start function out of the global scope and removes every global that
@@ -200,66 +291,6 @@ const HIDE_HOST: &str = "(() => {
   delete globalThis.SharedArrayBuffer;
   return start;
 })()";
-
-/// Creates the isolate from the snapshot, loads and evaluates the function within its
-/// startup budget, and starts its request loop.
-async fn boot(
-    options: &WorkerOptions,
-    services: &WorkerServices,
-    inbox: mpsc::UnboundedReceiver<Invocation>,
-    guard: &Arc<Guard>,
-    budget: &Arc<ArrayBufferBudget>,
-) -> Result<JsRuntime, StartError> {
-    let heap_limit = usize::try_from(options.limits.memory).unwrap_or(usize::MAX);
-    let create_params = v8::CreateParams::default()
-        .heap_limits(0, heap_limit)
-        .array_buffer_allocator(budget.allocator());
-    let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
-    fetch_policy::install(policy.clone());
-    let fetch = deno_fetch::Options {
-        user_agent: ext::USER_AGENT.to_string(),
-        request_builder_hook: Some(fetch_policy::request_hook),
-        resolver: deno_fetch::dns::Resolver::custom(Arc::new(PolicyResolver(policy))),
-        ..Default::default()
-    };
-    let mut js = JsRuntime::new(RuntimeOptions {
-        startup_snapshot: Some(crate::SNAPSHOT),
-        extensions: ext::extensions(fetch),
-        module_loader: Some(Rc::new(BundleLoader { bundle: options.bundle.clone() })),
-        create_params: Some(create_params),
-        ..Default::default()
-    });
-    guard.set_isolate(js.v8_isolate().thread_safe_handle());
-    let memory_guard = guard.clone();
-    js.add_near_heap_limit_callback(move |current, _initial| {
-        // Stop the function, and give V8 room to unwind instead of aborting the process.
-        memory_guard.trip(Tripped::Memory);
-        current.saturating_mul(2)
-    });
-    {
-        let state = js.op_state();
-        let mut state = state.borrow_mut();
-        state.put(Host::new(
-            options.name.clone(),
-            services.log_sink.clone(),
-            inbox,
-            options.limits.cpu_time,
-            options.limits.wall_time,
-        ));
-        state.put(outbound_permissions());
-    }
-
-    let clock = guard.clock();
-    guard.arm(clock.now(), options.limits.startup_time);
-    let started = load_function(&mut js, options).await;
-    guard.disarm();
-    match (started, guard.tripped()) {
-        (Ok(()), None) => Ok(js),
-        (_, Some(Tripped::Cpu)) => Err(StartError::ExceededCpu),
-        (_, Some(Tripped::Memory)) => Err(StartError::ExceededMemory),
-        (Err(e), None) => Err(e),
-    }
-}
 
 async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<(), StartError> {
     let module_error = |e: deno_core::error::CoreError| StartError::Module(e.to_string());
