@@ -104,11 +104,14 @@ pub struct PoolConfig {
     /// Isolates made ahead of time, per memory limit in use, so that a cold start only binds
     /// a function and loads its modules. Default: `1`.
     pub spare_isolates: usize,
+    /// A function's isolate unused for this long is dropped (scale to zero); the next
+    /// request starts one. Default: `"5m"`.
+    pub idle_timeout: Duration,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { spare_isolates: 1 }
+        PoolConfig { spare_isolates: 1, idle_timeout: Duration::from_secs(300) }
     }
 }
 
@@ -282,7 +285,10 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         }
     }
     if let Some(s) = r.table(t, "", "pool") {
-        r.deny_unknown(s, "pool", &["spare_isolates"]);
+        r.deny_unknown(s, "pool", &["spare_isolates", "idle_timeout"]);
+        if let Some(v) = r.duration(s, "pool", "idle_timeout") {
+            c.pool.idle_timeout = v;
+        }
         match r.integer(s, "pool", "spare_isolates") {
             Some(n) if (0..=64).contains(&n) => c.pool.spare_isolates = n as usize,
             Some(n) => r.problem("pool.spare_isolates", format!("{n} is not between 0 and 64")),

@@ -1,7 +1,9 @@
 //! Function folders on disk: read, checked and bundled, then started as workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bundler::Bundle;
@@ -91,6 +93,29 @@ pub struct Function {
     instance: ArcSwap<Instance>,
     restart: tokio::sync::Mutex<()>,
     shared: Arc<Shared>,
+    clock: Instant,
+    /// Milliseconds since `clock` at the last start or end of an invocation.
+    last_used: AtomicU64,
+    in_flight: AtomicUsize,
+    cold_starts: AtomicU64,
+}
+
+/// Counts an invocation as in flight while it lives.
+struct InFlight<'a>(&'a Function);
+
+impl<'a> InFlight<'a> {
+    fn enter(function: &'a Function) -> InFlight<'a> {
+        function.in_flight.fetch_add(1, Ordering::Relaxed);
+        function.touch();
+        InFlight(function)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What every function of a node runs with.
@@ -104,12 +129,18 @@ pub struct Shared {
 /// A function's isolate, or why it could not start.
 pub enum Instance {
     Ready(WorkerHandle),
+    /// No isolate (scaled to zero after `idle_timeout`); the next request starts one.
+    Idle,
     /// The module failed to load, threw, or ran out of its startup budget at top level;
     /// every request answers with this outcome until the function is replaced.
     Broken(Outcome),
 }
 
 impl Function {
+    fn touch(&self) {
+        self.last_used.store(self.clock.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
     /// Starts the function's worker. A function that cannot start is kept as
     /// [`Instance::Broken`] with its error in its log, so the node goes on serving the others.
     pub async fn start(spec: FunctionSpec, shared: Arc<Shared>) -> Function {
@@ -119,12 +150,45 @@ impl Function {
             instance: ArcSwap::from_pointee(instance),
             restart: tokio::sync::Mutex::new(()),
             shared,
+            clock: Instant::now(),
+            last_used: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            cold_starts: AtomicU64::new(1),
         }
     }
 
     /// Whether the function could start.
     pub fn is_ready(&self) -> bool {
-        matches!(**self.instance.load(), Instance::Ready(_))
+        !matches!(**self.instance.load(), Instance::Broken(_))
+    }
+
+    /// Whether the function holds a running isolate now.
+    pub fn has_isolate(&self) -> bool {
+        matches!(&**self.instance.load(), Instance::Ready(handle) if handle.is_alive())
+    }
+
+    /// How many isolates this function has started, the first included.
+    pub fn cold_starts(&self) -> u64 {
+        self.cold_starts.load(Ordering::Relaxed)
+    }
+
+    /// Drops the function's isolate when nothing has used it for `idle` (scale to zero).
+    /// Requests still streaming a body keep the isolate going until they finish.
+    pub fn evict_if_idle(&self, idle: Duration) -> bool {
+        let quiet_for = self
+            .clock
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_used.load(Ordering::Relaxed)));
+        if self.in_flight.load(Ordering::Relaxed) > 0 || quiet_for < idle || !self.has_isolate() {
+            return false;
+        }
+        let Ok(_restarting) = self.restart.try_lock() else { return false };
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return false;
+        }
+        self.instance.store(Arc::new(Instance::Idle));
+        tracing::debug!(function = %self.spec.config.name, "isolate dropped after being idle");
+        true
     }
 
     /// A running worker: the current one, or a new one when a limit killed the last.
@@ -138,14 +202,16 @@ impl Function {
         match &**self.instance.load() {
             Instance::Ready(handle) if handle.is_alive() => return Ok(handle.clone()),
             Instance::Broken(outcome) => return Err(*outcome),
-            Instance::Ready(_) => {}
+            Instance::Ready(_) | Instance::Idle => {}
         }
-        tracing::debug!(function = %self.spec.config.name, "starting a new isolate");
+        tracing::debug!(function = %self.spec.config.name, "starting a new isolate (cold start)");
+        self.cold_starts.fetch_add(1, Ordering::Relaxed);
         let instance = start_instance(&self.spec, &self.shared).await;
         self.instance.store(Arc::new(instance));
         match &**self.instance.load() {
             Instance::Ready(handle) => Ok(handle.clone()),
             Instance::Broken(outcome) => Err(*outcome),
+            Instance::Idle => Err(Outcome::Internal),
         }
     }
 
@@ -156,6 +222,7 @@ impl Function {
         invocation_id: Arc<str>,
         request: http::Request<RequestBody>,
     ) -> Result<HttpResponse, Failure> {
+        let _in_flight = InFlight::enter(self);
         let mut request = request;
         for _attempt in 0..2 {
             let worker = self.worker().await.map_err(|outcome| Failure {

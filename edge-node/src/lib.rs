@@ -114,6 +114,7 @@ impl Node {
                 }
             }
         }
+        accepting.spawn(sweep_idle(listeners.clone(), config.pool.idle_timeout));
         Ok(Node { http_addrs, https_addrs, h3_addrs, accepting, listeners, certs, shared, config })
     }
 
@@ -144,6 +145,16 @@ impl Node {
             Some(certs) => certs.reload(),
             None => Ok(()),
         }
+    }
+
+    /// How many functions hold a running isolate now.
+    pub fn isolates(&self) -> usize {
+        self.listeners.app.site.load().functions.iter().filter(|f| f.has_isolate()).count()
+    }
+
+    /// How many isolates the served functions have started (cold starts), first ones included.
+    pub fn cold_starts(&self) -> u64 {
+        self.listeners.app.site.load().functions.iter().map(|f| f.cold_starts()).sum()
     }
 
     /// Replaces the served functions: new requests go to the new set at once.
@@ -198,6 +209,22 @@ async fn bind_all(
         accepting.spawn(listeners.clone().serve(listener, acceptor, protocol));
     }
     Ok(bound)
+}
+
+/// Drops the isolates of functions idle for `idle_timeout`, until the node stops.
+async fn sweep_idle(listeners: Arc<Listeners>, idle_timeout: std::time::Duration) {
+    let period = (idle_timeout / 4).max(std::time::Duration::from_millis(50));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = listeners.stop.cancelled() => return,
+            _ = tick.tick() => {
+                for function in &listeners.app.site.load().functions {
+                    function.evict_if_idle(idle_timeout);
+                }
+            }
+        }
+    }
 }
 
 async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site {

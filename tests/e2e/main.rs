@@ -5,6 +5,7 @@ mod fetch;
 mod h3;
 mod isolation;
 mod limits;
+mod pool;
 mod server;
 mod specs;
 mod streaming;
