@@ -201,3 +201,29 @@ async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     }
     assert!(rest.contains("drained; stopped"), "the drain is logged: {rest}");
 }
+
+#[tokio::test]
+async fn a_function_asking_for_more_than_the_node_allows_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[limits.max]\nmemory = \"256MiB\"\ncpu_time = \"1s\"\n[functions]\ndir = \"fns\"\n",
+    );
+    write(
+        dir.path(),
+        "fns/greedy/edge.toml",
+        "name = \"greedy\"\nentry = \"index.js\"\n[limits]\nmemory = \"1GiB\"\ncpu_time = \"2s\"\n",
+    );
+    write(dir.path(), "fns/greedy/index.js", "export default { fetch() { return new Response('x') } }");
+    let config = dir.path().join("node.toml");
+    let out = run(&["check", "--config", config.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let file = dir.path().join("fns/greedy/edge.toml");
+    assert!(
+        stderr.contains(&format!("{}: limits.memory: 1024MiB is more than this node allows (256MiB)", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("limits.cpu_time: 2s is more than this node allows (1s)"), "{stderr}");
+}
