@@ -107,11 +107,29 @@ pub struct PoolConfig {
     /// A function's isolate unused for this long is dropped (scale to zero); the next
     /// request starts one. Default: `"5m"`.
     pub idle_timeout: Duration,
+    /// The most isolates on the node. Default: `1000`.
+    pub max_isolates: usize,
+    /// The most isolates of one function. Default: `16`.
+    pub max_isolates_per_function: usize,
+    /// The most invocations one isolate runs at once. Default: `64`.
+    pub concurrency: usize,
+    /// The most requests of one function waiting for room. Default: `256`.
+    pub max_queue: usize,
+    /// How long a request waits for room before it gets `load_shed` (503). Default: `"5s"`.
+    pub queue_timeout: Duration,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        PoolConfig { spare_isolates: 1, idle_timeout: Duration::from_secs(300) }
+        PoolConfig {
+            spare_isolates: 1,
+            idle_timeout: Duration::from_secs(300),
+            max_isolates: 1000,
+            max_isolates_per_function: 16,
+            concurrency: 64,
+            max_queue: 256,
+            queue_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -285,9 +303,36 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         }
     }
     if let Some(s) = r.table(t, "", "pool") {
-        r.deny_unknown(s, "pool", &["spare_isolates", "idle_timeout"]);
+        r.deny_unknown(
+            s,
+            "pool",
+            &[
+                "spare_isolates",
+                "idle_timeout",
+                "max_isolates",
+                "max_isolates_per_function",
+                "concurrency",
+                "max_queue",
+                "queue_timeout",
+            ],
+        );
         if let Some(v) = r.duration(s, "pool", "idle_timeout") {
             c.pool.idle_timeout = v;
+        }
+        if let Some(v) = r.duration(s, "pool", "queue_timeout") {
+            c.pool.queue_timeout = v;
+        }
+        for (key, field, min) in [
+            ("max_isolates", &mut c.pool.max_isolates, 1),
+            ("max_isolates_per_function", &mut c.pool.max_isolates_per_function, 1),
+            ("concurrency", &mut c.pool.concurrency, 1),
+            ("max_queue", &mut c.pool.max_queue, 0),
+        ] {
+            match r.integer(s, "pool", key) {
+                Some(n) if n >= min => *field = n as usize,
+                Some(n) => r.problem(format!("pool.{key}"), format!("{n} is less than {min}")),
+                None => {}
+            }
         }
         match r.integer(s, "pool", "spare_isolates") {
             Some(n) if (0..=64).contains(&n) => c.pool.spare_isolates = n as usize,

@@ -1,13 +1,14 @@
 //! Function folders on disk: read, checked and bundled, then started as workers.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
+
+use crate::pool::{Isolates, PoolSettings, Refusal};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Failure, HttpResponse, InvokeError, LogRecord, LogSink, Outcome, RequestBody, Worker,
@@ -86,36 +87,11 @@ impl FunctionSpec {
     }
 }
 
-/// A started function: its spec and its current worker, replaced with a fresh one (a cold
-/// start) when a limit has killed it.
+/// A started function: its spec and its isolates.
 pub struct Function {
     pub spec: FunctionSpec,
-    instance: ArcSwap<Instance>,
-    restart: tokio::sync::Mutex<()>,
+    isolates: Isolates,
     shared: Arc<Shared>,
-    clock: Instant,
-    /// Milliseconds since `clock` at the last start or end of an invocation.
-    last_used: AtomicU64,
-    in_flight: AtomicUsize,
-    cold_starts: AtomicU64,
-}
-
-/// Counts an invocation as in flight while it lives.
-struct InFlight<'a>(&'a Function);
-
-impl<'a> InFlight<'a> {
-    fn enter(function: &'a Function) -> InFlight<'a> {
-        function.in_flight.fetch_add(1, Ordering::Relaxed);
-        function.touch();
-        InFlight(function)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// What every function of a node runs with.
@@ -124,122 +100,89 @@ pub struct Shared {
     /// `[fetch] allow`: non-public hosts outbound fetch may reach.
     pub fetch_allow: Vec<String>,
     pub log_sink: Arc<dyn LogSink>,
-}
-
-/// A function's isolate, or why it could not start.
-pub enum Instance {
-    Ready(WorkerHandle),
-    /// No isolate (scaled to zero after `idle_timeout`); the next request starts one.
-    Idle,
-    /// The module failed to load, threw, or ran out of its startup budget at top level;
-    /// every request answers with this outcome until the function is replaced.
-    Broken(Outcome),
+    pub pool: PoolSettings,
+    /// Isolates alive on the node, and the most it may have (`[pool] max_isolates`).
+    pub node_isolates: Arc<AtomicUsize>,
+    pub max_isolates: usize,
 }
 
 impl Function {
-    fn touch(&self) {
-        self.last_used.store(self.clock.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    /// Starts the function's worker. A function that cannot start is kept as
-    /// [`Instance::Broken`] with its error in its log, so the node goes on serving the others.
+    /// Starts the function's first isolate. A function that cannot start answers every
+    /// request with why (its error is in its log), and the node goes on serving the others.
     pub async fn start(spec: FunctionSpec, shared: Arc<Shared>) -> Function {
-        let instance = start_instance(&spec, &shared).await;
-        Function {
-            spec,
-            instance: ArcSwap::from_pointee(instance),
-            restart: tokio::sync::Mutex::new(()),
-            shared,
-            clock: Instant::now(),
-            last_used: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            cold_starts: AtomicU64::new(1),
-        }
+        let isolates =
+            Isolates::new(shared.pool, shared.node_isolates.clone(), shared.max_isolates);
+        let function = Function { spec, isolates, shared };
+        // Start one isolate now, so a function that cannot start says so at once.
+        let _ = function.isolates.acquire(|| start_worker(&function.spec, &function.shared)).await;
+        function
     }
 
     /// Whether the function could start.
     pub fn is_ready(&self) -> bool {
-        !matches!(**self.instance.load(), Instance::Broken(_))
+        !self.isolates.is_broken()
     }
 
     /// Whether the function holds a running isolate now.
     pub fn has_isolate(&self) -> bool {
-        matches!(&**self.instance.load(), Instance::Ready(handle) if handle.is_alive())
+        self.isolates.alive() > 0
+    }
+
+    /// How many isolates the function holds now.
+    pub fn isolates(&self) -> usize {
+        self.isolates.alive()
     }
 
     /// How many isolates this function has started, the first included.
     pub fn cold_starts(&self) -> u64 {
-        self.cold_starts.load(Ordering::Relaxed)
+        self.isolates.cold_starts()
     }
 
-    /// Drops the function's isolate when nothing has used it for `idle` (scale to zero).
-    /// Requests still streaming a body keep the isolate going until they finish.
+    /// Drops the function's isolates unused for `idle` (scale to zero). A response still
+    /// streaming keeps its isolate going until it ends.
     pub fn evict_if_idle(&self, idle: Duration) -> bool {
-        let quiet_for = self
-            .clock
-            .elapsed()
-            .saturating_sub(Duration::from_millis(self.last_used.load(Ordering::Relaxed)));
-        if self.in_flight.load(Ordering::Relaxed) > 0 || quiet_for < idle || !self.has_isolate() {
-            return false;
-        }
-        let Ok(_restarting) = self.restart.try_lock() else { return false };
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return false;
-        }
-        self.instance.store(Arc::new(Instance::Idle));
-        tracing::debug!(function = %self.spec.config.name, "isolate dropped after being idle");
-        true
+        self.isolates.evict_idle(idle) > 0
     }
 
-    /// A running worker: the current one, or a new one when a limit killed the last.
-    async fn worker(&self) -> Result<WorkerHandle, Outcome> {
-        if let Instance::Ready(handle) = &**self.instance.load() {
-            if handle.is_alive() {
-                return Ok(handle.clone());
-            }
-        }
-        let _restarting = self.restart.lock().await;
-        match &**self.instance.load() {
-            Instance::Ready(handle) if handle.is_alive() => return Ok(handle.clone()),
-            Instance::Broken(outcome) => return Err(*outcome),
-            Instance::Ready(_) | Instance::Idle => {}
-        }
-        tracing::debug!(function = %self.spec.config.name, "starting a new isolate (cold start)");
-        self.cold_starts.fetch_add(1, Ordering::Relaxed);
-        let instance = start_instance(&self.spec, &self.shared).await;
-        self.instance.store(Arc::new(instance));
-        match &**self.instance.load() {
-            Instance::Ready(handle) => Ok(handle.clone()),
-            Instance::Broken(outcome) => Err(*outcome),
-            Instance::Idle => Err(Outcome::Internal),
-        }
-    }
-
-    /// Runs one HTTP invocation. A request handed back by a worker that stopped before taking
-    /// it runs once more on a fresh worker.
+    /// Runs one HTTP invocation on an isolate with room. A request handed back by an isolate
+    /// that stopped before taking it runs once more on another.
     pub async fn invoke(
         &self,
         invocation_id: Arc<str>,
         request: http::Request<RequestBody>,
     ) -> Result<HttpResponse, Failure> {
-        let _in_flight = InFlight::enter(self);
         let mut request = request;
         for _attempt in 0..2 {
-            let worker = self.worker().await.map_err(|outcome| Failure {
-                outcome,
-                message: "the function cannot start".into(),
-            })?;
-            match worker.invoke(invocation_id.clone(), request).await {
+            let lease = self
+                .isolates
+                .acquire(|| start_worker(&self.spec, &self.shared))
+                .await
+                .map_err(|refusal| match refusal {
+                    Refusal::Shed => Failure {
+                        outcome: Outcome::LoadShed,
+                        message: "every isolate is busy and the wait queue is full or timed out"
+                            .into(),
+                    },
+                    Refusal::Broken(outcome) => {
+                        Failure { outcome, message: "the function cannot start".into() }
+                    }
+                })?;
+            match lease.handle.invoke(invocation_id.clone(), request).await {
                 Ok(response) => return Ok(response),
                 Err(InvokeError::Failed(failure)) => return Err(failure),
-                Err(InvokeError::Gone(returned)) => request = returned,
+                Err(InvokeError::Gone(returned)) => {
+                    drop(lease);
+                    self.isolates.prune_dead();
+                    request = returned;
+                }
             }
         }
         Err(Failure { outcome: Outcome::Internal, message: "no isolate took the request".into() })
     }
 }
 
-async fn start_instance(spec: &FunctionSpec, shared: &Shared) -> Instance {
+/// Starts one isolate of the function; a failure is logged to the function's log.
+async fn start_worker(spec: &FunctionSpec, shared: &Shared) -> Result<WorkerHandle, Outcome> {
     let log_sink = &shared.log_sink;
     let name: Arc<str> = Arc::from(spec.config.name.as_str());
     let limits = spec.limits;
@@ -260,7 +203,7 @@ async fn start_instance(spec: &FunctionSpec, shared: &Shared) -> Instance {
     };
     let services = WorkerServices { log_sink: log_sink.clone() };
     match Worker::start(options, services).await {
-        Ok(handle) => Instance::Ready(handle),
+        Ok(handle) => Ok(handle),
         Err(e) => {
             log_sink.log(LogRecord {
                 ts: std::time::SystemTime::now(),
@@ -269,7 +212,7 @@ async fn start_instance(spec: &FunctionSpec, shared: &Shared) -> Instance {
                 invocation_id: None,
                 message: format!("the function failed to start: {e}"),
             });
-            Instance::Broken(e.outcome())
+            Err(e.outcome())
         }
     }
 }

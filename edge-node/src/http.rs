@@ -66,6 +66,9 @@ fn failure_response(outcome: Outcome, request_id: &str) -> Response<OutBody> {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if outcome == Outcome::LoadShed {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 

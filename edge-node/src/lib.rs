@@ -8,6 +8,7 @@ pub mod functions;
 mod h3;
 mod http;
 pub mod logs;
+mod pool;
 mod router;
 mod server;
 pub mod tls;
@@ -85,6 +86,14 @@ impl Node {
             allow_eval: config.runtime.allow_eval,
             fetch_allow: config.fetch.allow.clone(),
             log_sink,
+            pool: pool::PoolSettings {
+                max_per_function: config.pool.max_isolates_per_function,
+                concurrency: config.pool.concurrency,
+                max_queue: config.pool.max_queue,
+                queue_timeout: config.pool.queue_timeout,
+            },
+            node_isolates: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_isolates: config.pool.max_isolates,
         });
         let site = start_functions(functions, &shared).await;
         let app = Arc::new(App { site: ArcSwap::from_pointee(site), limits: config.http.clone() });
@@ -147,9 +156,9 @@ impl Node {
         }
     }
 
-    /// How many functions hold a running isolate now.
+    /// How many isolates the served functions hold now.
     pub fn isolates(&self) -> usize {
-        self.listeners.app.site.load().functions.iter().filter(|f| f.has_isolate()).count()
+        self.listeners.app.site.load().functions.iter().map(|f| f.isolates()).sum()
     }
 
     /// How many isolates the served functions have started (cold starts), first ones included.

@@ -215,14 +215,21 @@ async fn a_function_asking_for_more_than_the_node_allows_is_refused() {
         "fns/greedy/edge.toml",
         "name = \"greedy\"\nentry = \"index.js\"\n[limits]\nmemory = \"1GiB\"\ncpu_time = \"2s\"\n",
     );
-    write(dir.path(), "fns/greedy/index.js", "export default { fetch() { return new Response('x') } }");
+    write(
+        dir.path(),
+        "fns/greedy/index.js",
+        "export default { fetch() { return new Response('x') } }",
+    );
     let config = dir.path().join("node.toml");
     let out = run(&["check", "--config", config.to_str().unwrap()]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(64), "{stderr}");
     let file = dir.path().join("fns/greedy/edge.toml");
     assert!(
-        stderr.contains(&format!("{}: limits.memory: 1024MiB is more than this node allows (256MiB)", file.display())),
+        stderr.contains(&format!(
+            "{}: limits.memory: 1024MiB is more than this node allows (256MiB)",
+            file.display()
+        )),
         "{stderr}"
     );
     assert!(stderr.contains("limits.cpu_time: 2s is more than this node allows (1s)"), "{stderr}");

@@ -38,3 +38,51 @@ async fn a_busy_function_keeps_its_isolate() {
     assert_eq!(node.node().cold_starts(), 1);
     node.shutdown().await;
 }
+
+async fn get_all(node: &TestNode, path: &str, count: usize) -> Vec<tests::CurlResponse> {
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let url = node.url(path);
+        tasks.push(tokio::spawn(async move { curl("GET", &url, &[], None).await }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_requests_succeed_within_the_isolate_maximum() {
+    let mut config = config::NodeConfig::default();
+    config.pool.concurrency = 64;
+    config.pool.max_isolates_per_function = 4;
+    let node = TestNode::start_with(config, &[function_dir("sleepy")]).await;
+    let answers = get_all(&node, "/?ms=100", 200).await;
+    assert!(answers.iter().all(|a| a.status == 200 && a.text() == "rested"));
+    assert!(node.node().cold_starts() <= 4, "{} isolates started", node.node().cold_starts());
+    assert!(node.node().isolates() <= 4);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_maximum_and_the_queue_requests_are_shed() {
+    let mut config = config::NodeConfig::default();
+    config.pool.concurrency = 1;
+    config.pool.max_isolates_per_function = 2;
+    config.pool.max_queue = 2;
+    config.pool.queue_timeout = Duration::from_secs(10);
+    let node = TestNode::start_with(config, &[function_dir("sleepy")]).await;
+    let answers = get_all(&node, "/?ms=1000", 20).await;
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    let shed: Vec<_> = answers.iter().filter(|a| a.status == 503).collect();
+    assert_eq!(ok + shed.len(), 20, "only 200 and 503 answers");
+    // Two running and two waiting get through; the rest are shed at once.
+    assert!((2..=4).contains(&ok), "{ok} succeeded");
+    for a in &shed {
+        assert_eq!(a.header("retry-after"), Some("1"));
+        assert!(a.text().starts_with("{\"error\":\"load_shed\""), "{}", a.text());
+    }
+    assert!(node.node().isolates() <= 2);
+    node.shutdown().await;
+}
