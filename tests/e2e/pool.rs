@@ -86,3 +86,38 @@ async fn beyond_the_maximum_and_the_queue_requests_are_shed() {
     assert!(node.node().isolates() <= 2);
     node.shutdown().await;
 }
+
+fn versioned(dir: &std::path::Path, version: &str) -> edge_node::FunctionSpec {
+    let folder = dir.join(version);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("edge.toml"), "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n").unwrap();
+    let code = format!(
+        "export default {{ async fetch(req) {{ if (new URL(req.url).pathname === '/slow') {{ console.log('in flight'); await new Promise((r) => setTimeout(r, 1000)); }} return new Response('{version}'); }} }}"
+    );
+    std::fs::write(folder.join("index.js"), code).unwrap();
+    edge_node::FunctionSpec::load(&folder, &config::LimitsConfig::default()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeploy_lets_requests_in_flight_finish_on_the_old_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start_specs(vec![versioned(dir.path(), "v1")]).await;
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let url = node.url("/slow");
+        slow.push(tokio::spawn(async move { curl("GET", &url, &[], None).await }));
+    }
+    // Wait until all 50 are running in the old version, then deploy v2.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.logs.records().iter().filter(|r| r.message == "in flight").count() < 50 {
+        assert!(Instant::now() < deadline, "the 50 requests did not all reach v1");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.node().replace_functions(vec![versioned(dir.path(), "v2")]).await;
+    assert_eq!(curl("GET", &node.url("/"), &[], None).await.text(), "v2", "new requests get v2 at once");
+    for task in slow {
+        let res = task.await.unwrap();
+        assert_eq!((res.status, res.text().as_str()), (200, "v1"), "a request in flight was cut off");
+    }
+    node.shutdown().await;
+}
