@@ -1,0 +1,77 @@
+//! Memory per idle isolate and how many idle isolates one process holds: starts N hello-world
+//! workers (each serves one request, then idles), then reports the RSS growth per isolate.
+//!
+//! Usage: isolates [N]  (default 1000)
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bundler::Bundle;
+use js_runtime::{Limits, LogRecord, LogSink, Worker, WorkerOptions, WorkerServices};
+
+struct Discard;
+impl LogSink for Discard {
+    fn log(&self, _: LogRecord) {}
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
+fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let mut sources = BTreeMap::new();
+    sources.insert(
+        "index.js".to_string(),
+        Arc::from("export default { fetch() { return new Response('Hello, world!\\n') } }"),
+    );
+    let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
+    rt.block_on(async move {
+        let services = WorkerServices { log_sink: Arc::new(Discard) };
+        let start = |bundle: Arc<Bundle>| WorkerOptions {
+            name: Arc::from("hello"),
+            bundle,
+            vars: BTreeMap::new(),
+            allow_eval: false,
+            limits: Limits::default(),
+            fetch_allow: Vec::new(),
+            enforce_limits: true,
+        };
+        // One first, so the process's fixed costs are not counted per isolate.
+        let first = Worker::start(start(bundle.clone()), services.clone()).await.expect("start");
+        let baseline = rss_bytes();
+        let mut workers = vec![first];
+        for i in 0..n {
+            let worker = match Worker::start(start(bundle.clone()), services.clone()).await {
+                Ok(w) => w,
+                Err(e) => {
+                    println!("start {} failed: {e}", i + 1);
+                    break;
+                }
+            };
+            let request = http::Request::get("http://localhost/").body(None).expect("request");
+            if worker.invoke(Arc::from("warm"), request).await.is_err() {
+                println!("isolate {} did not answer", i + 1);
+                break;
+            }
+            workers.push(worker);
+        }
+        let held = workers.len() - 1;
+        let grown = rss_bytes().saturating_sub(baseline);
+        println!(
+            "{held} idle isolates held; RSS grew {:.1} MiB, {:.2} MiB per isolate",
+            grown as f64 / (1024.0 * 1024.0),
+            grown as f64 / held.max(1) as f64 / (1024.0 * 1024.0)
+        );
+        let alive = workers.iter().filter(|w| w.is_alive()).count();
+        println!("{alive} of {} still alive", workers.len());
+    });
+}
