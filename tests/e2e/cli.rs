@@ -234,3 +234,51 @@ async fn a_function_asking_for_more_than_the_node_allows_is_refused() {
     );
     assert!(stderr.contains("limits.cpu_time: 2s is more than this node allows (1s)"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_second_sigterm_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[node]\nshutdown_grace_period = \"60s\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
+    );
+    let fixture = tests::function_dir("proto");
+    write(dir.path(), "fns/proto/edge.toml", &std::fs::read_to_string(fixture.join("edge.toml")).unwrap());
+    write(
+        dir.path(),
+        "fns/proto/src/index.js",
+        &std::fs::read_to_string(fixture.join("src/index.js")).unwrap(),
+    );
+    let (mut child, addr, mut lines) = serve(&dir.path().join("node.toml")).await;
+    // A connection that stays open keeps the drain waiting for the whole grace period.
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("slow request started") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the slow request reached the function");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("shutting down") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the first signal starts the drain");
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the second signal stops the node at once, not after the grace period")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    drop(held);
+}
