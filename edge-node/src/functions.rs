@@ -118,6 +118,13 @@ impl Function {
         function
     }
 
+    /// Starts an isolate if the function has none (pre-warm).
+    pub async fn prewarm(&self) {
+        if !self.has_isolate() {
+            let _ = self.isolates.acquire(|| start_worker(&self.spec, &self.shared)).await;
+        }
+    }
+
     /// Whether the function could start.
     pub fn is_ready(&self) -> bool {
         !self.isolates.is_broken()

@@ -35,6 +35,20 @@ pub struct App {
     pub limits: HttpConfig,
 }
 
+impl App {
+    /// Starts an isolate for the function serving `host`, if it has none: called with the
+    /// TLS ClientHello's server name, so the isolate is ready when the request arrives.
+    pub fn prewarm(&self, host: &str) {
+        let site = self.site.load_full();
+        let Some(index) = site.router.find(host, "/") else { return };
+        let function = &site.functions[index];
+        if function.has_isolate() || !function.is_ready() {
+            return;
+        }
+        tokio::spawn(async move { site.functions[index].prewarm().await });
+    }
+}
+
 /// How a connection reached the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Protocol {

@@ -111,7 +111,7 @@ impl Node {
         let mut https_addrs = Vec::new();
         let mut h3_addrs = Vec::new();
         if let (Some(https), Some(certs)) = (&config.https, &certs) {
-            let tls = Some((certs.acceptor(), https.http3));
+            let tls = Some((certs.server_config(), https.http3));
             https_addrs = bind_all(&https.listen, &listeners, tls, &mut accepting).await?;
             if https.http3 {
                 for addr in &https_addrs {
@@ -187,7 +187,7 @@ impl Node {
 async fn bind_all(
     addrs: &[SocketAddr],
     listeners: &Arc<Listeners>,
-    tls: Option<(tls::TlsAcceptor, bool)>,
+    tls: Option<(tls::TlsConfig, bool)>,
     accepting: &mut JoinSet<()>,
 ) -> Result<Vec<SocketAddr>, NodeError> {
     let mut bound = Vec::new();

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{handle, App, Protocol};
-use crate::tls::TlsAcceptor;
+use crate::tls::TlsConfig;
 
 /// What every listener of a node shares.
 pub struct Listeners {
@@ -70,7 +70,7 @@ impl Listeners {
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        tls: Option<TlsAcceptor>,
+        tls: Option<TlsConfig>,
         protocol: Protocol,
     ) {
         let builder = Arc::new(self.builder());
@@ -94,13 +94,21 @@ impl Listeners {
                 let _permit = permit;
                 match tls {
                     None => this.connection(&builder, stream, protocol, remote).await,
-                    Some(acceptor) => {
-                        // The handshake counts against the header read timeout.
-                        let handshake = tokio::time::timeout(
-                            this.http.header_read_timeout,
-                            acceptor.accept(stream),
-                        );
-                        match handshake.await {
+                    Some(config) => {
+                        // The handshake counts against the header read timeout. The
+                        // ClientHello names the host: its function's isolate starts while
+                        // the handshake goes on (pre-warm).
+                        let app = this.app.clone();
+                        let handshake = async move {
+                            let acceptor = rustls::server::Acceptor::default();
+                            let start =
+                                tokio_rustls::LazyConfigAcceptor::new(acceptor, stream).await?;
+                            if let Some(host) = start.client_hello().server_name() {
+                                app.prewarm(host);
+                            }
+                            start.into_stream(config).await
+                        };
+                        match tokio::time::timeout(this.http.header_read_timeout, handshake).await {
                             Ok(Ok(tls)) => this.connection(&builder, tls, protocol, remote).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%remote, error = %e, "TLS handshake failed")

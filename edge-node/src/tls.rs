@@ -58,7 +58,7 @@ impl CertStore {
     }
 
     /// A server configuration serving this store's certificate, with ALPN h2 and http/1.1.
-    pub fn acceptor(self: &Arc<Self>) -> TlsAcceptor {
+    pub fn server_config(self: &Arc<Self>) -> TlsConfig {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -66,7 +66,7 @@ impl CertStore {
             .with_no_client_auth()
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        Arc::new(config)
     }
 
     /// The current certificate chain, PEM-encoded (for clients in tests and `dev --tls`).
@@ -75,7 +75,8 @@ impl CertStore {
     }
 }
 
-pub type TlsAcceptor = tokio_rustls::TlsAcceptor;
+/// The TLS configuration of the TCP listeners.
+pub type TlsConfig = Arc<rustls::ServerConfig>;
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {

@@ -244,7 +244,11 @@ async fn a_second_sigterm_stops_at_once() {
         "version = 1\n[node]\nshutdown_grace_period = \"60s\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
     );
     let fixture = tests::function_dir("proto");
-    write(dir.path(), "fns/proto/edge.toml", &std::fs::read_to_string(fixture.join("edge.toml")).unwrap());
+    write(
+        dir.path(),
+        "fns/proto/edge.toml",
+        &std::fs::read_to_string(fixture.join("edge.toml")).unwrap(),
+    );
     write(
         dir.path(),
         "fns/proto/src/index.js",
@@ -253,7 +257,9 @@ async fn a_second_sigterm_stops_at_once() {
     let (mut child, addr, mut lines) = serve(&dir.path().join("node.toml")).await;
     // A connection that stays open keeps the drain waiting for the whole grace period.
     let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains("slow request started") {

@@ -90,7 +90,11 @@ async fn beyond_the_maximum_and_the_queue_requests_are_shed() {
 fn versioned(dir: &std::path::Path, version: &str) -> edge_node::FunctionSpec {
     let folder = dir.join(version);
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("edge.toml"), "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n").unwrap();
+    std::fs::write(
+        folder.join("edge.toml"),
+        "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n",
+    )
+    .unwrap();
     let code = format!(
         "export default {{ async fetch(req) {{ if (new URL(req.url).pathname === '/slow') {{ console.log('in flight'); await new Promise((r) => setTimeout(r, 1000)); }} return new Response('{version}'); }} }}"
     );
@@ -114,10 +118,57 @@ async fn a_redeploy_lets_requests_in_flight_finish_on_the_old_version() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     node.node().replace_functions(vec![versioned(dir.path(), "v2")]).await;
-    assert_eq!(curl("GET", &node.url("/"), &[], None).await.text(), "v2", "new requests get v2 at once");
+    assert_eq!(
+        curl("GET", &node.url("/"), &[], None).await.text(),
+        "v2",
+        "new requests get v2 at once"
+    );
     for task in slow {
         let res = task.await.unwrap();
-        assert_eq!((res.status, res.text().as_str()), (200, "v1"), "a request in flight was cut off");
+        assert_eq!(
+            (res.status, res.text().as_str()),
+            (200, "v1"),
+            "a request in flight was cut off"
+        );
     }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_hello_naming_a_function_starts_its_isolate() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("app");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("edge.toml"), "name = \"app\"\nentry = \"index.js\"\nroutes = [\"app.test/*\"]\n").unwrap();
+    std::fs::write(folder.join("index.js"), "export default { fetch() { return new Response('app') } }").unwrap();
+    let mut config = config::NodeConfig::default();
+    config.pool.idle_timeout = Duration::from_millis(200);
+    let node = TestNode::start_tls(config, &[folder]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.node().isolates() > 0 {
+        assert!(Instant::now() < deadline, "the idle isolate was not dropped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let starts = node.node().cold_starts();
+
+    // Only a ClientHello for app.test: the client trusts nothing, so the handshake fails and
+    // no request is ever sent.
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(node.https.unwrap()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("app.test").unwrap();
+    assert!(connector.connect(name, tcp).await.is_err(), "the handshake cannot succeed");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.node().isolates() == 0 {
+        assert!(Instant::now() < deadline, "the ClientHello did not pre-warm the function");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.node().cold_starts(), starts + 1);
     node.shutdown().await;
 }
