@@ -117,6 +117,9 @@ pub struct PoolConfig {
     pub max_queue: usize,
     /// How long a request waits for room before it gets `load_shed` (503). Default: `"5s"`.
     pub queue_timeout: Duration,
+    /// The memory all isolates together may reserve (each counts its function's memory
+    /// limit); above it the least recently used idle isolates are dropped. Default: `"16GiB"`.
+    pub memory_budget: u64,
 }
 
 impl Default for PoolConfig {
@@ -129,6 +132,7 @@ impl Default for PoolConfig {
             concurrency: 64,
             max_queue: 256,
             queue_timeout: Duration::from_secs(5),
+            memory_budget: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -314,8 +318,12 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
                 "concurrency",
                 "max_queue",
                 "queue_timeout",
+                "memory_budget",
             ],
         );
+        if let Some(v) = r.size(s, "pool", "memory_budget") {
+            c.pool.memory_budget = v;
+        }
         if let Some(v) = r.duration(s, "pool", "idle_timeout") {
             c.pool.idle_timeout = v;
         }

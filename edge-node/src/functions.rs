@@ -151,6 +151,21 @@ impl Function {
         self.isolates.evict_idle(idle) > 0
     }
 
+    /// The memory the function's isolates may use together (isolates × memory limit).
+    pub fn memory_reserved(&self) -> u64 {
+        self.isolates.alive() as u64 * self.spec.limits.memory
+    }
+
+    /// When its least recently used idle isolate was last used, if it has an idle one.
+    pub fn oldest_idle(&self) -> Option<std::time::Instant> {
+        self.isolates.oldest_idle()
+    }
+
+    /// Drops its least recently used idle isolate.
+    pub fn evict_oldest_idle(&self) -> bool {
+        self.isolates.evict_oldest_idle()
+    }
+
     /// Runs one HTTP invocation on an isolate with room. A request handed back by an isolate
     /// that stopped before taking it runs once more on another.
     pub async fn invoke(

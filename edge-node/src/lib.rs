@@ -123,7 +123,11 @@ impl Node {
                 }
             }
         }
-        accepting.spawn(sweep_idle(listeners.clone(), config.pool.idle_timeout));
+        accepting.spawn(sweep_idle(
+            listeners.clone(),
+            config.pool.idle_timeout,
+            config.pool.memory_budget,
+        ));
         Ok(Node { http_addrs, https_addrs, h3_addrs, accepting, listeners, certs, shared, config })
     }
 
@@ -159,6 +163,12 @@ impl Node {
     /// How many isolates the served functions hold now.
     pub fn isolates(&self) -> usize {
         self.listeners.app.site.load().functions.iter().map(|f| f.isolates()).sum()
+    }
+
+    /// How many isolates the function named `name` holds now.
+    pub fn isolates_of(&self, name: &str) -> usize {
+        let site = self.listeners.app.site.load();
+        site.functions.iter().filter(|f| f.spec.config.name == name).map(|f| f.isolates()).sum()
     }
 
     /// How many isolates the served functions have started (cold starts), first ones included.
@@ -220,16 +230,40 @@ async fn bind_all(
     Ok(bound)
 }
 
-/// Drops the isolates of functions idle for `idle_timeout`, until the node stops.
-async fn sweep_idle(listeners: Arc<Listeners>, idle_timeout: std::time::Duration) {
-    let period = (idle_timeout / 4).max(std::time::Duration::from_millis(50));
+/// Drops the isolates of functions idle for `idle_timeout`, and the least recently used idle
+/// isolates while the isolates reserve more memory than `memory_budget`, until the node stops.
+async fn sweep_idle(
+    listeners: Arc<Listeners>,
+    idle_timeout: std::time::Duration,
+    memory_budget: u64,
+) {
+    let period = (idle_timeout / 4)
+        .clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = listeners.stop.cancelled() => return,
             _ = tick.tick() => {
-                for function in &listeners.app.site.load().functions {
+                let site = listeners.app.site.load();
+                for function in &site.functions {
                     function.evict_if_idle(idle_timeout);
+                }
+                loop {
+                    let reserved: u64 = site.functions.iter().map(|f| f.memory_reserved()).sum();
+                    if reserved <= memory_budget {
+                        break;
+                    }
+                    let oldest = site
+                        .functions
+                        .iter()
+                        .filter_map(|f| f.oldest_idle().map(|at| (at, f)))
+                        .min_by_key(|(at, _)| *at);
+                    match oldest {
+                        Some((_, function)) if function.evict_oldest_idle() => {
+                            tracing::debug!(function = %function.spec.config.name, "idle isolate dropped under memory pressure");
+                        }
+                        _ => break, // nothing idle to drop
+                    }
                 }
             }
         }

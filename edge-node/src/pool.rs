@@ -238,6 +238,31 @@ impl Isolates {
         evicted
     }
 
+    /// When the least recently used idle isolate of this function was last used.
+    pub fn oldest_idle(&self) -> Option<Instant> {
+        self.lock().slots.iter().filter(|s| s.load == 0).map(|s| s.last_used).min()
+    }
+
+    /// Drops the least recently used idle isolate; whether there was one.
+    pub fn evict_oldest_idle(&self) -> bool {
+        let mut state = self.lock();
+        let oldest = state
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.load == 0)
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(i, _)| i);
+        match oldest {
+            Some(i) => {
+                state.slots.remove(i);
+                self.node_isolates.fetch_sub(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Isolates alive now.
     pub fn alive(&self) -> usize {
         self.lock().slots.iter().filter(|s| s.handle.is_alive()).count()

@@ -139,8 +139,16 @@ async fn a_tls_client_hello_naming_a_function_starts_its_isolate() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("app");
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("edge.toml"), "name = \"app\"\nentry = \"index.js\"\nroutes = [\"app.test/*\"]\n").unwrap();
-    std::fs::write(folder.join("index.js"), "export default { fetch() { return new Response('app') } }").unwrap();
+    std::fs::write(
+        folder.join("edge.toml"),
+        "name = \"app\"\nentry = \"index.js\"\nroutes = [\"app.test/*\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("index.js"),
+        "export default { fetch() { return new Response('app') } }",
+    )
+    .unwrap();
     let mut config = config::NodeConfig::default();
     config.pool.idle_timeout = Duration::from_millis(200);
     let node = TestNode::start_tls(config, &[folder]).await;
@@ -170,5 +178,31 @@ async fn a_tls_client_hello_naming_a_function_starts_its_isolate() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(node.node().cold_starts(), starts + 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_memory_pressure_the_least_recently_used_idle_isolate_goes_first() {
+    let mut config = config::NodeConfig::default();
+    // Room for two isolates of 128 MiB; three functions want one each.
+    config.pool.memory_budget = 2 * 128 * 1024 * 1024;
+    let node = TestNode::start_with(
+        config,
+        &[function_dir("iso-a"), function_dir("iso-b"), function_dir("neighbour")],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // iso-b and neighbour stay in use; iso-a is used by nobody.
+        assert_eq!(curl("GET", &node.url("/b/"), &[], None).await.status, 200);
+        assert_eq!(curl("GET", &node.url("/n/x"), &[], None).await.status, 200);
+        if node.node().isolates() <= 2 && node.node().isolates_of("iso-a") == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "iso-a kept its isolate: {} isolates", node.node().isolates());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.node().isolates_of("iso-b"), 1);
+    assert_eq!(node.node().isolates_of("neighbour"), 1);
     node.shutdown().await;
 }
