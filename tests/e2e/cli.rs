@@ -143,39 +143,49 @@ async fn serve(config: &Path) -> (tokio::process::Child, std::net::SocketAddr, S
 
 type StderrLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
 
+/// `edge-node serve` of a node.toml (`[node]` settings given) serving the `proto` fixture.
+async fn serve_proto(
+    dir: &Path,
+    node_section: &str,
+) -> (tokio::process::Child, std::net::SocketAddr, StderrLines) {
+    let toml = format!(
+        "version = 1\n[node]\n{node_section}\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n"
+    );
+    write(dir, "node.toml", &toml);
+    let fixture = tests::function_dir("proto");
+    for file in ["edge.toml", "src/index.js"] {
+        write(
+            dir,
+            &format!("fns/proto/{file}"),
+            &std::fs::read_to_string(fixture.join(file)).unwrap(),
+        );
+    }
+    serve(&dir.join("node.toml")).await
+}
+
+/// Reads the node's log until a line contains `needle`.
+async fn wait_for_line(lines: &mut StderrLines, needle: &str) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("the node exited before logging {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the node did not log {needle:?}"));
+}
+
 #[tokio::test]
 async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "node.toml",
-        "version = 1\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
-    );
-    let fixture = tests::function_dir("proto");
-    write(
-        dir.path(),
-        "fns/proto/edge.toml",
-        &std::fs::read_to_string(fixture.join("edge.toml")).unwrap(),
-    );
-    write(
-        dir.path(),
-        "fns/proto/src/index.js",
-        &std::fs::read_to_string(fixture.join("src/index.js")).unwrap(),
-    );
-    let (mut child, addr, mut lines) = serve(&dir.path().join("node.toml")).await;
+    let (mut child, addr, mut lines) = serve_proto(dir.path(), "").await;
 
     let url = format!("http://{addr}/slow");
     let slow = tokio::spawn(async move { tests::curl("GET", &url, &[], None).await });
     // Wait until the function has the request, then ask the node to stop.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("slow request started") {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the slow request reached the function");
+    wait_for_line(&mut lines, "slow request started").await;
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
 
@@ -238,48 +248,17 @@ async fn a_function_asking_for_more_than_the_node_allows_is_refused() {
 #[tokio::test]
 async fn a_second_sigterm_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "node.toml",
-        "version = 1\n[node]\nshutdown_grace_period = \"60s\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
-    );
-    let fixture = tests::function_dir("proto");
-    write(
-        dir.path(),
-        "fns/proto/edge.toml",
-        &std::fs::read_to_string(fixture.join("edge.toml")).unwrap(),
-    );
-    write(
-        dir.path(),
-        "fns/proto/src/index.js",
-        &std::fs::read_to_string(fixture.join("src/index.js")).unwrap(),
-    );
-    let (mut child, addr, mut lines) = serve(&dir.path().join("node.toml")).await;
+    let (mut child, addr, mut lines) =
+        serve_proto(dir.path(), "shutdown_grace_period = \"60s\"").await;
     // A connection that stays open keeps the drain waiting for the whole grace period.
     let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("slow request started") {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the slow request reached the function");
+    wait_for_line(&mut lines, "slow request started").await;
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("shutting down") {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the first signal starts the drain");
+    wait_for_line(&mut lines, "shutting down").await;
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
         .await

@@ -199,7 +199,11 @@ async fn under_memory_pressure_the_least_recently_used_idle_isolate_goes_first()
         if node.node().isolates() <= 2 && node.node().isolates_of("iso-a") == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "iso-a kept its isolate: {} isolates", node.node().isolates());
+        assert!(
+            Instant::now() < deadline,
+            "iso-a kept its isolate: {} isolates",
+            node.node().isolates()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(node.node().isolates_of("iso-b"), 1);
