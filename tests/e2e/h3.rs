@@ -16,14 +16,8 @@ struct H3 {
 }
 
 async fn node() -> (TestNode, H3) {
-    let mut config = config::NodeConfig::default();
-    config.https = Some(config::HttpsConfig {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        cert: PathBuf::new(),
-        key: PathBuf::new(),
-        http3: true,
-    });
-    let node = TestNode::start_tls_with_h3(config, &[function_dir("echo")]).await;
+    let node =
+        TestNode::start_tls(config::NodeConfig::default(), &[function_dir("echo")], true).await;
     let dir = tempfile::tempdir().unwrap();
     let cafile = dir.path().join("cert.pem");
     std::fs::write(&cafile, node.cert_pem.as_ref().unwrap()).unwrap();

@@ -151,7 +151,7 @@ async fn a_tls_client_hello_naming_a_function_starts_its_isolate() {
     .unwrap();
     let mut config = config::NodeConfig::default();
     config.pool.idle_timeout = Duration::from_millis(200);
-    let node = TestNode::start_tls(config, &[folder]).await;
+    let node = TestNode::start_tls(config, &[folder], false).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.node().isolates() > 0 {
         assert!(Instant::now() < deadline, "the idle isolate was not dropped");

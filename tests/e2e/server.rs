@@ -21,7 +21,8 @@ fn json(res: &tests::CurlResponse) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_and_h2load_over_every_protocol() {
-    let node = TestNode::start_tls(config::NodeConfig::default(), &[function_dir("proto")]).await;
+    let node =
+        TestNode::start_tls(config::NodeConfig::default(), &[function_dir("proto")], false).await;
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("cert.pem");
     std::fs::write(&cert, node.cert_pem.as_ref().unwrap()).unwrap();

@@ -15,6 +15,16 @@ pub fn function_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("functions").join(name)
 }
 
+/// Loads function folders under the node's limits; a fixture that does not load is a bug.
+fn load_fixtures(dirs: &[PathBuf], config: &NodeConfig) -> Vec<FunctionSpec> {
+    dirs.iter()
+        .map(|d| {
+            FunctionSpec::load(d, &config.limits)
+                .unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
+        })
+        .collect()
+}
+
 /// Keeps every record a function logs, for tests to look at.
 #[derive(Default)]
 pub struct MemorySink {
@@ -65,25 +75,12 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start(dirs: &[PathBuf]) -> TestNode {
-        let functions = dirs
-            .iter()
-            .map(|d| {
-                FunctionSpec::load(d, &config::LimitsConfig::default())
-                    .unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
-            })
-            .collect();
-        TestNode::start_specs(functions).await
+        TestNode::start_with(NodeConfig::default(), dirs).await
     }
 
     /// A node with `config` (its listen address replaced by 127.0.0.1:0).
     pub async fn start_with(config: NodeConfig, dirs: &[PathBuf]) -> TestNode {
-        let functions = dirs
-            .iter()
-            .map(|d| {
-                FunctionSpec::load(d, &config.limits)
-                    .unwrap_or_else(|e| panic!("fixture {}: {e}", d.display()))
-            })
-            .collect();
+        let functions = load_fixtures(dirs, &config);
         TestNode::start_config(config, functions).await
     }
 
@@ -91,27 +88,16 @@ impl TestNode {
         TestNode::start_config(NodeConfig::default(), functions).await
     }
 
-    /// A node with plaintext and TLS listeners (a self-signed certificate) on port 0.
-    pub async fn start_tls(mut config: NodeConfig, dirs: &[PathBuf]) -> TestNode {
+    /// A node with plaintext and TLS listeners (a self-signed certificate) on port 0, with
+    /// HTTP/3 on the TLS port when `http3` is set.
+    pub async fn start_tls(mut config: NodeConfig, dirs: &[PathBuf], http3: bool) -> TestNode {
         config.https = Some(config::HttpsConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             cert: PathBuf::new(),
             key: PathBuf::new(),
-            http3: false,
+            http3,
         });
-        let functions = dirs
-            .iter()
-            .map(|d| FunctionSpec::load(d, &config.limits).expect("fixture loads"))
-            .collect();
-        TestNode::start_full(config, functions, Some(edge_node::CertSource::SelfSigned)).await
-    }
-
-    /// A node with the `[https]` of `config` (HTTP/3 as it says) and a self-signed certificate.
-    pub async fn start_tls_with_h3(config: NodeConfig, dirs: &[PathBuf]) -> TestNode {
-        let functions = dirs
-            .iter()
-            .map(|d| FunctionSpec::load(d, &config.limits).expect("fixture loads"))
-            .collect();
+        let functions = load_fixtures(dirs, &config);
         TestNode::start_full(config, functions, Some(edge_node::CertSource::SelfSigned)).await
     }
 
