@@ -77,11 +77,27 @@ pub struct HttpsConfig {
     pub http3: bool,
 }
 
-/// `[runtime]`: what functions may do.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `[runtime]`: what functions may do, and the caches that make them start fast.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
     /// Allow `eval` and `new Function`. Default: `false`, as on Workers.
     pub allow_eval: bool,
+    /// Bytes of decoded bundles kept in memory (least recently used go first; they are read
+    /// back from `data_dir` when needed). Default: 256 MiB.
+    pub bundle_cache: u64,
+    /// Bytes of V8 code cache kept in memory besides the copies under `data_dir`.
+    /// Default: 128 MiB.
+    pub code_cache: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            allow_eval: false,
+            bundle_cache: 256 * 1024 * 1024,
+            code_cache: 128 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[limits]`: the limits of a function that sets none, and `[limits.max]`, the most a
@@ -284,9 +300,15 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         }
     }
     if let Some(s) = r.table(t, "", "runtime") {
-        r.deny_unknown(s, "runtime", &["allow_eval"]);
+        r.deny_unknown(s, "runtime", &["allow_eval", "bundle_cache", "code_cache"]);
         if let Some(v) = r.bool(s, "runtime", "allow_eval") {
             c.runtime.allow_eval = v;
+        }
+        if let Some(v) = r.size(s, "runtime", "bundle_cache") {
+            c.runtime.bundle_cache = v;
+        }
+        if let Some(v) = r.size(s, "runtime", "code_cache") {
+            c.runtime.code_cache = v;
         }
     }
     if let Some(s) = r.table(t, "", "limits") {

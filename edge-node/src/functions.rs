@@ -8,11 +8,12 @@ use std::time::Duration;
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
 
+use crate::caches::{Bundles, CodeCacheStore};
 use crate::pool::{Isolates, PoolSettings, Refusal};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
-    Failure, HttpResponse, InvokeError, LogRecord, LogSink, Outcome, RequestBody, Worker,
-    WorkerHandle, WorkerOptions, WorkerServices,
+    CodeCache, Failure, HttpResponse, InvokeError, LogRecord, LogSink, Outcome, RequestBody,
+    Worker, WorkerHandle, WorkerOptions, WorkerServices,
 };
 
 /// A function ready to start: its settings and its bundle.
@@ -87,9 +88,12 @@ impl FunctionSpec {
     }
 }
 
-/// A started function: its spec and its isolates.
+/// A started function: its settings, the hash of its bundle (the bundle itself is in the
+/// node's bundle cache) and its isolates.
 pub struct Function {
-    pub spec: FunctionSpec,
+    pub config: EdgeConfig,
+    pub limits: Limits,
+    pub bundle: String,
     isolates: Isolates,
     shared: Arc<Shared>,
 }
@@ -104,6 +108,8 @@ pub struct Shared {
     /// Isolates alive on the node, and the most it may have (`[pool] max_isolates`).
     pub node_isolates: Arc<AtomicUsize>,
     pub max_isolates: usize,
+    pub bundles: Arc<Bundles>,
+    pub code_cache: Arc<CodeCacheStore>,
 }
 
 impl Function {
@@ -112,16 +118,24 @@ impl Function {
     pub async fn start(spec: FunctionSpec, shared: Arc<Shared>) -> Function {
         let isolates =
             Isolates::new(shared.pool, shared.node_isolates.clone(), shared.max_isolates);
-        let function = Function { spec, isolates, shared };
-        // Start one isolate now, so a function that cannot start says so at once.
-        let _ = function.isolates.acquire(|| start_worker(&function.spec, &function.shared)).await;
+        let FunctionSpec { config, bundle, limits } = spec;
+        let hash = bundle.hash().to_string();
+        let kept = shared.bundles.keep(bundle);
+        let function = Function { config, limits, bundle: hash, isolates, shared };
+        match kept {
+            Err(e) => function.log_error(format!("the function's bundle cannot be kept: {e}")),
+            // Start one isolate now, so a function that cannot start says so at once.
+            Ok(()) => {
+                let _ = function.isolates.acquire(|| function.start_worker()).await;
+            }
+        }
         function
     }
 
     /// Starts an isolate if the function has none (pre-warm).
     pub async fn prewarm(&self) {
         if !self.has_isolate() {
-            let _ = self.isolates.acquire(|| start_worker(&self.spec, &self.shared)).await;
+            let _ = self.isolates.acquire(|| self.start_worker()).await;
         }
     }
 
@@ -153,7 +167,7 @@ impl Function {
 
     /// The memory the function's isolates may use together (isolates × memory limit).
     pub fn memory_reserved(&self) -> u64 {
-        self.isolates.alive() as u64 * self.spec.limits.memory
+        self.isolates.alive() as u64 * self.limits.memory
     }
 
     /// When its least recently used idle isolate was last used, if it has an idle one.
@@ -175,20 +189,20 @@ impl Function {
     ) -> Result<HttpResponse, Failure> {
         let mut request = request;
         for _attempt in 0..2 {
-            let lease = self
-                .isolates
-                .acquire(|| start_worker(&self.spec, &self.shared))
-                .await
-                .map_err(|refusal| match refusal {
-                    Refusal::Shed => Failure {
-                        outcome: Outcome::LoadShed,
-                        message: "every isolate is busy and the wait queue is full or timed out"
-                            .into(),
+            let lease =
+                self.isolates.acquire(|| self.start_worker()).await.map_err(
+                    |refusal| match refusal {
+                        Refusal::Shed => Failure {
+                            outcome: Outcome::LoadShed,
+                            message:
+                                "every isolate is busy and the wait queue is full or timed out"
+                                    .into(),
+                        },
+                        Refusal::Broken(outcome) => {
+                            Failure { outcome, message: "the function cannot start".into() }
+                        }
                     },
-                    Refusal::Broken(outcome) => {
-                        Failure { outcome, message: "the function cannot start".into() }
-                    }
-                })?;
+                )?;
             match lease.handle.invoke(invocation_id.clone(), request).await {
                 Ok(response) => return Ok(response),
                 Err(InvokeError::Failed(failure)) => return Err(failure),
@@ -203,38 +217,50 @@ impl Function {
     }
 }
 
-/// Starts one isolate of the function; a failure is logged to the function's log.
-async fn start_worker(spec: &FunctionSpec, shared: &Shared) -> Result<WorkerHandle, Outcome> {
-    let log_sink = &shared.log_sink;
-    let name: Arc<str> = Arc::from(spec.config.name.as_str());
-    let limits = spec.limits;
-    let options = WorkerOptions {
-        name: name.clone(),
-        bundle: spec.bundle.clone(),
-        vars: spec.config.vars.clone(),
-        allow_eval: shared.allow_eval,
-        limits: js_runtime::Limits {
-            memory: limits.memory,
-            cpu_time: limits.cpu_time,
-            wall_time: limits.wall_time,
-            startup_time: limits.startup_time,
-            subrequests: limits.subrequests,
-        },
-        fetch_allow: shared.fetch_allow.clone(),
-        enforce_limits: true,
-    };
-    let services = WorkerServices { log_sink: log_sink.clone() };
-    match Worker::start(options, services).await {
-        Ok(handle) => Ok(handle),
-        Err(e) => {
-            log_sink.log(LogRecord {
-                ts: std::time::SystemTime::now(),
-                level: js_runtime::Level::Error,
-                function: name,
-                invocation_id: None,
-                message: format!("the function failed to start: {e}"),
-            });
-            Err(e.outcome())
-        }
+impl Function {
+    /// Starts one isolate of the function; a failure is logged to the function's log.
+    async fn start_worker(&self) -> Result<WorkerHandle, Outcome> {
+        let shared = &self.shared;
+        let bundle = match shared.bundles.get(&self.bundle) {
+            Ok(bundle) => bundle,
+            Err(e) => {
+                self.log_error(format!("the function failed to start: {e}"));
+                return Err(Outcome::Internal);
+            }
+        };
+        let limits = self.limits;
+        let options = WorkerOptions {
+            name: Arc::from(self.config.name.as_str()),
+            bundle,
+            vars: self.config.vars.clone(),
+            allow_eval: shared.allow_eval,
+            limits: js_runtime::Limits {
+                memory: limits.memory,
+                cpu_time: limits.cpu_time,
+                wall_time: limits.wall_time,
+                startup_time: limits.startup_time,
+                subrequests: limits.subrequests,
+            },
+            fetch_allow: shared.fetch_allow.clone(),
+            enforce_limits: true,
+        };
+        let code_cache: Arc<dyn CodeCache> = shared.code_cache.clone();
+        let services =
+            WorkerServices { log_sink: shared.log_sink.clone(), code_cache: Some(code_cache) };
+        Worker::start(options, services).await.map_err(|e| {
+            self.log_error(format!("the function failed to start: {e}"));
+            e.outcome()
+        })
+    }
+
+    /// Writes an error of the node's about this function to the function's log.
+    fn log_error(&self, message: String) {
+        self.shared.log_sink.log(LogRecord {
+            ts: std::time::SystemTime::now(),
+            level: js_runtime::Level::Error,
+            function: Arc::from(self.config.name.as_str()),
+            invocation_id: None,
+            message,
+        });
     }
 }

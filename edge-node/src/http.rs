@@ -22,9 +22,8 @@ pub struct Site {
 
 impl Site {
     pub fn new(functions: Vec<Function>) -> Site {
-        let router = Router::new(
-            functions.iter().enumerate().map(|(i, f)| (i, f.spec.config.routes.as_slice())),
-        );
+        let router =
+            Router::new(functions.iter().enumerate().map(|(i, f)| (i, f.config.routes.as_slice())));
         Site { functions, router }
     }
 }
@@ -231,13 +230,13 @@ where
     };
     let (body, overflowed) = request_body(incoming, app.limits.max_body_size);
     let request = Request::from_parts(parts, body);
-    tracing::debug!(%remote, function = %function.spec.config.name, %request_id, %path, "invoke");
+    tracing::debug!(%remote, function = %function.config.name, %request_id, %path, "invoke");
     match function.invoke(Arc::from(request_id), request).await {
         Ok(response) => response.map(OutBody::from),
         Err(_) if overflowed.load(Ordering::Relaxed) => body_too_large(&app.limits, request_id),
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {
-                tracing::error!(function = %function.spec.config.name, %request_id, %message, "invocation failed");
+                tracing::error!(function = %function.config.name, %request_id, %message, "invocation failed");
             }
             failure_response(outcome, request_id)
         }

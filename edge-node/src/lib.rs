@@ -4,6 +4,7 @@
 //! [`Node::start`] on port 0.
 
 mod body;
+pub mod caches;
 pub mod functions;
 mod h3;
 mod http;
@@ -26,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::caches::{Bundles, CodeCacheStats, CodeCacheStore};
 use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Protocol, Site};
@@ -45,6 +47,13 @@ pub enum NodeError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A folder under `data_dir` could not be created.
+    #[error("cannot use the data folder {}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What a node serves and where its function logs go.
@@ -82,7 +91,16 @@ impl Node {
             (None, None) => None,
         };
         js_runtime::keep_spares(config.pool.spare_isolates);
+        let data = &config.node.data_dir;
+        let data_error =
+            |path: std::path::PathBuf| move |source| NodeError::DataDir { path, source };
+        let bundles = Bundles::open(data.join("bundles"), config.runtime.bundle_cache)
+            .map_err(data_error(data.join("bundles")))?;
+        let code_cache = CodeCacheStore::open(&data.join("code-cache"), config.runtime.code_cache)
+            .map_err(data_error(data.join("code-cache")))?;
         let shared = Arc::new(Shared {
+            bundles: Arc::new(bundles),
+            code_cache: Arc::new(code_cache),
             allow_eval: config.runtime.allow_eval,
             fetch_allow: config.fetch.allow.clone(),
             log_sink,
@@ -168,12 +186,22 @@ impl Node {
     /// How many isolates the function named `name` holds now.
     pub fn isolates_of(&self, name: &str) -> usize {
         let site = self.listeners.app.site.load();
-        site.functions.iter().filter(|f| f.spec.config.name == name).map(|f| f.isolates()).sum()
+        site.functions.iter().filter(|f| f.config.name == name).map(|f| f.isolates()).sum()
     }
 
     /// How many isolates the served functions have started (cold starts), first ones included.
     pub fn cold_starts(&self) -> u64 {
         self.listeners.app.site.load().functions.iter().map(|f| f.cold_starts()).sum()
+    }
+
+    /// How the V8 code cache has been used since the node started.
+    pub fn code_cache_stats(&self) -> CodeCacheStats {
+        self.shared.code_cache.stats()
+    }
+
+    /// The file under `data_dir` holding the code cache of the module with this SHA-256.
+    pub fn code_cache_file(&self, module_hash: &str) -> std::path::PathBuf {
+        self.shared.code_cache.path(module_hash)
     }
 
     /// Replaces the served functions: new requests go to the new set at once.
@@ -260,7 +288,7 @@ async fn sweep_idle(
                         .min_by_key(|(at, _)| *at);
                     match oldest {
                         Some((_, function)) if function.evict_oldest_idle() => {
-                            tracing::debug!(function = %function.spec.config.name, "idle isolate dropped under memory pressure");
+                            tracing::debug!(function = %function.config.name, "idle isolate dropped under memory pressure");
                         }
                         _ => break, // nothing idle to drop
                     }
@@ -277,8 +305,8 @@ async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site
     .await;
     for f in &started {
         let state = if f.is_ready() { "ready" } else { "failed to start" };
-        let routes: Vec<String> = f.spec.config.routes.iter().map(|r| r.to_string()).collect();
-        tracing::info!(function = %f.spec.config.name, bundle = %f.spec.bundle.hash(), routes = ?routes, "{state}");
+        let routes: Vec<String> = f.config.routes.iter().map(|r| r.to_string()).collect();
+        tracing::info!(function = %f.config.name, bundle = %f.bundle, routes = ?routes, "{state}");
     }
     Site::new(started)
 }

@@ -52,6 +52,17 @@ enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// Build a function folder into one bundle file: TypeScript and JSX transpiled, imports
+    /// (relative and npm packages from node_modules) followed, modules lz4-compressed under a
+    /// manifest, named by a content hash.
+    Bundle {
+        /// The function folder (holding edge.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Check a node.toml (and the function folders it names) and exit: 0 when valid, 64 with
     /// every problem listed otherwise.
     Check {
@@ -81,6 +92,7 @@ fn main() -> ExitCode {
             Command::Serve { config, listen } => serve(&config, listen).await,
             Command::Dev { dir, listen, tls } => dev(&dir, listen, tls).await,
             Command::Check { config } => check(&config).map(|()| println_ok(&config)),
+            Command::Bundle { dir, output } => bundle(&dir, &output),
         }
     });
     match result {
@@ -129,6 +141,24 @@ fn load(path: &Path) -> anyhow::Result<(NodeConfig, Vec<FunctionSpec>)> {
         }
     };
     Ok((config, functions))
+}
+
+#[allow(clippy::print_stdout, reason = "the command's answer")]
+fn bundle(dir: &Path, output: &Path) -> anyhow::Result<()> {
+    let config = config::EdgeConfig::load(dir).map_err(|e| BadConfig(e.to_string()))?;
+    let bundle = bundler::Bundle::from_dir(dir, &config.name, &config.entry)
+        .map_err(|e| BadConfig(format!("{}: {e}", dir.display())))?;
+    let bytes = bundle.encode();
+    std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
+    println!(
+        "{}: {} modules, {} bytes of code, {} bytes written\nhash {}",
+        output.display(),
+        bundle.manifest().modules.len(),
+        bundle.size(),
+        bytes.len(),
+        bundle.hash()
+    );
+    Ok(())
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
@@ -191,6 +221,8 @@ async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()> {
     let spec = load_dev(dir)?;
     let mut config = NodeConfig::default();
     config.http.listen = vec![listen];
+    // Bundles and code caches of development runs stay out of the function folder.
+    config.node.data_dir = std::env::temp_dir().join("isola-dev");
     if tls {
         config.http.listen = Vec::new();
         config.https = Some(config::HttpsConfig {

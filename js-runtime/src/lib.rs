@@ -4,6 +4,7 @@
 //! This crate knows no sockets, files or config: it takes plain [`WorkerOptions`] and injected
 //! services ([`LogSink`]) and runs one function version.
 
+mod code_cache;
 mod ext;
 mod fetch_policy;
 mod limits;
@@ -11,6 +12,7 @@ mod loader;
 mod spare;
 mod worker;
 
+pub use code_cache::CodeCache;
 pub use ext::{
     BodyChunk, BodyError, Failure, HttpResponse, Invocation, Level, LogRecord, LogSink, Outcome,
     Reply, RequestBody, ResponseBody, USER_AGENT,
@@ -22,3 +24,8 @@ pub use worker::{InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, W
 
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"));
+
+/// The version of V8 the runtime embeds; V8 code caches are only valid for the same version.
+pub fn v8_version() -> &'static str {
+    deno_core::v8::V8::get_version()
+}

@@ -1,16 +1,22 @@
 //! Resolves and loads a function's modules from its bundle, and from nowhere else.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use bundler::Bundle;
+use bundler::{Bundle, ModuleKind};
 use deno_core::{
     ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleResolveResponse,
-    ModuleSource, ModuleSourceCode, ModuleSpecifier, ModuleType, ResolutionKind,
+    ModuleSource, ModuleSourceCode, ModuleSpecifier, ModuleType, RequestedModuleType,
+    ResolutionKind, SourceCodeCacheInfo,
 };
 use deno_error::JsErrorBox;
 
-/// The URL of a bundle's module: `file:///src/index.js` for the bundle path `src/index.js`.
+use crate::code_cache::{short_hash, CodeCache};
+
+/// The URL of a bundle's module: `file:///src/index.ts` for the bundle path `src/index.ts`.
 pub(crate) fn module_url(path: &str) -> ModuleSpecifier {
     ModuleSpecifier::parse(&format!("file:///{path}")).expect("bundle paths form valid URLs")
 }
@@ -20,19 +26,39 @@ pub(crate) fn module_url(path: &str) -> ModuleSpecifier {
 #[derive(Default)]
 pub(crate) struct BundleLoader {
     bundle: RefCell<Option<Arc<Bundle>>>,
+    code_cache: RefCell<Option<Arc<dyn CodeCache>>>,
 }
 
 impl BundleLoader {
-    pub fn set(&self, bundle: Arc<Bundle>) {
+    pub fn set(&self, bundle: Arc<Bundle>, code_cache: Option<Arc<dyn CodeCache>>) {
         *self.bundle.borrow_mut() = Some(bundle);
+        *self.code_cache.borrow_mut() = code_cache;
     }
 
-    fn source(&self, path: &str) -> Option<Arc<str>> {
-        self.bundle.borrow().as_ref()?.source(path).cloned()
+    fn bundle(&self) -> Option<Arc<Bundle>> {
+        self.bundle.borrow().clone()
     }
 
-    fn bundle_path(specifier: &ModuleSpecifier) -> Option<&str> {
-        (specifier.scheme() == "file").then(|| specifier.path().trim_start_matches('/'))
+    fn bundle_path(specifier: &str) -> Option<&str> {
+        specifier.strip_prefix("file:///")
+    }
+
+    /// The import map entry the bundler recorded for `specifier` in `referrer`, or, for
+    /// specifiers it could not see (`import(variable)`), the relative path if the bundle has it.
+    fn resolve_in(&self, specifier: &str, referrer: &str) -> Result<ModuleSpecifier, String> {
+        let bundle = self.bundle().ok_or("the isolate has no function")?;
+        if let Some(target) = Self::bundle_path(referrer)
+            .and_then(|path| bundle.module(path))
+            .and_then(|module| module.info.imports.get(specifier))
+        {
+            return Ok(module_url(target));
+        }
+        let resolved = deno_core::resolve_import(specifier, referrer)
+            .map_err(|_| "only the function's own modules can be imported".to_string())?;
+        match Self::bundle_path(resolved.as_str()) {
+            Some(path) if bundle.module(path).is_some() => Ok(resolved),
+            _ => Err("no such module in the function's bundle".to_string()),
+        }
     }
 }
 
@@ -43,41 +69,72 @@ impl ModuleLoader for BundleLoader {
         referrer: &str,
         _kind: ResolutionKind,
     ) -> ModuleResolveResponse {
-        let resolved = deno_core::resolve_import(specifier, referrer).map_err(|_| {
+        self.resolve_in(specifier, referrer).map_err(|reason| {
             JsErrorBox::type_error(format!(
-                "cannot resolve `{specifier}` imported from {referrer}: only relative imports of the function's own modules are available"
+                "cannot resolve `{specifier}` imported from {referrer}: {reason}"
             ))
-        })?;
-        match Self::bundle_path(&resolved) {
-            Some(path) if self.source(path).is_some() => Ok(resolved),
-            _ => Err(JsErrorBox::type_error(format!(
-                "cannot resolve `{specifier}` imported from {referrer}: no such module in the function"
-            ))),
-        }
+        })
     }
 
     fn load(
         &self,
         specifier: &ModuleSpecifier,
         _referrer: Option<&ModuleLoadReferrer>,
-        _options: ModuleLoadOptions,
+        options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
-        let source = Self::bundle_path(specifier).and_then(|path| {
-            let source = self.source(path)?;
-            let kind =
-                if path.ends_with(".json") { ModuleType::Json } else { ModuleType::JavaScript };
-            Some((source, kind))
-        });
-        ModuleLoadResponse::Sync(match source {
-            Some((source, kind)) => Ok(ModuleSource::new(
-                kind,
-                ModuleSourceCode::String(source.to_string().into()),
-                specifier,
-                None,
-            )),
-            None => {
-                Err(JsErrorBox::type_error(format!("module {specifier} is not in the function")))
+        let bundle = self.bundle();
+        let module = Self::bundle_path(specifier.as_str())
+            .and_then(|path| bundle.as_ref()?.module(path).cloned());
+        let Some(module) = module else {
+            return ModuleLoadResponse::Sync(Err(JsErrorBox::type_error(format!(
+                "module {specifier} is not in the function"
+            ))));
+        };
+        let kind = match module.info.kind {
+            ModuleKind::Js => ModuleType::JavaScript,
+            ModuleKind::Json => ModuleType::Json,
+            ModuleKind::Text if options.requested_module_type == RequestedModuleType::Text => {
+                ModuleType::Text
             }
-        })
+            ModuleKind::Text => {
+                return ModuleLoadResponse::Sync(Err(JsErrorBox::type_error(format!(
+                    "{specifier} is a text file: import it `with {{ type: \"text\" }}`"
+                ))))
+            }
+        };
+        let code_cache = match (&*self.code_cache.borrow(), &kind) {
+            (Some(cache), ModuleType::JavaScript) => Some(SourceCodeCacheInfo {
+                hash: short_hash(&module.info.hash),
+                data: cache.get(&module.info.hash).map(|data| Cow::Owned(data.to_vec())),
+            }),
+            _ => None,
+        };
+        ModuleLoadResponse::Sync(Ok(ModuleSource::new(
+            kind,
+            ModuleSourceCode::String(module.code.to_string().into()),
+            specifier,
+            code_cache,
+        )))
+    }
+
+    fn code_cache_ready(
+        &self,
+        specifier: ModuleSpecifier,
+        _hash: u64,
+        code_cache: &[u8],
+    ) -> Pin<Box<dyn Future<Output = ()>>> {
+        let bundle = self.bundle();
+        let module =
+            Self::bundle_path(specifier.as_str()).and_then(|path| bundle.as_ref()?.module(path));
+        if let (Some(module), Some(cache)) = (module, &*self.code_cache.borrow()) {
+            cache.put(&module.info.hash, code_cache);
+        }
+        Box::pin(async {})
+    }
+
+    fn get_source_map(&self, file_name: &str) -> Option<Cow<'_, [u8]>> {
+        let bundle = self.bundle()?;
+        let map = bundle.module(Self::bundle_path(file_name)?)?.source_map.clone()?;
+        Some(Cow::Owned(map.to_vec()))
     }
 }

@@ -13,6 +13,7 @@ use bundler::Bundle;
 use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::code_cache::CodeCache;
 use crate::ext::{self, Failure, Host, HttpResponse, Invocation, LogSink, Outcome, Reply};
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
@@ -42,6 +43,8 @@ pub struct WorkerOptions {
 #[derive(Clone)]
 pub struct WorkerServices {
     pub log_sink: Arc<dyn LogSink>,
+    /// Where V8 code caches of the bundle's modules are kept; `None` compiles every time.
+    pub code_cache: Option<Arc<dyn CodeCache>>,
 }
 
 /// Why a worker could not start.
@@ -237,7 +240,7 @@ impl Isolate {
         let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
         fetch_policy::install(policy.clone());
         resolver.set(policy);
-        loader.set(options.bundle.clone());
+        loader.set(options.bundle.clone(), services.code_cache.clone());
         js.op_state().borrow_mut().put(Host::new(
             options.name.clone(),
             services.log_sink.clone(),

@@ -2,26 +2,11 @@
 //! that names the file and the problem, exit code 64, and nothing starts.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use tests::edge_node_bin;
 
-fn write(dir: &Path, path: &str, text: &str) {
-    let p = dir.join(path);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
-}
-
-/// Runs the binary; a node that started instead of refusing would run until the timeout.
-async fn run(args: &[&str]) -> Output {
-    let child =
-        tokio::process::Command::new(edge_node_bin()).args(args).kill_on_drop(true).output();
-    tokio::time::timeout(Duration::from_secs(60), child)
-        .await
-        .expect("edge-node exits instead of starting")
-        .unwrap()
-}
+use tests::{run_edge_node as run, write_file as write};
 
 #[tokio::test]
 async fn dev_refuses_a_malformed_edge_toml() {

@@ -1,5 +1,6 @@
 //! End-to-end tests: real nodes on port 0, real clients. One test binary, so V8 links once.
 
+mod bundles;
 mod cli;
 mod fetch;
 mod h3;

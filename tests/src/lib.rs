@@ -71,6 +71,8 @@ pub struct TestNode {
     /// The certificate the TLS listener presents, PEM-encoded.
     pub cert_pem: Option<String>,
     pub logs: Arc<MemorySink>,
+    /// The node's data_dir, when the test did not choose one.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
@@ -111,6 +113,12 @@ impl TestNode {
         tls: Option<edge_node::CertSource>,
     ) -> TestNode {
         config.http.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+        let mut data = None;
+        if config.node.data_dir == NodeConfig::default().node.data_dir {
+            let dir = tempfile::tempdir().expect("a temporary data_dir");
+            config.node.data_dir = dir.path().to_path_buf();
+            data = Some(dir);
+        }
         let logs = Arc::new(MemorySink::default());
         let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone(), tls })
             .await
@@ -118,7 +126,7 @@ impl TestNode {
         let addr = node.http_addrs()[0];
         let https = node.https_addrs().first().copied();
         let cert_pem = node.cert_pem();
-        TestNode { node: Some(node), addr, https, cert_pem, logs }
+        TestNode { node: Some(node), addr, https, cert_pem, logs, _data: data }
     }
 
     /// The node itself.
@@ -135,6 +143,38 @@ impl TestNode {
             node.shutdown().await;
         }
     }
+}
+
+/// Writes `text` to `dir/path`, creating folders.
+pub fn write_file(dir: &Path, path: &str, text: &str) {
+    let p = dir.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+/// Copies a folder tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Runs the `edge-node` binary to completion; one still running after a minute (a node that
+/// started instead of refusing) fails the test.
+pub async fn run_edge_node(args: &[&str]) -> std::process::Output {
+    let child =
+        tokio::process::Command::new(edge_node_bin()).args(args).kill_on_drop(true).output();
+    tokio::time::timeout(Duration::from_secs(60), child)
+        .await
+        .expect("edge-node exits instead of starting")
+        .unwrap()
 }
 
 /// The `edge-node` binary, built on first use.

@@ -29,7 +29,7 @@ fn main() {
     let mut sources = BTreeMap::new();
     sources.insert("index.js".to_string(), Arc::from(HELLO));
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
-    let services = WorkerServices { log_sink: Arc::new(Discard) };
+    let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None };
     let spare = std::env::args().any(|a| a == "--spare");
     if spare {
         js_runtime::keep_spares(1);

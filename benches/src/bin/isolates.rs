@@ -35,7 +35,7 @@ fn main() {
     );
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
     rt.block_on(async move {
-        let services = WorkerServices { log_sink: Arc::new(Discard) };
+        let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None };
         let start = |bundle: Arc<Bundle>| WorkerOptions {
             name: Arc::from("hello"),
             bundle,

@@ -43,7 +43,9 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
         fetch_allow: Vec::new(),
         enforce_limits,
     };
-    Worker::start(options, WorkerServices { log_sink: Arc::new(Discard) }).await.expect("start")
+    Worker::start(options, WorkerServices { log_sink: Arc::new(Discard), code_cache: None })
+        .await
+        .expect("start")
 }
 
 fn request(path: &str) -> http::Request<js_runtime::RequestBody> {

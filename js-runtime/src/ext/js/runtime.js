@@ -97,6 +97,8 @@ function print(message, level) {
   }
   op_isola_log(level, message, currentInvocation());
 }
+// Log records are plain text: no terminal colours in messages or stacks.
+consoleMod.setNoColorFns(() => true, () => true);
 const console = new consoleMod.Console(print);
 
 function describe(error) {

@@ -1,0 +1,162 @@
+//! Cold start of a function of about 500 KB of JavaScript, with and without V8's code cache,
+//! and lz4 decode time of bundles per MB.
+//!
+//! Usage: code-cache [N]  (default 50 starts per mode). Each start: an isolate from the
+//! snapshot, the modules compiled (or deserialised from the cache) and evaluated, and the
+//! first response received. The cache is the one V8 made on the first compilation, kept in
+//! memory as the node keeps it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bundler::Bundle;
+use js_runtime::{
+    CodeCache, LogRecord, LogSink, ResponseBody, Worker, WorkerOptions, WorkerServices,
+};
+
+struct Discard;
+impl LogSink for Discard {
+    fn log(&self, _: LogRecord) {}
+}
+
+#[derive(Default)]
+struct MemoryCache(Mutex<HashMap<String, Arc<[u8]>>>);
+impl CodeCache for MemoryCache {
+    fn get(&self, module_hash: &str) -> Option<Arc<[u8]>> {
+        self.0.lock().expect("lock").get(module_hash).cloned()
+    }
+    fn put(&self, module_hash: &str, data: &[u8]) {
+        self.0.lock().expect("lock").insert(module_hash.to_string(), Arc::from(data));
+    }
+}
+
+/// One module of a generated "framework": `functions` small functions, a routing table built at
+/// start-up that calls a tenth of them, and a handler that calls a few.
+fn module(index: usize, functions: usize) -> String {
+    let mut out = String::new();
+    for f in 0..functions {
+        let _ = writeln!(
+            out,
+            "export function m{index}_f{f}(input, options = {{}}) {{
+  const parts = String(input).split('/').filter(Boolean);
+  let score = {f};
+  for (const [i, part] of parts.entries()) {{
+    score += part.length * (i + 1) + (options.weight ?? 1);
+    if (part.startsWith(':')) score -= {index};
+  }}
+  return {{ name: 'm{index}_f{f}', parts, score, tag: `${{parts.join('-')}}:${{score}}` }};
+}}"
+        );
+    }
+    let _ = writeln!(out, "export const table{index} = [");
+    for f in (0..functions).step_by(10) {
+        let _ = writeln!(out, "  m{index}_f{f}('/api/v{index}/items/:id/{f}'),");
+    }
+    let _ = writeln!(out, "];");
+    out
+}
+
+fn bundle(modules: usize, functions: usize) -> Arc<Bundle> {
+    let mut sources = BTreeMap::new();
+    let mut entry = String::new();
+    for m in 0..modules {
+        sources.insert(format!("lib/m{m}.js"), Arc::from(module(m, functions)));
+        let _ = writeln!(entry, "import * as m{m} from './lib/m{m}.js';");
+    }
+    let _ = writeln!(
+        entry,
+        "const modules = [{}];
+export default {{
+  fetch(request) {{
+    let total = 0;
+    for (const m of modules) total += m.m0_f0 ? 0 : Object.keys(m).length;
+    const r = m0.m0_f1(new URL(request.url).pathname);
+    return new Response(`${{r.tag}} ${{total}}`);
+  }},
+}};",
+        (0..modules).map(|m| format!("m{m}")).collect::<Vec<_>>().join(", ")
+    );
+    sources.insert("index.js".to_string(), Arc::from(entry));
+    Arc::new(Bundle::from_sources("big", "index.js", sources).expect("bundle"))
+}
+
+async fn cold_start(bundle: &Arc<Bundle>, cache: Option<Arc<dyn CodeCache>>) -> Duration {
+    let options = WorkerOptions {
+        name: Arc::from("big"),
+        bundle: bundle.clone(),
+        vars: BTreeMap::new(),
+        allow_eval: false,
+        limits: js_runtime::Limits::default(),
+        fetch_allow: Vec::new(),
+        enforce_limits: true,
+    };
+    let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: cache };
+    let started = Instant::now();
+    let worker = Worker::start(options, services).await.expect("start");
+    let request = http::Request::get("http://localhost/a/b").body(None).expect("request");
+    let response = worker.invoke(Arc::from("cold"), request).await.expect("response");
+    let elapsed = started.elapsed();
+    assert!(matches!(response.body(), ResponseBody::Full(b) if b.starts_with(b"a-b:")));
+    elapsed
+}
+
+fn percentile(samples: &mut [Duration], q: f64) -> f64 {
+    samples.sort();
+    samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0
+}
+
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
+fn main() {
+    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(50);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let big = bundle(20, 60);
+    println!(
+        "function: {} modules, {} KB of JavaScript",
+        big.manifest().modules.len(),
+        big.size() / 1000
+    );
+    let cache = Arc::new(MemoryCache::default());
+    rt.block_on(async {
+        // Warm the process, and let V8 make the caches.
+        for _ in 0..5 {
+            cold_start(&big, None).await;
+        }
+        cold_start(&big, Some(cache.clone())).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cached_bytes: usize = cache.0.lock().expect("lock").values().map(|d| d.len()).sum();
+        println!(
+            "code cache: {} modules, {} KB",
+            cache.0.lock().expect("lock").len(),
+            cached_bytes / 1000
+        );
+        let mut without = Vec::new();
+        let mut with = Vec::new();
+        for _ in 0..n {
+            without.push(cold_start(&big, None).await);
+            with.push(cold_start(&big, Some(cache.clone())).await);
+        }
+        let (w50, w99) = (percentile(&mut without, 0.5), percentile(&mut without, 0.99));
+        let (c50, c99) = (percentile(&mut with, 0.5), percentile(&mut with, 0.99));
+        println!("cold start without code cache: p50 {w50:.2} ms, p99 {w99:.2} ms ({n} starts)");
+        println!("cold start with code cache:    p50 {c50:.2} ms, p99 {c99:.2} ms ({n} starts)");
+        println!("ratio (p50 with / without): {:.2}", c50 / w50);
+    });
+
+    // Decoding: lz4 blocks, hashes checked, per MB of code.
+    let large = bundle(80, 60);
+    let bytes = large.encode();
+    let mb = large.size() as f64 / 1e6;
+    let rounds = 20;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let decoded = Bundle::decode(&bytes).expect("decodes");
+        assert_eq!(decoded.hash(), large.hash());
+    }
+    let per_mb = started.elapsed().as_secs_f64() * 1000.0 / rounds as f64 / mb;
+    println!(
+        "bundle decode: {mb:.2} MB of code in {} KB compressed, {per_mb:.2} ms per MB (SHA-256 checks included)",
+        bytes.len() / 1000
+    );
+}

@@ -1,0 +1,176 @@
+//! Bundles: a TypeScript function with an npm package (hono, installed by `scripts/test`) built,
+//! served and traced back to its .ts lines; the `bundle` command; the V8 code cache kept,
+//! reused and never trusted when damaged.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bundler::Bundle;
+use config::NodeConfig;
+use edge_node::caches::{CodeCacheStats, CodeCacheStore};
+use js_runtime::CodeCache;
+use tests::{copy_dir, curl, function_dir, run_edge_node, write_file, TestNode};
+
+/// The TypeScript + hono fixture, with its npm packages installed.
+fn ts_hono() -> PathBuf {
+    let dir = function_dir("ts-hono");
+    assert!(
+        dir.join("node_modules/hono/package.json").is_file(),
+        "the fixture's npm packages are missing: run scripts/test (it runs npm ci)"
+    );
+    dir
+}
+
+#[tokio::test]
+async fn typescript_with_an_npm_package_serves_and_maps_stacks_to_the_ts_lines() {
+    let node = TestNode::start(&[ts_hono()]).await;
+
+    let hello = curl("GET", &node.url("/hello/world"), &[], None).await;
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let json: serde_json::Value = serde_json::from_slice(&hello.body).unwrap();
+    assert_eq!(json["message"], "hello, world!", "env var through hono's c.env");
+    assert_eq!(json["length"], 13);
+    assert_eq!(json["banner"], "Isola TypeScript fixture", "text import");
+    assert_eq!(json["settings"]["retries"], 3, "JSON import");
+
+    let lazy = curl("GET", &node.url("/lazy"), &[], None).await;
+    assert_eq!((lazy.status, lazy.text().as_str()), (200, "42"), "dynamic import of a .ts module");
+
+    let boom = curl("GET", &node.url("/boom"), &[], None).await;
+    assert_eq!(boom.status, 500);
+    let record = node
+        .logs
+        .wait_for(Duration::from_secs(10), |r| r.message.contains("exploded from a route"))
+        .expect("hono logs the error");
+    assert!(
+        record.message.contains("file:///src/fail.ts:9:"),
+        "the stack points at the throw in the .ts source: {}",
+        record.message
+    );
+    assert!(record.message.contains("file:///src/index.ts:16:"), "{}", record.message);
+    assert!(!record.message.contains('\u{1b}'), "no terminal colours in logs: {}", record.message);
+    node.shutdown().await;
+}
+
+fn hash_line(stdout: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stdout);
+    text.lines().find_map(|l| l.strip_prefix("hash ")).expect("the hash is printed").to_string()
+}
+
+#[tokio::test]
+async fn bundle_command_is_deterministic_and_each_byte_counts() {
+    let work = tempfile::tempdir().unwrap();
+    let copy = work.path().join("fn");
+    copy_dir(&ts_hono(), &copy);
+    let out_a = work.path().join("a.bundle");
+    let out_b = work.path().join("b.bundle");
+    let a = run_edge_node(&["bundle", copy.to_str().unwrap(), "-o", out_a.to_str().unwrap()]).await;
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = run_edge_node(&["bundle", copy.to_str().unwrap(), "-o", out_b.to_str().unwrap()]).await;
+    assert_eq!(hash_line(&a.stdout), hash_line(&b.stdout));
+
+    let bundle = Bundle::decode(&std::fs::read(&out_a).unwrap()).unwrap();
+    assert_eq!(bundle.hash(), hash_line(&a.stdout));
+    assert_eq!(bundle.manifest().entry, "src/index.ts");
+    let entry = bundle.module("src/index.ts").unwrap();
+    assert!(entry.info.imports["hono"].starts_with("node_modules/hono/dist/"), "{:?}", entry.info);
+
+    // One byte of a module deep in node_modules.
+    let file = copy.join("node_modules/hono/dist/compose.js");
+    let mut text = std::fs::read(&file).unwrap();
+    let last = text.len() - 1;
+    text[last] = if text[last] == b'\n' { b' ' } else { b'\n' };
+    std::fs::write(&file, text).unwrap();
+    let c = run_edge_node(&["bundle", copy.to_str().unwrap(), "-o", out_b.to_str().unwrap()]).await;
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert_ne!(hash_line(&a.stdout), hash_line(&c.stdout));
+}
+
+#[tokio::test]
+async fn bundle_command_names_what_it_cannot_bundle() {
+    let cases = [
+        ("import { x } from './missing'; console.log(x);", "cannot resolve `./missing` imported from src/index.ts"),
+        ("import fs from 'node:fs'; console.log(fs);", "Node.js built-in modules are not available"),
+        ("import c from 'old-cjs'; console.log(c);", "node_modules/old-cjs/index.js (imported as `old-cjs` from src/index.ts) is a CommonJS module"),
+        ("const a: number = ;", "src/index.ts:1:"),
+    ];
+    for (source, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(dir.path(), "edge.toml", "name = \"bad\"\nentry = \"src/index.ts\"\n");
+        write_file(dir.path(), "src/index.ts", &format!("{source}\nexport default {{}};\n"));
+        write_file(dir.path(), "node_modules/old-cjs/package.json", r#"{"name":"old-cjs"}"#);
+        write_file(dir.path(), "node_modules/old-cjs/index.js", "module.exports = 1;\n");
+        let out_file = dir.path().join("out.bundle");
+        let out = run_edge_node(&[
+            "bundle",
+            dir.path().to_str().unwrap(),
+            "-o",
+            out_file.to_str().unwrap(),
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{source}: {stderr}");
+        assert!(stderr.contains(expected), "{source}: expected `{expected}` in: {stderr}");
+        assert!(!out_file.exists(), "nothing is written for a bundle that failed");
+    }
+}
+
+/// Starts a node on `data`, answers one request, waits (up to a deadline) until the code
+/// cache's use satisfies `settled`, and returns it.
+async fn one_cold_start(data: &Path, settled: impl Fn(&CodeCacheStats) -> bool) -> CodeCacheStats {
+    let mut config = NodeConfig::default();
+    config.node.data_dir = data.to_path_buf();
+    config.pool.spare_isolates = 0;
+    let node = TestNode::start_with(config, &[ts_hono()]).await;
+    let hello = curl("GET", &node.url("/hello/cache"), &[], None).await;
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    // Caches are handed over after compiling, while the isolate runs on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stats = node.node().code_cache_stats();
+    while !settled(&stats) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = node.node().code_cache_stats();
+    }
+    node.shutdown().await;
+    stats
+}
+
+#[tokio::test]
+async fn code_cache_is_kept_reused_and_never_trusted_when_damaged() {
+    let data = tempfile::tempdir().unwrap();
+    let bundle = Bundle::from_dir(&ts_hono(), "ts-hono", Path::new("src/index.ts")).unwrap();
+    // Every script but the one imported dynamically by /lazy loads on /hello.
+    let loaded = bundle.modules().filter(|m| m.info.kind == bundler::ModuleKind::Js).count() - 1;
+    let entry_hash = bundle.module("src/index.ts").unwrap().info.hash.clone();
+    let store = CodeCacheStore::open(&data.path().join("code-cache"), 1 << 20).unwrap();
+    let entry_file = store.path(&entry_hash);
+
+    let first = one_cold_start(data.path(), |s| s.stored >= loaded as u64).await;
+    assert_eq!(first.hits, 0, "{first:?}");
+    assert_eq!(first.misses, loaded as u64, "every module loaded compiles: {first:?}");
+    assert_eq!(first.stored, first.misses, "and leaves a cache: {first:?}");
+    assert!(entry_file.is_file(), "caches are kept on disk");
+
+    let second = one_cold_start(data.path(), |s| s.hits > 0).await;
+    assert_eq!(second.misses, 0, "a restarted node finds every cache: {second:?}");
+    assert_eq!(second.hits, first.misses, "{second:?}");
+    assert_eq!(second.stored, 0, "V8 accepted every cache: {second:?}");
+
+    // A damaged file: its checksum fails, it is ignored and made again.
+    let mut bytes = std::fs::read(&entry_file).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&entry_file, &bytes).unwrap();
+    let third = one_cold_start(data.path(), |s| s.stored > 0).await;
+    assert_eq!(third.corrupt, 1, "{third:?}");
+    assert_eq!((third.misses, third.stored), (1, 1), "{third:?}");
+    assert_ne!(std::fs::read(&entry_file).unwrap(), bytes, "rewritten");
+
+    // A whole file V8 refuses (not a V8 cache at all): compiled from source and replaced.
+    store.put(&entry_hash, b"not a V8 code cache, but an intact file holding one");
+    let refused = std::fs::read(&entry_file).unwrap();
+    let fourth = one_cold_start(data.path(), |s| s.stored > 0).await;
+    assert_eq!((fourth.corrupt, fourth.misses), (0, 0), "{fourth:?}");
+    assert_eq!(fourth.stored, 1, "V8 refused one cache and made a new one: {fourth:?}");
+    assert_ne!(std::fs::read(&entry_file).unwrap(), refused);
+}
