@@ -111,7 +111,7 @@ impl ModuleLoader for BundleLoader {
         };
         ModuleLoadResponse::Sync(Ok(ModuleSource::new(
             kind,
-            ModuleSourceCode::String(module.code.to_string().into()),
+            ModuleSourceCode::String(module.code.clone().into()),
             specifier,
             code_cache,
         )))
