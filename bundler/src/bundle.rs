@@ -49,6 +49,10 @@ pub struct Manifest {
     pub tool: String,
     /// The content hash (see [`Bundle::hash`]).
     pub hash: String,
+    /// The function's edge.toml as written, when the bundle carries it (a deployable bundle
+    /// does: routes, vars and limits come with the code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     pub modules: Vec<ModuleInfo>,
 }
 
@@ -135,7 +139,7 @@ impl Bundle {
                 (path, module)
             })
             .collect();
-        let hash = content_hash(name, entry, &modules);
+        let hash = content_hash(name, entry, None, &modules);
         let manifest = Manifest {
             format: FORMAT,
             name: name.to_string(),
@@ -143,9 +147,18 @@ impl Bundle {
             created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             tool: concat!("isola-bundler ", env!("CARGO_PKG_VERSION")).to_string(),
             hash,
+            config: None,
             modules: modules.values().map(|m| m.info.clone()).collect(),
         };
         Ok(Bundle { manifest, modules })
+    }
+
+    /// The bundle with the function's edge.toml text inside, which then counts in the hash.
+    pub fn with_config(mut self, edge_toml: String) -> Bundle {
+        let m = &self.manifest;
+        self.manifest.hash = content_hash(&m.name, &m.entry, Some(&edge_toml), &self.modules);
+        self.manifest.config = Some(edge_toml);
+        self
     }
 
     /// Builds a bundle of plain JavaScript modules given as text, keyed by bundle path; imports
@@ -176,7 +189,8 @@ impl Bundle {
         manifest: Manifest,
         modules: BTreeMap<String, Module>,
     ) -> Result<Bundle, BundleError> {
-        let actual = content_hash(&manifest.name, &manifest.entry, &modules);
+        let actual =
+            content_hash(&manifest.name, &manifest.entry, manifest.config.as_deref(), &modules);
         if actual != manifest.hash {
             return Err(BundleError::HashMismatch { expected: manifest.hash, actual });
         }
@@ -191,8 +205,8 @@ impl Bundle {
         &self.manifest
     }
 
-    /// The content hash over the name, the entry and every module (path, kind, code, source
-    /// map, import map): equal hashes, equal bundles. The build time and tool are left out, so
+    /// The content hash over the name, the entry, the edge.toml text if carried and every
+    /// module (path, kind, code, source map, import map): equal hashes, equal bundles. The build time and tool are left out, so
     /// building the same source twice gives the same hash.
     pub fn hash(&self) -> &str {
         &self.manifest.hash
@@ -219,7 +233,12 @@ impl Bundle {
     }
 }
 
-fn content_hash(name: &str, entry: &str, modules: &BTreeMap<String, Module>) -> String {
+fn content_hash(
+    name: &str,
+    entry: &str,
+    config: Option<&str>,
+    modules: &BTreeMap<String, Module>,
+) -> String {
     let mut whole = Sha256::new();
     let mut field = |bytes: &[u8]| {
         whole.update((bytes.len() as u64).to_le_bytes());
@@ -229,6 +248,13 @@ fn content_hash(name: &str, entry: &str, modules: &BTreeMap<String, Module>) -> 
     field(&FORMAT.to_le_bytes());
     field(name.as_bytes());
     field(entry.as_bytes());
+    match config {
+        Some(config) => {
+            field(b"config");
+            field(config.as_bytes());
+        }
+        None => field(b"no config"),
+    }
     for (path, m) in modules {
         field(path.as_bytes());
         field(format!("{:?}", m.info.kind).as_bytes());

@@ -13,11 +13,11 @@ mod units;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use edge::{EdgeConfig, Route, EDGE_FILE};
+pub use edge::{valid_var_name, EdgeConfig, Route, EDGE_FILE};
 pub use limits::{over_max, Limits, LimitsRequest};
 pub use node::{
-    FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, NodeConfig, NodeSection,
-    RuntimeConfig,
+    AdminConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, NodeConfig,
+    NodeSection, RuntimeConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 

@@ -23,6 +23,34 @@ pub struct NodeConfig {
     pub pool: PoolConfig,
     /// `[functions]`: function folders served as they are on disk.
     pub functions: Option<FunctionsConfig>,
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the admin API (deploys, versions, secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Where the admin API listens. Default: `["127.0.0.1:9090"]` (loopback only); `[]` turns
+    /// it off.
+    pub listen: Vec<SocketAddr>,
+    /// The environment variable holding the bearer token. Default: `"EDGE_ADMIN_TOKEN"`.
+    /// Without a token every admin request is refused.
+    pub token_env: String,
+    /// Versions kept per function, the active one included; older ones are deleted on deploy.
+    /// Default: 10.
+    pub keep_versions: usize,
+    /// The largest bundle an upload may be. Default: 64 MiB.
+    pub max_bundle_size: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 9090))],
+            token_env: "EDGE_ADMIN_TOKEN".into(),
+            keep_versions: 10,
+            max_bundle_size: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[node]`: who this node is.
@@ -246,7 +274,18 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
     r.deny_unknown(
         t,
         "",
-        &["version", "node", "http", "https", "runtime", "limits", "fetch", "pool", "functions"],
+        &[
+            "version",
+            "node",
+            "http",
+            "https",
+            "runtime",
+            "limits",
+            "fetch",
+            "pool",
+            "functions",
+            "admin",
+        ],
     );
     match r.integer(t, "", "version") {
         Some(1) => {}
@@ -297,6 +336,23 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         let http3 = r.bool(s, "https", "http3").unwrap_or(true);
         if let (Some(cert), Some(key)) = (cert, key) {
             c.https = Some(HttpsConfig { listen, cert, key, http3 });
+        }
+    }
+    if let Some(s) = r.table(t, "", "admin") {
+        r.deny_unknown(s, "admin", &["listen", "token_env", "keep_versions", "max_bundle_size"]);
+        if let Some(listen) = listen_list(r, s, "admin") {
+            c.admin.listen = listen;
+        }
+        if let Some(v) = r.string(s, "admin", "token_env") {
+            c.admin.token_env = v;
+        }
+        match r.integer(s, "admin", "keep_versions") {
+            Some(n) if n < 1 => r.problem("admin.keep_versions", "must be at least 1"),
+            Some(n) => c.admin.keep_versions = n as usize,
+            None => {}
+        }
+        if let Some(v) = r.size(s, "admin", "max_bundle_size") {
+            c.admin.max_bundle_size = v;
         }
     }
     if let Some(s) = r.table(t, "", "runtime") {

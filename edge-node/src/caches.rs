@@ -85,6 +85,23 @@ impl Bundles {
         Ok(bundle)
     }
 
+    /// Deletes every artifact whose hash is not in `keep`.
+    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(hash) = name.to_str().and_then(|n| n.strip_suffix(".bundle")) else {
+                continue;
+            };
+            if !keep.contains(hash) {
+                self.memory.invalidate(hash);
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(error = %e, bundle = hash, "cannot delete an unused bundle");
+                }
+            }
+        }
+    }
+
     /// Decoded bundles held in memory now.
     pub fn cached(&self) -> u64 {
         self.memory.run_pending_tasks();

@@ -1,5 +1,6 @@
 //! Function folders on disk: read, checked and bundled, then started as workers.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -23,6 +24,11 @@ pub struct FunctionSpec {
     pub bundle: Arc<Bundle>,
     /// The function's limits: its own asks over the node defaults, within the node maximums.
     pub limits: Limits,
+    /// Secrets set through the admin API; the function reads them as `env.NAME` beside its
+    /// vars (a secret wins over a var of the same name).
+    pub secrets: BTreeMap<String, String>,
+    /// The deployed version this is, if it came from the admin API.
+    pub version: Option<u64>,
 }
 
 /// Function folders that cannot be served; every problem of every folder is listed.
@@ -44,7 +50,13 @@ impl FunctionSpec {
         }
         let bundle = Bundle::from_dir(dir, &config.name, &config.entry)
             .map_err(|e| FunctionsError(vec![format!("{}: {e}", dir.join(EDGE_FILE).display())]))?;
-        Ok(FunctionSpec { config, bundle: Arc::new(bundle), limits })
+        Ok(FunctionSpec {
+            config,
+            bundle: Arc::new(bundle),
+            limits,
+            secrets: BTreeMap::new(),
+            version: None,
+        })
     }
 
     /// Loads every sub-folder of `dir` that holds an edge.toml. Names must be unique.
@@ -94,6 +106,9 @@ pub struct Function {
     pub config: EdgeConfig,
     pub limits: Limits,
     pub bundle: String,
+    /// The deployed version, for functions deployed through the admin API.
+    pub version: Option<u64>,
+    secrets: BTreeMap<String, String>,
     isolates: Isolates,
     shared: Arc<Shared>,
 }
@@ -118,10 +133,11 @@ impl Function {
     pub async fn start(spec: FunctionSpec, shared: Arc<Shared>) -> Function {
         let isolates =
             Isolates::new(shared.pool, shared.node_isolates.clone(), shared.max_isolates);
-        let FunctionSpec { config, bundle, limits } = spec;
+        let FunctionSpec { config, bundle, limits, secrets, version } = spec;
         let hash = bundle.hash().to_string();
         let kept = shared.bundles.keep(bundle);
-        let function = Function { config, limits, bundle: hash, isolates, shared };
+        let function =
+            Function { config, limits, bundle: hash, version, secrets, isolates, shared };
         match kept {
             Err(e) => function.log_error(format!("the function's bundle cannot be kept: {e}")),
             // Start one isolate now, so a function that cannot start says so at once.
@@ -130,6 +146,12 @@ impl Function {
             }
         }
         function
+    }
+
+    /// The same function, recorded as deployed version `version`.
+    pub fn with_version(mut self, version: u64) -> Function {
+        self.version = Some(version);
+        self
     }
 
     /// Starts an isolate if the function has none (pre-warm).
@@ -232,7 +254,11 @@ impl Function {
         let options = WorkerOptions {
             name: Arc::from(self.config.name.as_str()),
             bundle,
-            vars: self.config.vars.clone(),
+            vars: {
+                let mut env = self.config.vars.clone();
+                env.extend(self.secrets.clone());
+                env
+            },
             allow_eval: shared.allow_eval,
             limits: js_runtime::Limits {
                 memory: limits.memory,

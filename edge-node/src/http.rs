@@ -16,12 +16,12 @@ use crate::router::Router;
 
 /// The functions being served and the table that routes to them; swapped whole on reload.
 pub struct Site {
-    pub functions: Vec<Function>,
+    pub functions: Vec<Arc<Function>>,
     pub router: Router,
 }
 
 impl Site {
-    pub fn new(functions: Vec<Function>) -> Site {
+    pub fn new(functions: Vec<Arc<Function>>) -> Site {
         let router =
             Router::new(functions.iter().enumerate().map(|(i, f)| (i, f.config.routes.as_slice())));
         Site { functions, router }

@@ -3,8 +3,11 @@
 //! `main.rs` parses flags and calls into here; tests start a node in-process with
 //! [`Node::start`] on port 0.
 
+mod admin;
 mod body;
 pub mod caches;
+pub mod client;
+pub mod deploy;
 pub mod functions;
 mod h3;
 mod http;
@@ -12,8 +15,10 @@ pub mod logs;
 mod pool;
 mod router;
 mod server;
+pub mod store;
 pub mod tls;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,11 +32,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::Admin;
 use crate::caches::{Bundles, CodeCacheStats, CodeCacheStore};
+use crate::deploy::Control;
 use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Protocol, Site};
 use crate::server::Listeners;
+use crate::store::Store;
 pub use crate::tls::{CertSource, CertStore, TlsError};
 
 /// Why a node could not start.
@@ -47,6 +55,9 @@ pub enum NodeError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The store under `data_dir` could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// A folder under `data_dir` could not be created.
     #[error("cannot use the data folder {}", path.display())]
     DataDir {
@@ -64,6 +75,12 @@ pub struct NodeOptions {
     /// Where the `[https]` listeners' certificate comes from; `None` reads the files
     /// node.toml names.
     pub tls: Option<CertSource>,
+    /// Keep deployments in `data_dir/store.redb`, serve them, and answer the admin API on
+    /// `[admin] listen`. Off for `dev`.
+    pub deployments: bool,
+    /// The admin API's bearer token (read by the caller from `[admin] token_env`); `None`
+    /// refuses every admin request.
+    pub admin_token: Option<String>,
 }
 
 /// A running node.
@@ -71,6 +88,7 @@ pub struct Node {
     http_addrs: Vec<SocketAddr>,
     https_addrs: Vec<SocketAddr>,
     h3_addrs: Vec<SocketAddr>,
+    admin_addrs: Vec<SocketAddr>,
     accepting: JoinSet<()>,
     listeners: Arc<Listeners>,
     certs: Option<Arc<CertStore>>,
@@ -81,7 +99,8 @@ pub struct Node {
 impl Node {
     /// Starts every function, then binds every listener. Returns once the node serves.
     pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
-        let NodeOptions { config, functions, log_sink, tls } = options;
+        let NodeOptions { config, mut functions, log_sink, tls, deployments, admin_token } =
+            options;
         let certs = match (&config.https, tls) {
             (_, Some(source)) => Some(CertStore::load(source)?),
             (Some(https), None) => Some(CertStore::load(CertSource::Files {
@@ -113,8 +132,32 @@ impl Node {
             node_isolates: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             max_isolates: config.pool.max_isolates,
         });
+        let store = match deployments {
+            true => Some(Store::open(&data.join("store.redb"))?),
+            false => None,
+        };
+        let folder: HashSet<String> = functions.iter().map(|f| f.config.name.clone()).collect();
+        if let Some(store) = &store {
+            for spec in Control::deployed_specs(store, &shared, &config.limits) {
+                if folder.contains(&spec.config.name) {
+                    tracing::warn!(function = %spec.config.name, "deployed function not served: the functions folder has one of the same name");
+                } else {
+                    functions.push(spec);
+                }
+            }
+        }
         let site = start_functions(functions, &shared).await;
         let app = Arc::new(App { site: ArcSwap::from_pointee(site), limits: config.http.clone() });
+        let control = store.map(|store| {
+            Arc::new(Control::new(
+                store,
+                app.clone(),
+                shared.clone(),
+                config.limits.clone(),
+                config.admin.keep_versions,
+                folder,
+            ))
+        });
         let listeners = Arc::new(Listeners {
             app,
             http: config.http.clone(),
@@ -141,17 +184,51 @@ impl Node {
                 }
             }
         }
+        let mut admin_addrs = Vec::new();
+        if let Some(control) = &control {
+            let admin = Arc::new(Admin {
+                control: control.clone(),
+                token: admin_token,
+                max_bundle_size: config.admin.max_bundle_size,
+            });
+            if admin.token.is_none() && !config.admin.listen.is_empty() {
+                tracing::warn!(token_env = %config.admin.token_env, "no admin token set: the admin API refuses every request");
+            }
+            let bound = admin::bind(&config.admin.listen)
+                .await
+                .map_err(|(addr, source)| NodeError::Bind { addr, source })?;
+            for (addr, listener) in bound {
+                tracing::info!(%addr, "listening for the admin API");
+                admin_addrs.push(addr);
+                accepting.spawn(admin::serve(admin.clone(), listener, listeners.stop.clone()));
+            }
+        }
         accepting.spawn(sweep_idle(
             listeners.clone(),
             config.pool.idle_timeout,
             config.pool.memory_budget,
         ));
-        Ok(Node { http_addrs, https_addrs, h3_addrs, accepting, listeners, certs, shared, config })
+        Ok(Node {
+            http_addrs,
+            https_addrs,
+            h3_addrs,
+            admin_addrs,
+            accepting,
+            listeners,
+            certs,
+            shared,
+            config,
+        })
     }
 
     /// The bound plaintext addresses (useful with port 0).
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// The bound admin API addresses.
+    pub fn admin_addrs(&self) -> &[SocketAddr] {
+        &self.admin_addrs
     }
 
     /// The bound TLS addresses.
@@ -308,5 +385,5 @@ async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site
         let routes: Vec<String> = f.config.routes.iter().map(|r| r.to_string()).collect();
         tracing::info!(function = %f.config.name, bundle = %f.bundle, routes = ?routes, "{state}");
     }
-    Site::new(started)
+    Site::new(started.into_iter().map(Arc::new).collect())
 }

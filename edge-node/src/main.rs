@@ -12,6 +12,8 @@ use config::{NodeConfig, Route};
 use edge_node::logs::{TerminalSink, TracingSink};
 use edge_node::{CertSource, FunctionSpec, Node, NodeOptions};
 
+mod commands;
+
 /// Exit code for a configuration the node cannot use (EX_USAGE-style, as sysexits' 64).
 const EXIT_BAD_CONFIG: u8 = 64;
 
@@ -63,6 +65,29 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Bundle a function folder and upload it to one or more nodes as a new version, active at
+    /// once. Reports per node; exits 1 if any node refused.
+    Deploy {
+        /// The function folder (holding edge.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Manage deployed functions.
+    Functions {
+        #[command(subcommand)]
+        command: FunctionsCommand,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Manage a function's secrets (write-only: values are never shown).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
     /// Check a node.toml (and the function folders it names) and exit: 0 when valid, 64 with
     /// every problem listed otherwise.
     Check {
@@ -70,6 +95,48 @@ enum Command {
         #[arg(long, short, default_value = "node.toml")]
         config: PathBuf,
     },
+}
+
+/// The nodes an admin command talks to.
+#[derive(clap::Args)]
+struct Nodes {
+    /// A node's admin API URL; repeat for several nodes.
+    #[arg(long = "node", global = true, default_value = "http://127.0.0.1:9090")]
+    urls: Vec<String>,
+    /// The admin bearer token.
+    #[arg(long, global = true, env = "EDGE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum FunctionsCommand {
+    /// List deployed functions.
+    List,
+    /// Show a function: its versions and the names of its secrets.
+    Show { name: String },
+    /// Delete a function with its versions and secrets.
+    Rm { name: String },
+    /// Make an earlier version active (default: the one before the active one).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Set a secret; the value comes from --value or, without it, from standard input.
+    Set {
+        name: String,
+        key: String,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// Remove a secret.
+    Unset { name: String, key: String },
+    /// List the names of a function's secrets.
+    List { name: String },
 }
 
 /// An error that means the user's configuration is unusable (exit 64), not a runtime failure.
@@ -93,6 +160,9 @@ fn main() -> ExitCode {
             Command::Dev { dir, listen, tls } => dev(&dir, listen, tls).await,
             Command::Check { config } => check(&config).map(|()| println_ok(&config)),
             Command::Bundle { dir, output } => bundle(&dir, &output),
+            Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
+            Command::Functions { command, nodes } => commands::functions(command, &nodes).await,
+            Command::Secrets { command, nodes } => commands::secrets(command, &nodes).await,
         }
     });
     match result {
@@ -128,26 +198,19 @@ fn init_tracing() {
 fn load(path: &Path) -> anyhow::Result<(NodeConfig, Vec<FunctionSpec>)> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = NodeConfig::load(path, &env).map_err(|e| BadConfig(e.to_string()))?;
+    // Without a functions folder the node serves what was deployed through the admin API.
     let functions = match &config.functions {
         Some(f) => {
             FunctionSpec::load_all(&f.dir, &config.limits).map_err(|e| BadConfig(e.to_string()))?
         }
-        None => {
-            return Err(BadConfig(format!(
-                "{}: nothing to serve; set [functions] dir to a folder of functions",
-                path.display()
-            ))
-            .into())
-        }
+        None => Vec::new(),
     };
     Ok((config, functions))
 }
 
 #[allow(clippy::print_stdout, reason = "the command's answer")]
 fn bundle(dir: &Path, output: &Path) -> anyhow::Result<()> {
-    let config = config::EdgeConfig::load(dir).map_err(|e| BadConfig(e.to_string()))?;
-    let bundle = bundler::Bundle::from_dir(dir, &config.name, &config.entry)
-        .map_err(|e| BadConfig(format!("{}: {e}", dir.display())))?;
+    let bundle = build_bundle(dir)?;
     let bytes = bundle.encode();
     std::fs::write(output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     println!(
@@ -159,6 +222,17 @@ fn bundle(dir: &Path, output: &Path) -> anyhow::Result<()> {
         bundle.hash()
     );
     Ok(())
+}
+
+/// Builds the deployable bundle of a function folder: its modules and its edge.toml.
+fn build_bundle(dir: &Path) -> anyhow::Result<bundler::Bundle> {
+    let config = config::EdgeConfig::load(dir).map_err(|e| BadConfig(e.to_string()))?;
+    let bundle = bundler::Bundle::from_dir(dir, &config.name, &config.entry)
+        .map_err(|e| BadConfig(format!("{}: {e}", dir.display())))?;
+    let file = dir.join(config::EDGE_FILE);
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(bundle.with_config(text))
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
@@ -179,10 +253,17 @@ async fn serve(path: &Path, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
         "starting"
     );
     let grace = config.node.shutdown_grace_period;
-    let node =
-        Node::start(NodeOptions { config, functions, log_sink: Arc::new(TracingSink), tls: None })
-            .await
-            .context("starting the node")?;
+    let admin_token = std::env::var(&config.admin.token_env).ok().filter(|token| !token.is_empty());
+    let node = Node::start(NodeOptions {
+        config,
+        functions,
+        log_sink: Arc::new(TracingSink),
+        tls: None,
+        deployments: true,
+        admin_token,
+    })
+    .await
+    .context("starting the node")?;
     tracing::info!("ready");
     let mut signals = Signals::new()?;
     while let Signal::Reload = signals.next().await {
@@ -239,6 +320,8 @@ async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()> {
         functions: vec![spec],
         log_sink: Arc::new(TerminalSink),
         tls: source,
+        deployments: false,
+        admin_token: None,
     })
     .await
     .context("starting the dev server")?;

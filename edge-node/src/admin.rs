@@ -1,0 +1,230 @@
+//! The admin API: HTTP/JSON on the admin listener (loopback by default), every `/v1` route
+//! behind a bearer token compared in constant time. Routes are in docs/api.md.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::deploy::{AdminError, Control};
+
+type Body = Full<Bytes>;
+
+/// What the admin listeners share.
+pub struct Admin {
+    pub control: Arc<Control>,
+    /// The bearer token; `None` refuses every `/v1` request.
+    pub token: Option<String>,
+    pub max_bundle_size: u64,
+}
+
+/// Accepts admin connections on `listener` until `stop` is cancelled.
+pub async fn serve(admin: Arc<Admin>, listener: TcpListener, stop: CancellationToken) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
+    loop {
+        let (stream, _remote) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let admin = admin.clone();
+        let builder = builder.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Binds every admin address; returns the bound addresses.
+pub async fn bind(
+    addrs: &[SocketAddr],
+) -> Result<Vec<(SocketAddr, TcpListener)>, (SocketAddr, std::io::Error)> {
+    let mut out = Vec::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr).await.map_err(|e| (*addr, e))?;
+        let bound = listener.local_addr().map_err(|e| (*addr, e))?;
+        out.push((bound, listener));
+    }
+    Ok(out)
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(value).expect("responses serialise");
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn error(e: &AdminError) -> Response<Body> {
+    let mut response = json(
+        e.status(),
+        &serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } }),
+    );
+    if matches!(e, AdminError::Unauthorized) {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretBody {
+    value: String,
+}
+
+impl Admin {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        match self.route(req).await {
+            Ok(response) => response,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::error!(%method, %path, error = %e, "admin request failed");
+                }
+                error(&e)
+            }
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(token) = &self.token else { return false };
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Lengths differ → unequal; equal lengths are compared without early exit.
+        given.as_bytes().ct_eq(token.as_bytes()).into()
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, AdminError> {
+        let path = req.uri().path().to_string();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let method = req.method().clone();
+        match (method.clone(), segments.as_slice()) {
+            (Method::GET, ["healthz"]) => return Ok(json(StatusCode::OK, &"ok")),
+            (Method::GET, ["readyz"]) => return Ok(json(StatusCode::OK, &"ready")),
+            _ => {}
+        }
+        if segments.first() != Some(&"v1") {
+            return Err(AdminError::NotFound(format!("no route {path}")));
+        }
+        if !self.authorized(&req) {
+            return Err(AdminError::Unauthorized);
+        }
+        let control = &self.control;
+        match (method, &segments[1..]) {
+            (Method::GET, ["functions"]) => {
+                Ok(json(StatusCode::OK, &serde_json::json!({ "functions": control.list()? })))
+            }
+            (Method::GET, ["functions", name]) => Ok(json(StatusCode::OK, &control.show(name)?)),
+            (Method::PUT, ["functions", name]) => {
+                let deployer = req
+                    .headers()
+                    .get("x-isola-deployer")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("unknown")
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
+                let name = name.to_string();
+                let bytes = self.body(req, self.max_bundle_size).await?;
+                let version = control.deploy(&name, &bytes, &deployer).await?;
+                Ok(json(StatusCode::CREATED, &version))
+            }
+            (Method::DELETE, ["functions", name]) => {
+                control.delete(name).await?;
+                Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
+            }
+            (Method::POST, ["functions", name, "rollback"]) => {
+                let name = name.to_string();
+                let bytes = self.body(req, 64 * 1024).await?;
+                let body: RollbackBody = if bytes.is_empty() {
+                    RollbackBody { version: None }
+                } else {
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        AdminError::BadRequest(format!("expected {{\"version\": N}}: {e}"))
+                    })?
+                };
+                Ok(json(StatusCode::OK, &control.rollback(&name, body.version).await?))
+            }
+            (Method::GET, ["functions", name, "secrets"]) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "secrets": control.secret_names(name)? }),
+            )),
+            (Method::PUT, ["functions", name, "secrets", key]) => {
+                let (name, key) = (name.to_string(), key.to_string());
+                let bytes = self.body(req, 64 * 1024).await?;
+                // The value is never echoed, not even in a parse error.
+                let body: SecretBody = serde_json::from_slice(&bytes).map_err(|_| {
+                    AdminError::BadRequest("expected a JSON body {\"value\": \"...\"}".into())
+                })?;
+                control.set_secret(&name, &key, &body.value).await?;
+                Ok(json(StatusCode::OK, &serde_json::json!({ "set": key })))
+            }
+            (Method::DELETE, ["functions", name, "secrets", key]) => {
+                control.unset_secret(name, key).await?;
+                Ok(json(StatusCode::OK, &serde_json::json!({ "unset": key })))
+            }
+            _ => Err(AdminError::NotFound(format!("no route {} {path}", req.method()))),
+        }
+    }
+
+    /// Reads a whole request body of at most `limit` bytes.
+    async fn body(&self, req: Request<Incoming>, limit: u64) -> Result<Bytes, AdminError> {
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(AdminError::TooLarge(limit));
+        }
+        let limited = Limited::new(req.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
+        match limited.collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(AdminError::TooLarge(limit))
+            }
+            Err(e) => Err(AdminError::BadRequest(format!("the request body was cut off: {e}"))),
+        }
+    }
+}

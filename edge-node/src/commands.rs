@@ -1,0 +1,184 @@
+//! The binary's admin commands (`deploy`, `functions`, `secrets`): each talks to every
+//! `--node` given and reports per node. Part of the binary, not of the library.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use edge_node::client::{AdminClient, ClientError, Progress};
+use http::Method;
+
+use crate::{build_bundle, FunctionsCommand, Nodes, SecretsCommand};
+
+fn clients(nodes: &Nodes) -> anyhow::Result<Vec<AdminClient>> {
+    nodes
+        .urls
+        .iter()
+        .map(|url| AdminClient::new(url, nodes.token.clone()).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Prints each node's outcome; fails if any node failed.
+fn report(results: Vec<(String, Result<String, ClientError>)>) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for (node, result) in results {
+        match result {
+            Ok(line) => say(&format!("{node}: {line}")),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{node}: error: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} node(s) failed");
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the command's answer")]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Shows upload progress on the terminal in steps of a tenth.
+fn progress(node: &str, total: usize) -> Option<Progress> {
+    if total < 256 * 1024 || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let node = node.to_string();
+    let shown = Arc::new(AtomicU64::new(0));
+    Some(Arc::new(move |sent, total| {
+        let tenth = sent * 10 / total.max(1);
+        if shown.fetch_max(tenth, Ordering::Relaxed) < tenth {
+            eprintln!(
+                "{node}: uploading {} of {} KiB ({}%)",
+                sent / 1024,
+                total / 1024,
+                tenth * 10
+            );
+        }
+    }))
+}
+
+pub async fn deploy(dir: &Path, nodes: &Nodes) -> anyhow::Result<()> {
+    let bundle = build_bundle(dir)?;
+    let name = bundle.manifest().name.clone();
+    let bytes = bytes::Bytes::from(bundle.encode());
+    say(&format!(
+        "{name}: {} modules, {} KiB bundle, hash {}",
+        bundle.manifest().modules.len(),
+        bytes.len() / 1024,
+        bundle.hash()
+    ));
+    let clients = clients(nodes)?;
+    let uploads = clients.iter().map(|client| {
+        let bytes = bytes.clone();
+        let name = name.clone();
+        async move {
+            let path = format!("/v1/functions/{name}");
+            let result = client
+                .upload(&path, bytes.clone(), progress(client.node(), bytes.len()))
+                .await
+                .map(|v| format!("deployed {name} version {}", v["version"]));
+            (client.node().to_string(), result)
+        }
+    });
+    report(futures::future::join_all(uploads).await)
+}
+
+pub async fn functions(command: FunctionsCommand, nodes: &Nodes) -> anyhow::Result<()> {
+    let clients = clients(nodes)?;
+    let calls = clients.iter().map(|client| {
+        let command = &command;
+        async move {
+            let result = match command {
+                FunctionsCommand::List => {
+                    client.call(Method::GET, "/v1/functions", None).await.map(|v| {
+                        let rows: Vec<String> = v["functions"]
+                            .as_array()
+                            .map(|list| {
+                                list.iter()
+                                    .map(|f| {
+                                        format!(
+                                            "\n  {}  version {} (latest {}), updated {}",
+                                            f["name"].as_str().unwrap_or("?"),
+                                            f["active"],
+                                            f["latest"],
+                                            f["updated_at"].as_str().unwrap_or("?")
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        format!("{} function(s){}", rows.len(), rows.concat())
+                    })
+                }
+                FunctionsCommand::Show { name } => client
+                    .call(Method::GET, &format!("/v1/functions/{name}"), None)
+                    .await
+                    .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
+                FunctionsCommand::Rm { name } => client
+                    .call(Method::DELETE, &format!("/v1/functions/{name}"), None)
+                    .await
+                    .map(|_| format!("deleted {name}")),
+                FunctionsCommand::Rollback { name, version } => client
+                    .call(
+                        Method::POST,
+                        &format!("/v1/functions/{name}/rollback"),
+                        Some(serde_json::json!({ "version": version })),
+                    )
+                    .await
+                    .map(|v| format!("{name} now serves version {}", v["version"])),
+            };
+            (client.node().to_string(), result)
+        }
+    });
+    report(futures::future::join_all(calls).await)
+}
+
+pub async fn secrets(command: SecretsCommand, nodes: &Nodes) -> anyhow::Result<()> {
+    let command = match command {
+        SecretsCommand::Set { name, key, value: None } => {
+            let mut value = String::new();
+            std::io::stdin().read_to_string(&mut value).context("reading the secret from stdin")?;
+            let value = value.strip_suffix('\n').unwrap_or(&value).to_string();
+            SecretsCommand::Set { name, key, value: Some(value) }
+        }
+        other => other,
+    };
+    let clients = clients(nodes)?;
+    let calls = clients.iter().map(|client| {
+        let command = &command;
+        async move {
+            let result = match command {
+                SecretsCommand::Set { name, key, value } => client
+                    .call(
+                        Method::PUT,
+                        &format!("/v1/functions/{name}/secrets/{key}"),
+                        Some(serde_json::json!({ "value": value })),
+                    )
+                    .await
+                    .map(|_| format!("set {key} of {name}")),
+                SecretsCommand::Unset { name, key } => client
+                    .call(Method::DELETE, &format!("/v1/functions/{name}/secrets/{key}"), None)
+                    .await
+                    .map(|_| format!("unset {key} of {name}")),
+                SecretsCommand::List { name } => client
+                    .call(Method::GET, &format!("/v1/functions/{name}/secrets"), None)
+                    .await
+                    .map(|v| {
+                        let names: Vec<&str> = v["secrets"]
+                            .as_array()
+                            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+                            .unwrap_or_default();
+                        format!("{}", names.join(" "))
+                    }),
+            };
+            (client.node().to_string(), result)
+        }
+    });
+    report(futures::future::join_all(calls).await)
+}

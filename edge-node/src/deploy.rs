@@ -1,0 +1,364 @@
+//! Deploys, rollbacks, deletes and secrets: the store changed, then the served site.
+//!
+//! One operation at a time (a mutex): check the input, start the new version's first isolate
+//! (a function that cannot start is refused and nothing changes), write the bundle (synced),
+//! commit the store, and only then swap the function in the served site. In-flight requests
+//! finish on the isolates of the version they started on; new requests go to the new one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use bundler::Bundle;
+use config::{over_max, EdgeConfig, LimitsConfig};
+use serde::Serialize;
+
+use crate::functions::{Function, FunctionSpec, Shared};
+use crate::http::{App, Site};
+use crate::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
+
+/// Why an admin operation was refused; `code` and the HTTP status come from the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The uploaded bytes are not a valid bundle.
+    #[error("invalid bundle: {0}")]
+    InvalidBundle(String),
+    /// The bundle's edge.toml is missing or invalid, or asks for more than the node allows.
+    #[error("invalid edge.toml in the bundle: {0}")]
+    InvalidConfig(String),
+    /// The function's first isolate could not start (it threw or looped at top level).
+    #[error("the function failed to start: {0}")]
+    StartFailed(String),
+    /// The request itself is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such function, version or secret.
+    #[error("{0}")]
+    NotFound(String),
+    /// The function is served from the functions folder and cannot be changed through the API.
+    #[error("function `{0}` is served from the functions folder, not deployed")]
+    Conflict(String),
+    /// The upload is larger than `[admin] max_bundle_size`.
+    #[error("the upload is larger than {0} bytes")]
+    TooLarge(u64),
+    /// The bearer token is missing or wrong.
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    /// Our fault: the store or the disk failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::InvalidBundle(_) => "invalid_bundle",
+            AdminError::InvalidConfig(_) => "invalid_config",
+            AdminError::StartFailed(_) => "start_failed",
+            AdminError::BadRequest(_) => "bad_request",
+            AdminError::NotFound(_) => "not_found",
+            AdminError::Conflict(_) => "conflict",
+            AdminError::TooLarge(_) => "too_large",
+            AdminError::Unauthorized => "unauthorized",
+            AdminError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            AdminError::InvalidBundle(_)
+            | AdminError::InvalidConfig(_)
+            | AdminError::StartFailed(_)
+            | AdminError::BadRequest(_) => S::BAD_REQUEST,
+            AdminError::NotFound(_) => S::NOT_FOUND,
+            AdminError::Conflict(_) => S::CONFLICT,
+            AdminError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
+            AdminError::Unauthorized => S::UNAUTHORIZED,
+            AdminError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoFunction(_) | StoreError::NoVersion { .. } => {
+                AdminError::NotFound(e.to_string())
+            }
+            other => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A function as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct FunctionView {
+    #[serde(flatten)]
+    pub record: FunctionRecord,
+    pub versions: Vec<VersionRecord>,
+    /// Names of its secrets; values are never shown.
+    pub secrets: Vec<String>,
+}
+
+/// The deployed functions of a node and the operations on them.
+pub struct Control {
+    pub store: Store,
+    app: Arc<App>,
+    shared: Arc<Shared>,
+    limits: LimitsConfig,
+    keep_versions: usize,
+    /// Functions served from the functions folder: not deployable by name.
+    folder: HashSet<String>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    pub fn new(
+        store: Store,
+        app: Arc<App>,
+        shared: Arc<Shared>,
+        limits: LimitsConfig,
+        keep_versions: usize,
+        folder: HashSet<String>,
+    ) -> Control {
+        Control {
+            store,
+            app,
+            shared,
+            limits,
+            keep_versions,
+            folder,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The specs of every deployed function's active version, to serve at start. A version
+    /// that cannot be served any more (its bundle is gone or damaged) is logged and skipped.
+    pub fn deployed_specs(
+        store: &Store,
+        shared: &Shared,
+        limits: &LimitsConfig,
+    ) -> Vec<FunctionSpec> {
+        let active = match store.active() {
+            Ok(active) => active,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the deployed functions");
+                return Vec::new();
+            }
+        };
+        let mut specs = Vec::new();
+        for (record, version) in active {
+            let spec = store
+                .secrets(&record.name)
+                .map_err(|e| e.to_string())
+                .and_then(|secrets| spec_of(&record.name, &version, secrets, shared, limits));
+            match spec {
+                Ok(spec) => specs.push(spec),
+                Err(e) => {
+                    tracing::error!(function = %record.name, version = version.version, error = %e, "cannot serve a deployed function")
+                }
+            }
+        }
+        specs
+    }
+
+    /// Uploads a bundle as a new version of `name` and makes it the active one.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        deployed_by: &str,
+    ) -> Result<VersionRecord, AdminError> {
+        let bundle = Bundle::decode(bytes).map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
+        if bundle.manifest().name != name {
+            return Err(AdminError::BadRequest(format!(
+                "the bundle is of function `{}`, not `{name}`",
+                bundle.manifest().name
+            )));
+        }
+        let text = bundle.manifest().config.clone().ok_or_else(|| {
+            AdminError::InvalidBundle(
+                "it carries no edge.toml (build it with `edge-node bundle` or `edge-node deploy`)"
+                    .into(),
+            )
+        })?;
+        let config = parse_config(name, &text, &self.limits)?;
+        let _guard = self.lock.lock().await;
+        if self.folder.contains(name) {
+            return Err(AdminError::Conflict(name.to_string()));
+        }
+        let secrets = self.store.secrets(name)?;
+        let bundle = Arc::new(bundle);
+        let new = NewVersion {
+            bundle: bundle.hash().to_string(),
+            entry: bundle.manifest().entry.clone(),
+            modules: bundle.manifest().modules.len(),
+            size: bundle.size(),
+            config: text,
+            deployed_by: deployed_by.to_string(),
+        };
+        let spec = FunctionSpec {
+            limits: config.limits.over(&self.limits.defaults),
+            config,
+            bundle,
+            secrets,
+            version: None,
+        };
+        // Start it before anything is written: a function that cannot start changes nothing.
+        let function = Function::start(spec, self.shared.clone()).await;
+        if !function.is_ready() {
+            return Err(AdminError::StartFailed(
+                "its first isolate did not start; the error is in the function's log".into(),
+            ));
+        }
+        let deployed = self.store.deploy(name, new, self.keep_versions)?;
+        let function = function.with_version(deployed.version.version);
+        self.swap(name, Some(Arc::new(function)));
+        self.collect_bundles();
+        tracing::info!(function = name, version = deployed.version.version, bundle = %deployed.version.bundle, by = deployed_by, "deployed");
+        Ok(deployed.version)
+    }
+
+    /// Makes another kept version the active one (`None`: the one before the active one).
+    pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, AdminError> {
+        let _guard = self.lock.lock().await;
+        let version = self.store.rollback(name, to)?;
+        self.restart(name, &version).await?;
+        tracing::info!(function = name, version = version.version, "rolled back");
+        Ok(version)
+    }
+
+    /// Deletes a function: it stops serving, its versions and secrets are gone.
+    pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
+        let _guard = self.lock.lock().await;
+        if !self.store.delete(name)? {
+            return Err(AdminError::NotFound(format!("no function `{name}` is deployed")));
+        }
+        self.swap(name, None);
+        self.collect_bundles();
+        tracing::info!(function = name, "deleted");
+        Ok(())
+    }
+
+    /// Sets a secret; a deployed function restarts with it.
+    pub async fn set_secret(&self, name: &str, key: &str, value: &str) -> Result<(), AdminError> {
+        if !config::valid_var_name(key) {
+            return Err(AdminError::BadRequest(format!(
+                "`{key}` is not a valid secret name (letters, digits and _, not starting with a digit)"
+            )));
+        }
+        let _guard = self.lock.lock().await;
+        self.store.set_secret(name, key, value)?;
+        self.restart_active(name).await?;
+        tracing::info!(function = name, secret = key, "secret set");
+        Ok(())
+    }
+
+    /// Removes a secret; a deployed function restarts without it.
+    pub async fn unset_secret(&self, name: &str, key: &str) -> Result<(), AdminError> {
+        let _guard = self.lock.lock().await;
+        if !self.store.unset_secret(name, key)? {
+            return Err(AdminError::NotFound(format!("function `{name}` has no secret `{key}`")));
+        }
+        self.restart_active(name).await?;
+        tracing::info!(function = name, secret = key, "secret unset");
+        Ok(())
+    }
+
+    pub fn list(&self) -> Result<Vec<FunctionRecord>, AdminError> {
+        Ok(self.store.functions()?)
+    }
+
+    pub fn show(&self, name: &str) -> Result<FunctionView, AdminError> {
+        let (record, versions) = self
+            .store
+            .function(name)?
+            .ok_or_else(|| AdminError::NotFound(format!("no function `{name}` is deployed")))?;
+        let secrets = self.store.secrets(name)?.into_keys().collect();
+        Ok(FunctionView { record, versions, secrets })
+    }
+
+    pub fn secret_names(&self, name: &str) -> Result<Vec<String>, AdminError> {
+        Ok(self.store.secrets(name)?.into_keys().collect())
+    }
+
+    async fn restart_active(&self, name: &str) -> Result<(), AdminError> {
+        let Some((record, versions)) = self.store.function(name)? else { return Ok(()) };
+        match versions.into_iter().find(|v| v.version == record.active) {
+            Some(version) => self.restart(name, &version).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts `version` of `name` with its current secrets and serves it.
+    async fn restart(&self, name: &str, version: &VersionRecord) -> Result<(), AdminError> {
+        let secrets = self.store.secrets(name)?;
+        let spec = spec_of(name, version, secrets, &self.shared, &self.limits)
+            .map_err(AdminError::Internal)?;
+        let function = Function::start(spec, self.shared.clone()).await;
+        self.swap(name, Some(Arc::new(function)));
+        Ok(())
+    }
+
+    /// Serves `function` in place of the function called `name` (or drops it).
+    fn swap(&self, name: &str, function: Option<Arc<Function>>) {
+        let site = self.app.site.load();
+        let mut functions: Vec<Arc<Function>> =
+            site.functions.iter().filter(|f| f.config.name != name).cloned().collect();
+        functions.extend(function);
+        self.app.site.store(Arc::new(Site::new(functions)));
+    }
+
+    /// Deletes bundle files no kept version and no served function names.
+    fn collect_bundles(&self) {
+        let mut keep = match self.store.bundles_in_use() {
+            Ok(keep) => keep,
+            Err(e) => return tracing::warn!(error = %e, "bundles not collected"),
+        };
+        keep.extend(self.app.site.load().functions.iter().map(|f| f.bundle.clone()));
+        self.shared.bundles.retain(&keep);
+    }
+}
+
+/// Reads a bundle's edge.toml for function `name` and checks its limits against the node's.
+fn parse_config(name: &str, text: &str, limits: &LimitsConfig) -> Result<EdgeConfig, AdminError> {
+    let config = EdgeConfig::parse(text, Path::new("")).map_err(|problems| {
+        AdminError::InvalidConfig(
+            problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+        )
+    })?;
+    if config.name != name {
+        return Err(AdminError::InvalidConfig(format!(
+            "it names the function `{}`, not `{name}`",
+            config.name
+        )));
+    }
+    let asked = config.limits.over(&limits.defaults);
+    let too_much = over_max(&asked, &limits.max);
+    if !too_much.is_empty() {
+        return Err(AdminError::InvalidConfig(
+            too_much.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+        ));
+    }
+    Ok(config)
+}
+
+/// The spec of a stored version: its bundle from the node's bundles, its edge.toml, secrets.
+fn spec_of(
+    name: &str,
+    version: &VersionRecord,
+    secrets: BTreeMap<String, String>,
+    shared: &Shared,
+    limits: &LimitsConfig,
+) -> Result<FunctionSpec, String> {
+    let bundle = shared.bundles.get(&version.bundle).map_err(|e| e.to_string())?;
+    let config = parse_config(name, &version.config, limits).map_err(|e| e.to_string())?;
+    Ok(FunctionSpec {
+        limits: config.limits.over(&limits.defaults),
+        config,
+        bundle,
+        secrets,
+        version: Some(version.version),
+    })
+}

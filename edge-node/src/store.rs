@@ -1,0 +1,388 @@
+//! The node's durable state in redb (`data_dir/store.redb`): deployed functions, their
+//! versions and active pointers, and secrets. Every write is one transaction committed with
+//! redb's default (immediate) durability: synced to disk before the call returns, so what the
+//! admin API acknowledged survives `kill -9`. Bundles themselves are files beside the store
+//! (`caches::Bundles`), written and synced before the version that names them is committed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// name -> [`FunctionRecord`] as JSON.
+const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions");
+/// (name, version) -> [`VersionRecord`] as JSON.
+const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
+/// (name, key) -> value.
+const SECRETS: TableDefinition<(&str, &str), &str> = TableDefinition::new("secrets");
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database file could not be opened, read or written.
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    /// A record did not decode (written by an incompatible version).
+    #[error("store: a record of `{0}` does not decode")]
+    Decode(String),
+    /// No function of that name is deployed.
+    #[error("no function `{0}` is deployed")]
+    NoFunction(String),
+    /// The function has no kept version with that number.
+    #[error("function `{name}` has no version {version}")]
+    NoVersion { name: String, version: u64 },
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_error!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A deployed function: which version serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub name: String,
+    /// The version that serves.
+    pub active: u64,
+    /// The highest version number given out; the next deploy gets `latest + 1`.
+    pub latest: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One immutable version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    pub version: u64,
+    /// The bundle's content hash; its artifact is `data_dir/bundles/<hash>.bundle`.
+    pub bundle: String,
+    pub entry: String,
+    pub modules: usize,
+    /// Bytes of code in the bundle.
+    pub size: u64,
+    /// The edge.toml the bundle carried.
+    pub config: String,
+    pub deployed_at: String,
+    /// Who deployed it, as the client said (`x-isola-deployer`), or `"unknown"`.
+    pub deployed_by: String,
+}
+
+/// The version a deploy adds, before it has a number.
+pub struct NewVersion {
+    pub bundle: String,
+    pub entry: String,
+    pub modules: usize,
+    pub size: u64,
+    pub config: String,
+    pub deployed_by: String,
+}
+
+/// What a deploy did.
+pub struct Deployed {
+    pub version: VersionRecord,
+    /// Versions dropped because more than `keep` were kept.
+    pub pruned: Vec<u64>,
+}
+
+/// The redb database of a node.
+pub struct Store {
+    db: Database,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Decode(what.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialise")
+}
+
+impl Store {
+    /// Opens (or creates) the store file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(FUNCTIONS)?;
+        tx.open_table(VERSIONS)?;
+        tx.open_table(SECRETS)?;
+        tx.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Adds a version and makes it the active one, atomically; keeps at most `keep` versions
+    /// (the newest ones, the active one always among them).
+    pub fn deploy(&self, name: &str, new: NewVersion, keep: usize) -> Result<Deployed, StoreError> {
+        let tx = self.db.begin_write()?;
+        let deployed = {
+            let mut functions = tx.open_table(FUNCTIONS)?;
+            let mut versions = tx.open_table(VERSIONS)?;
+            let previous: Option<FunctionRecord> = match functions.get(name)? {
+                Some(v) => Some(decode(v.value(), name)?),
+                None => None,
+            };
+            let at = now();
+            let number = previous.as_ref().map_or(1, |f| f.latest + 1);
+            let record = FunctionRecord {
+                name: name.to_string(),
+                active: number,
+                latest: number,
+                created_at: previous.map_or_else(|| at.clone(), |f| f.created_at),
+                updated_at: at.clone(),
+            };
+            let version = VersionRecord {
+                version: number,
+                bundle: new.bundle,
+                entry: new.entry,
+                modules: new.modules,
+                size: new.size,
+                config: new.config,
+                deployed_at: at,
+                deployed_by: new.deployed_by,
+            };
+            versions.insert((name, number), encode(&version).as_slice())?;
+            functions.insert(name, encode(&record).as_slice())?;
+            let mut numbers: Vec<u64> = versions
+                .range((name, 0)..=(name, u64::MAX))?
+                .map(|entry| entry.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            numbers.sort_unstable_by(|a, b| b.cmp(a));
+            let pruned: Vec<u64> = numbers.into_iter().skip(keep.max(1)).collect();
+            for n in &pruned {
+                versions.remove((name, *n))?;
+            }
+            Deployed { version, pruned }
+        };
+        tx.commit()?;
+        Ok(deployed)
+    }
+
+    /// Makes a kept version the active one; `None` picks the newest version older than the
+    /// active one.
+    pub fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, StoreError> {
+        let tx = self.db.begin_write()?;
+        let version = {
+            let mut functions = tx.open_table(FUNCTIONS)?;
+            let versions = tx.open_table(VERSIONS)?;
+            let mut record: FunctionRecord = match functions.get(name)? {
+                Some(v) => decode(v.value(), name)?,
+                None => return Err(StoreError::NoFunction(name.to_string())),
+            };
+            let target = match to {
+                Some(n) => n,
+                None => {
+                    let older = versions.range((name, 0)..(name, record.active))?.next_back();
+                    match older {
+                        Some(entry) => entry?.0.value().1,
+                        None => {
+                            return Err(StoreError::NoVersion {
+                                name: name.to_string(),
+                                version: record.active.saturating_sub(1),
+                            })
+                        }
+                    }
+                }
+            };
+            let version: VersionRecord = match versions.get((name, target))? {
+                Some(v) => decode(v.value(), name)?,
+                None => {
+                    return Err(StoreError::NoVersion { name: name.to_string(), version: target })
+                }
+            };
+            record.active = target;
+            record.updated_at = now();
+            functions.insert(name, encode(&record).as_slice())?;
+            version
+        };
+        tx.commit()?;
+        Ok(version)
+    }
+
+    /// Deletes a function with its versions and secrets. Returns whether it existed.
+    pub fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let existed = {
+            let mut functions = tx.open_table(FUNCTIONS)?;
+            let mut versions = tx.open_table(VERSIONS)?;
+            let mut secrets = tx.open_table(SECRETS)?;
+            let existed = functions.remove(name)?.is_some();
+            versions.retain_in((name, 0)..=(name, u64::MAX), |_, _| false)?;
+            secrets.retain(|(f, _), _| f != name)?;
+            existed
+        };
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    /// Every deployed function, by name.
+    pub fn functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let functions = tx.open_table(FUNCTIONS)?;
+        let mut out = Vec::new();
+        for entry in functions.iter()? {
+            let (k, v) = entry?;
+            out.push(decode(v.value(), k.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A function and its kept versions, newest first.
+    pub fn function(
+        &self,
+        name: &str,
+    ) -> Result<Option<(FunctionRecord, Vec<VersionRecord>)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let functions = tx.open_table(FUNCTIONS)?;
+        let Some(record) = functions.get(name)? else { return Ok(None) };
+        let record: FunctionRecord = decode(record.value(), name)?;
+        let versions = tx.open_table(VERSIONS)?;
+        let mut out = Vec::new();
+        for entry in versions.range((name, 0)..=(name, u64::MAX))?.rev() {
+            out.push(decode(entry?.1.value(), name)?);
+        }
+        Ok(Some((record, out)))
+    }
+
+    /// The active version of every deployed function.
+    pub fn active(&self) -> Result<Vec<(FunctionRecord, VersionRecord)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let functions = tx.open_table(FUNCTIONS)?;
+        let versions = tx.open_table(VERSIONS)?;
+        let mut out = Vec::new();
+        for entry in functions.iter()? {
+            let (k, v) = entry?;
+            let record: FunctionRecord = decode(v.value(), k.value())?;
+            let version = versions
+                .get((k.value(), record.active))?
+                .ok_or_else(|| StoreError::Decode(k.value().to_string()))?;
+            let version: VersionRecord = decode(version.value(), k.value())?;
+            out.push((record, version));
+        }
+        Ok(out)
+    }
+
+    /// The bundle hashes some kept version names.
+    pub fn bundles_in_use(&self) -> Result<HashSet<String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let versions = tx.open_table(VERSIONS)?;
+        let mut out = HashSet::new();
+        for entry in versions.iter()? {
+            let (k, v) = entry?;
+            let version: VersionRecord = decode(v.value(), k.value().0)?;
+            out.insert(version.bundle);
+        }
+        Ok(out)
+    }
+
+    /// Sets a secret of a function (deployed or not yet).
+    pub fn set_secret(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(SECRETS)?.insert((name, key), value)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes a secret. Returns whether it was set.
+    pub fn unset_secret(&self, name: &str, key: &str) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write()?;
+        let existed = tx.open_table(SECRETS)?.remove((name, key))?.is_some();
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    /// A function's secrets, by key.
+    pub fn secrets(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let secrets = tx.open_table(SECRETS)?;
+        let mut out = BTreeMap::new();
+        for entry in secrets.range((name, "")..)? {
+            let (k, v) = entry?;
+            let (function, key) = k.value();
+            if function != name {
+                break;
+            }
+            out.insert(key.to_string(), v.value().to_string());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(bundle: &str) -> NewVersion {
+        NewVersion {
+            bundle: bundle.into(),
+            entry: "index.js".into(),
+            modules: 1,
+            size: 10,
+            config: "name = \"f\"".into(),
+            deployed_by: "test".into(),
+        }
+    }
+
+    #[test]
+    fn deploys_rolls_back_prunes_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        for (i, hash) in ["a", "b", "c", "d"].iter().enumerate() {
+            let deployed = store.deploy("f", version(hash), 3).unwrap();
+            assert_eq!(deployed.version.version, i as u64 + 1);
+            assert_eq!(deployed.pruned, if i == 3 { vec![1] } else { vec![] });
+        }
+        store.deploy("g", version("x"), 3).unwrap();
+        let (record, versions) = store.function("f").unwrap().unwrap();
+        assert_eq!((record.active, record.latest), (4, 4));
+        let numbers: Vec<u64> = versions.iter().map(|v| v.version).collect();
+        assert_eq!(numbers, [4, 3, 2]);
+
+        assert_eq!(store.rollback("f", None).unwrap().bundle, "c");
+        assert_eq!(store.rollback("f", Some(2)).unwrap().bundle, "b");
+        assert!(matches!(store.rollback("f", None), Err(StoreError::NoVersion { .. })));
+        assert!(matches!(store.rollback("f", Some(1)), Err(StoreError::NoVersion { .. })));
+        assert!(matches!(store.rollback("nope", None), Err(StoreError::NoFunction(_))));
+        let active: Vec<_> =
+            store.active().unwrap().into_iter().map(|(f, v)| (f.name, v.bundle)).collect();
+        assert_eq!(active, [("f".into(), "b".into()), ("g".into(), "x".into())]);
+        // A deploy after a rollback gets the next number, not a reused one.
+        assert_eq!(store.deploy("f", version("e"), 3).unwrap().version.version, 5);
+
+        store.set_secret("f", "TOKEN", "t").unwrap();
+        store.set_secret("g", "TOKEN", "other").unwrap();
+        store.set_secret("f", "API", "a").unwrap();
+        let secrets = store.secrets("f").unwrap();
+        assert_eq!(
+            secrets.into_iter().collect::<Vec<_>>(),
+            [("API".to_string(), "a".to_string()), ("TOKEN".to_string(), "t".to_string())]
+        );
+        assert!(store.unset_secret("f", "API").unwrap());
+        assert!(!store.unset_secret("f", "API").unwrap());
+
+        assert!(store.delete("f").unwrap());
+        assert!(store.function("f").unwrap().is_none());
+        assert!(store.secrets("f").unwrap().is_empty());
+        assert_eq!(store.secrets("g").unwrap().len(), 1);
+        assert_eq!(store.bundles_in_use().unwrap(), HashSet::from(["x".to_string()]));
+        drop(store);
+        // Reopened, the same state.
+        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        assert_eq!(store.functions().unwrap().len(), 1);
+    }
+}
