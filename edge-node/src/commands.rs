@@ -174,7 +174,7 @@ pub async fn secrets(command: SecretsCommand, nodes: &Nodes) -> anyhow::Result<(
                             .as_array()
                             .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
                             .unwrap_or_default();
-                        format!("{}", names.join(" "))
+                        names.join(" ")
                     }),
             };
             (client.node().to_string(), result)

@@ -208,6 +208,8 @@ impl Control {
         // Start it before anything is written: a function that cannot start changes nothing.
         let function = Function::start(spec, self.shared.clone()).await;
         if !function.is_ready() {
+            drop(function);
+            self.collect_bundles();
             return Err(AdminError::StartFailed(
                 "its first isolate did not start; the error is in the function's log".into(),
             ));

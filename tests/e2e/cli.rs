@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tests::edge_node_bin;
+use tests::NodeProcess;
 
 use tests::{run_edge_node as run, write_file as write};
 
@@ -101,40 +101,10 @@ async fn a_node_toml_with_three_mistakes_reports_all_three() {
     }
 }
 
-/// Starts `edge-node serve` on a free port and returns it with its address and its stderr.
-async fn serve(config: &Path) -> (tokio::process::Child, std::net::SocketAddr, StderrLines) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(edge_node_bin())
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("EDGE_LOG_FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(addr) = record["fields"]["addr"].as_str() {
-                return addr.parse().unwrap();
-            }
-        }
-        panic!("the node exited before listening");
-    })
-    .await
-    .expect("the node listens");
-    (child, addr, lines)
-}
-
-type StderrLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
-
 /// `edge-node serve` of a node.toml (`[node]` settings given) serving the `proto` fixture.
-async fn serve_proto(
-    dir: &Path,
-    node_section: &str,
-) -> (tokio::process::Child, std::net::SocketAddr, StderrLines) {
+async fn serve_proto(dir: &Path, node_section: &str) -> NodeProcess {
     let toml = format!(
-        "version = 1\n[node]\n{node_section}\n[http]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n"
+        "version = 1\n[node]\n{node_section}\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[functions]\ndir = \"fns\"\n"
     );
     write(dir, "node.toml", &toml);
     let fixture = tests::function_dir("proto");
@@ -145,33 +115,20 @@ async fn serve_proto(
             &std::fs::read_to_string(fixture.join(file)).unwrap(),
         );
     }
-    serve(&dir.join("node.toml")).await
-}
-
-/// Reads the node's log until a line contains `needle`.
-async fn wait_for_line(lines: &mut StderrLines, needle: &str) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains(needle) {
-                return;
-            }
-        }
-        panic!("the node exited before logging {needle:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the node did not log {needle:?}"));
+    NodeProcess::start(&dir.join("node.toml"), &[]).await
 }
 
 #[tokio::test]
 async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, mut lines) = serve_proto(dir.path(), "").await;
+    let mut node = serve_proto(dir.path(), "").await;
+    let addr = node.http;
 
     let url = format!("http://{addr}/slow");
     let slow = tokio::spawn(async move { tests::curl("GET", &url, &[], None).await });
     // Wait until the function has the request, then ask the node to stop.
-    wait_for_line(&mut lines, "slow request started").await;
-    let pid = child.id().unwrap().to_string();
+    node.wait_for_line("slow request started").await;
+    let pid = node.child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
 
     // New connections are refused while the request in flight finishes.
@@ -188,10 +145,10 @@ async fn sigterm_drains_the_request_in_flight_and_exits_zero() {
     let res = slow.await.unwrap();
     assert_eq!((res.status, res.text().as_str()), (200, "slow done"));
     let status =
-        tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), node.child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
     let mut rest = String::new();
-    while let Ok(Some(line)) = lines.next_line().await {
+    while let Ok(Some(line)) = node.lines.next_line().await {
         rest.push_str(&line);
     }
     assert!(rest.contains("drained; stopped"), "the drain is logged: {rest}");
@@ -233,19 +190,19 @@ async fn a_function_asking_for_more_than_the_node_allows_is_refused() {
 #[tokio::test]
 async fn a_second_sigterm_stops_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, mut lines) =
-        serve_proto(dir.path(), "shutdown_grace_period = \"60s\"").await;
+    let mut node = serve_proto(dir.path(), "shutdown_grace_period = \"60s\"").await;
+    let addr = node.http;
     // A connection that stays open keeps the drain waiting for the whole grace period.
     let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut held, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    wait_for_line(&mut lines, "slow request started").await;
-    let pid = child.id().unwrap().to_string();
+    node.wait_for_line("slow request started").await;
+    let pid = node.child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    wait_for_line(&mut lines, "shutting down").await;
+    node.wait_for_line("shutting down").await;
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+    let status = tokio::time::timeout(Duration::from_secs(5), node.child.wait())
         .await
         .expect("the second signal stops the node at once, not after the grace period")
         .unwrap();

@@ -2,6 +2,7 @@
 
 mod bundles;
 mod cli;
+mod deploy;
 mod fetch;
 mod h3;
 mod isolation;

@@ -62,6 +62,9 @@ impl MemorySink {
     }
 }
 
+/// The admin token of in-process test nodes.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// A node serving some fixture functions on 127.0.0.1, port 0.
 pub struct TestNode {
     node: Option<Node>,
@@ -71,6 +74,9 @@ pub struct TestNode {
     /// The certificate the TLS listener presents, PEM-encoded.
     pub cert_pem: Option<String>,
     pub logs: Arc<MemorySink>,
+    /// The admin API (token [`ADMIN_TOKEN`]).
+    pub admin: Option<SocketAddr>,
+    pub data_dir: PathBuf,
     /// The node's data_dir, when the test did not choose one.
     _data: Option<tempfile::TempDir>,
 }
@@ -120,13 +126,25 @@ impl TestNode {
             data = Some(dir);
         }
         let logs = Arc::new(MemorySink::default());
-        let node = Node::start(NodeOptions { config, functions, log_sink: logs.clone(), tls })
-            .await
-            .expect("node starts");
+        let data_dir = config.node.data_dir.clone();
+        if config.admin.listen == NodeConfig::default().admin.listen {
+            config.admin.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+        }
+        let node = Node::start(NodeOptions {
+            config,
+            functions,
+            log_sink: logs.clone(),
+            tls,
+            deployments: true,
+            admin_token: Some(ADMIN_TOKEN.to_string()),
+        })
+        .await
+        .expect("node starts");
         let addr = node.http_addrs()[0];
         let https = node.https_addrs().first().copied();
         let cert_pem = node.cert_pem();
-        TestNode { node: Some(node), addr, https, cert_pem, logs, _data: data }
+        let admin = node.admin_addrs().first().copied();
+        TestNode { node: Some(node), addr, https, cert_pem, logs, admin, data_dir, _data: data }
     }
 
     /// The node itself.
@@ -175,6 +193,87 @@ pub async fn run_edge_node(args: &[&str]) -> std::process::Output {
         .await
         .expect("edge-node exits instead of starting")
         .unwrap()
+}
+
+/// The stderr lines of a node process.
+pub type StderrLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>;
+
+/// `edge-node serve` running as its own process, logging JSON to a pipe.
+pub struct NodeProcess {
+    pub child: tokio::process::Child,
+    /// The first plaintext HTTP address.
+    pub http: SocketAddr,
+    /// The admin API address, if it listens.
+    pub admin: Option<SocketAddr>,
+    pub lines: StderrLines,
+    /// Every line read so far.
+    pub log: Vec<String>,
+}
+
+impl NodeProcess {
+    /// Starts `edge-node serve --config CONFIG` with `env` and waits until it is ready.
+    pub async fn start(config: &Path, env: &[(&str, &str)]) -> NodeProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(edge_node_bin())
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .env("EDGE_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let (mut http, mut admin) = (None, None);
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                let message = record["fields"]["message"].as_str().unwrap_or_default();
+                let addr = record["fields"]["addr"].as_str().and_then(|a| a.parse().ok());
+                if message.starts_with("listening for HTTP (") && http.is_none() {
+                    http = addr;
+                } else if message == "listening for the admin API" {
+                    admin = addr;
+                }
+                log.push(line);
+                // The node's own "ready" (a function's "ready" names the function).
+                if message == "ready" && record["fields"]["function"].is_null() {
+                    return;
+                }
+            }
+            panic!("the node exited before it was ready: {log:#?}");
+        })
+        .await
+        .expect("the node gets ready");
+        let http = http.expect("the node listens for HTTP");
+        NodeProcess { child, http, admin, lines, log }
+    }
+
+    /// Reads the node's log until a line contains `needle`.
+    pub async fn wait_for_line(&mut self, needle: &str) {
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                let hit = line.contains(needle);
+                self.log.push(line);
+                if hit {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(found == Ok(true), "the node did not log {needle:?}");
+    }
+
+    /// Kills the node with SIGKILL and waits for it to be gone, keeping what it logged.
+    pub async fn kill_9(mut self) -> Vec<String> {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.log.push(line);
+        }
+        self.log
+    }
 }
 
 /// The `edge-node` binary, built on first use.
