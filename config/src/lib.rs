@@ -16,8 +16,8 @@ use std::path::PathBuf;
 pub use edge::{valid_var_name, EdgeConfig, Route, EDGE_FILE};
 pub use limits::{over_max, Limits, LimitsRequest};
 pub use node::{
-    AdminConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, NodeConfig,
-    NodeSection, RuntimeConfig,
+    AdminConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, LogsConfig,
+    NodeConfig, NodeSection, RuntimeConfig,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 

@@ -24,6 +24,22 @@ pub struct NodeConfig {
     /// `[functions]`: function folders served as they are on disk.
     pub functions: Option<FunctionsConfig>,
     pub admin: AdminConfig,
+    pub logs: LogsConfig,
+}
+
+/// `[logs]`: how much of each function's log the node keeps on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// Bytes kept per function; the oldest records go first. Default: 64 MiB.
+    pub max_size: u64,
+    /// Records older than this are deleted. Default: 7 days.
+    pub max_age: Duration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig { max_size: 64 * 1024 * 1024, max_age: Duration::from_secs(7 * 24 * 3600) }
+    }
 }
 
 /// `[admin]`: the admin API (deploys, versions, secrets).
@@ -285,6 +301,7 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
             "pool",
             "functions",
             "admin",
+            "logs",
         ],
     );
     match r.integer(t, "", "version") {
@@ -336,6 +353,15 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         let http3 = r.bool(s, "https", "http3").unwrap_or(true);
         if let (Some(cert), Some(key)) = (cert, key) {
             c.https = Some(HttpsConfig { listen, cert, key, http3 });
+        }
+    }
+    if let Some(s) = r.table(t, "", "logs") {
+        r.deny_unknown(s, "logs", &["max_size", "max_age"]);
+        if let Some(v) = r.size(s, "logs", "max_size") {
+            c.logs.max_size = v;
+        }
+        if let Some(v) = r.duration(s, "logs", "max_age") {
+            c.logs.max_age = v;
         }
     }
     if let Some(s) = r.table(t, "", "admin") {

@@ -1,13 +1,16 @@
 //! The admin API: HTTP/JSON on the admin listener (loopback by default), every `/v1` route
 //! behind a bearer token compared in constant time. Routes are in docs/api.md.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -18,7 +21,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{AdminError, Control};
 
-type Body = Full<Bytes>;
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+/// The dashboard: one static page reading the JSON and event-stream endpoints.
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// What the admin listeners share.
 pub struct Admin {
@@ -80,7 +90,14 @@ fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(full(body))
+        .expect("a valid response")
+}
+
+fn text(content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(full(body))
         .expect("a valid response")
 }
 
@@ -142,6 +159,13 @@ impl Admin {
         match (method.clone(), segments.as_slice()) {
             (Method::GET, ["healthz"]) => return Ok(json(StatusCode::OK, &"ok")),
             (Method::GET, ["readyz"]) => return Ok(json(StatusCode::OK, &"ready")),
+            (Method::GET, ["metrics"]) => {
+                return Ok(text(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    self.control.metrics(),
+                ))
+            }
+            (Method::GET, [""]) => return Ok(text("text/html; charset=utf-8", DASHBOARD)),
             _ => {}
         }
         if segments.first() != Some(&"v1") {
@@ -186,6 +210,11 @@ impl Admin {
                 };
                 Ok(json(StatusCode::OK, &control.rollback(&name, body.version).await?))
             }
+            (Method::GET, ["stats"]) => Ok(json(StatusCode::OK, &control.stats())),
+            (Method::GET, ["functions", name, "logs"]) => {
+                let params = LogParams::parse(req.uri().query().unwrap_or(""))?;
+                self.logs(name, params)
+            }
             (Method::GET, ["functions", name, "secrets"]) => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({ "secrets": control.secret_names(name)? }),
@@ -208,6 +237,56 @@ impl Admin {
         }
     }
 
+    /// A function's log: stored records, or with `follow` an event stream of new ones (after
+    /// the stored ones `since` asks for).
+    fn logs(&self, name: &str, params: LogParams) -> Result<Response<Body>, AdminError> {
+        let store = self.control.logs();
+        if !params.follow {
+            let records = store
+                .query(name, &params.query)
+                .map_err(|e| AdminError::Internal(format!("reading the log: {e}")))?;
+            return Ok(json(StatusCode::OK, &serde_json::json!({ "records": records })));
+        }
+        let live = store.subscribe();
+        let backlog = match params.query.since {
+            Some(_) => store
+                .query(name, &params.query)
+                .map_err(|e| AdminError::Internal(format!("reading the log: {e}")))?,
+            None => Vec::new(),
+        };
+        let mut first = String::from(": following\n\n");
+        for record in backlog {
+            first.push_str(&event(&record));
+        }
+        let name = name.to_string();
+        let stream = futures::stream::unfold(
+            (Some(first), live, name),
+            |(first, mut live, name)| async move {
+                if let Some(first) = first {
+                    return Some((Ok(Frame::data(Bytes::from(first))), (None, live, name)));
+                }
+                loop {
+                    use tokio::sync::broadcast::error::RecvError;
+                    let frame = match tokio::time::timeout(Duration::from_secs(15), live.recv())
+                        .await
+                    {
+                        Err(_) => ": keep-alive\n\n".to_string(),
+                        Ok(Ok(record)) if record.function == name => event(&record),
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(RecvError::Lagged(n))) => format!("event: lagged\ndata: {n}\n\n"),
+                        Ok(Err(RecvError::Closed)) => return None,
+                    };
+                    return Some((Ok(Frame::data(Bytes::from(frame))), (None, live, name)));
+                }
+            },
+        );
+        Ok(Response::builder()
+            .header(http::header::CONTENT_TYPE, "text/event-stream")
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(BoxBody::new(StreamBody::new(stream)))
+            .expect("a valid response"))
+    }
+
     /// Reads a whole request body of at most `limit` bytes.
     async fn body(&self, req: Request<Incoming>, limit: u64) -> Result<Bytes, AdminError> {
         let declared = req
@@ -226,5 +305,47 @@ impl Admin {
             }
             Err(e) => Err(AdminError::BadRequest(format!("the request body was cut off: {e}"))),
         }
+    }
+}
+
+/// One server-sent event carrying a record.
+fn event(record: &crate::logstore::Record) -> String {
+    format!("data: {}\n\n", serde_json::to_string(record).expect("records serialise"))
+}
+
+/// `?since=&until=&invocation=&kind=&limit=&follow=1`; times as milliseconds since the epoch
+/// or RFC 3339.
+struct LogParams {
+    query: crate::logstore::Query,
+    follow: bool,
+}
+
+impl LogParams {
+    fn parse(query: &str) -> Result<LogParams, AdminError> {
+        let mut out = LogParams { query: crate::logstore::Query::default(), follow: false };
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let time = |v: &str| {
+                v.parse::<u64>()
+                    .ok()
+                    .or_else(|| humantime::parse_rfc3339_weak(v).ok().map(crate::logstore::millis))
+                    .ok_or_else(|| AdminError::BadRequest(format!("`{key}={v}` is not a time")))
+            };
+            match key.as_ref() {
+                "since" => out.query.since = Some(time(&value)?),
+                "until" => out.query.until = Some(time(&value)?),
+                "invocation" => out.query.invocation_id = Some(value.into_owned()),
+                "kind" => out.query.kind = Some(value.into_owned()),
+                "limit" => {
+                    out.query.limit = Some(value.parse().map_err(|_| {
+                        AdminError::BadRequest(format!("`limit={value}` is not a number"))
+                    })?)
+                }
+                "follow" => out.follow = matches!(value.as_ref(), "1" | "true"),
+                other => {
+                    return Err(AdminError::BadRequest(format!("unknown parameter `{other}`")))
+                }
+            }
+        }
+        Ok(out)
     }
 }

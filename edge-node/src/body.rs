@@ -10,6 +10,7 @@ use futures::FutureExt;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use js_runtime::{BodyChunk, BodyError, RequestBody, ResponseBody};
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
 /// Chunks of a request body buffered between the connection and the isolate. A full channel
@@ -21,7 +22,11 @@ const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Streams a request body to the isolate; `None` for a request that has no body. Past
 /// `limit` bytes the stream breaks and the flag is set, so the node can answer 413.
-pub fn request_body<B>(mut incoming: B, limit: u64) -> (RequestBody, Arc<AtomicBool>)
+pub fn request_body<B>(
+    mut incoming: B,
+    limit: u64,
+    counted: Counter,
+) -> (RequestBody, Arc<AtomicBool>)
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + 'static,
@@ -68,6 +73,7 @@ where
                 }
             }
             received += chunk.len() as u64;
+            counted.inc_by(chunk.len() as u64);
             if received > limit {
                 flag.store(true, Ordering::Relaxed);
                 let message = format!("the request body is larger than {limit} bytes");
@@ -82,22 +88,24 @@ where
     (Some(rx), overflowed)
 }
 
-/// A response body: complete, or streamed from the isolate.
+/// A response body: complete, or streamed from the isolate (its bytes counted as they go).
 pub enum OutBody {
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<BodyChunk>),
-}
-
-impl From<ResponseBody> for OutBody {
-    fn from(body: ResponseBody) -> OutBody {
-        match body {
-            ResponseBody::Full(bytes) => OutBody::Full(Some(bytes)),
-            ResponseBody::Stream(rx) => OutBody::Stream(rx),
-        }
-    }
+    Stream(mpsc::Receiver<BodyChunk>, Counter),
 }
 
 impl OutBody {
+    /// A function's response body; its bytes count in `counted`.
+    pub fn counted(body: ResponseBody, counted: Counter) -> OutBody {
+        match body {
+            ResponseBody::Full(bytes) => {
+                counted.inc_by(bytes.len() as u64);
+                OutBody::Full(Some(bytes))
+            }
+            ResponseBody::Stream(rx) => OutBody::Stream(rx, counted),
+        }
+    }
+
     pub fn full(bytes: impl Into<Bytes>) -> OutBody {
         OutBody::Full(Some(bytes.into()))
     }
@@ -115,7 +123,14 @@ impl Body for OutBody {
             OutBody::Full(bytes) => {
                 Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
             }
-            OutBody::Stream(rx) => rx.poll_recv(cx).map(|chunk| chunk.map(|c| c.map(Frame::data))),
+            OutBody::Stream(rx, counted) => rx.poll_recv(cx).map(|chunk| {
+                chunk.map(|c| {
+                    c.map(|bytes| {
+                        counted.inc_by(bytes.len() as u64);
+                        Frame::data(bytes)
+                    })
+                })
+            }),
         }
     }
 
@@ -128,7 +143,7 @@ impl Body for OutBody {
         match self {
             OutBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             OutBody::Full(None) => SizeHint::with_exact(0),
-            OutBody::Stream(_) => SizeHint::default(),
+            OutBody::Stream(..) => SizeHint::default(),
         }
     }
 }

@@ -87,6 +87,56 @@ impl AdminClient {
         self.send(Method::PUT, path, body, "application/octet-stream").await
     }
 
+    /// Follows an event stream (`GET path`), calling `on_event` with each event's JSON data
+    /// until the node ends the stream.
+    pub async fn follow(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(serde_json::Value),
+    ) -> Result<(), ClientError> {
+        let mut request =
+            Request::builder().method(Method::GET).uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = Full::new(Bytes::new()).map_err(|never| match never {}).boxed();
+        let request = request.body(body).map_err(|_| ClientError::Url(self.base.clone()))?;
+        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
+            node: self.base.clone(),
+            message: e.to_string(),
+        };
+        let response = self.http.request(request).await.map_err(|e| unreachable(&e))?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.map_err(|e| unreachable(&e))?;
+            let json: serde_json::Value =
+                serde_json::from_slice(&bytes.to_bytes()).unwrap_or_default();
+            let field = |name: &str| json["error"][name].as_str().unwrap_or_default().to_string();
+            return Err(ClientError::Api {
+                node: self.base.clone(),
+                status,
+                code: field("code"),
+                message: field("message"),
+            });
+        }
+        let mut body = response.into_body();
+        let mut buffer = String::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| unreachable(&e))?;
+            let Ok(data) = frame.into_data() else { continue };
+            buffer.push_str(&String::from_utf8_lossy(&data));
+            while let Some(at) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..at + 2).collect();
+                let data: Vec<&str> =
+                    event.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                if let Ok(json) = serde_json::from_str(&data.join("\n")) {
+                    on_event(json);
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn send(
         &self,
         method: Method,

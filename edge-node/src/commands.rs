@@ -182,3 +182,84 @@ pub async fn secrets(command: SecretsCommand, nodes: &Nodes) -> anyhow::Result<(
     });
     report(futures::future::join_all(calls).await)
 }
+
+/// What `logs` asks for.
+pub struct LogQuery {
+    pub follow: bool,
+    pub since: Option<String>,
+    pub invocation: Option<String>,
+    pub limit: usize,
+}
+
+/// One log record as a line: time, level or outcome, invocation, message or figures.
+fn log_line(node: Option<&str>, r: &serde_json::Value) -> String {
+    let ts = r["ts"].as_u64().unwrap_or(0);
+    let ts = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ts),
+    );
+    let id = r["invocation_id"].as_str().unwrap_or("-");
+    let prefix = node.map(|n| format!("{n} ")).unwrap_or_default();
+    if r["kind"] == "invocation" {
+        format!(
+            "{prefix}{ts} {} {id} {} status {} {:.2} ms, CPU {:.2} ms, {}",
+            r["trigger"].as_str().unwrap_or("?"),
+            r["outcome"].as_str().unwrap_or("?"),
+            r["status"],
+            r["duration_ms"].as_f64().unwrap_or(0.0),
+            r["cpu_ms"].as_f64().unwrap_or(0.0),
+            if r["cold"] == true { "cold" } else { "warm" }
+        )
+    } else {
+        format!(
+            "{prefix}{ts} {:<5} {id} {}",
+            r["level"].as_str().unwrap_or("?"),
+            r["message"].as_str().unwrap_or("")
+        )
+    }
+}
+
+pub async fn logs(name: &str, query: LogQuery, nodes: &Nodes) -> anyhow::Result<()> {
+    let clients = clients(nodes)?;
+    let mut params = url::form_urlencoded::Serializer::new(String::new());
+    params.append_pair("limit", &query.limit.to_string());
+    if let Some(since) = &query.since {
+        params.append_pair("since", since);
+    }
+    if let Some(id) = &query.invocation {
+        params.append_pair("invocation", id);
+    }
+    if query.follow {
+        params.append_pair("follow", "1");
+    }
+    let path = format!("/v1/functions/{name}/logs?{}", params.finish());
+    let several = clients.len() > 1;
+    let calls = clients.iter().map(|client| {
+        let path = path.clone();
+        async move {
+            let node = several.then(|| client.node());
+            let result = if query.follow {
+                client
+                    .follow(&path, |r| say(&log_line(node, &r)))
+                    .await
+                    .map(|()| "stream ended".to_string())
+            } else {
+                client.call(Method::GET, &path, None).await.map(|v| {
+                    let records = v["records"].as_array().cloned().unwrap_or_default();
+                    for r in &records {
+                        say(&log_line(node, r));
+                    }
+                    format!("{} records", records.len())
+                })
+            };
+            (client.node().to_string(), result)
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    // Record lines are the answer; only failures are reported per node.
+    let failed: Vec<_> = results.into_iter().filter(|(_, r)| r.is_err()).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        report(failed)
+    }
+}

@@ -15,7 +15,9 @@ use serde::Serialize;
 
 use crate::functions::{Function, FunctionSpec, Shared};
 use crate::http::{App, Site};
+use crate::logstore::LogStore;
 use crate::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
+use crate::telemetry::{Telemetry, BUCKET_SECONDS};
 
 /// Why an admin operation was refused; `code` and the HTTP status come from the variant.
 #[derive(Debug, thiserror::Error)]
@@ -279,6 +281,49 @@ impl Control {
             .ok_or_else(|| AdminError::NotFound(format!("no function `{name}` is deployed")))?;
         let secrets = self.store.secrets(name)?.into_keys().collect();
         Ok(FunctionView { record, versions, secrets })
+    }
+
+    /// The metrics, with the gauges read from the functions served now.
+    pub fn metrics(&self) -> String {
+        let telemetry = &self.shared.telemetry;
+        telemetry.isolates.clear();
+        telemetry.memory.clear();
+        telemetry.queued.clear();
+        for f in &self.app.site.load().functions {
+            let labels = Telemetry::function(&f.config.name);
+            telemetry.isolates.get_or_create(&labels).set(f.isolates() as i64);
+            telemetry.memory.get_or_create(&labels).set(f.memory_used() as i64);
+            telemetry.queued.get_or_create(&labels).set(f.queued() as i64);
+        }
+        telemetry.encode()
+    }
+
+    /// The last hour of every served function, for the dashboard.
+    pub fn stats(&self) -> serde_json::Value {
+        let site = self.app.site.load();
+        let names: Vec<String> = site.functions.iter().map(|f| f.config.name.clone()).collect();
+        let functions: Vec<serde_json::Value> = self
+            .shared
+            .telemetry
+            .series(&names)
+            .into_iter()
+            .zip(site.functions.iter())
+            .map(|(series, f)| {
+                serde_json::json!({
+                    "name": series.name,
+                    "version": f.version,
+                    "routes": f.config.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                    "isolates": f.isolates(),
+                    "points": series.points,
+                })
+            })
+            .collect();
+        serde_json::json!({ "bucket_seconds": BUCKET_SECONDS, "functions": functions })
+    }
+
+    /// The function log store.
+    pub fn logs(&self) -> &LogStore {
+        &self.shared.logs
     }
 
     pub fn secret_names(&self, name: &str) -> Result<Vec<String>, AdminError> {

@@ -4,17 +4,20 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
 
 use crate::caches::{Bundles, CodeCacheStore};
+use crate::logs::FunctionSink;
+use crate::logstore::{LogStore, Record};
 use crate::pool::{Isolates, PoolSettings, Refusal};
+use crate::telemetry::{InvocationStats, Telemetry};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
-    CodeCache, Failure, HttpResponse, InvokeError, LogRecord, LogSink, Outcome, RequestBody,
-    Worker, WorkerHandle, WorkerOptions, WorkerServices,
+    CodeCache, Failure, Finished, HttpResponse, InvocationEnd, InvokeError, LogRecord, LogSink,
+    Outcome, RequestBody, Worker, WorkerHandle, WorkerOptions, WorkerServices,
 };
 
 /// A function ready to start: its settings and its bundle.
@@ -125,6 +128,8 @@ pub struct Shared {
     pub max_isolates: usize,
     pub bundles: Arc<Bundles>,
     pub code_cache: Arc<CodeCacheStore>,
+    pub telemetry: Arc<Telemetry>,
+    pub logs: Arc<LogStore>,
 }
 
 impl Function {
@@ -176,6 +181,16 @@ impl Function {
         self.isolates.alive()
     }
 
+    /// Bytes its isolates hold (V8 heap and ArrayBuffers).
+    pub fn memory_used(&self) -> u64 {
+        self.isolates.memory_used()
+    }
+
+    /// Requests waiting for one of its isolates.
+    pub fn queued(&self) -> usize {
+        self.isolates.waiting()
+    }
+
     /// How many isolates this function has started, the first included.
     pub fn cold_starts(&self) -> u64 {
         self.isolates.cold_starts()
@@ -209,11 +224,13 @@ impl Function {
         invocation_id: Arc<str>,
         request: http::Request<RequestBody>,
     ) -> Result<HttpResponse, Failure> {
+        let received = Instant::now();
         let mut request = request;
         for _attempt in 0..2 {
-            let lease =
-                self.isolates.acquire(|| self.start_worker()).await.map_err(
-                    |refusal| match refusal {
+            let lease = match self.isolates.acquire(|| self.start_worker()).await {
+                Ok(lease) => lease,
+                Err(refusal) => {
+                    let failure = match refusal {
                         Refusal::Shed => Failure {
                             outcome: Outcome::LoadShed,
                             message:
@@ -223,9 +240,19 @@ impl Function {
                         Refusal::Broken(outcome) => {
                             Failure { outcome, message: "the function cannot start".into() }
                         }
-                    },
-                )?;
-            match lease.handle.invoke(invocation_id.clone(), request).await {
+                    };
+                    let end = InvocationEnd {
+                        outcome: failure.outcome,
+                        status: None,
+                        cpu_time: Duration::ZERO,
+                    };
+                    self.observer(invocation_id.clone(), received, None)(end);
+                    return Err(failure);
+                }
+            };
+            let finished = self.observer(invocation_id.clone(), received, lease.cold);
+            match lease.handle.invoke_observed(invocation_id.clone(), request, Some(finished)).await
+            {
                 Ok(response) => return Ok(response),
                 Err(InvokeError::Failed(failure)) => return Err(failure),
                 Err(InvokeError::Gone(returned)) => {
@@ -240,6 +267,40 @@ impl Function {
 }
 
 impl Function {
+    /// What happens when an invocation is over: metrics, the dashboard's series and an
+    /// invocation summary in the function's log.
+    fn observer(
+        &self,
+        invocation_id: Arc<str>,
+        received: Instant,
+        cold_start: Option<Duration>,
+    ) -> Finished {
+        let telemetry = self.shared.telemetry.clone();
+        let logs = self.shared.logs.clone();
+        let name = self.config.name.clone();
+        let version = self.version;
+        Box::new(move |end: InvocationEnd| {
+            let duration = received.elapsed();
+            telemetry.invocation(&InvocationStats {
+                function: &name,
+                trigger: "http",
+                outcome: end.outcome,
+                duration,
+                cpu_time: end.cpu_time,
+                cold_start,
+            });
+            let mut summary = Record::invocation(&name, end.outcome.as_str());
+            summary.version = version;
+            summary.invocation_id = Some(invocation_id.to_string());
+            summary.trigger = Some("http".into());
+            summary.status = end.status;
+            summary.duration_ms = Some(duration.as_secs_f64() * 1000.0);
+            summary.cpu_ms = Some(end.cpu_time.as_secs_f64() * 1000.0);
+            summary.cold = Some(cold_start.is_some());
+            logs.append(summary);
+        })
+    }
+
     /// Starts one isolate of the function; a failure is logged to the function's log.
     async fn start_worker(&self) -> Result<WorkerHandle, Outcome> {
         let shared = &self.shared;
@@ -271,17 +332,25 @@ impl Function {
             enforce_limits: true,
         };
         let code_cache: Arc<dyn CodeCache> = shared.code_cache.clone();
-        let services =
-            WorkerServices { log_sink: shared.log_sink.clone(), code_cache: Some(code_cache) };
+        let services = WorkerServices { log_sink: self.sink(), code_cache: Some(code_cache) };
         Worker::start(options, services).await.map_err(|e| {
             self.log_error(format!("the function failed to start: {e}"));
             e.outcome()
         })
     }
 
+    /// Where the function's records go: its log in the store, then the node's sink.
+    fn sink(&self) -> Arc<dyn LogSink> {
+        Arc::new(FunctionSink {
+            store: self.shared.logs.clone(),
+            next: self.shared.log_sink.clone(),
+            version: self.version,
+        })
+    }
+
     /// Writes an error of the node's about this function to the function's log.
     fn log_error(&self, message: String) {
-        self.shared.log_sink.log(LogRecord {
+        self.sink().log(LogRecord {
             ts: std::time::SystemTime::now(),
             level: js_runtime::Level::Error,
             function: Arc::from(self.config.name.as_str()),

@@ -13,6 +13,8 @@ use js_runtime::{Failure, Outcome};
 use crate::body::{request_body, OutBody};
 use crate::functions::Function;
 use crate::router::Router;
+use crate::telemetry::Telemetry;
+use tracing::Instrument;
 
 /// The functions being served and the table that routes to them; swapped whole on reload.
 pub struct Site {
@@ -32,6 +34,7 @@ pub struct App {
     pub site: ArcSwap<Site>,
     /// The request limits of `[http]`.
     pub limits: HttpConfig,
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl App {
@@ -210,6 +213,7 @@ where
     let site = app.site.load_full();
     let path = req.uri().path().to_string();
     let Some(index) = site.router.find(strip_port(&authority), &path) else {
+        app.telemetry.unrouted();
         return failure_response(Outcome::NotFound, request_id);
     };
     let function = &site.functions[index];
@@ -228,11 +232,17 @@ where
             )
         }
     };
-    let (body, overflowed) = request_body(incoming, app.limits.max_body_size);
+    let labels = Telemetry::function(&function.config.name);
+    let bytes_in = app.telemetry.bytes_in.get_or_create_owned(&labels);
+    let bytes_out = app.telemetry.bytes_out.get_or_create_owned(&labels);
+    let (body, overflowed) = request_body(incoming, app.limits.max_body_size, bytes_in);
     let request = Request::from_parts(parts, body);
-    tracing::debug!(%remote, function = %function.config.name, %request_id, %path, "invoke");
-    match function.invoke(Arc::from(request_id), request).await {
-        Ok(response) => response.map(OutBody::from),
+    let span = tracing::debug_span!("request", %request_id, function = %function.config.name, protocol = ?request.version());
+    let _entered = span.enter();
+    tracing::debug!(%remote, %path, "invoke");
+    drop(_entered);
+    match function.invoke(Arc::from(request_id), request).instrument(span).await {
+        Ok(response) => response.map(|body| OutBody::counted(body, bytes_out)),
         Err(_) if overflowed.load(Ordering::Relaxed) => body_too_large(&app.limits, request_id),
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {

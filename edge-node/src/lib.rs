@@ -12,10 +12,12 @@ pub mod functions;
 mod h3;
 mod http;
 pub mod logs;
+pub mod logstore;
 mod pool;
 mod router;
 mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 
 use std::collections::HashSet;
@@ -38,8 +40,10 @@ use crate::deploy::Control;
 use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Protocol, Site};
+use crate::logstore::LogStore;
 use crate::server::Listeners;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 pub use crate::tls::{CertSource, CertStore, TlsError};
 
 /// Why a node could not start.
@@ -117,7 +121,15 @@ impl Node {
             .map_err(data_error(data.join("bundles")))?;
         let code_cache = CodeCacheStore::open(&data.join("code-cache"), config.runtime.code_cache)
             .map_err(data_error(data.join("code-cache")))?;
+        let logs = LogStore::open(
+            data.join("logs"),
+            logstore::Bounds { max_size: config.logs.max_size, max_age: config.logs.max_age },
+        )
+        .map_err(data_error(data.join("logs")))?;
+        let telemetry = Telemetry::new(&config.node.id, &config.node.region);
         let shared = Arc::new(Shared {
+            telemetry: Arc::new(telemetry),
+            logs: Arc::new(logs),
             bundles: Arc::new(bundles),
             code_cache: Arc::new(code_cache),
             allow_eval: config.runtime.allow_eval,
@@ -147,7 +159,11 @@ impl Node {
             }
         }
         let site = start_functions(functions, &shared).await;
-        let app = Arc::new(App { site: ArcSwap::from_pointee(site), limits: config.http.clone() });
+        let app = Arc::new(App {
+            site: ArcSwap::from_pointee(site),
+            limits: config.http.clone(),
+            telemetry: shared.telemetry.clone(),
+        });
         let control = store.map(|store| {
             Arc::new(Control::new(
                 store,

@@ -79,3 +79,28 @@ impl LogSink for TracingSink {
         }
     }
 }
+
+/// A function's sink: each record, its message cut to [`logstore::MAX_MESSAGE_CHARS`], goes to
+/// the node's log store (with the function's version) and on to the node's own sink.
+pub struct FunctionSink {
+    pub store: std::sync::Arc<crate::logstore::LogStore>,
+    pub next: std::sync::Arc<dyn LogSink>,
+    pub version: Option<u64>,
+}
+
+impl LogSink for FunctionSink {
+    fn log(&self, mut record: LogRecord) {
+        record.message = crate::logstore::truncate(&record.message);
+        let mut kept = crate::logstore::Record::log(
+            &record.function,
+            record.ts,
+            record.level.as_str(),
+            &record.message,
+        );
+        kept.version = self.version;
+        kept.invocation_id = record.invocation_id.as_deref().map(str::to_string);
+        kept.trigger = record.invocation_id.is_some().then(|| "http".to_string());
+        self.store.append(kept);
+        self.next.log(record);
+    }
+}

@@ -81,6 +81,24 @@ enum Command {
         #[command(flatten)]
         nodes: Nodes,
     },
+    /// Read a function's log (console lines and invocation summaries), or tail it.
+    Logs {
+        name: String,
+        /// Keep printing new records as they come.
+        #[arg(long, short)]
+        follow: bool,
+        /// Records since this time (RFC 3339, or milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the records of this invocation (request id).
+        #[arg(long)]
+        invocation: Option<String>,
+        /// How many of the newest records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
     /// Manage a function's secrets (write-only: values are never shown).
     Secrets {
         #[command(subcommand)]
@@ -163,6 +181,10 @@ fn main() -> ExitCode {
             Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
             Command::Functions { command, nodes } => commands::functions(command, &nodes).await,
             Command::Secrets { command, nodes } => commands::secrets(command, &nodes).await,
+            Command::Logs { name, follow, since, invocation, limit, nodes } => {
+                let query = commands::LogQuery { follow, since, invocation, limit };
+                commands::logs(&name, query, &nodes).await
+            }
         }
     });
     match result {

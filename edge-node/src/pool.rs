@@ -97,6 +97,8 @@ pub struct Lease<'a> {
     pool: &'a Isolates,
     id: u64,
     pub handle: WorkerHandle,
+    /// How long starting the isolate took, when this lease started it (a cold start).
+    pub cold: Option<Duration>,
 }
 
 impl Drop for Lease<'_> {
@@ -177,7 +179,12 @@ impl Isolates {
                         let slot = &mut state.slots[i];
                         slot.load += 1;
                         slot.last_used = Instant::now();
-                        return Ok(Lease { pool: self, id: slot.id, handle: slot.handle.clone() });
+                        return Ok(Lease {
+                            pool: self,
+                            id: slot.id,
+                            handle: slot.handle.clone(),
+                            cold: None,
+                        });
                     }
                     Decision::Start => state.starting += 1,
                     Decision::Wait => {
@@ -190,7 +197,9 @@ impl Isolates {
             };
             if decision == Decision::Start {
                 self.cold_starts.fetch_add(1, Ordering::Relaxed);
+                let starting = Instant::now();
                 let started = start().await;
+                let took = starting.elapsed();
                 let mut state = self.lock();
                 state.starting -= 1;
                 match started {
@@ -204,7 +213,7 @@ impl Isolates {
                             load: 1,
                             last_used: Instant::now(),
                         });
-                        return Ok(Lease { pool: self, id, handle });
+                        return Ok(Lease { pool: self, id, handle, cold: Some(took) });
                     }
                     Err(outcome) => {
                         state.broken = Some(outcome);
@@ -220,6 +229,16 @@ impl Isolates {
                 return Err(Refusal::Shed);
             }
         }
+    }
+
+    /// Bytes the function's isolates hold (V8 heap and ArrayBuffers), as last measured.
+    pub fn memory_used(&self) -> u64 {
+        self.lock().slots.iter().map(|s| s.handle.memory_used()).sum()
+    }
+
+    /// Requests waiting for an isolate now.
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting
     }
 
     /// Forgets isolates that a limit stopped.

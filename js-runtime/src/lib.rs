@@ -14,8 +14,8 @@ mod worker;
 
 pub use code_cache::CodeCache;
 pub use ext::{
-    BodyChunk, BodyError, Failure, HttpResponse, Invocation, Level, LogRecord, LogSink, Outcome,
-    Reply, RequestBody, ResponseBody, USER_AGENT,
+    BodyChunk, BodyError, Failure, Finished, HttpResponse, Invocation, InvocationEnd, Level,
+    LogRecord, LogSink, Outcome, Reply, RequestBody, ResponseBody, USER_AGENT,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;

@@ -39,6 +39,11 @@ impl Default for Limits {
 #[derive(Clone, Copy)]
 pub(crate) struct CpuClock(libc::clockid_t);
 
+/// The calling thread's CPU time.
+pub(crate) fn thread_cpu_time() -> Duration {
+    CpuClock::current_thread().now()
+}
+
 impl CpuClock {
     /// The clock of the calling thread.
     pub fn current_thread() -> CpuClock {
@@ -262,6 +267,11 @@ impl ArrayBufferBudget {
 
     pub fn set_heap_used(&self, bytes: usize) {
         self.heap_used.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The V8 heap at the last look plus the ArrayBuffer bytes now.
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Relaxed).saturating_add(self.heap_used.load(Ordering::Relaxed))
     }
 
     fn reserve(&self, len: usize) -> bool {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -14,7 +15,9 @@ use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::code_cache::CodeCache;
-use crate::ext::{self, Failure, Host, HttpResponse, Invocation, LogSink, Outcome, Reply};
+use crate::ext::{
+    self, Failure, Finished, Host, HttpResponse, Invocation, LogSink, Outcome, Reply,
+};
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
 use crate::loader::{module_url, BundleLoader};
@@ -94,6 +97,7 @@ pub struct Worker;
 #[derive(Clone)]
 pub struct WorkerHandle {
     inbox: mpsc::UnboundedSender<Invocation>,
+    memory: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -106,7 +110,9 @@ impl Worker {
         let (inbox, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let memory = options.limits.memory;
-        let job = Job { options, services, inbox: rx, ready: ready_tx };
+        let in_use = Arc::new(AtomicU64::new(0));
+        let job =
+            Job { options, services, inbox: rx, ready: ready_tx, memory_in_use: in_use.clone() };
         let job = match spare::take(memory) {
             Some(spare) => spare.send(job).err(),
             None => Some(job),
@@ -120,7 +126,7 @@ impl Worker {
         }
         spare::replenish(memory);
         match ready_rx.await {
-            Ok(Ok(())) => Ok(WorkerHandle { inbox }),
+            Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
         }
@@ -135,9 +141,19 @@ impl WorkerHandle {
         invocation_id: Arc<str>,
         request: http::Request<crate::RequestBody>,
     ) -> Result<HttpResponse, InvokeError> {
+        self.invoke_observed(invocation_id, request, None).await
+    }
+
+    /// [`WorkerHandle::invoke`], with `finished` called when the invocation is over.
+    pub async fn invoke_observed(
+        &self,
+        invocation_id: Arc<str>,
+        request: http::Request<crate::RequestBody>,
+        finished: Option<Finished>,
+    ) -> Result<HttpResponse, InvokeError> {
         let (reply, response) = oneshot::channel();
         if let Err(mpsc::error::SendError(invocation)) =
-            self.inbox.send(Invocation { invocation_id, request, reply })
+            self.inbox.send(Invocation { invocation_id, request, reply, finished })
         {
             return Err(InvokeError::Gone(invocation.request));
         }
@@ -150,6 +166,12 @@ impl WorkerHandle {
                 message: "the isolate stopped".into(),
             })),
         }
+    }
+
+    /// Bytes the isolate holds now: its V8 heap and its ArrayBuffers, as last measured (after
+    /// each entry into the isolate).
+    pub fn memory_used(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
     }
 
     /// Whether the worker is still running: a worker stopped by a limit is gone for good and
@@ -165,6 +187,8 @@ pub(crate) struct Job {
     pub services: WorkerServices,
     pub inbox: mpsc::UnboundedReceiver<Invocation>,
     pub ready: oneshot::Sender<Result<(), StartError>>,
+    /// Where the isolate publishes the memory it holds, for [`WorkerHandle::memory_used`].
+    pub memory_in_use: Arc<AtomicU64>,
 }
 
 /// An isolate before it has a function: made from the snapshot with everything that does not
@@ -236,18 +260,20 @@ impl Isolate {
     /// Gives the isolate its function, then serves invocations until the worker ends.
     pub async fn run(self, job: Job) {
         let Isolate { mut js, guard, budget, loader, resolver, .. } = self;
-        let Job { options, services, inbox, ready } = job;
+        let Job { options, services, inbox, ready, memory_in_use } = job;
         let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
         fetch_policy::install(policy.clone());
         resolver.set(policy);
         loader.set(options.bundle.clone(), services.code_cache.clone());
-        js.op_state().borrow_mut().put(Host::new(
+        let mut host = Host::new(
             options.name.clone(),
             services.log_sink.clone(),
             inbox,
             options.limits.cpu_time,
             options.limits.wall_time,
-        ));
+        );
+        host.cpu_clock = crate::limits::thread_cpu_time;
+        js.op_state().borrow_mut().put(host);
         let clock = guard.clock();
         guard.arm(clock.now(), options.limits.startup_time);
         let started = load_function(&mut js, &options).await;
@@ -263,7 +289,8 @@ impl Isolate {
             return;
         }
         let _ = ready.send(Ok(()));
-        let result = drive(&mut js, &guard, &budget, options.enforce_limits).await;
+        let result = drive(&mut js, &guard, &budget, &memory_in_use, options.enforce_limits).await;
+        memory_in_use.store(0, Ordering::Relaxed);
         let state = js.op_state();
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
@@ -352,6 +379,7 @@ async fn drive(
     js: &mut JsRuntime,
     guard: &Guard,
     budget: &ArrayBufferBudget,
+    memory_in_use: &AtomicU64,
     enforce: bool,
 ) -> Result<(), deno_core::error::CoreError> {
     let state = js.op_state();
@@ -376,16 +404,20 @@ async fn drive(
         }
         let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
         let before = clock.now();
+        state.borrow_mut().borrow_mut::<Host>().enter(before);
         guard.arm(before, cpu_budget);
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
         guard.disarm();
         if guard.tripped().is_some() {
             // deno_core absorbs a termination inside its event loop tick; the isolate is
-            // done for all the same.
+            // done for all the same. What the entry used still counts.
+            let used = clock.now().saturating_sub(before);
+            state.borrow_mut().borrow_mut::<Host>().add_cpu(used);
             return Poll::Ready(Ok(()));
         }
         let used = clock.now().saturating_sub(before);
         budget.set_heap_used(heap_used(js));
+        memory_in_use.store(budget.in_use() as u64, Ordering::Relaxed);
 
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();

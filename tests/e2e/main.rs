@@ -7,6 +7,7 @@ mod fetch;
 mod h3;
 mod isolation;
 mod limits;
+mod observe;
 mod pool;
 mod server;
 mod specs;

@@ -54,6 +54,10 @@ pub struct Host {
     wall_time: Duration,
     live: HashMap<u32, Live>,
     next_id: u32,
+    /// The thread CPU clock's reading when the current entry into the isolate began.
+    entry_started: Option<Duration>,
+    /// Reads the isolate thread's CPU clock.
+    pub cpu_clock: fn() -> Duration,
 }
 
 impl Host {
@@ -73,6 +77,8 @@ impl Host {
             wall_time,
             live: HashMap::new(),
             next_id: 0,
+            entry_started: None,
+            cpu_clock: || Duration::ZERO,
         }
     }
 
@@ -111,9 +117,25 @@ impl Host {
             .unwrap_or(self.cpu_time)
     }
 
+    /// Adds CPU time to every live invocation without ending any (the isolate is being
+    /// stopped, and they end with the reason it stops).
+    pub fn add_cpu(&mut self, used: Duration) {
+        self.entry_started = None;
+        for live in self.live.values_mut() {
+            live.cpu_used += used;
+        }
+    }
+
+    /// Notes that an entry into the isolate begins at `cpu_now` (the thread's CPU clock), so
+    /// an invocation that finishes within the entry is charged its part of it.
+    pub fn enter(&mut self, cpu_now: Duration) {
+        self.entry_started = Some(cpu_now);
+    }
+
     /// Charges CPU time spent in the isolate to every invocation live during it, and ends
     /// those whose budget is spent with `exceeded_cpu`.
     pub fn charge(&mut self, used: Duration) {
+        self.entry_started = None;
         let limit = self.cpu_time;
         self.live.retain(|_, live| {
             live.cpu_used += used;
@@ -139,17 +161,34 @@ impl Host {
     }
 }
 
-/// An invocation the isolate has taken and not finished.
+/// An invocation the isolate has taken and not finished. Dropping it reports its end.
 struct Live {
     body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
     reply: Option<tokio::sync::oneshot::Sender<Reply>>,
     stream: Option<mpsc::Sender<BodyChunk>>,
     cpu_used: Duration,
     deadline: Instant,
+    status: Option<u16>,
+    /// The first failure, if it failed.
+    failed: Option<Outcome>,
+    finished: Option<Finished>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(finished) = self.finished.take() {
+            finished(InvocationEnd {
+                outcome: self.failed.unwrap_or(Outcome::Ok),
+                status: self.status,
+                cpu_time: self.cpu_used,
+            });
+        }
+    }
 }
 
 impl Live {
     fn fail(&mut self, outcome: Outcome, message: &str) {
+        self.failed.get_or_insert(outcome);
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(Reply::Failed(Failure { outcome, message: message.to_string() }));
         } else if let Some(stream) = self.stream.take() {
@@ -206,7 +245,7 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
     let Some(invocation) = next else {
         return Ok(None);
     };
-    let Invocation { invocation_id, request, reply } = invocation;
+    let Invocation { invocation_id, request, reply, finished } = invocation;
     let (parts, body) = request.into_parts();
     let headers = parts
         .headers
@@ -226,6 +265,9 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
             stream: None,
             cpu_used: Duration::ZERO,
             deadline: Instant::now() + host.wall_time,
+            status: None,
+            failed: None,
+            finished,
         },
     );
     Ok(Some(NextRequest {
@@ -314,6 +356,7 @@ fn respond(
 
 fn reply(state: &mut OpState, id: u32, response: HttpResponse) {
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+        live.status = Some(response.status().as_u16());
         if let Some(reply) = live.reply.take() {
             let _ = reply.send(Reply::Response(response));
         }
@@ -390,7 +433,14 @@ fn op_isola_fail(
 /// Marks an invocation finished: its response is sent and its `waitUntil` work settled.
 #[op2(fast)]
 fn op_isola_done(state: &mut OpState, #[smi] id: u32) {
-    if let Some(mut live) = state.borrow_mut::<Host>().live.remove(&id) {
+    let host = state.borrow_mut::<Host>();
+    let entry_started = host.entry_started;
+    if let Some(mut live) = host.live.remove(&id) {
+        // The entry still running counts for it up to now.
+        if let Some(started) = entry_started {
+            let now = (host.cpu_clock)();
+            live.cpu_used += now.saturating_sub(started);
+        }
         // The JS side answers or fails every invocation before it is done; this is a guard.
         if live.reply.is_some() {
             live.fail(Outcome::Internal, "the invocation ended without a response");

@@ -41,6 +41,23 @@ pub struct Invocation {
     pub request: http::Request<RequestBody>,
     /// Receives the response head (or the failure) as soon as the function answers.
     pub reply: oneshot::Sender<Reply>,
+    /// Called once when the invocation is over (response sent, `waitUntil` work settled, or
+    /// ended by a limit), on the isolate's thread. Not called for a request handed back
+    /// untouched ([`Reply::Returned`]).
+    pub finished: Option<Finished>,
+}
+
+/// The observer of one invocation's end; see [`Invocation::finished`].
+pub type Finished = Box<dyn FnOnce(InvocationEnd) + Send>;
+
+/// How an invocation ended, as observed when it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvocationEnd {
+    pub outcome: Outcome,
+    /// The response status, if the function answered.
+    pub status: Option<u16>,
+    /// CPU time charged to the invocation.
+    pub cpu_time: std::time::Duration,
 }
 
 /// What a worker answers an invocation with.

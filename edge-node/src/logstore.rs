@@ -1,0 +1,357 @@
+//! Function logs kept on disk: every console record and every invocation summary, per
+//! function, in JSON-lines segment files under `data_dir/logs/<function>/`, bounded by size
+//! and age (`[logs]`), queryable by time and invocation id, and broadcast live for tails.
+//!
+//! Records reach the store synchronously from isolate threads (nothing is sampled): they are
+//! broadcast to tails at once and handed to one writer thread that appends them in batches.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// Longest message kept whole; longer ones are cut and marked.
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+
+/// One record of a function's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// `log` (a console line, or a node message about the function) or `invocation` (a summary).
+    pub kind: String,
+    pub function: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// `debug`, `log` (console.log and console.info), `warn` or `error` (log records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How the invocation ended (summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold: Option<bool>,
+}
+
+impl Record {
+    /// A log line; the caller has cut the message to [`MAX_MESSAGE_CHARS`].
+    pub fn log(function: &str, ts: SystemTime, level: &str, message: &str) -> Record {
+        Record {
+            ts: millis(ts),
+            kind: "log".into(),
+            function: function.into(),
+            version: None,
+            invocation_id: None,
+            trigger: None,
+            level: Some(level.into()),
+            message: Some(message.into()),
+            outcome: None,
+            status: None,
+            duration_ms: None,
+            cpu_ms: None,
+            cold: None,
+        }
+    }
+
+    pub fn invocation(function: &str, outcome: &str) -> Record {
+        Record {
+            kind: "invocation".into(),
+            level: None,
+            message: None,
+            outcome: Some(outcome.into()),
+            ..Record::log(function, SystemTime::now(), "", "")
+        }
+    }
+}
+
+pub fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// Cuts a message over [`MAX_MESSAGE_CHARS`] characters, saying how much was cut.
+pub fn truncate(message: &str) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message.to_string(),
+        Some((at, _)) => {
+            let cut = message[at..].chars().count();
+            format!("{}… [truncated {cut} characters]", &message[..at])
+        }
+    }
+}
+
+/// What a query asks for.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    /// Records at or after this time (ms since the epoch).
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub invocation_id: Option<String>,
+    pub kind: Option<String>,
+    /// The newest this many, oldest first. Default 100, at most 10,000.
+    pub limit: Option<usize>,
+}
+
+/// The log store of a node.
+pub struct LogStore {
+    dir: PathBuf,
+    live: broadcast::Sender<Arc<Record>>,
+    writer: Option<mpsc::Sender<Arc<Record>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Size and age bounds per function.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub max_size: u64,
+    pub max_age: Duration,
+}
+
+impl LogStore {
+    pub fn open(dir: PathBuf, bounds: Bounds) -> std::io::Result<LogStore> {
+        std::fs::create_dir_all(&dir)?;
+        let (live, _) = broadcast::channel(16 * 1024);
+        let (tx, rx) = mpsc::channel();
+        let writer_dir = dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("function-logs".into())
+            .spawn(move || write_loop(&writer_dir, bounds, rx))?;
+        Ok(LogStore { dir, live, writer: Some(tx), thread: Some(thread) })
+    }
+
+    /// Keeps a record and shows it to every tail.
+    pub fn append(&self, record: Record) {
+        let record = Arc::new(record);
+        let _ = self.live.send(record.clone());
+        if let Some(writer) = &self.writer {
+            let _ = writer.send(record);
+        }
+    }
+
+    /// Records as they come.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Record>> {
+        self.live.subscribe()
+    }
+
+    /// A function's records matching `query`, oldest first. Reads what the writer has
+    /// flushed (it flushes after every batch, within milliseconds).
+    pub fn query(&self, function: &str, query: &Query) -> std::io::Result<Vec<Record>> {
+        let limit = query.limit.unwrap_or(100).clamp(1, 10_000);
+        let dir = self.dir.join(function);
+        let mut segments = segments(&dir);
+        segments.reverse();
+        let mut out: Vec<Record> = Vec::new();
+        for (_, path) in segments {
+            let Ok(file) = std::fs::File::open(&path) else { continue };
+            let mut found: Vec<Record> = std::io::BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|line| serde_json::from_str::<Record>(&line).ok())
+                .filter(|r| matches(r, query))
+                .collect();
+            found.append(&mut out);
+            out = found;
+            if out.len() >= limit {
+                break;
+            }
+        }
+        let skip = out.len().saturating_sub(limit);
+        Ok(out.split_off(skip))
+    }
+}
+
+impl Drop for LogStore {
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn matches(r: &Record, q: &Query) -> bool {
+    q.since.is_none_or(|t| r.ts >= t)
+        && q.until.is_none_or(|t| r.ts <= t)
+        && q.invocation_id.as_ref().is_none_or(|id| r.invocation_id.as_ref() == Some(id))
+        && q.kind.as_ref().is_none_or(|k| &r.kind == k)
+}
+
+/// A function folder's segments, oldest first: `<first ms>.jsonl`.
+fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let start = name.to_str()?.strip_suffix(".jsonl")?.parse().ok()?;
+            Some((start, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+struct Open {
+    file: std::io::BufWriter<std::fs::File>,
+    size: u64,
+}
+
+fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
+    let segment_size = (bounds.max_size / 8).max(64 * 1024);
+    let mut open: HashMap<String, Open> = HashMap::new();
+    let mut last_sweep = SystemTime::now();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let mut touched = Vec::new();
+        for record in batch {
+            let Ok(line) = serde_json::to_string(&*record) else { continue };
+            let function = record.function.as_str();
+            if !is_safe_name(function) {
+                continue;
+            }
+            let rotate = open.get(function).is_none_or(|o| o.size >= segment_size);
+            if rotate {
+                open.remove(function);
+                let folder = dir.join(function);
+                let path = folder.join(format!("{}.jsonl", record.ts));
+                let file = std::fs::create_dir_all(&folder).and_then(|()| {
+                    std::fs::OpenOptions::new().create(true).append(true).open(&path)
+                });
+                match file {
+                    Ok(file) => {
+                        open.insert(
+                            function.to_string(),
+                            Open { file: std::io::BufWriter::new(file), size: 0 },
+                        );
+                        enforce(&folder, bounds);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, function, "cannot write the function's log");
+                        continue;
+                    }
+                }
+            }
+            if let Some(o) = open.get_mut(function) {
+                if writeln!(o.file, "{line}").is_ok() {
+                    o.size += line.len() as u64 + 1;
+                }
+                touched.push(function.to_string());
+            }
+        }
+        for function in touched {
+            if let Some(o) = open.get_mut(&function) {
+                let _ = o.file.flush();
+            }
+        }
+        if last_sweep.elapsed().unwrap_or_default() > Duration::from_secs(60) {
+            last_sweep = SystemTime::now();
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    enforce(&entry.path(), bounds);
+                }
+            }
+        }
+    }
+}
+
+/// Deletes a function's oldest segments while they exceed the size bound, and those older
+/// than the age bound; the newest segment stays.
+fn enforce(folder: &Path, bounds: Bounds) {
+    let segments = segments(folder);
+    let Some((_, newest)) = segments.last().cloned() else { return };
+    let mut total: u64 =
+        segments.iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let oldest_kept = millis(SystemTime::now()).saturating_sub(bounds.max_age.as_millis() as u64);
+    for (i, (_, path)) in segments.iter().enumerate() {
+        if *path == newest {
+            break;
+        }
+        // A segment is as new as the next one's start.
+        let ends = segments.get(i + 1).map_or(u64::MAX, |(start, _)| *start);
+        if total > bounds.max_size || ends < oldest_kept {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(path).is_ok() {
+                total = total.saturating_sub(size);
+            }
+        }
+    }
+}
+
+/// Function names are checked by config; this keeps a bad one from escaping the folder.
+fn is_safe_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_long_messages_with_a_marker() {
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 5);
+        let cut = truncate(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
+        assert!(cut.ends_with("… [truncated 5 characters]"), "{}", &cut[cut.len() - 40..]);
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn keeps_queries_and_bounds_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let bounds = Bounds { max_size: 512 * 1024, max_age: Duration::from_secs(3600) };
+        let store = LogStore::open(dir.path().to_path_buf(), bounds).unwrap();
+        for i in 0..20_000u64 {
+            let mut r = Record::log(
+                "f",
+                SystemTime::now(),
+                "info",
+                &format!("line {i} {}", "x".repeat(40)),
+            );
+            r.invocation_id = Some(format!("inv-{}", i % 100));
+            store.append(r);
+        }
+        store.append(Record::log("g", SystemTime::now(), "info", "other"));
+        drop(store);
+        let store = LogStore::open(dir.path().to_path_buf(), bounds).unwrap();
+        let last = store.query("f", &Query { limit: Some(3), ..Query::default() }).unwrap();
+        let lines: Vec<_> =
+            last.iter().map(|r| r.message.clone().unwrap()[..10].to_string()).collect();
+        assert_eq!(lines, ["line 19997", "line 19998", "line 19999"]);
+        let one = store
+            .query(
+                "f",
+                &Query {
+                    invocation_id: Some("inv-7".into()),
+                    limit: Some(10_000),
+                    ..Query::default()
+                },
+            )
+            .unwrap();
+        assert!(one.iter().all(|r| r.invocation_id.as_deref() == Some("inv-7")));
+        assert!(!one.is_empty());
+        let total: u64 = segments(&dir.path().join("f"))
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+            .sum();
+        let segment = 64 * 1024; // max_size / 8, at least 64 KiB
+        assert!(total <= 512 * 1024 + segment, "bounded: {total} bytes");
+        assert_eq!(store.query("g", &Query::default()).unwrap().len(), 1);
+    }
+}

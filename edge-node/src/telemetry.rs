@@ -1,0 +1,379 @@
+//! Metrics (Prometheus text format, prometheus-client) and the per-function time series the
+//! dashboard draws. Every series carries the node id and region; the other labels are the
+//! function name, the trigger and the outcome, all bounded sets.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use js_runtime::Outcome;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    pub function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    pub function: String,
+    pub trigger: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub function: String,
+    pub trigger: String,
+    pub outcome: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// One finished invocation, as metrics and the dashboard count it.
+#[derive(Debug, Clone)]
+pub struct InvocationStats<'a> {
+    pub function: &'a str,
+    pub trigger: &'a str,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    pub cpu_time: Duration,
+    /// The isolate start this invocation waited for, if it was a cold start.
+    pub cold_start: Option<Duration>,
+}
+
+/// The node's metrics.
+pub struct Telemetry {
+    registry: Registry,
+    invocations: Family<OutcomeLabels, Counter>,
+    duration: Histograms<TriggerLabels>,
+    cpu: Histograms<FunctionLabels>,
+    cold_starts: Family<FunctionLabels, Counter>,
+    warm_starts: Family<FunctionLabels, Counter>,
+    cold_start_duration: Histograms<FunctionLabels>,
+    pub isolates: Family<FunctionLabels, Gauge>,
+    pub memory: Family<FunctionLabels, Gauge>,
+    pub queued: Family<FunctionLabels, Gauge>,
+    load_shed: Family<FunctionLabels, Counter>,
+    pub bytes_in: Family<FunctionLabels, Counter>,
+    pub bytes_out: Family<FunctionLabels, Counter>,
+    unrouted: Counter,
+    series: Mutex<HashMap<String, Series>>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~65 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+fn cpu_histogram() -> Histogram {
+    // 0.1 ms to ~3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Telemetry {
+    pub fn new(node: &str, region: &str) -> Telemetry {
+        let labels = [
+            ("node".into(), node.to_string().into()),
+            ("region".into(), region.to_string().into()),
+        ];
+        let mut registry = Registry::with_prefix_and_labels("edge", labels.into_iter());
+        let t = Telemetry {
+            invocations: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            cpu: Family::new_with_constructor(cpu_histogram),
+            cold_starts: Family::default(),
+            warm_starts: Family::default(),
+            cold_start_duration: Family::new_with_constructor(latency_histogram),
+            isolates: Family::default(),
+            memory: Family::default(),
+            queued: Family::default(),
+            load_shed: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            unrouted: Counter::default(),
+            series: Mutex::new(HashMap::new()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "invocations",
+            "Invocations by function, trigger and outcome",
+            t.invocations.clone(),
+        );
+        registry.register_with_unit(
+            "invocation_duration",
+            "Wall time of an invocation, until its response and waitUntil work are done",
+            Unit::Seconds,
+            t.duration.clone(),
+        );
+        registry.register_with_unit(
+            "invocation_cpu",
+            "CPU time charged to an invocation",
+            Unit::Seconds,
+            t.cpu.clone(),
+        );
+        registry.register(
+            "cold_starts",
+            "Invocations that started an isolate",
+            t.cold_starts.clone(),
+        );
+        registry.register(
+            "warm_starts",
+            "Invocations served by a running isolate",
+            t.warm_starts.clone(),
+        );
+        registry.register_with_unit(
+            "cold_start_duration",
+            "Time to start an isolate for an invocation (snapshot, modules, top-level code)",
+            Unit::Seconds,
+            t.cold_start_duration.clone(),
+        );
+        registry.register("isolates", "Isolates alive", t.isolates.clone());
+        registry.register_with_unit(
+            "isolate_memory",
+            "V8 heap and ArrayBuffer bytes held by the function's isolates",
+            Unit::Bytes,
+            t.memory.clone(),
+        );
+        registry.register(
+            "pool_queued_requests",
+            "Requests waiting for an isolate",
+            t.queued.clone(),
+        );
+        registry.register(
+            "load_shed",
+            "Requests refused because the pool was full",
+            t.load_shed.clone(),
+        );
+        registry.register_with_unit(
+            "request_body",
+            "Request body bytes received",
+            Unit::Bytes,
+            t.bytes_in.clone(),
+        );
+        registry.register_with_unit(
+            "response_body",
+            "Response body bytes sent",
+            Unit::Bytes,
+            t.bytes_out.clone(),
+        );
+        registry.register("unrouted_requests", "Requests no route matched", t.unrouted.clone());
+        Telemetry { registry, ..t }
+    }
+
+    pub fn function(name: &str) -> FunctionLabels {
+        FunctionLabels { function: name.to_string() }
+    }
+
+    /// Counts one finished invocation.
+    pub fn invocation(&self, s: &InvocationStats) {
+        let function = Telemetry::function(s.function);
+        let trigger = TriggerLabels { function: s.function.into(), trigger: s.trigger.into() };
+        let outcome = OutcomeLabels {
+            function: s.function.into(),
+            trigger: s.trigger.into(),
+            outcome: s.outcome.as_str().into(),
+        };
+        self.invocations.get_or_create(&outcome).inc();
+        self.duration.get_or_create(&trigger).observe(s.duration.as_secs_f64());
+        self.cpu.get_or_create(&function).observe(s.cpu_time.as_secs_f64());
+        match s.cold_start {
+            Some(start) => {
+                self.cold_starts.get_or_create(&function).inc();
+                self.cold_start_duration.get_or_create(&function).observe(start.as_secs_f64());
+            }
+            None => {
+                self.warm_starts.get_or_create(&function).inc();
+            }
+        }
+        if s.outcome == Outcome::LoadShed {
+            self.load_shed.get_or_create(&function).inc();
+        }
+        let mut series = self.series.lock().expect("series lock");
+        series.entry(s.function.to_string()).or_default().add(s);
+    }
+
+    /// Counts a request no route matched.
+    pub fn unrouted(&self) {
+        self.unrouted.inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
+        out
+    }
+
+    /// Per-function time series over the last hour, for the dashboard.
+    pub fn series(&self, functions: &[String]) -> Vec<FunctionSeries> {
+        let now = bucket_of(SystemTime::now());
+        let series = self.series.lock().expect("series lock");
+        functions
+            .iter()
+            .map(|name| FunctionSeries {
+                name: name.clone(),
+                points: series
+                    .get(name)
+                    .map(|s| s.points(now))
+                    .unwrap_or_else(|| Series::default().points(now)),
+            })
+            .collect()
+    }
+}
+
+/// Seconds per point of the dashboard's series, and how many points an hour holds.
+pub const BUCKET_SECONDS: u64 = 10;
+const BUCKETS: usize = 360;
+/// Latency classes of a bucket: 0.1 ms × 1.25^i.
+const LATENCY_CLASSES: usize = 80;
+
+fn bucket_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / BUCKET_SECONDS
+}
+
+fn latency_class(d: Duration) -> usize {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms <= 0.1 {
+        return 0;
+    }
+    ((ms / 0.1).ln() / 1.25f64.ln()).ceil().min((LATENCY_CLASSES - 1) as f64) as usize
+}
+
+fn class_upper_ms(class: usize) -> f64 {
+    0.1 * 1.25f64.powi(class as i32)
+}
+
+#[derive(Clone)]
+struct Bucket {
+    index: u64,
+    requests: u64,
+    errors: u64,
+    cold_starts: u64,
+    cpu: Duration,
+    latency: [u32; LATENCY_CLASSES],
+}
+
+impl Bucket {
+    fn empty(index: u64) -> Bucket {
+        Bucket {
+            index,
+            requests: 0,
+            errors: 0,
+            cold_starts: 0,
+            cpu: Duration::ZERO,
+            latency: [0; LATENCY_CLASSES],
+        }
+    }
+
+    fn percentile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.latency.iter().map(|&n| u64::from(n)).sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (total as f64 * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (class, &n) in self.latency.iter().enumerate() {
+            seen += u64::from(n);
+            if seen >= rank {
+                return Some(class_upper_ms(class));
+            }
+        }
+        None
+    }
+}
+
+/// A function's last hour in buckets of [`BUCKET_SECONDS`].
+#[derive(Default)]
+struct Series {
+    buckets: Vec<Bucket>,
+}
+
+impl Series {
+    fn add(&mut self, s: &InvocationStats) {
+        if self.buckets.is_empty() {
+            self.buckets = (0..BUCKETS).map(|_| Bucket::empty(u64::MAX)).collect();
+        }
+        let index = bucket_of(SystemTime::now());
+        let slot = &mut self.buckets[(index % BUCKETS as u64) as usize];
+        if slot.index != index {
+            *slot = Bucket::empty(index);
+        }
+        slot.requests += 1;
+        if s.outcome != Outcome::Ok {
+            slot.errors += 1;
+        }
+        if s.cold_start.is_some() {
+            slot.cold_starts += 1;
+        }
+        slot.cpu += s.cpu_time;
+        slot.latency[latency_class(s.duration)] += 1;
+    }
+
+    fn points(&self, now: u64) -> Vec<Point> {
+        (0..BUCKETS as u64)
+            .rev()
+            .map(|ago| {
+                let index = now - ago;
+                let bucket = self
+                    .buckets
+                    .get((index % BUCKETS as u64) as usize)
+                    .filter(|b| b.index == index)
+                    .cloned()
+                    .unwrap_or_else(|| Bucket::empty(index));
+                Point {
+                    t: index * BUCKET_SECONDS,
+                    requests: bucket.requests,
+                    errors: bucket.errors,
+                    cold_starts: bucket.cold_starts,
+                    cpu_ms: bucket.cpu.as_secs_f64() * 1000.0,
+                    p50_ms: bucket.percentile(0.5),
+                    p99_ms: bucket.percentile(0.99),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One point of a function's series.
+#[derive(Debug, Serialize)]
+pub struct Point {
+    /// Start of the bucket, Unix seconds.
+    pub t: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub cold_starts: u64,
+    pub cpu_ms: f64,
+    /// Upper bound of the latency class holding the median (classes grow by 25%).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionSeries {
+    pub name: String,
+    pub points: Vec<Point>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_land_in_the_right_class() {
+        let mut b = Bucket::empty(0);
+        for ms in [1.0, 2.0, 3.0, 4.0, 100.0] {
+            b.latency[latency_class(Duration::from_secs_f64(ms / 1000.0))] += 1;
+        }
+        let p50 = b.percentile(0.5).unwrap();
+        assert!((3.0..3.75).contains(&p50), "{p50}");
+        let p99 = b.percentile(0.99).unwrap();
+        assert!((100.0..125.0).contains(&p99), "{p99}");
+    }
+}

@@ -1,0 +1,245 @@
+//! Observability: /metrics counts every outcome exactly and parses as OpenMetrics (checked by
+//! prometheus_client's parser), a live tail sees a request's console lines (also before a CPU
+//! kill, also while the request still runs), stored logs answer by invocation, and the
+//! dashboard renders in headless Chromium.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use edge_node::client::AdminClient;
+use tests::{curl, function_dir, TestNode, ADMIN_TOKEN};
+use tokio::sync::mpsc;
+
+async fn get(node: &TestNode, path: &str) -> tests::CurlResponse {
+    curl("GET", &node.url(path), &[], None).await
+}
+
+/// The samples of /metrics, parsed by the reference parser.
+async fn metrics(node: &TestNode) -> Vec<serde_json::Value> {
+    let text = curl("GET", &format!("http://{}/metrics", node.admin.unwrap()), &[], None).await;
+    assert_eq!(text.status, 200);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/metrics.py");
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &text.body).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "not valid OpenMetrics: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        text.text()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sample(samples: &[serde_json::Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name)
+        .filter(|s| labels.iter().all(|(k, v)| s["labels"][k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_each_outcome_exactly() {
+    let node = TestNode::start(&[function_dir("outcomes")]).await;
+    let plan =
+        [("/ok", 7, 200, "ok"), ("/throw", 3, 500, "exception"), ("/spin", 2, 503, "exceeded_cpu")];
+    // In this order: 4 ok, 2 spins, 3 throws, 3 ok.
+    for (path, times) in [("/ok", 4), ("/spin", 2), ("/throw", 3), ("/ok", 3)] {
+        let status = plan.iter().find(|p| p.0 == path).unwrap().2;
+        for _ in 0..times {
+            assert_eq!(get(&node, path).await.status, status, "{path}");
+        }
+    }
+    let total: f64 = plan.iter().map(|p| f64::from(p.1)).sum();
+    // Counts land when an invocation is over, just after its response: poll until all are in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut samples = metrics(&node).await;
+    while sample(&samples, "edge_invocations_total", &[]) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        samples = metrics(&node).await;
+    }
+    let f = [("function", "outcomes"), ("node", "local"), ("region", "local")];
+    for (path, times, _, outcome) in plan {
+        let labels = [f[0], f[1], f[2], ("trigger", "http"), ("outcome", outcome)];
+        assert_eq!(sample(&samples, "edge_invocations_total", &labels), f64::from(times), "{path}");
+    }
+    assert_eq!(sample(&samples, "edge_invocations_total", &[]), total, "no other outcome counted");
+    assert_eq!(sample(&samples, "edge_invocation_duration_seconds_count", &f), total);
+    assert_eq!(sample(&samples, "edge_invocation_cpu_seconds_count", &f), total);
+    let cold = sample(&samples, "edge_cold_starts_total", &f);
+    let warm = sample(&samples, "edge_warm_starts_total", &f);
+    assert_eq!(cold + warm, total);
+    // The first isolate starts with the function, before any request; each spin's CPU kill
+    // discards the isolate, so the second spin and the first throw start new ones.
+    assert_eq!(cold, 2.0, "cold starts");
+    assert!(
+        sample(&samples, "edge_invocation_cpu_seconds_sum", &f) >= 2.0 * 0.05,
+        "two spins charged"
+    );
+    assert_eq!(sample(&samples, "edge_isolates", &f), 1.0);
+    assert!(sample(&samples, "edge_isolate_memory_bytes", &f) > 1e6);
+    node.shutdown().await;
+}
+
+/// Follows a function's log through the admin API, passing records on.
+fn tail(node: &TestNode, function: &str) -> mpsc::UnboundedReceiver<serde_json::Value> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client =
+        AdminClient::new(&format!("http://{}", node.admin.unwrap()), Some(ADMIN_TOKEN.into()))
+            .unwrap();
+    let path = format!("/v1/functions/{function}/logs?follow=1");
+    tokio::spawn(async move {
+        let _ = client
+            .follow(&path, |record| {
+                let _ = tx.send(record);
+            })
+            .await;
+    });
+    rx
+}
+
+async fn next_matching(
+    rx: &mut mpsc::UnboundedReceiver<serde_json::Value>,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let record = rx.recv().await.expect("the tail goes on");
+            if pred(&record) {
+                return record;
+            }
+        }
+    })
+    .await
+    .expect("the tail shows the record")
+}
+
+#[tokio::test]
+async fn a_tail_sees_console_lines_as_they_are_written() {
+    let node = TestNode::start(&[function_dir("outcomes")]).await;
+    let mut rx = tail(&node, "outcomes");
+    // The tail is subscribed once it answers; a first request proves it.
+    let ok = get(&node, "/ok").await;
+    let id = ok.header("x-request-id").unwrap().to_string();
+    let line = next_matching(&mut rx, |r| r["message"] == "ok line").await;
+    assert_eq!(line["invocation_id"], id.as_str());
+    assert_eq!(line["level"], "log");
+    let summary = next_matching(&mut rx, |r| r["kind"] == "invocation").await;
+    assert_eq!(
+        (summary["invocation_id"].as_str(), summary["outcome"].as_str()),
+        (Some(id.as_str()), Some("ok"))
+    );
+    assert_eq!(summary["status"], 200);
+
+    // A line written before the CPU limit killed the isolate.
+    let spin = get(&node, "/spin").await;
+    assert_eq!(spin.status, 503);
+    let spin_id = spin.header("x-request-id").unwrap().to_string();
+    let line = next_matching(&mut rx, |r| r["message"] == "before the spin").await;
+    assert_eq!(line["invocation_id"], spin_id.as_str());
+    let summary = next_matching(&mut rx, |r| {
+        r["kind"] == "invocation" && r["invocation_id"] == spin_id.as_str()
+    })
+    .await;
+    assert_eq!(summary["outcome"], "exceeded_cpu");
+
+    // A line of a request still running reaches the tail before the response does.
+    let url = node.url("/linger");
+    let lingering = tokio::spawn(async move { curl("GET", &url, &[], None).await });
+    let line = next_matching(&mut rx, |r| r["message"] == "lingering").await;
+    assert!(!lingering.is_finished(), "the request is still running");
+    let done = lingering.await.unwrap();
+    assert_eq!(line["invocation_id"], done.header("x-request-id").unwrap());
+
+    // Stored: the records of one invocation, and long lines cut with a marker.
+    let long = get(&node, "/long-line").await;
+    let long_id = long.header("x-request-id").unwrap().to_string();
+    let client =
+        AdminClient::new(&format!("http://{}", node.admin.unwrap()), Some(ADMIN_TOKEN.into()))
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let records = loop {
+        let answer = client
+            .call(
+                http::Method::GET,
+                &format!("/v1/functions/outcomes/logs?invocation={long_id}"),
+                None,
+            )
+            .await
+            .unwrap();
+        let records = answer["records"].as_array().cloned().unwrap_or_default();
+        if records.len() >= 2 || Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(records.len(), 2, "the line and the summary: {records:?}");
+    assert!(records.iter().all(|r| r["invocation_id"] == long_id.as_str()));
+    let message = records[0]["message"].as_str().unwrap();
+    assert!(message.starts_with(&"y".repeat(10_000)));
+    assert!(message.ends_with("… [truncated 15000 characters]"), "{}", &message[9_990..]);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_functions_and_charts_in_chromium() {
+    let node = TestNode::start(&[function_dir("outcomes"), function_dir("echo")]).await;
+    for path in ["/ok", "/ok", "/ok", "/throw"] {
+        get(&node, path).await;
+    }
+    let url = format!("http://{}/#token={ADMIN_TOKEN}&function=outcomes", node.admin.unwrap());
+    let browser = |extra: &[&str]| {
+        let profile = tempfile::tempdir().unwrap();
+        let mut cmd = std::process::Command::new("chromium");
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=8000",
+            "--window-size=1280,1100",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(&url);
+        (cmd, profile)
+    };
+    let (mut dump, _profile) = browser(&["--dump-dom"]);
+    let out =
+        tokio::task::spawn_blocking(move || dump.output()).await.unwrap().expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(dom.contains(r#"data-function="outcomes""#), "the function is listed: {dom}");
+    assert!(dom.contains(r#"data-function="echo""#), "every function is listed");
+    let requests = dom
+        .split("data-title=\"Requests and errors\"")
+        .nth(1)
+        .and_then(|rest| rest.split("data-total=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .expect("the requests chart is drawn");
+    assert!(requests >= 4.0, "the chart has the traffic: {requests}");
+    assert!(dom.contains("data-invocation="), "recent invocations are listed");
+
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&png);
+    let (mut shot, _profile) = browser(&[&format!("--screenshot={}", png.display())]);
+    let out = tokio::task::spawn_blocking(move || shot.output()).await.unwrap().unwrap();
+    assert!(png.is_file(), "screenshot saved: {}", String::from_utf8_lossy(&out.stderr));
+    node.shutdown().await;
+}
