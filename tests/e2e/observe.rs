@@ -243,3 +243,81 @@ async fn the_dashboard_shows_functions_and_charts_in_chromium() {
     assert!(png.is_file(), "screenshot saved: {}", String::from_utf8_lossy(&out.stderr));
     node.shutdown().await;
 }
+
+/// A stand-in OTLP/HTTP collector: answers every POST with 200 and passes on its body.
+async fn collector() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<(String, bytes::Bytes)>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.send((path, body));
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn request_spans_are_exported_over_otlp() {
+    let (collector, mut posts) = collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    tests::write_file(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[functions]\ndir = \"fns\"\n",
+    );
+    let fixture = function_dir("outcomes");
+    for file in ["edge.toml", "index.js"] {
+        let text = std::fs::read_to_string(fixture.join(file)).unwrap();
+        tests::write_file(dir.path(), &format!("fns/outcomes/{file}"), &text);
+    }
+    let endpoint = format!("http://{collector}");
+    let node = tests::NodeProcess::start(
+        &dir.path().join("node.toml"),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let res = curl("GET", &format!("http://{}/ok", node.http), &[], None).await;
+    let id = res.header("x-request-id").unwrap().to_string();
+    let (path, body) = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let (path, body) = posts.recv().await.unwrap();
+            if body.windows(id.len()).any(|w| w == id.as_bytes()) {
+                return (path, body);
+            }
+        }
+    })
+    .await
+    .expect("the collector receives the request's span");
+    assert_eq!(path, "/v1/traces");
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        has(b"request") && has(b"outcomes") && has(b"edge-node"),
+        "span name, function, service"
+    );
+    node.kill_9().await;
+}
