@@ -7,6 +7,7 @@ use toml::Table;
 
 use crate::limits::{read_request, LimitsRequest};
 use crate::reader::{join, parse_toml, Reader};
+use crate::triggers::{read_bindings, read_triggers, Binding, Triggers};
 use crate::{ConfigError, Problem};
 
 /// The file name a function folder must hold.
@@ -30,6 +31,10 @@ pub struct EdgeConfig {
     pub limits: LimitsRequest,
     /// The folder holding `edge.toml`; `entry` is resolved from it.
     pub dir: PathBuf,
+    /// `[[triggers.cron]]`, `[[triggers.queue]]`.
+    pub triggers: Triggers,
+    /// `[bindings]`: `env.NAME` for queues.
+    pub bindings: BTreeMap<String, Binding>,
 }
 
 /// One route pattern of a function.
@@ -131,7 +136,7 @@ impl EdgeConfig {
 }
 
 fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
-    r.deny_unknown(t, "", &["name", "entry", "routes", "vars", "limits"]);
+    r.deny_unknown(t, "", &["name", "entry", "routes", "vars", "limits", "triggers", "bindings"]);
     let name = r.string(t, "", "name");
     match &name {
         None if !t.contains_key("name") => r.problem("name", "missing (the function's name)"),
@@ -184,7 +189,23 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
         Some(table) => read_request(r, table, "limits", &[]),
         None => LimitsRequest::default(),
     };
-    Some(EdgeConfig { name: name?, entry: entry?, routes, vars, limits, dir: dir.to_path_buf() })
+    let triggers = read_triggers(r, t);
+    let bindings = read_bindings(r, t);
+    for name in bindings.keys() {
+        if vars.contains_key(name) {
+            r.problem(join("bindings", name), "a var of the same name exists");
+        }
+    }
+    Some(EdgeConfig {
+        name: name?,
+        entry: entry?,
+        routes,
+        vars,
+        limits,
+        dir: dir.to_path_buf(),
+        triggers,
+        bindings,
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{AdminError, Control};
+use crate::queues::Encoding;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -211,6 +212,38 @@ impl Admin {
                 Ok(json(StatusCode::OK, &control.rollback(&name, body.version).await?))
             }
             (Method::GET, ["stats"]) => Ok(json(StatusCode::OK, &control.stats())),
+            (Method::GET, ["queues"]) => {
+                let queues = control.queues();
+                let mut out = Vec::new();
+                for name in queues.names()? {
+                    let stats = queues.stats(&name)?;
+                    out.push(serde_json::json!({ "queue": name, "stats": stats }));
+                }
+                Ok(json(StatusCode::OK, &serde_json::json!({ "queues": out })))
+            }
+            (Method::GET, ["queues", queue]) => {
+                valid_queue(queue)?;
+                Ok(json(StatusCode::OK, &control.queues().stats(queue)?))
+            }
+            (Method::POST, ["queues", queue, "messages"]) => {
+                let queue = queue.to_string();
+                valid_queue(&queue)?;
+                let bytes = self.body(req, 16 * 1024 * 1024).await?;
+                let bodies = message_bodies(&bytes)?;
+                let control = control.clone();
+                let ids = tokio::task::spawn_blocking(move || {
+                    let messages: Vec<(Encoding, &[u8])> =
+                        bodies.iter().map(|b| (Encoding::Json, b.as_bytes())).collect();
+                    control.queues().send(&queue, &messages)
+                })
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))??;
+                Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
+            }
+            (Method::GET, ["functions", name, "cron"]) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "runs": control.triggers.cron_runs(name)? }),
+            )),
             (Method::GET, ["functions", name, "logs"]) => {
                 let params = LogParams::parse(req.uri().query().unwrap_or(""))?;
                 self.logs(name, params)
@@ -348,4 +381,35 @@ impl LogParams {
         }
         Ok(out)
     }
+}
+
+fn valid_queue(name: &str) -> Result<(), AdminError> {
+    if config::valid_queue_name(name) {
+        Ok(())
+    } else {
+        Err(AdminError::BadRequest(format!("`{name}` is not a valid queue name")))
+    }
+}
+
+/// `{"body": <json>}` or `{"messages": [{"body": <json>}, ...]}` -> each body's JSON text.
+fn message_bodies(bytes: &[u8]) -> Result<Vec<String>, AdminError> {
+    let bad = |m: &str| AdminError::BadRequest(m.to_string());
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| AdminError::BadRequest(format!("expected JSON: {e}")))?;
+    let bodies: Vec<&serde_json::Value> = match (&value["body"], value["messages"].as_array()) {
+        (serde_json::Value::Null, Some(messages)) => messages
+            .iter()
+            .map(|m| m.get("body").ok_or_else(|| bad("every message needs a \"body\"")))
+            .collect::<Result<_, _>>()?,
+        (body, None) if !body.is_null() || value.get("body").is_some() => vec![body],
+        _ => return Err(bad("expected {\"body\": ...} or {\"messages\": [{\"body\": ...}]}")),
+    };
+    let out: Vec<String> = bodies.iter().map(|b| b.to_string()).collect();
+    if out.iter().any(|b| b.len() > crate::triggers::MAX_MESSAGE_BYTES) {
+        return Err(AdminError::BadRequest(format!(
+            "a message is larger than {} bytes",
+            crate::triggers::MAX_MESSAGE_BYTES
+        )));
+    }
+    Ok(out)
 }

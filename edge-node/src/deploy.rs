@@ -16,8 +16,10 @@ use serde::Serialize;
 use crate::functions::{Function, FunctionSpec, Shared};
 use crate::http::{App, Site};
 use crate::logstore::LogStore;
+use crate::queues::Queues;
 use crate::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
-use crate::telemetry::{Telemetry, BUCKET_SECONDS};
+use crate::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
+use crate::triggers::Triggers;
 
 /// Why an admin operation was refused; `code` and the HTTP status come from the variant.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,12 @@ impl AdminError {
     }
 }
 
+impl From<tokio::task::JoinError> for AdminError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AdminError::Internal(e.to_string())
+    }
+}
+
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -113,6 +121,7 @@ pub struct Control {
     /// Functions served from the functions folder: not deployable by name.
     folder: HashSet<String>,
     lock: tokio::sync::Mutex<()>,
+    pub triggers: Arc<Triggers>,
 }
 
 impl Control {
@@ -123,8 +132,10 @@ impl Control {
         limits: LimitsConfig,
         keep_versions: usize,
         folder: HashSet<String>,
+        triggers: Arc<Triggers>,
     ) -> Control {
         Control {
+            triggers,
             store,
             app,
             shared,
@@ -289,6 +300,15 @@ impl Control {
         telemetry.isolates.clear();
         telemetry.memory.clear();
         telemetry.queued.clear();
+        telemetry.queue_depth.clear();
+        telemetry.queue_age.clear();
+        for queue in self.shared.queues.names().unwrap_or_default() {
+            if let Ok(stats) = self.shared.queues.stats(&queue) {
+                let labels = QueueLabels { queue };
+                telemetry.queue_depth.get_or_create(&labels).set(stats.depth as i64);
+                telemetry.queue_age.get_or_create(&labels).set(stats.oldest_age_ms as f64 / 1000.0);
+            }
+        }
         for f in &self.app.site.load().functions {
             let labels = Telemetry::function(&f.config.name);
             telemetry.isolates.get_or_create(&labels).set(f.isolates() as i64);
@@ -319,6 +339,11 @@ impl Control {
             })
             .collect();
         serde_json::json!({ "bucket_seconds": BUCKET_SECONDS, "functions": functions })
+    }
+
+    /// The queues of the node.
+    pub fn queues(&self) -> &Queues {
+        &self.shared.queues
     }
 
     /// The function log store.
@@ -354,6 +379,7 @@ impl Control {
         let mut functions: Vec<Arc<Function>> =
             site.functions.iter().filter(|f| f.config.name != name).cloned().collect();
         functions.extend(function);
+        self.triggers.sync(&functions);
         self.app.site.store(Arc::new(Site::new(functions)));
     }
 

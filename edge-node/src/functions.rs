@@ -13,11 +13,14 @@ use crate::caches::{Bundles, CodeCacheStore};
 use crate::logs::FunctionSink;
 use crate::logstore::{LogStore, Record};
 use crate::pool::{Isolates, PoolSettings, Refusal};
+use crate::queues::Queues;
 use crate::telemetry::{InvocationStats, Telemetry};
+use crate::triggers::NodeBindings;
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
-    CodeCache, Failure, Finished, HttpResponse, InvocationEnd, InvokeError, LogRecord, LogSink,
-    Outcome, RequestBody, Worker, WorkerHandle, WorkerOptions, WorkerServices,
+    Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,
+    InvokeError, LogRecord, LogSink, Outcome, RequestBody, Worker, WorkerHandle, WorkerOptions,
+    WorkerServices,
 };
 
 /// A function ready to start: its settings and its bundle.
@@ -130,6 +133,9 @@ pub struct Shared {
     pub code_cache: Arc<CodeCacheStore>,
     pub telemetry: Arc<Telemetry>,
     pub logs: Arc<LogStore>,
+    pub queues: Arc<Queues>,
+    /// The node's async runtime, where bindings do their work (not the isolate's thread).
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl Function {
@@ -246,11 +252,11 @@ impl Function {
                         status: None,
                         cpu_time: Duration::ZERO,
                     };
-                    self.observer(invocation_id.clone(), received, None)(end);
+                    self.observer("http", invocation_id.clone(), received, None)(end);
                     return Err(failure);
                 }
             };
-            let finished = self.observer(invocation_id.clone(), received, lease.cold);
+            let finished = self.observer("http", invocation_id.clone(), received, lease.cold);
             match lease.handle.invoke_observed(invocation_id.clone(), request, Some(finished)).await
             {
                 Ok(response) => return Ok(response),
@@ -267,10 +273,51 @@ impl Function {
 }
 
 impl Function {
+    /// Runs an event handler (`trigger`: `cron`, `queue`) on an isolate with room; answers the
+    /// handler's result (JSON).
+    pub async fn invoke_event(
+        &self,
+        trigger: &'static str,
+        invocation_id: Arc<str>,
+        event: Event,
+    ) -> Result<String, Failure> {
+        let received = Instant::now();
+        let mut event = event;
+        for _attempt in 0..2 {
+            let lease = match self.isolates.acquire(|| self.start_worker()).await {
+                Ok(lease) => lease,
+                Err(refusal) => {
+                    let outcome = match refusal {
+                        Refusal::Shed => Outcome::LoadShed,
+                        Refusal::Broken(outcome) => outcome,
+                    };
+                    let end = InvocationEnd { outcome, status: None, cpu_time: Duration::ZERO };
+                    self.observer(trigger, invocation_id.clone(), received, None)(end);
+                    let message = "the function cannot take the event now".into();
+                    return Err(Failure { outcome, message });
+                }
+            };
+            let finished = self.observer(trigger, invocation_id.clone(), received, lease.cold);
+            match lease.handle.invoke_event(invocation_id.clone(), event, Some(finished)).await {
+                Ok(result) => return Ok(result),
+                Err(EventError::Failed(failure)) => return Err(failure),
+                Err(EventError::Gone(returned)) => {
+                    drop(lease);
+                    self.isolates.prune_dead();
+                    event = returned;
+                }
+            }
+        }
+        Err(Failure { outcome: Outcome::Internal, message: "no isolate took the event".into() })
+    }
+}
+
+impl Function {
     /// What happens when an invocation is over: metrics, the dashboard's series and an
     /// invocation summary in the function's log.
     fn observer(
         &self,
+        trigger: &'static str,
         invocation_id: Arc<str>,
         received: Instant,
         cold_start: Option<Duration>,
@@ -283,7 +330,7 @@ impl Function {
             let duration = received.elapsed();
             telemetry.invocation(&InvocationStats {
                 function: &name,
-                trigger: "http",
+                trigger,
                 outcome: end.outcome,
                 duration,
                 cpu_time: end.cpu_time,
@@ -292,7 +339,7 @@ impl Function {
             let mut summary = Record::invocation(&name, end.outcome.as_str());
             summary.version = version;
             summary.invocation_id = Some(invocation_id.to_string());
-            summary.trigger = Some("http".into());
+            summary.trigger = Some(trigger.into());
             summary.status = end.status;
             summary.duration_ms = Some(duration.as_secs_f64() * 1000.0);
             summary.cpu_ms = Some(end.cpu_time.as_secs_f64() * 1000.0);
@@ -320,6 +367,17 @@ impl Function {
                 env.extend(self.secrets.clone());
                 env
             },
+            bindings: self
+                .config
+                .bindings
+                .iter()
+                .map(|(name, binding)| {
+                    let kind = match binding {
+                        config::Binding::Queue(_) => "queue",
+                    };
+                    (name.clone(), kind.to_string())
+                })
+                .collect(),
             allow_eval: shared.allow_eval,
             limits: js_runtime::Limits {
                 memory: limits.memory,
@@ -332,7 +390,15 @@ impl Function {
             enforce_limits: true,
         };
         let code_cache: Arc<dyn CodeCache> = shared.code_cache.clone();
-        let services = WorkerServices { log_sink: self.sink(), code_cache: Some(code_cache) };
+        let bindings: Option<Arc<dyn Bindings>> = (!self.config.bindings.is_empty()).then(|| {
+            Arc::new(NodeBindings {
+                bindings: self.config.bindings.clone(),
+                queues: shared.queues.clone(),
+                runtime: shared.runtime.clone(),
+            }) as Arc<dyn Bindings>
+        });
+        let services =
+            WorkerServices { log_sink: self.sink(), code_cache: Some(code_cache), bindings };
         Worker::start(options, services).await.map_err(|e| {
             self.log_error(format!("the function failed to start: {e}"));
             e.outcome()

@@ -14,11 +14,13 @@ mod http;
 pub mod logs;
 pub mod logstore;
 mod pool;
+pub mod queues;
 mod router;
 mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod triggers;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -41,10 +43,12 @@ use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Protocol, Site};
 use crate::logstore::LogStore;
+use crate::queues::Queues;
 use crate::server::Listeners;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 pub use crate::tls::{CertSource, CertStore, TlsError};
+use crate::triggers::Triggers;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +98,7 @@ pub struct Node {
     h3_addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
     accepting: JoinSet<()>,
+    triggers: Arc<Triggers>,
     listeners: Arc<Listeners>,
     certs: Option<Arc<CertStore>>,
     shared: Arc<Shared>,
@@ -127,7 +132,11 @@ impl Node {
         )
         .map_err(data_error(data.join("logs")))?;
         let telemetry = Telemetry::new(&config.node.id, &config.node.region);
+        let store = Store::open(&data.join("store.redb"))?;
+        let queues = Arc::new(Queues::new(store.database())?);
         let shared = Arc::new(Shared {
+            queues,
+            runtime: tokio::runtime::Handle::current(),
             telemetry: Arc::new(telemetry),
             logs: Arc::new(logs),
             bundles: Arc::new(bundles),
@@ -144,10 +153,8 @@ impl Node {
             node_isolates: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             max_isolates: config.pool.max_isolates,
         });
-        let store = match deployments {
-            true => Some(Store::open(&data.join("store.redb"))?),
-            false => None,
-        };
+        let triggers = Arc::new(Triggers::new(shared.queues.clone(), store.database())?);
+        let store = deployments.then_some(store);
         let folder: HashSet<String> = functions.iter().map(|f| f.config.name.clone()).collect();
         if let Some(store) = &store {
             for spec in Control::deployed_specs(store, &shared, &config.limits) {
@@ -172,8 +179,10 @@ impl Node {
                 config.limits.clone(),
                 config.admin.keep_versions,
                 folder,
+                triggers.clone(),
             ))
         });
+        triggers.sync(&app.site.load().functions);
         let listeners = Arc::new(Listeners {
             app,
             http: config.http.clone(),
@@ -230,6 +239,7 @@ impl Node {
             h3_addrs,
             admin_addrs,
             accepting,
+            triggers,
             listeners,
             certs,
             shared,
@@ -300,6 +310,7 @@ impl Node {
     /// Replaces the served functions: new requests go to the new set at once.
     pub async fn replace_functions(&self, functions: Vec<FunctionSpec>) {
         let site = start_functions(functions, &self.shared).await;
+        self.triggers.sync(&site.functions);
         self.listeners.app.site.store(Arc::new(site));
     }
 
@@ -307,6 +318,7 @@ impl Node {
     /// `[node] shutdown_grace_period`, then closes what is left. Returns whether everything
     /// finished in time.
     pub async fn shutdown(mut self) -> bool {
+        self.triggers.stop();
         self.listeners.stop.cancel();
         while self.accepting.join_next().await.is_some() {}
         server::drain(&self.listeners, self.config.node.shutdown_grace_period).await

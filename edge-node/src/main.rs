@@ -390,7 +390,7 @@ async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()> {
     let mut config = NodeConfig::default();
     config.http.listen = vec![listen];
     // Bundles and code caches of development runs stay out of the function folder.
-    config.node.data_dir = std::env::temp_dir().join("isola-dev");
+    config.node.data_dir = std::env::temp_dir().join("isola-dev").join(&spec.config.name);
     if tls {
         config.http.listen = Vec::new();
         config.https = Some(config::HttpsConfig {

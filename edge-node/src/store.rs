@@ -99,7 +99,7 @@ pub struct Deployed {
 
 /// The redb database of a node.
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
 }
 
 fn now() -> String {
@@ -123,7 +123,12 @@ impl Store {
         tx.open_table(VERSIONS)?;
         tx.open_table(SECRETS)?;
         tx.commit()?;
-        Ok(Store { db })
+        Ok(Store { db: std::sync::Arc::new(db) })
+    }
+
+    /// The database, shared with the queues.
+    pub fn database(&self) -> std::sync::Arc<Database> {
+        self.db.clone()
     }
 
     /// Adds a version and makes it the active one, atomically; keeps at most `keep` versions

@@ -33,6 +33,11 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// One finished invocation, as metrics and the dashboard count it.
@@ -63,6 +68,8 @@ pub struct Telemetry {
     pub bytes_in: Family<FunctionLabels, Counter>,
     pub bytes_out: Family<FunctionLabels, Counter>,
     unrouted: Counter,
+    pub queue_depth: Family<QueueLabels, Gauge>,
+    pub queue_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     series: Mutex<HashMap<String, Series>>,
 }
 
@@ -97,6 +104,8 @@ impl Telemetry {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             unrouted: Counter::default(),
+            queue_depth: Family::default(),
+            queue_age: Family::default(),
             series: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -163,6 +172,17 @@ impl Telemetry {
             t.bytes_out.clone(),
         );
         registry.register("unrouted_requests", "Requests no route matched", t.unrouted.clone());
+        registry.register(
+            "queue_depth",
+            "Messages in a queue, in flight included",
+            t.queue_depth.clone(),
+        );
+        registry.register_with_unit(
+            "queue_oldest_message_age",
+            "Age of a queue's oldest message",
+            Unit::Seconds,
+            t.queue_age.clone(),
+        );
         Telemetry { registry, ..t }
     }
 

@@ -14,13 +14,16 @@ mod worker;
 
 pub use code_cache::CodeCache;
 pub use ext::{
-    BodyChunk, BodyError, Failure, Finished, HttpResponse, Invocation, InvocationEnd, Level,
-    LogRecord, LogSink, Outcome, Reply, RequestBody, ResponseBody, USER_AGENT,
+    Bindings, BodyChunk, BodyError, Event, Failure, Finished, HttpResponse, Invocation,
+    InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply, RequestBody, ResponseBody, Work,
+    USER_AGENT,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use spare::{keep_spares, spares_ready};
-pub use worker::{InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices};
+pub use worker::{
+    EventError, InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices,
+};
 
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"));

@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::code_cache::CodeCache;
 use crate::ext::{
-    self, Failure, Finished, Host, HttpResponse, Invocation, LogSink, Outcome, Reply,
+    self, Bindings, BindingsService, Event, Failure, Finished, Host, HttpResponse, Invocation,
+    LogSink, Outcome, Reply, Work,
 };
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
@@ -31,6 +32,9 @@ pub struct WorkerOptions {
     pub bundle: Arc<Bundle>,
     /// `env` of the function: its vars (and later its secrets).
     pub vars: BTreeMap<String, String>,
+    /// `env` bindings: name -> kind (`queue`, `bucket`, `table`), served by
+    /// [`WorkerServices::bindings`].
+    pub bindings: BTreeMap<String, String>,
     /// Allow `eval` and `new Function`.
     pub allow_eval: bool,
     pub limits: Limits,
@@ -48,6 +52,8 @@ pub struct WorkerServices {
     pub log_sink: Arc<dyn LogSink>,
     /// Where V8 code caches of the bundle's modules are kept; `None` compiles every time.
     pub code_cache: Option<Arc<dyn CodeCache>>,
+    /// What the function's bindings do; `None` when it has none.
+    pub bindings: Option<Arc<dyn Bindings>>,
 }
 
 /// Why a worker could not start.
@@ -87,6 +93,35 @@ pub enum InvokeError {
     Failed(Failure),
     /// The worker had stopped before taking the request; here it is back, untouched.
     Gone(http::Request<crate::RequestBody>),
+}
+
+/// Why an event invocation produced no result.
+#[derive(Debug)]
+pub enum EventError {
+    /// The handler ran and failed.
+    Failed(Failure),
+    /// The worker had stopped before taking the event; here it is back.
+    Gone(Event),
+}
+
+fn gone(work: Work) -> InvokeError {
+    match work {
+        Work::Http(request) => InvokeError::Gone(request),
+        Work::Event(_) => InvokeError::Failed(Failure {
+            outcome: Outcome::Internal,
+            message: "an HTTP invocation came back as an event".into(),
+        }),
+    }
+}
+
+fn event_gone(work: Work) -> EventError {
+    match work {
+        Work::Event(event) => EventError::Gone(event),
+        Work::Http(_) => EventError::Failed(Failure {
+            outcome: Outcome::Internal,
+            message: "an event came back as an HTTP invocation".into(),
+        }),
+    }
 }
 
 /// Starts isolates.
@@ -152,16 +187,51 @@ impl WorkerHandle {
         finished: Option<Finished>,
     ) -> Result<HttpResponse, InvokeError> {
         let (reply, response) = oneshot::channel();
+        let work = Work::Http(request);
         if let Err(mpsc::error::SendError(invocation)) =
-            self.inbox.send(Invocation { invocation_id, request, reply, finished })
+            self.inbox.send(Invocation { invocation_id, work, reply, finished })
         {
-            return Err(InvokeError::Gone(invocation.request));
+            return Err(gone(invocation.work));
         }
         match response.await {
             Ok(Reply::Response(response)) => Ok(response),
+            Ok(Reply::Event(_)) => Err(InvokeError::Failed(Failure {
+                outcome: Outcome::Internal,
+                message: "an HTTP invocation got an event's answer".into(),
+            })),
             Ok(Reply::Failed(failure)) => Err(InvokeError::Failed(failure)),
-            Ok(Reply::Returned(request)) => Err(InvokeError::Gone(request)),
+            Ok(Reply::Returned(work)) => Err(gone(work)),
             Err(_) => Err(InvokeError::Failed(Failure {
+                outcome: Outcome::Internal,
+                message: "the isolate stopped".into(),
+            })),
+        }
+    }
+
+    /// Runs an event handler (`scheduled`, `queue`, `storage`, `record`); resolves with its
+    /// result (JSON) when the handler and its `waitUntil` work are done.
+    pub async fn invoke_event(
+        &self,
+        invocation_id: Arc<str>,
+        event: Event,
+        finished: Option<Finished>,
+    ) -> Result<String, EventError> {
+        let (reply, response) = oneshot::channel();
+        let work = Work::Event(event);
+        if let Err(mpsc::error::SendError(invocation)) =
+            self.inbox.send(Invocation { invocation_id, work, reply, finished })
+        {
+            return Err(event_gone(invocation.work));
+        }
+        match response.await {
+            Ok(Reply::Event(result)) => Ok(result),
+            Ok(Reply::Response(_)) => Err(EventError::Failed(Failure {
+                outcome: Outcome::Internal,
+                message: "an event invocation got an HTTP answer".into(),
+            })),
+            Ok(Reply::Failed(failure)) => Err(EventError::Failed(failure)),
+            Ok(Reply::Returned(work)) => Err(event_gone(work)),
+            Err(_) => Err(EventError::Failed(Failure {
                 outcome: Outcome::Internal,
                 message: "the isolate stopped".into(),
             })),
@@ -274,6 +344,9 @@ impl Isolate {
         );
         host.cpu_clock = crate::limits::thread_cpu_time;
         js.op_state().borrow_mut().put(host);
+        if let Some(bindings) = &services.bindings {
+            js.op_state().borrow_mut().put(BindingsService(bindings.clone()));
+        }
         let clock = guard.clock();
         guard.arm(clock.now(), options.limits.startup_time);
         let started = load_function(&mut js, &options).await;
@@ -343,7 +416,7 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
     js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
     evaluated.await.map_err(module_error)?;
     let namespace = js.get_module_namespace(id).map_err(module_error)?;
-    let (namespace, vars, subrequests) = {
+    let (namespace, vars, subrequests, bindings) = {
         deno_core::scope!(scope, js);
         let object = v8::Object::new(scope);
         for (key, value) in &options.vars {
@@ -353,15 +426,24 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
             };
             object.set(scope, k.into(), v.into());
         }
+        let bindings = v8::Object::new(scope);
+        for (key, kind) in &options.bindings {
+            let (Some(k), Some(v)) = (v8::String::new(scope, key), v8::String::new(scope, kind))
+            else {
+                return Err(StartError::Module(format!("binding `{key}` is too long")));
+            };
+            bindings.set(scope, k.into(), v.into());
+        }
         let namespace = v8::Local::new(scope, namespace);
         let subrequests = v8::Number::new(scope, f64::from(options.limits.subrequests));
         (
             v8::Global::new(scope, v8::Local::<v8::Value>::from(namespace)),
             v8::Global::new(scope, v8::Local::<v8::Value>::from(object)),
             v8::Global::new(scope, v8::Local::<v8::Value>::from(subrequests)),
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(bindings)),
         )
     };
-    js.call_with_args(&start, &[namespace, vars, subrequests])
+    js.call_with_args(&start, &[namespace, vars, subrequests, bindings])
         .await
         .map_err(|e| StartError::Module(e.to_string()))?;
     Ok(())

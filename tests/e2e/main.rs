@@ -12,3 +12,4 @@ mod pool;
 mod server;
 mod specs;
 mod streaming;
+mod triggers;

@@ -244,46 +244,9 @@ async fn the_dashboard_shows_functions_and_charts_in_chromium() {
     node.shutdown().await;
 }
 
-/// A stand-in OTLP/HTTP collector: answers every POST with 200 and passes on its body.
-async fn collector() -> (std::net::SocketAddr, mpsc::UnboundedReceiver<(String, bytes::Bytes)>) {
-    use http_body_util::BodyExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let tx = tx.clone();
-                        async move {
-                            let path = req.uri().path().to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let _ = tx.send((path, body));
-                            Ok::<_, std::convert::Infallible>(http::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::new()),
-                            ))
-                        }
-                    });
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let _ =
-                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-            });
-        }
-    });
-    (addr, rx)
-}
-
 #[tokio::test]
 async fn request_spans_are_exported_over_otlp() {
-    let (collector, mut posts) = collector().await;
+    let (collector, mut posts) = tests::collector().await;
     let dir = tempfile::tempdir().unwrap();
     tests::write_file(
         dir.path(),

@@ -362,3 +362,41 @@ pub async fn curl_with(
         .collect();
     CurlResponse { status, headers, body: std::fs::read(&body_file).unwrap() }
 }
+
+/// A stand-in HTTP server that answers every request with 200 and passes on its path and
+/// body: an OTLP collector, or where test functions report what they saw.
+pub async fn collector(
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<(String, bytes::Bytes)>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = tx.send((path, body));
+                            let empty = http_body_util::Full::new(bytes::Bytes::new());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(empty))
+                        }
+                    });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    (addr, rx)
+}

@@ -99,12 +99,14 @@ async fn cold_start(
         name: Arc::from("big"),
         bundle: bundle.clone(),
         vars: BTreeMap::new(),
+        bindings: BTreeMap::new(),
         allow_eval: false,
         limits: js_runtime::Limits::default(),
         fetch_allow: Vec::new(),
         enforce_limits: true,
     };
-    let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: cache };
+    let services =
+        WorkerServices { log_sink: Arc::new(Discard), code_cache: cache, bindings: None };
     let started = Instant::now();
     let worker = Worker::start(options, services).await.expect("start");
     let request = http::Request::get("http://localhost/a/b").body(None).expect("request");

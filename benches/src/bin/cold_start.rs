@@ -29,7 +29,7 @@ fn main() {
     let mut sources = BTreeMap::new();
     sources.insert("index.js".to_string(), Arc::from(HELLO));
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
-    let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None };
+    let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None };
     let spare = std::env::args().any(|a| a == "--spare");
     if spare {
         js_runtime::keep_spares(1);
@@ -49,6 +49,7 @@ fn main() {
                 name: Arc::from("hello"),
                 bundle: bundle.clone(),
                 vars: BTreeMap::new(),
+                bindings: BTreeMap::new(),
                 allow_eval: false,
                 limits: js_runtime::Limits::default(),
                 fetch_allow: Vec::new(),

@@ -35,11 +35,13 @@ fn main() {
     );
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
     rt.block_on(async move {
-        let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None };
+        let services =
+            WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None };
         let start = |bundle: Arc<Bundle>| WorkerOptions {
             name: Arc::from("hello"),
             bundle,
             vars: BTreeMap::new(),
+            bindings: BTreeMap::new(),
             allow_eval: false,
             limits: Limits::default(),
             fetch_allow: Vec::new(),

@@ -38,14 +38,18 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
         name: Arc::from("bench"),
         bundle,
         vars: BTreeMap::new(),
+        bindings: BTreeMap::new(),
         allow_eval: false,
         limits: Limits { cpu_time: Duration::from_millis(50), ..Limits::default() },
         fetch_allow: Vec::new(),
         enforce_limits,
     };
-    Worker::start(options, WorkerServices { log_sink: Arc::new(Discard), code_cache: None })
-        .await
-        .expect("start")
+    Worker::start(
+        options,
+        WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None },
+    )
+    .await
+    .expect("start")
 }
 
 fn request(path: &str) -> http::Request<js_runtime::RequestBody> {

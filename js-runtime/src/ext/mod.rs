@@ -35,6 +35,9 @@ deno_core::extension!(
         op_isola_write,
         op_isola_fail,
         op_isola_done,
+        op_isola_event_blob,
+        op_isola_event_result,
+        op_isola_binding,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [dir "src/ext/js", "runtime.js"],
@@ -92,7 +95,7 @@ impl Host {
         if let Some(rx) = self.inbox.borrow_mut().as_mut() {
             rx.close();
             while let Ok(invocation) = rx.try_recv() {
-                let _ = invocation.reply.send(Reply::Returned(invocation.request));
+                let _ = invocation.reply.send(Reply::Returned(invocation.work));
             }
         }
         self.inbox_closed = true;
@@ -172,6 +175,8 @@ struct Live {
     /// The first failure, if it failed.
     failed: Option<Outcome>,
     finished: Option<Finished>,
+    /// The blobs of an event invocation, read by `op_isola_event_blob`.
+    blobs: Vec<Bytes>,
 }
 
 impl Drop for Live {
@@ -202,6 +207,10 @@ impl Live {
 struct NextRequest {
     id: u32,
     invocation_id: String,
+    /// `fetch`, or the event handler's name.
+    handler: &'static str,
+    /// An event's JSON (empty for HTTP).
+    payload: String,
     method: String,
     url: String,
     headers: Vec<(ByteString, ByteString)>,
@@ -245,46 +254,106 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
     let Some(invocation) = next else {
         return Ok(None);
     };
-    let Invocation { invocation_id, request, reply, finished } = invocation;
-    let (parts, body) = request.into_parts();
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_bytes())))
-        .collect();
+    let Invocation { invocation_id, work, reply, finished } = invocation;
     let mut state = state.borrow_mut();
     let host = state.borrow_mut::<Host>();
     let id = host.next_id;
     host.next_id = host.next_id.wrapping_add(1);
-    let has_body = body.is_some();
-    host.live.insert(
-        id,
-        Live {
-            body: body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx))),
-            reply: Some(reply),
-            stream: None,
-            cpu_used: Duration::ZERO,
-            deadline: Instant::now() + host.wall_time,
-            status: None,
-            failed: None,
-            finished,
-        },
-    );
-    Ok(Some(NextRequest {
-        id,
-        invocation_id: invocation_id.to_string(),
-        method: parts.method.to_string(),
-        url: parts.uri.to_string(),
-        headers,
-        has_body,
-        http_protocol: match parts.version {
-            http::Version::HTTP_09 => "HTTP/0.9",
-            http::Version::HTTP_10 => "HTTP/1.0",
-            http::Version::HTTP_2 => "HTTP/2",
-            http::Version::HTTP_3 => "HTTP/3",
-            _ => "HTTP/1.1",
-        },
-    }))
+    let mut live = Live {
+        body: None,
+        reply: Some(reply),
+        stream: None,
+        cpu_used: Duration::ZERO,
+        deadline: Instant::now() + host.wall_time,
+        status: None,
+        failed: None,
+        finished,
+        blobs: Vec::new(),
+    };
+    let next = match work {
+        Work::Event(event) => {
+            live.blobs = event.blobs;
+            NextRequest {
+                id,
+                invocation_id: invocation_id.to_string(),
+                handler: event.handler,
+                payload: event.payload,
+                method: String::new(),
+                url: String::new(),
+                headers: Vec::new(),
+                has_body: false,
+                http_protocol: "",
+            }
+        }
+        Work::Http(request) => {
+            let (parts, body) = request.into_parts();
+            let headers = parts
+                .headers
+                .iter()
+                .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_bytes())))
+                .collect();
+            let has_body = body.is_some();
+            live.body = body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx)));
+            NextRequest {
+                id,
+                invocation_id: invocation_id.to_string(),
+                handler: "fetch",
+                payload: String::new(),
+                method: parts.method.to_string(),
+                url: parts.uri.to_string(),
+                headers,
+                has_body,
+                http_protocol: match parts.version {
+                    http::Version::HTTP_09 => "HTTP/0.9",
+                    http::Version::HTTP_10 => "HTTP/1.0",
+                    http::Version::HTTP_2 => "HTTP/2",
+                    http::Version::HTTP_3 => "HTTP/3",
+                    _ => "HTTP/1.1",
+                },
+            }
+        }
+    };
+    host.live.insert(id, live);
+    Ok(Some(next))
+}
+
+/// A binary part of an event (a queue message's body), by index.
+#[op2]
+#[buffer]
+fn op_isola_event_blob(state: &mut OpState, #[smi] id: u32, #[smi] index: u32) -> Vec<u8> {
+    let host = state.borrow::<Host>();
+    host.live
+        .get(&id)
+        .and_then(|live| live.blobs.get(index as usize))
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
+/// Calls a binding's method on the node (`env.QUEUE.send(...)`); answers its JSON.
+#[op2]
+#[string]
+async fn op_isola_binding(
+    state: Rc<RefCell<OpState>>,
+    #[string] binding: String,
+    #[string] method: String,
+    #[string] args: String,
+    #[buffer(copy)] data: Vec<u8>,
+) -> Result<String, JsErrorBox> {
+    let service = state.borrow().try_borrow::<BindingsService>().cloned();
+    let Some(service) = service else {
+        return Err(JsErrorBox::type_error(format!("binding {binding} is not available")));
+    };
+    service.0.call(&binding, &method, args, data).await.map_err(JsErrorBox::generic)
+}
+
+/// An event handler finished: its result (JSON) goes to the caller.
+#[op2(fast)]
+fn op_isola_event_result(state: &mut OpState, #[smi] id: u32, #[string] result: &str) {
+    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+        if let Some(reply) = live.reply.take() {
+            let _ = reply.send(Reply::Event(result.to_string()));
+        }
+    }
 }
 
 /// Reads the next chunk of a request body; an empty buffer means the body ended.

@@ -34,11 +34,30 @@ pub enum ResponseBody {
     Stream(mpsc::Receiver<BodyChunk>),
 }
 
-/// An HTTP request handed to a function. The URI is absolute (`https://host/path?q`).
+/// What an invocation asks the function to do.
+pub enum Work {
+    /// An HTTP request for `fetch`. The URI is absolute (`https://host/path?q`).
+    Http(http::Request<RequestBody>),
+    /// A trigger's event for one of the other handlers.
+    Event(Event),
+}
+
+/// An event for `scheduled`, `queue`, `storage` or `record`.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The handler to call: `scheduled`, `queue`, `storage` or `record`.
+    pub handler: &'static str,
+    /// The event as JSON, shaped per handler (see the function contract).
+    pub payload: String,
+    /// Binary parts the payload refers to by index (queue message bodies).
+    pub blobs: Vec<Bytes>,
+}
+
+/// A piece of work handed to a function.
 pub struct Invocation {
     /// Names this invocation in logs; the node uses the request id.
     pub invocation_id: Arc<str>,
-    pub request: http::Request<RequestBody>,
+    pub work: Work,
     /// Receives the response head (or the failure) as soon as the function answers.
     pub reply: oneshot::Sender<Reply>,
     /// Called once when the invocation is over (response sent, `waitUntil` work settled, or
@@ -64,11 +83,13 @@ pub struct InvocationEnd {
 pub enum Reply {
     /// The function's response head; a streamed body follows.
     Response(HttpResponse),
+    /// An event handler finished; its result as JSON (a queue handler's acks and retries).
+    Event(String),
     /// The invocation ended without a response.
     Failed(Failure),
     /// The worker stopped before it took the request, which is handed back untouched so the
     /// caller can run it elsewhere.
-    Returned(http::Request<RequestBody>),
+    Returned(Work),
 }
 
 /// How an invocation that did not produce a response ended.
@@ -188,3 +209,20 @@ pub struct LogRecord {
 pub trait LogSink: Send + Sync {
     fn log(&self, record: LogRecord);
 }
+
+/// The node's side of a function's bindings (`env.NAME` for a queue, a bucket or a table):
+/// one call per method the function invokes. Calls run on the node, not on the isolate thread.
+pub trait Bindings: Send + Sync {
+    /// Runs `method` of the binding `binding` with JSON `args` and a binary part; answers JSON.
+    fn call(
+        &self,
+        binding: &str,
+        method: &str,
+        args: String,
+        data: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>;
+}
+
+/// The bindings of the function an isolate runs, kept in its `OpState`.
+#[derive(Clone)]
+pub struct BindingsService(pub Arc<dyn Bindings>);

@@ -4,8 +4,13 @@
 
 const { core, internals, primordials } = globalThis.__bootstrap;
 const {
+  ArrayFrom,
   ArrayPrototypePush,
   Error,
+  FunctionPrototypeCall,
+  JSONParse,
+  JSONStringify,
+  ObjectKeys,
   ObjectDefineProperty,
   ObjectFreeze,
   ObjectPrototypeIsPrototypeOf,
@@ -29,6 +34,9 @@ const {
   op_isola_write,
   op_isola_fail,
   op_isola_done,
+  op_isola_event_blob,
+  op_isola_event_result,
+  op_isola_binding,
 } = core.ops;
 
 const load = core.loadExtScript;
@@ -357,19 +365,151 @@ async function invoke(handler, env, next) {
   }
 }
 
+// ---- events: scheduled, queue, storage, record ----------------------------------------------
+
+// A queue batch as Workers shapes it; the handler's verdict per message is collected.
+function messageBatch(id, payload) {
+  const acked = new SafeMap();
+  const messages = payload.messages.map((m) => {
+    const bytes = op_isola_event_blob(id, m.blob);
+    const body = m.encoding === "json" ? JSONParse(core.decode(bytes)) : core.deserialize(bytes);
+    return ObjectFreeze({
+      id: m.id,
+      timestamp: new Date(m.timestamp),
+      attempts: m.attempts,
+      body,
+      ack() {
+        acked.set(m.id, { ack: true });
+      },
+      retry(options) {
+        acked.set(m.id, { ack: false, delaySeconds: options?.delaySeconds ?? null });
+      },
+    });
+  });
+  const batch = ObjectFreeze({
+    queue: payload.queue,
+    messages: ObjectFreeze(messages),
+    ackAll() {
+      for (const m of messages) if (!acked.has(m.id)) acked.set(m.id, { ack: true });
+    },
+    retryAll(options) {
+      for (const m of messages) {
+        if (!acked.has(m.id)) acked.set(m.id, { ack: false, delaySeconds: options?.delaySeconds ?? null });
+      }
+    },
+  });
+  return { batch, verdicts: acked };
+}
+
+async function invokeEvent(handler, env, next) {
+  const id = next.id;
+  const waitUntil = [];
+  const ctx = new ExecutionContext(waitUntil);
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(next.invocationId);
+  try {
+    const fn = handler[next.handler];
+    if (typeof fn !== "function") {
+      const message = `the function has no ${next.handler} handler`;
+      print(message, 3);
+      op_isola_fail(id, "exception", message);
+      return;
+    }
+    const payload = JSONParse(next.payload);
+    let result = {};
+    try {
+      if (next.handler === "queue") {
+        const { batch, verdicts } = messageBatch(id, payload);
+        await FunctionPrototypeCall(fn, handler, batch, env, ctx);
+        const out = [];
+        for (const [messageId, verdict] of verdicts) ArrayPrototypePush(out, { id: messageId, ...verdict });
+        result = { verdicts: out };
+      } else if (next.handler === "scheduled") {
+        const event = ObjectFreeze({
+          type: "scheduled",
+          cron: payload.cron,
+          scheduledTime: payload.scheduledTime,
+          noRetry() {},
+        });
+        await FunctionPrototypeCall(fn, handler, event, env, ctx);
+      } else {
+        await FunctionPrototypeCall(fn, handler, ObjectFreeze(payload), env, ctx);
+      }
+    } catch (error) {
+      print(`Uncaught ${describe(error)}`, 3);
+      op_isola_fail(id, "exception", describe(error));
+      return;
+    }
+    while (waitUntil.length > 0) {
+      const pending = waitUntil.splice(0, waitUntil.length);
+      await SafePromiseAllSettled(pending);
+    }
+    op_isola_event_result(id, JSONStringify(result));
+  } catch (error) {
+    print(`Uncaught ${describe(error)}`, 3);
+    op_isola_fail(id, "exception", describe(error));
+  } finally {
+    subrequestCounts.delete(next.invocationId);
+    op_isola_done(id);
+    core.setAsyncContext(prev);
+  }
+}
+
+// ---- bindings: env.NAME for a queue ----------------------------------------------------------
+
+function concat(parts) {
+  let length = 0;
+  for (const p of parts) length += p.byteLength;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+function queueBinding(name) {
+  const send = async (bodies) => {
+    const parts = bodies.map((body) => core.serialize(body));
+    const sizes = parts.map((p) => p.byteLength);
+    await op_isola_binding(name, "send", JSONStringify({ sizes }), concat(parts));
+  };
+  return ObjectFreeze({
+    send(body) {
+      return send([body]);
+    },
+    sendBatch(messages) {
+      return send(ArrayFrom(messages, (m) => m.body));
+    },
+  });
+}
+
+function binding(name, kind) {
+  if (kind === "queue") return queueBinding(name);
+  throw new TypeError(`binding ${name}: unknown kind ${kind}`);
+}
+
+const HANDLERS = ["fetch", "scheduled", "queue", "storage", "record"];
+
 /**
  * Called by Rust once, after the function's module evaluated: checks the default export and
  * starts taking requests.
  */
-function start(namespace, vars, subrequests) {
+function start(namespace, vars, subrequests, bindings) {
   limitSubrequests(subrequests);
   const handler = namespace.default;
-  if (handler === null || typeof handler !== "object" || typeof handler.fetch !== "function") {
+  if (
+    handler === null || typeof handler !== "object" ||
+    !HANDLERS.some((h) => typeof handler[h] === "function")
+  ) {
     throw new TypeError(
-      "the entry module must `export default { fetch(request, env, ctx) { ... } }`",
+      "the entry module must `export default { fetch(request, env, ctx) { ... } }` (or another handler: scheduled, queue, storage, record)",
     );
   }
-  const env = ObjectFreeze({ __proto__: null, ...vars });
+  const bound = { __proto__: null };
+  for (const key of ObjectKeys(bindings)) bound[key] = binding(key, bindings[key]);
+  const env = ObjectFreeze({ __proto__: null, ...vars, ...bound });
   (async () => {
     while (true) {
       // Waiting for work does not keep the event loop alive: when nothing else is pending,
@@ -378,7 +518,16 @@ function start(namespace, vars, subrequests) {
       core.unrefOpPromise(waiting);
       const next = await waiting;
       if (next === null) break;
-      invoke(handler, env, next);
+      if (next.handler === "fetch") {
+        if (typeof handler.fetch === "function") {
+          invoke(handler, env, next);
+        } else {
+          op_isola_fail(next.id, "exception", "the function has no fetch handler");
+          op_isola_done(next.id);
+        }
+      } else {
+        invokeEvent(handler, env, next);
+      }
     }
   })();
 }

@@ -1,0 +1,422 @@
+//! Triggers beyond HTTP: queue consumers and cron schedules of the served functions, and the
+//! queue bindings functions send with. One task per consumer mapping and per schedule; the
+//! tasks follow the served site (`Triggers::sync` after every change).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use config::{Binding, CronTrigger, QueueTrigger};
+use js_runtime::{Bindings, Event};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::functions::Function;
+use crate::queues::{now_ms, Encoding, Queues, Verdict};
+
+/// The largest message a function may send, as on Workers.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// (function, schedule, scheduled ms) -> [`CronRun`] as JSON.
+const CRON_RUNS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("cron_runs");
+/// Runs kept per schedule.
+const CRON_HISTORY: usize = 200;
+
+/// The bindings of one function, served on the node's runtime.
+pub struct NodeBindings {
+    pub bindings: BTreeMap<String, Binding>,
+    pub queues: Arc<Queues>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+#[derive(Deserialize)]
+struct SendArgs {
+    sizes: Vec<usize>,
+}
+
+impl Bindings for NodeBindings {
+    fn call(
+        &self,
+        binding: &str,
+        method: &str,
+        args: String,
+        data: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
+        let queue = match (self.bindings.get(binding), method) {
+            (Some(Binding::Queue(queue)), "send") => queue.clone(),
+            _ => {
+                let message = format!("binding {binding} has no method {method}");
+                return Box::pin(async move { Err(message) });
+            }
+        };
+        let queues = self.queues.clone();
+        let work = self.runtime.spawn_blocking(move || {
+            let args: SendArgs = serde_json::from_str(&args).map_err(|e| e.to_string())?;
+            if args.sizes.iter().sum::<usize>() != data.len() {
+                return Err("the message sizes do not add up".to_string());
+            }
+            if args.sizes.iter().any(|&n| n > MAX_MESSAGE_BYTES) {
+                return Err(format!("a message is larger than {MAX_MESSAGE_BYTES} bytes"));
+            }
+            let mut at = 0;
+            let messages: Vec<(Encoding, &[u8])> = args
+                .sizes
+                .iter()
+                .map(|&n| {
+                    let body = &data[at..at + n];
+                    at += n;
+                    (Encoding::V8, body)
+                })
+                .collect();
+            let ids = queues.send(&queue, &messages).map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({ "ids": ids }).to_string())
+        });
+        Box::pin(async move { work.await.map_err(|e| e.to_string())? })
+    }
+}
+
+/// The trigger tasks of the served functions.
+pub struct Triggers {
+    queues: Arc<Queues>,
+    db: Arc<Database>,
+    tasks: Mutex<Vec<(Arc<Function>, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Triggers {
+    pub fn new(
+        queues: Arc<Queues>,
+        db: Arc<Database>,
+    ) -> Result<Triggers, crate::store::StoreError> {
+        let tx = db.begin_write()?;
+        tx.open_table(CRON_RUNS)?;
+        tx.commit()?;
+        Ok(Triggers { queues, db, tasks: Mutex::new(Vec::new()) })
+    }
+
+    /// Runs the triggers of exactly `functions`: tasks of functions no longer served stop,
+    /// new functions get theirs.
+    pub fn sync(self: &Arc<Self>, functions: &[Arc<Function>]) {
+        let mut tasks = self.tasks.lock().expect("triggers lock");
+        tasks.retain(|(f, task)| {
+            let keep = functions.iter().any(|g| Arc::ptr_eq(f, g));
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for f in functions {
+            if tasks.iter().any(|(g, _)| Arc::ptr_eq(f, g)) {
+                continue;
+            }
+            for trigger in &f.config.triggers.queue {
+                let task = tokio::spawn(consume(self.queues.clone(), f.clone(), trigger.clone()));
+                tasks.push((f.clone(), task));
+            }
+            for trigger in &f.config.triggers.cron {
+                let task = tokio::spawn(schedule(self.clone(), f.clone(), trigger.clone()));
+                tasks.push((f.clone(), task));
+            }
+        }
+    }
+
+    /// Stops every trigger task.
+    pub fn stop(&self) {
+        for (_, task) in self.tasks.lock().expect("triggers lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// The newest runs of a function's schedules, newest first.
+    pub fn cron_runs(&self, function: &str) -> Result<Vec<CronRun>, crate::store::StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(CRON_RUNS)?;
+        let mut out = Vec::new();
+        for entry in table.range((function, "", 0)..)? {
+            let (k, v) = entry?;
+            if k.value().0 != function {
+                break;
+            }
+            if let Ok(run) = serde_json::from_slice::<CronRun>(v.value()) {
+                out.push(run);
+            }
+        }
+        out.sort_by_key(|run| std::cmp::Reverse(run.scheduled_ms));
+        Ok(out)
+    }
+
+    fn record(&self, function: &str, run: &CronRun) {
+        let write = || -> Result<(), crate::store::StoreError> {
+            let tx = self.db.begin_write()?;
+            {
+                let mut table = tx.open_table(CRON_RUNS)?;
+                let value = serde_json::to_vec(run).expect("runs serialise");
+                table.insert(
+                    (function, run.schedule.as_str(), run.scheduled_ms),
+                    value.as_slice(),
+                )?;
+                let keys: Vec<u64> = table
+                    .range(
+                        (function, run.schedule.as_str(), 0)
+                            ..=(function, run.schedule.as_str(), u64::MAX),
+                    )?
+                    .map(|e| e.map(|(k, _)| k.value().2))
+                    .collect::<Result<_, _>>()?;
+                for old in keys.iter().take(keys.len().saturating_sub(CRON_HISTORY)) {
+                    table.remove((function, run.schedule.as_str(), *old))?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(error = %e, function, "cannot record a cron run");
+        }
+    }
+
+    /// When the schedule last fired (or was recorded missed), if ever.
+    fn last_run(&self, function: &str, schedule: &str) -> Option<u64> {
+        let tx = self.db.begin_read().ok()?;
+        let table = tx.open_table(CRON_RUNS).ok()?;
+        let last = table
+            .range((function, schedule, 0)..=(function, schedule, u64::MAX))
+            .ok()?
+            .next_back()?;
+        Some(last.ok()?.0.value().2)
+    }
+}
+
+/// One run of a schedule, as the history keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CronRun {
+    pub schedule: String,
+    /// The second it was due, ms since the epoch.
+    pub scheduled_ms: u64,
+    /// When it started (the last attempt), ms since the epoch; 0 if it never ran.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// `ok`, an invocation outcome, `missed` (the node was down), or `skipped` (the previous
+    /// run was still going).
+    pub outcome: String,
+    pub attempts: u32,
+}
+
+/// Consumes `trigger.queue` for `function` until aborted.
+async fn consume(queues: Arc<Queues>, function: Arc<Function>, trigger: QueueTrigger) {
+    let name = function.config.name.clone();
+    loop {
+        let notified = queues.sent.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let q = queues.clone();
+        let queue = trigger.queue.clone();
+        let peeked = tokio::task::spawn_blocking(move || q.peek(&queue)).await;
+        let (visible, oldest) = match peeked {
+            Ok(Ok(p)) => p,
+            other => {
+                tracing::warn!(function = %name, queue = %trigger.queue, error = ?other.err(), "cannot read the queue");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let waited = oldest.map(|t| Duration::from_millis(now_ms().saturating_sub(t)));
+        let ready = visible >= trigger.max_batch_size
+            || waited.is_some_and(|w| w >= trigger.max_batch_timeout);
+        if !ready {
+            // Wake on a send, when the oldest message has waited long enough, or to look
+            // for messages whose lease ran out.
+            let wait = match waited {
+                Some(w) => trigger.max_batch_timeout.saturating_sub(w),
+                None => Duration::from_millis(500),
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(wait.min(Duration::from_millis(500))) => {}
+            }
+            continue;
+        }
+        let q = queues.clone();
+        let (queue, max, visibility) =
+            (trigger.queue.clone(), trigger.max_batch_size, trigger.visibility_timeout);
+        let leased = match tokio::task::spawn_blocking(move || q.lease(&queue, max, visibility))
+            .await
+        {
+            Ok(Ok(leased)) => leased,
+            other => {
+                tracing::warn!(function = %name, queue = %trigger.queue, error = ?other.err(), "cannot lease messages");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if leased.is_empty() {
+            continue;
+        }
+        let payload = serde_json::json!({
+            "queue": trigger.queue,
+            "messages": leased.iter().enumerate().map(|(i, m)| serde_json::json!({
+                "id": m.id.to_string(),
+                "timestamp": m.enqueued_ms,
+                "attempts": m.attempts,
+                "encoding": if m.encoding == Encoding::Json { "json" } else { "v8" },
+                "blob": i,
+            })).collect::<Vec<_>>(),
+        });
+        let event = Event {
+            handler: "queue",
+            payload: payload.to_string(),
+            blobs: leased.iter().map(|m| m.body.clone()).collect::<Vec<Bytes>>(),
+        };
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
+        let result = function.invoke_event("queue", id, event).await;
+        let explicit: BTreeMap<String, (bool, Option<f64>)> = match &result {
+            Ok(json) => serde_json::from_str::<serde_json::Value>(json)
+                .ok()
+                .and_then(|v| v["verdicts"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| {
+                    let id = v["id"].as_str()?.to_string();
+                    Some((id, (v["ack"].as_bool().unwrap_or(false), v["delaySeconds"].as_f64())))
+                })
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        let verdicts: Vec<(u64, Verdict)> = leased
+            .iter()
+            .map(|m| {
+                let (ack, delay) = match explicit.get(&m.id.to_string()) {
+                    Some(&(ack, delay)) => (ack, delay),
+                    // Not marked: acked when the handler succeeded, retried when it failed.
+                    None => (result.is_ok(), None),
+                };
+                let verdict = if ack {
+                    Verdict::Ack
+                } else if m.attempts >= trigger.max_retries {
+                    Verdict::Dead
+                } else {
+                    let backoff = trigger.retry_delay.saturating_mul(1 << (m.attempts - 1).min(16));
+                    let delay = delay.map(Duration::from_secs_f64).unwrap_or(backoff);
+                    Verdict::Retry(delay.min(Duration::from_secs(300)))
+                };
+                (m.id, verdict)
+            })
+            .collect();
+        for (id, verdict) in &verdicts {
+            if matches!(verdict, Verdict::Dead) {
+                let attempts = leased.iter().find(|m| m.id == *id).map_or(0, |m| m.attempts);
+                match &trigger.dead_letter_queue {
+                    Some(dlq) => {
+                        tracing::info!(function = %name, queue = %trigger.queue, message = id, attempts, dead_letter_queue = %dlq, "message dead-lettered")
+                    }
+                    None => {
+                        tracing::warn!(function = %name, queue = %trigger.queue, message = id, attempts, "message dropped after its last attempt (no dead_letter_queue)")
+                    }
+                }
+            }
+        }
+        let q = queues.clone();
+        let queue = trigger.queue.clone();
+        let dlq = trigger.dead_letter_queue.clone();
+        let settled =
+            tokio::task::spawn_blocking(move || q.settle(&queue, &verdicts, dlq.as_deref())).await;
+        if !matches!(settled, Ok(Ok(()))) {
+            tracing::warn!(function = %name, queue = %trigger.queue, "cannot settle a batch; it is delivered again after the visibility timeout");
+        }
+    }
+}
+
+/// Fires `trigger` for `function` until aborted: runs never overlap (a run still going when
+/// the next is due makes that one `skipped`); runs missed while the node was down are
+/// recorded, not replayed.
+async fn schedule(triggers: Arc<Triggers>, function: Arc<Function>, trigger: CronTrigger) {
+    let name = function.config.name.clone();
+    let cron = match croner::Cron::from_str(&trigger.schedule) {
+        Ok(cron) => cron,
+        Err(e) => {
+            tracing::error!(function = %name, schedule = %trigger.schedule, error = %e, "invalid cron schedule");
+            return;
+        }
+    };
+    let now = chrono::Utc::now();
+    if let Some(last) = triggers.last_run(&name, &trigger.schedule) {
+        if let Some(since) = chrono::DateTime::from_timestamp_millis(last as i64) {
+            for missed in cron.clone().iter_after(since).take_while(|t| *t < now).take(1000) {
+                let run = CronRun {
+                    schedule: trigger.schedule.clone(),
+                    scheduled_ms: missed.timestamp_millis() as u64,
+                    started_ms: 0,
+                    duration_ms: 0,
+                    outcome: "missed".into(),
+                    attempts: 0,
+                };
+                triggers.record(&name, &run);
+            }
+        }
+    }
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Schedules are in whole seconds.
+    let mut after = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
+    loop {
+        let Ok(due) = cron.find_next_occurrence(&after, false) else {
+            tracing::error!(function = %name, schedule = %trigger.schedule, "the schedule never fires again");
+            return;
+        };
+        after = due;
+        let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let scheduled_ms = due.timestamp_millis() as u64;
+        if running.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let run = CronRun {
+                schedule: trigger.schedule.clone(),
+                scheduled_ms,
+                started_ms: 0,
+                duration_ms: 0,
+                outcome: "skipped".into(),
+                attempts: 0,
+            };
+            let t = triggers.clone();
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || t.record(&name, &run));
+            continue;
+        }
+        let (t, f, trig, running) =
+            (triggers.clone(), function.clone(), trigger.clone(), running.clone());
+        tokio::spawn(async move {
+            let run = fire(&f, &trig, scheduled_ms).await;
+            running.store(false, std::sync::atomic::Ordering::Release);
+            let name = f.config.name.clone();
+            let _ = tokio::task::spawn_blocking(move || t.record(&name, &run)).await;
+        });
+    }
+}
+
+/// One run of a schedule, with retries (1 s, 2 s, 4 s, ... apart) after failures.
+async fn fire(function: &Function, trigger: &CronTrigger, scheduled_ms: u64) -> CronRun {
+    let payload = serde_json::json!({ "cron": trigger.schedule, "scheduledTime": scheduled_ms });
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let started_ms = now_ms();
+        let event = Event { handler: "scheduled", payload: payload.to_string(), blobs: Vec::new() };
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
+        let result = function.invoke_event("cron", id, event).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(f) => f.outcome.as_str().to_string(),
+        };
+        if result.is_ok() || attempts > trigger.retries {
+            return CronRun {
+                schedule: trigger.schedule.clone(),
+                scheduled_ms,
+                started_ms,
+                duration_ms: now_ms().saturating_sub(started_ms),
+                outcome,
+                attempts,
+            };
+        }
+        tokio::time::sleep(Duration::from_secs(1 << (attempts - 1).min(6))).await;
+    }
+}

@@ -1,0 +1,245 @@
+//! Queues and cron: delivery at least once across `kill -9`, dead-lettering after exactly
+//! `max_retries`, a chain from HTTP through a queue binding to a consumer, structured-clone
+//! bodies, and a cron schedule that fires every second without overlapping itself.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tests::{collector, curl, write_file, NodeProcess};
+
+const TOKEN: &str = "triggers-test-token";
+
+/// A node folder serving one function (its edge.toml and index.js given), reaching
+/// `collector` through `[fetch] allow`.
+fn node_dir(root: &Path, collector: SocketAddr, edge_toml: &str, index_js: &str) -> PathBuf {
+    let toml = format!(
+        "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n"
+    );
+    write_file(root, "node.toml", &toml);
+    let edge = format!("{edge_toml}\n[vars]\nCOLLECTOR = \"http://{collector}\"\n");
+    write_file(root, "fns/f/edge.toml", &edge);
+    write_file(root, "fns/f/index.js", index_js);
+    root.join("node.toml")
+}
+
+async fn start(config: &Path) -> NodeProcess {
+    NodeProcess::start(config, &[("EDGE_ADMIN_TOKEN", TOKEN)]).await
+}
+
+async fn admin(
+    node: &NodeProcess,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> serde_json::Value {
+    let url = format!("http://{}{path}", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    let res = curl(method, &url, &auth, body.map(str::as_bytes)).await;
+    assert!(res.status < 300, "{method} {path}: {} {}", res.status, res.text());
+    serde_json::from_slice(&res.body).unwrap()
+}
+
+const CONSUMER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const n = Number(new URL(request.url).searchParams.get("n") ?? "1");
+    const messages = Array.from({ length: n }, (_, i) => ({
+      body: { n: `http-${i}`, when: new Date(Date.UTC(2026, 0, 2)), tags: new Map([["k", i]]) },
+    }));
+    await env.JOBS.sendBatch(messages);
+    return new Response("queued");
+  },
+  async queue(batch, env) {
+    const seen = batch.messages.map((m) => ({
+      n: m.body.n,
+      attempts: m.attempts,
+      clone: m.body.when instanceof Date && m.body.tags instanceof Map
+        ? `${m.body.when.toISOString()} ${m.body.tags.get("k")}`
+        : null,
+    }));
+    await fetch(`${env.COLLECTOR}/seen`, { method: "POST", body: JSON.stringify(seen) });
+    for (const m of batch.messages) {
+      if (m.body.fail) m.retry();
+    }
+  },
+};
+"#;
+
+fn consumer_toml(max_retries: u32) -> String {
+    format!(
+        "name = \"f\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.queue]]\nqueue = \"jobs\"\nmax_batch_size = 100\nmax_batch_timeout = \"50ms\"\nmax_retries = {max_retries}\nvisibility_timeout = \"2s\"\nretry_delay = \"20ms\"\ndead_letter_queue = \"jobs-dlq\"\n[bindings]\nJOBS = {{ queue = \"jobs\" }}\n"
+    )
+}
+
+/// Reads what the consumer reported until `done` says so (or a deadline passes).
+async fn collect(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, bytes::Bytes)>,
+    seen: &mut Vec<serde_json::Value>,
+    deadline: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) {
+    let until = Instant::now() + deadline;
+    while !done(seen) {
+        let left = until.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some((_, body))) => {
+                let batch: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                seen.extend(batch);
+            }
+            _ => return,
+        }
+    }
+}
+
+fn distinct(seen: &[serde_json::Value]) -> usize {
+    seen.iter().map(|s| s["n"].to_string()).collect::<std::collections::HashSet<_>>().len()
+}
+
+#[tokio::test]
+async fn ten_thousand_messages_survive_three_kill_9s() {
+    const TOTAL: usize = 10_000;
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let config = node_dir(root.path(), collector, &consumer_toml(5), CONSUMER);
+    let mut node = start(&config).await;
+    for chunk in 0..TOTAL / 1000 {
+        let messages: Vec<_> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|n| serde_json::json!({ "body": { "n": n } }))
+            .collect();
+        let body = serde_json::json!({ "messages": messages }).to_string();
+        let sent = admin(&node, "POST", "/v1/queues/jobs/messages", Some(&body)).await;
+        assert_eq!(sent["ids"].as_array().unwrap().len(), 1000);
+    }
+    let mut seen = Vec::new();
+    for kill_at in [2_000, 5_000, 8_000] {
+        collect(&mut rx, &mut seen, Duration::from_secs(60), |s| distinct(s) >= kill_at).await;
+        assert!(distinct(&seen) >= kill_at, "consumption stalled at {}", distinct(&seen));
+        node.kill_9().await;
+        node = start(&config).await;
+    }
+    collect(&mut rx, &mut seen, Duration::from_secs(120), |s| distinct(s) >= TOTAL).await;
+    assert_eq!(distinct(&seen), TOTAL, "every message was handled at least once");
+    let duplicates = seen.len() - TOTAL;
+    eprintln!("{TOTAL} messages, 3 kill -9s: {} deliveries, {duplicates} duplicates", seen.len());
+    let stats = admin(&node, "GET", "/v1/queues/jobs", None).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut depth = stats["depth"].as_u64().unwrap();
+    while depth > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        depth = admin(&node, "GET", "/v1/queues/jobs", None).await["depth"].as_u64().unwrap();
+    }
+    assert_eq!(depth, 0, "every message acked in the end");
+    node.kill_9().await;
+}
+
+#[tokio::test]
+async fn a_failing_message_is_dead_lettered_after_exactly_max_retries() {
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let config = node_dir(root.path(), collector, &consumer_toml(3), CONSUMER);
+    let node = start(&config).await;
+    let body = r#"{"messages": [{"body": {"n": "bad", "fail": true}}, {"body": {"n": "good"}}]}"#;
+    admin(&node, "POST", "/v1/queues/jobs/messages", Some(body)).await;
+    let mut seen = Vec::new();
+    let dead =
+        || async { admin(&node, "GET", "/v1/queues/jobs-dlq", None).await["depth"].as_u64() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dead().await != Some(1) && Instant::now() < deadline {
+        collect(&mut rx, &mut seen, Duration::from_millis(200), |_| false).await;
+    }
+    collect(&mut rx, &mut seen, Duration::from_millis(300), |_| false).await;
+    let attempts: Vec<u64> =
+        seen.iter().filter(|s| s["n"] == "bad").map(|s| s["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2, 3], "three attempts, then the dead-letter queue");
+    assert_eq!(seen.iter().filter(|s| s["n"] == "good").count(), 1, "the good one once");
+    let jobs = admin(&node, "GET", "/v1/queues/jobs", None).await;
+    assert_eq!((jobs["depth"].as_u64(), jobs["dead_lettered"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(dead().await, Some(1));
+    node.kill_9().await;
+}
+
+#[tokio::test]
+async fn http_sends_through_a_binding_and_the_consumer_gets_structured_clones() {
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let config = node_dir(root.path(), collector, &consumer_toml(3), CONSUMER);
+    let node = start(&config).await;
+    let res = curl("GET", &format!("http://{}/send?n=3", node.http), &[], None).await;
+    assert_eq!((res.status, res.text().as_str()), (200, "queued"));
+    let mut seen = Vec::new();
+    collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.len() >= 3).await;
+    let mut got: Vec<(String, String)> = seen
+        .iter()
+        .map(|s| {
+            (s["n"].as_str().unwrap().to_string(), s["clone"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    got.sort();
+    let expected: Vec<(String, String)> =
+        (0..3).map(|i| (format!("http-{i}"), format!("2026-01-02T00:00:00.000Z {i}"))).collect();
+    assert_eq!(got, expected, "Date and Map arrive as Date and Map");
+    node.kill_9().await;
+}
+
+const CRON: &str = r#"
+export default {
+  async scheduled(event, env) {
+    const start = Date.now();
+    await fetch(`${env.COLLECTOR}/run`, {
+      method: "POST",
+      body: JSON.stringify([{ phase: "start", at: start, scheduled: event.scheduledTime, cron: event.cron }]),
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await fetch(`${env.COLLECTOR}/run`, {
+      method: "POST",
+      body: JSON.stringify([{ phase: "end", at: Date.now(), scheduled: event.scheduledTime }]),
+    });
+  },
+};
+"#;
+
+#[tokio::test]
+async fn a_cron_every_second_never_overlaps_a_slow_handler() {
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let toml =
+        "name = \"f\"\nentry = \"index.js\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\n";
+    let config = node_dir(root.path(), collector, toml, CRON);
+    let node = start(&config).await;
+    let mut seen = Vec::new();
+    collect(&mut rx, &mut seen, Duration::from_secs(10), |_| false).await;
+    let starts: Vec<&serde_json::Value> = seen.iter().filter(|s| s["phase"] == "start").collect();
+    let ends: BTreeMap<u64, u64> = seen
+        .iter()
+        .filter(|s| s["phase"] == "end")
+        .map(|s| (s["scheduled"].as_u64().unwrap(), s["at"].as_u64().unwrap()))
+        .collect();
+    assert!(starts.len() >= 4, "runs in 10 s: {}", starts.len());
+    assert_eq!(starts[0]["cron"], "* * * * * *");
+    let mut previous_end = 0;
+    for s in &starts {
+        let (at, due) = (s["at"].as_u64().unwrap(), s["scheduled"].as_u64().unwrap());
+        assert_eq!(due % 1000, 0, "due on a whole second");
+        assert!(
+            at >= due && at - due < 1000,
+            "started {} ms after its second",
+            at as i64 - due as i64
+        );
+        assert!(at >= previous_end, "run due at {due} started before the previous one ended");
+        previous_end = ends.get(&due).copied().unwrap_or(u64::MAX);
+    }
+    let runs = admin(&node, "GET", "/v1/functions/f/cron", None).await;
+    let outcomes: HashMap<String, usize> =
+        runs["runs"].as_array().unwrap().iter().fold(HashMap::new(), |mut m, r| {
+            *m.entry(r["outcome"].as_str().unwrap().to_string()).or_default() += 1;
+            m
+        });
+    assert!(outcomes.get("ok").copied().unwrap_or(0) >= 3, "{outcomes:?}");
+    assert!(
+        outcomes.get("skipped").copied().unwrap_or(0) >= 3,
+        "overlapping seconds are skipped: {outcomes:?}"
+    );
+    node.kill_9().await;
+}
