@@ -20,7 +20,9 @@ pub use node::{
     AdminConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, LogsConfig,
     NodeConfig, NodeSection, RuntimeConfig,
 };
-pub use triggers::{valid_queue_name, Binding, CronTrigger, QueueTrigger, Triggers};
+pub use triggers::{
+    valid_queue_name, Binding, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger, Triggers,
+};
 pub use units::{format_duration, parse_duration, parse_size};
 
 /// One thing wrong with a config file, at a key path such as `http.listen[0]`.

@@ -13,6 +13,22 @@ use crate::reader::{join, Reader};
 pub struct Triggers {
     pub cron: Vec<CronTrigger>,
     pub queue: Vec<QueueTrigger>,
+    pub storage: Vec<StorageTrigger>,
+    pub record: Vec<RecordTrigger>,
+}
+
+/// `[[triggers.storage]]`: call `storage(event, env, ctx)` when an object whose key starts
+/// with `prefix` is put into or deleted from `bucket`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageTrigger {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// `[[triggers.record]]`: call `record(event, env, ctx)` when a record of `table` changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordTrigger {
+    pub table: String,
 }
 
 /// `[[triggers.cron]]`: call `scheduled(event, env, ctx)` on a schedule (UTC).
@@ -48,11 +64,17 @@ pub struct QueueTrigger {
 pub enum Binding {
     /// `NAME = { queue = "emails" }`: `send` and `sendBatch` to the queue.
     Queue(String),
+    /// `NAME = { bucket = "uploads" }`: `put`, `get`, `delete`, `list` objects.
+    Bucket(String),
+    /// `NAME = { table = "users" }`: `get`, `put`, `delete`, `list` records.
+    Table(String),
 }
 
-/// Queue (and bucket, table) names: letters, digits, `-`, `_` and `.`, at most 128.
+/// Queue, bucket and table names: letters, digits, `-`, `_` and `.`, at most 128; names
+/// starting with `__` are the node's own.
 pub fn valid_queue_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.starts_with("__")
         && name.len() <= 128
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
@@ -60,7 +82,30 @@ pub fn valid_queue_name(name: &str) -> bool {
 pub(crate) fn read_triggers(r: &mut Reader, t: &Table) -> Triggers {
     let mut out = Triggers::default();
     let Some(triggers) = r.table(t, "", "triggers") else { return out };
-    r.deny_unknown(triggers, "triggers", &["cron", "queue"]);
+    r.deny_unknown(triggers, "triggers", &["cron", "queue", "storage", "record"]);
+    for (i, table) in entries(r, triggers, "storage") {
+        let path = format!("triggers.storage[{i}]");
+        r.deny_unknown(table, &path, &["bucket", "prefix"]);
+        let bucket = queue_name(r, table, &path, "bucket");
+        if bucket.is_none() && !table.contains_key("bucket") {
+            r.problem(join(&path, "bucket"), "missing (the bucket to watch)");
+        }
+        let prefix = r.string(table, &path, "prefix").unwrap_or_default();
+        if let Some(bucket) = bucket {
+            out.storage.push(StorageTrigger { bucket, prefix });
+        }
+    }
+    for (i, t) in entries(r, triggers, "record") {
+        let path = format!("triggers.record[{i}]");
+        r.deny_unknown(t, &path, &["table"]);
+        let table = queue_name(r, t, &path, "table");
+        if table.is_none() && !t.contains_key("table") {
+            r.problem(join(&path, "table"), "missing (the table to watch)");
+        }
+        if let Some(table) = table {
+            out.record.push(RecordTrigger { table });
+        }
+    }
     for (i, table) in entries(r, triggers, "cron") {
         let path = format!("triggers.cron[{i}]");
         r.deny_unknown(table, &path, &["schedule", "retries"]);
@@ -129,12 +174,23 @@ pub(crate) fn read_bindings(r: &mut Reader, t: &Table) -> BTreeMap<String, Bindi
             r.problem(&path, "expected a table like { queue = \"emails\" }");
             continue;
         };
-        r.deny_unknown(table, &path, &["queue"]);
-        if let Some(queue) = queue_name(r, table, &path, "queue") {
-            out.insert(name.clone(), Binding::Queue(queue));
-        } else if !table.contains_key("queue") {
-            r.problem(&path, "names nothing to bind (queue = \"...\")");
+        r.deny_unknown(table, &path, &["queue", "bucket", "table"]);
+        let kinds: Vec<&str> =
+            ["queue", "bucket", "table"].into_iter().filter(|k| table.contains_key(*k)).collect();
+        if kinds.len() != 1 {
+            r.problem(
+                &path,
+                "names one thing to bind: queue = \"...\", bucket = \"...\" or table = \"...\"",
+            );
+            continue;
         }
+        let Some(target) = queue_name(r, table, &path, kinds[0]) else { continue };
+        let binding = match kinds[0] {
+            "queue" => Binding::Queue(target),
+            "bucket" => Binding::Bucket(target),
+            _ => Binding::Table(target),
+        };
+        out.insert(name.clone(), binding);
     }
     out
 }

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{AdminError, Control};
 use crate::queues::Encoding;
+use crate::store::StoreError;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -175,6 +176,151 @@ impl Admin {
         if !self.authorized(&req) {
             return Err(AdminError::Unauthorized);
         }
+        if matches!(segments.get(1), Some(&"buckets") | Some(&"tables")) {
+            let found = self.objects_route(&method, &segments[1..], req).await?;
+            return found.ok_or_else(|| AdminError::NotFound(format!("no route {method} {path}")));
+        }
+        self.route_v1(req, method, &path).await
+    }
+
+    /// The buckets and tables routes; `None` when none matches.
+    async fn objects_route(
+        &self,
+        method: &Method,
+        segments: &[&str],
+        req: Request<Incoming>,
+    ) -> Result<Option<Response<Body>>, AdminError> {
+        let control = self.control.clone();
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| {
+                AdminError::BadRequest(format!("`{s}` is not valid percent-encoding"))
+            })
+        };
+        let response = match (method.clone(), segments) {
+            (Method::GET, ["buckets", bucket, "objects"])
+            | (Method::GET, ["tables", bucket, "records"]) => {
+                valid_queue(bucket)?;
+                let params = ListParams::parse(req.uri().query().unwrap_or(""))?;
+                let (bucket, is_bucket) = (bucket.to_string(), segments[0] == "buckets");
+                let page = tokio::task::spawn_blocking(move || {
+                    let objects = control.objects();
+                    let (prefix, limit, cursor) = (&params.prefix, params.limit, params.cursor.as_deref());
+                    if is_bucket {
+                        let page = objects.list(&bucket, prefix, limit, cursor)?;
+                        Ok::<_, StoreError>(serde_json::json!({ "objects": page.items, "cursor": page.cursor }))
+                    } else {
+                        let page = objects.list_records(&bucket, prefix, limit, cursor)?;
+                        let records: Vec<serde_json::Value> = page.items.iter().map(|(k, v)| {
+                            serde_json::json!({ "key": k, "value": serde_json::from_str::<serde_json::Value>(v).unwrap_or_default() })
+                        }).collect();
+                        Ok(serde_json::json!({ "records": records, "cursor": page.cursor }))
+                    }
+                })
+                .await??;
+                json(StatusCode::OK, &page)
+            }
+            (m, ["buckets", bucket, "objects", key @ ..]) if !key.is_empty() => {
+                valid_queue(bucket)?;
+                let key = decode(&key.join("/"))?;
+                let bucket = bucket.to_string();
+                match m {
+                    Method::PUT => {
+                        let content_type = req
+                            .headers()
+                            .get(http::header::CONTENT_TYPE)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("application/octet-stream")
+                            .to_string();
+                        let data = self.body(req, crate::objects::MAX_OBJECT_BYTES as u64).await?;
+                        let meta = tokio::task::spawn_blocking(move || {
+                            let routes = control.triggers.clone();
+                            control.objects().put(&*routes, &bucket, &key, &data, &content_type)
+                        })
+                        .await??;
+                        json(StatusCode::CREATED, &meta)
+                    }
+                    Method::GET => {
+                        let found = tokio::task::spawn_blocking(move || {
+                            control.objects().get(&bucket, &key)
+                        })
+                        .await??;
+                        let Some((meta, data)) = found else {
+                            return Err(AdminError::NotFound("no such object".into()));
+                        };
+                        Response::builder()
+                            .header(http::header::CONTENT_TYPE, meta.content_type)
+                            .header(http::header::ETAG, format!("\"{}\"", meta.etag))
+                            .body(full(data))
+                            .expect("a valid response")
+                    }
+                    Method::DELETE => {
+                        let deleted = tokio::task::spawn_blocking(move || {
+                            let routes = control.triggers.clone();
+                            control.objects().delete(&*routes, &bucket, &key)
+                        })
+                        .await??;
+                        if !deleted {
+                            return Err(AdminError::NotFound("no such object".into()));
+                        }
+                        json(StatusCode::OK, &serde_json::json!({ "deleted": true }))
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            (m, ["tables", table, "records", key @ ..]) if !key.is_empty() => {
+                valid_queue(table)?;
+                let key = decode(&key.join("/"))?;
+                let table = table.to_string();
+                match m {
+                    Method::PUT => {
+                        let data = self.body(req, crate::objects::MAX_RECORD_BYTES as u64).await?;
+                        let value: serde_json::Value =
+                            serde_json::from_slice(&data).map_err(|e| {
+                                AdminError::BadRequest(format!("a record is JSON: {e}"))
+                            })?;
+                        tokio::task::spawn_blocking(move || {
+                            let routes = control.triggers.clone();
+                            control.objects().put_record(&*routes, &table, &key, &value.to_string())
+                        })
+                        .await??;
+                        json(StatusCode::OK, &serde_json::json!({ "written": true }))
+                    }
+                    Method::GET => {
+                        let found = tokio::task::spawn_blocking(move || {
+                            control.objects().get_record(&table, &key)
+                        })
+                        .await??;
+                        let Some(text) = found else {
+                            return Err(AdminError::NotFound("no such record".into()));
+                        };
+                        text_json(text)
+                    }
+                    Method::DELETE => {
+                        let deleted = tokio::task::spawn_blocking(move || {
+                            let routes = control.triggers.clone();
+                            control.objects().delete_record(&*routes, &table, &key)
+                        })
+                        .await??;
+                        if !deleted {
+                            return Err(AdminError::NotFound("no such record".into()));
+                        }
+                        json(StatusCode::OK, &serde_json::json!({ "deleted": true }))
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(response))
+    }
+
+    async fn route_v1(
+        &self,
+        req: Request<Incoming>,
+        method: Method,
+        path: &str,
+    ) -> Result<Response<Body>, AdminError> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let control = &self.control;
         match (method, &segments[1..]) {
             (Method::GET, ["functions"]) => {
@@ -412,4 +558,47 @@ fn message_bodies(bytes: &[u8]) -> Result<Vec<String>, AdminError> {
         )));
     }
     Ok(out)
+}
+
+/// A record's stored JSON text as a response.
+fn text_json(json_text: String) -> Response<Body> {
+    text("application/json", json_text)
+}
+
+/// Decodes `%XX` escapes of a path segment; `None` for invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    url::form_urlencoded::parse(format!("k={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `?prefix=&limit=&cursor=` of a listing.
+struct ListParams {
+    prefix: String,
+    limit: usize,
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    fn parse(query: &str) -> Result<ListParams, AdminError> {
+        let mut out = ListParams { prefix: String::new(), limit: 1000, cursor: None };
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "prefix" => out.prefix = value.into_owned(),
+                "cursor" => out.cursor = Some(value.into_owned()),
+                "limit" => {
+                    out.limit = value
+                        .parse::<usize>()
+                        .map_err(|_| {
+                            AdminError::BadRequest(format!("`limit={value}` is not a number"))
+                        })?
+                        .clamp(1, 1000)
+                }
+                other => {
+                    return Err(AdminError::BadRequest(format!("unknown parameter `{other}`")))
+                }
+            }
+        }
+        Ok(out)
+    }
 }

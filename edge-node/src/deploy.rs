@@ -341,6 +341,11 @@ impl Control {
         serde_json::json!({ "bucket_seconds": BUCKET_SECONDS, "functions": functions })
     }
 
+    /// The buckets and tables of the node.
+    pub fn objects(&self) -> &crate::objects::Objects {
+        &self.shared.objects
+    }
+
     /// The queues of the node.
     pub fn queues(&self) -> &Queues {
         &self.shared.queues

@@ -12,10 +12,11 @@ use config::{over_max, Limits, LimitsConfig};
 use crate::caches::{Bundles, CodeCacheStore};
 use crate::logs::FunctionSink;
 use crate::logstore::{LogStore, Record};
+use crate::objects::Objects;
 use crate::pool::{Isolates, PoolSettings, Refusal};
 use crate::queues::Queues;
 use crate::telemetry::{InvocationStats, Telemetry};
-use crate::triggers::NodeBindings;
+use crate::triggers::{NodeBindings, Triggers};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,
@@ -134,6 +135,9 @@ pub struct Shared {
     pub telemetry: Arc<Telemetry>,
     pub logs: Arc<LogStore>,
     pub queues: Arc<Queues>,
+    pub objects: Arc<Objects>,
+    /// The node's trigger tasks, and where storage and record events go.
+    pub triggers: Arc<Triggers>,
     /// The node's async runtime, where bindings do their work (not the isolate's thread).
     pub runtime: tokio::runtime::Handle,
 }
@@ -374,6 +378,8 @@ impl Function {
                 .map(|(name, binding)| {
                     let kind = match binding {
                         config::Binding::Queue(_) => "queue",
+                        config::Binding::Bucket(_) => "bucket",
+                        config::Binding::Table(_) => "table",
                     };
                     (name.clone(), kind.to_string())
                 })
@@ -394,6 +400,8 @@ impl Function {
             Arc::new(NodeBindings {
                 bindings: self.config.bindings.clone(),
                 queues: shared.queues.clone(),
+                objects: shared.objects.clone(),
+                routes: shared.triggers.clone(),
                 runtime: shared.runtime.clone(),
             }) as Arc<dyn Bindings>
         });

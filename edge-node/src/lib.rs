@@ -13,6 +13,7 @@ mod h3;
 mod http;
 pub mod logs;
 pub mod logstore;
+pub mod objects;
 mod pool;
 pub mod queues;
 mod router;
@@ -43,6 +44,7 @@ use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Protocol, Site};
 use crate::logstore::LogStore;
+use crate::objects::Objects;
 use crate::queues::Queues;
 use crate::server::Listeners;
 use crate::store::Store;
@@ -134,8 +136,19 @@ impl Node {
         let telemetry = Telemetry::new(&config.node.id, &config.node.region);
         let store = Store::open(&data.join("store.redb"))?;
         let queues = Arc::new(Queues::new(store.database())?);
+        let released = queues.release_leases()?;
+        if released > 0 {
+            tracing::info!(
+                messages = released,
+                "messages leased before the restart are delivered again"
+            );
+        }
+        let objects = Arc::new(Objects::new(store.database(), data.join("blobs"), queues.clone())?);
+        let triggers = Arc::new(Triggers::new(queues.clone(), store.database())?);
         let shared = Arc::new(Shared {
             queues,
+            objects,
+            triggers,
             runtime: tokio::runtime::Handle::current(),
             telemetry: Arc::new(telemetry),
             logs: Arc::new(logs),
@@ -153,7 +166,7 @@ impl Node {
             node_isolates: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             max_isolates: config.pool.max_isolates,
         });
-        let triggers = Arc::new(Triggers::new(shared.queues.clone(), store.database())?);
+        let triggers = shared.triggers.clone();
         let store = deployments.then_some(store);
         let folder: HashSet<String> = functions.iter().map(|f| f.config.name.clone()).collect();
         if let Some(store) = &store {
@@ -250,6 +263,16 @@ impl Node {
     /// The bound plaintext addresses (useful with port 0).
     pub fn http_addrs(&self) -> &[SocketAddr] {
         &self.http_addrs
+    }
+
+    /// The queues of the node.
+    pub fn queues(&self) -> &queues::Queues {
+        &self.shared.queues
+    }
+
+    /// The recorded runs of a function's cron schedules, newest first.
+    pub fn cron_runs(&self, function: &str) -> Vec<triggers::CronRun> {
+        self.triggers.cron_runs(function).unwrap_or_default()
     }
 
     /// The bound admin API addresses.

@@ -124,24 +124,59 @@ impl Queues {
         queue: &str,
         messages: &[(Encoding, &[u8])],
     ) -> Result<Vec<u64>, StoreError> {
-        let now = now_ms();
         let tx = self.db.begin_write()?;
-        let ids = {
-            let mut meta = tx.open_table(META)?;
-            let mut table = tx.open_table(MESSAGES)?;
-            let (mut next, dead) = meta.get(queue)?.map(|v| v.value()).unwrap_or((1, 0));
-            let mut ids = Vec::with_capacity(messages.len());
-            for (encoding, body) in messages {
-                table.insert((queue, next), encode(0, now, now, *encoding, body).as_slice())?;
-                ids.push(next);
-                next += 1;
-            }
-            meta.insert(queue, (next, dead))?;
-            ids
-        };
+        let ids = Queues::append(&tx, queue, messages)?;
         tx.commit()?;
         self.sent.notify_waiters();
         Ok(ids)
+    }
+
+    /// Appends messages to `queue` within `tx` (committed with whatever else it holds).
+    pub fn append(
+        tx: &redb::WriteTransaction,
+        queue: &str,
+        messages: &[(Encoding, &[u8])],
+    ) -> Result<Vec<u64>, StoreError> {
+        let now = now_ms();
+        let mut meta = tx.open_table(META)?;
+        let mut table = tx.open_table(MESSAGES)?;
+        let (mut next, dead) = meta.get(queue)?.map(|v| v.value()).unwrap_or((1, 0));
+        let mut ids = Vec::with_capacity(messages.len());
+        for (encoding, body) in messages {
+            table.insert((queue, next), encode(0, now, now, *encoding, body).as_slice())?;
+            ids.push(next);
+            next += 1;
+        }
+        meta.insert(queue, (next, dead))?;
+        Ok(ids)
+    }
+
+    /// Makes every leased message visible again. A standalone node calls this when it starts:
+    /// no delivery of an earlier run can still be going, so there is no reason to wait out
+    /// the visibility timeout. Returns how many were released.
+    pub fn release_leases(&self) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let tx = self.db.begin_write()?;
+        let released = {
+            let mut table = tx.open_table(MESSAGES)?;
+            let mut leased = Vec::new();
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                if let Some(m) = decode(v.value()) {
+                    if m.attempts > 0 && m.visible_at > now {
+                        let (queue, id) = k.value();
+                        let value = encode(m.attempts, now, m.enqueued, m.encoding, m.body);
+                        leased.push((queue.to_string(), id, value));
+                    }
+                }
+            }
+            for (queue, id, value) in &leased {
+                table.insert((queue.as_str(), *id), value.as_slice())?;
+            }
+            leased.len() as u64
+        };
+        tx.commit()?;
+        Ok(released)
     }
 
     /// How many messages are visible now, and when the oldest of them was sent.

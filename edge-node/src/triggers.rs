@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use config::{Binding, CronTrigger, QueueTrigger};
+use config::{Binding, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger};
 use js_runtime::{Bindings, Event};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::functions::Function;
+use crate::objects::{EventRoutes, Objects};
 use crate::queues::{now_ms, Encoding, Queues, Verdict};
 
 /// The largest message a function may send, as on Workers.
@@ -30,12 +31,154 @@ const CRON_HISTORY: usize = 200;
 pub struct NodeBindings {
     pub bindings: BTreeMap<String, Binding>,
     pub queues: Arc<Queues>,
+    pub objects: Arc<Objects>,
+    pub routes: Arc<Triggers>,
     pub runtime: tokio::runtime::Handle,
 }
 
 #[derive(Deserialize)]
 struct SendArgs {
     sizes: Vec<usize>,
+}
+
+#[derive(Deserialize)]
+struct KeyArgs {
+    key: String,
+    #[serde(rename = "contentType", default)]
+    content_type: Option<String>,
+    /// A table record's JSON text.
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListArgs {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+fn args<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, String> {
+    serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))
+}
+
+fn key_ok(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err("a key is 1 to 1024 bytes long".into());
+    }
+    Ok(())
+}
+
+/// A bucket binding's method, run on the node.
+fn bucket_call(
+    objects: &Objects,
+    routes: &Triggers,
+    bucket: &str,
+    method: &str,
+    raw: &str,
+    data: Vec<u8>,
+) -> Result<String, String> {
+    let e = |e: crate::store::StoreError| e.to_string();
+    match method {
+        "put" => {
+            let a: KeyArgs = args(raw)?;
+            key_ok(&a.key)?;
+            if data.len() > crate::objects::MAX_OBJECT_BYTES {
+                return Err(format!(
+                    "an object is at most {} bytes",
+                    crate::objects::MAX_OBJECT_BYTES
+                ));
+            }
+            let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
+            let meta = objects.put(routes, bucket, &a.key, &data, &content_type).map_err(e)?;
+            Ok(serde_json::to_string(&meta).expect("metadata serialises"))
+        }
+        "get" => {
+            let a: KeyArgs = args(raw)?;
+            match objects.get(bucket, &a.key).map_err(e)? {
+                None => Ok("null".into()),
+                Some((meta, body)) => {
+                    use base64::Engine;
+                    let body = base64::engine::general_purpose::STANDARD.encode(&body);
+                    Ok(serde_json::json!({ "meta": meta, "body": body }).to_string())
+                }
+            }
+        }
+        "delete" => {
+            let a: KeyArgs = args(raw)?;
+            Ok(objects.delete(routes, bucket, &a.key).map_err(e)?.to_string())
+        }
+        "list" => {
+            let a: ListArgs = args(raw)?;
+            let page = objects
+                .list(
+                    bucket,
+                    &a.prefix,
+                    a.limit.unwrap_or(1000).clamp(1, 1000),
+                    a.cursor.as_deref(),
+                )
+                .map_err(e)?;
+            Ok(serde_json::json!({ "objects": page.items, "cursor": page.cursor }).to_string())
+        }
+        other => Err(format!("a bucket has no method {other}")),
+    }
+}
+
+/// A table binding's method, run on the node.
+fn table_call(
+    objects: &Objects,
+    routes: &Triggers,
+    table: &str,
+    method: &str,
+    raw: &str,
+) -> Result<String, String> {
+    let e = |e: crate::store::StoreError| e.to_string();
+    match method {
+        "get" => {
+            let a: KeyArgs = args(raw)?;
+            Ok(objects.get_record(table, &a.key).map_err(e)?.unwrap_or_else(|| "null".into()))
+        }
+        "put" => {
+            let a: KeyArgs = args(raw)?;
+            key_ok(&a.key)?;
+            let value = a.value.ok_or("put needs a value")?;
+            if value.len() > crate::objects::MAX_RECORD_BYTES {
+                return Err(format!(
+                    "a record is at most {} bytes of JSON",
+                    crate::objects::MAX_RECORD_BYTES
+                ));
+            }
+            objects.put_record(routes, table, &a.key, &value).map_err(e)?;
+            Ok("true".into())
+        }
+        "delete" => {
+            let a: KeyArgs = args(raw)?;
+            Ok(objects.delete_record(routes, table, &a.key).map_err(e)?.to_string())
+        }
+        "list" => {
+            let a: ListArgs = args(raw)?;
+            let page = objects
+                .list_records(
+                    table,
+                    &a.prefix,
+                    a.limit.unwrap_or(1000).clamp(1, 1000),
+                    a.cursor.as_deref(),
+                )
+                .map_err(e)?;
+            let records: Vec<serde_json::Value> = page
+                .items
+                .iter()
+                .map(|(key, value)| {
+                    serde_json::json!({ "key": key, "value": serde_json::from_str::<serde_json::Value>(value).unwrap_or_default() })
+                })
+                .collect();
+            Ok(serde_json::json!({ "records": records, "cursor": page.cursor }).to_string())
+        }
+        other => Err(format!("a table has no method {other}")),
+    }
 }
 
 impl Bindings for NodeBindings {
@@ -48,6 +191,22 @@ impl Bindings for NodeBindings {
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
         let queue = match (self.bindings.get(binding), method) {
             (Some(Binding::Queue(queue)), "send") => queue.clone(),
+            (Some(Binding::Bucket(bucket)), _) => {
+                let (objects, routes) = (self.objects.clone(), self.routes.clone());
+                let (bucket, method) = (bucket.clone(), method.to_string());
+                let work = self.runtime.spawn_blocking(move || {
+                    bucket_call(&objects, &routes, &bucket, &method, &args, data)
+                });
+                return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
+            }
+            (Some(Binding::Table(table)), _) => {
+                let (objects, routes) = (self.objects.clone(), self.routes.clone());
+                let (table, method) = (table.clone(), method.to_string());
+                let work = self
+                    .runtime
+                    .spawn_blocking(move || table_call(&objects, &routes, &table, &method, &args));
+                return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
+            }
             _ => {
                 let message = format!("binding {binding} has no method {method}");
                 return Box::pin(async move { Err(message) });
@@ -84,6 +243,43 @@ pub struct Triggers {
     queues: Arc<Queues>,
     db: Arc<Database>,
     tasks: Mutex<Vec<(Arc<Function>, tokio::task::JoinHandle<()>)>>,
+    /// Served functions' storage and record triggers, for routing change events.
+    routes: std::sync::RwLock<Vec<Routes>>,
+}
+
+/// A served function's storage and record triggers.
+type Routes = (String, Vec<StorageTrigger>, Vec<RecordTrigger>);
+
+/// The internal queue of a function's storage events.
+fn storage_queue(function: &str) -> String {
+    format!("__storage.{function}")
+}
+
+/// The internal queue of a function's record events.
+fn record_queue(function: &str) -> String {
+    format!("__record.{function}")
+}
+
+impl EventRoutes for Triggers {
+    fn storage(&self, bucket: &str, key: &str) -> Vec<String> {
+        let routes = self.routes.read().expect("routes lock");
+        routes
+            .iter()
+            .filter(|(_, storage, _)| {
+                storage.iter().any(|t| t.bucket == bucket && key.starts_with(&t.prefix))
+            })
+            .map(|(name, _, _)| storage_queue(name))
+            .collect()
+    }
+
+    fn record(&self, table: &str) -> Vec<String> {
+        let routes = self.routes.read().expect("routes lock");
+        routes
+            .iter()
+            .filter(|(_, _, record)| record.iter().any(|t| t.table == table))
+            .map(|(name, _, _)| record_queue(name))
+            .collect()
+    }
 }
 
 impl Triggers {
@@ -94,12 +290,24 @@ impl Triggers {
         let tx = db.begin_write()?;
         tx.open_table(CRON_RUNS)?;
         tx.commit()?;
-        Ok(Triggers { queues, db, tasks: Mutex::new(Vec::new()) })
+        Ok(Triggers {
+            queues,
+            db,
+            tasks: Mutex::new(Vec::new()),
+            routes: std::sync::RwLock::new(Vec::new()),
+        })
     }
 
     /// Runs the triggers of exactly `functions`: tasks of functions no longer served stop,
     /// new functions get theirs.
     pub fn sync(self: &Arc<Self>, functions: &[Arc<Function>]) {
+        *self.routes.write().expect("routes lock") = functions
+            .iter()
+            .map(|f| {
+                let t = &f.config.triggers;
+                (f.config.name.clone(), t.storage.clone(), t.record.clone())
+            })
+            .collect();
         let mut tasks = self.tasks.lock().expect("triggers lock");
         tasks.retain(|(f, task)| {
             let keep = functions.iter().any(|g| Arc::ptr_eq(f, g));
@@ -113,8 +321,35 @@ impl Triggers {
                 continue;
             }
             for trigger in &f.config.triggers.queue {
-                let task = tokio::spawn(consume(self.queues.clone(), f.clone(), trigger.clone()));
+                let task =
+                    tokio::spawn(consume(self.queues.clone(), f.clone(), trigger.clone(), "queue"));
                 tasks.push((f.clone(), task));
+            }
+            // Storage and record events wait in the function's internal queues, one per
+            // invocation, retried like queue messages and dropped (logged) after 5 attempts.
+            let events = |queue: String| QueueTrigger {
+                queue,
+                max_batch_size: 1,
+                max_batch_timeout: Duration::ZERO,
+                max_retries: 5,
+                visibility_timeout: Duration::from_secs(60),
+                retry_delay: Duration::from_secs(1),
+                dead_letter_queue: None,
+            };
+            let t = &f.config.triggers;
+            for (handler, queue, wanted) in [
+                ("storage", storage_queue(&f.config.name), !t.storage.is_empty()),
+                ("record", record_queue(&f.config.name), !t.record.is_empty()),
+            ] {
+                if wanted {
+                    let task = tokio::spawn(consume(
+                        self.queues.clone(),
+                        f.clone(),
+                        events(queue),
+                        handler,
+                    ));
+                    tasks.push((f.clone(), task));
+                }
             }
             for trigger in &f.config.triggers.cron {
                 let task = tokio::spawn(schedule(self.clone(), f.clone(), trigger.clone()));
@@ -204,8 +439,14 @@ pub struct CronRun {
     pub attempts: u32,
 }
 
-/// Consumes `trigger.queue` for `function` until aborted.
-async fn consume(queues: Arc<Queues>, function: Arc<Function>, trigger: QueueTrigger) {
+/// Consumes `trigger.queue` for `function` until aborted, calling `handler`: `queue` with
+/// batches, or `storage`/`record` with one event (a message's JSON body) each.
+async fn consume(
+    queues: Arc<Queues>,
+    function: Arc<Function>,
+    trigger: QueueTrigger,
+    handler: &'static str,
+) {
     let name = function.config.name.clone();
     loop {
         let notified = queues.sent.notified();
@@ -264,13 +505,18 @@ async fn consume(queues: Arc<Queues>, function: Arc<Function>, trigger: QueueTri
                 "blob": i,
             })).collect::<Vec<_>>(),
         });
-        let event = Event {
-            handler: "queue",
-            payload: payload.to_string(),
-            blobs: leased.iter().map(|m| m.body.clone()).collect::<Vec<Bytes>>(),
+        let event = if handler == "queue" {
+            Event {
+                handler: "queue",
+                payload: payload.to_string(),
+                blobs: leased.iter().map(|m| m.body.clone()).collect::<Vec<Bytes>>(),
+            }
+        } else {
+            let body = String::from_utf8_lossy(&leased[0].body).into_owned();
+            Event { handler, payload: body, blobs: Vec::new() }
         };
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
-        let result = function.invoke_event("queue", id, event).await;
+        let result = function.invoke_event(handler, id, event).await;
         let explicit: BTreeMap<String, (bool, Option<f64>)> = match &result {
             Ok(json) => serde_json::from_str::<serde_json::Value>(json)
                 .ok()

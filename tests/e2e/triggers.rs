@@ -243,3 +243,128 @@ async fn a_cron_every_second_never_overlaps_a_slow_handler() {
     );
     node.kill_9().await;
 }
+
+const FILES: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const key = url.searchParams.get("key");
+    if (url.pathname === "/upload") {
+      await env.FILES.put(key, `uploaded by the function: ${key}`, { contentType: "text/plain" });
+      return new Response("stored");
+    }
+    const object = await env.FILES.get(key);
+    if (object === null) return new Response("missing", { status: 404 });
+    return new Response(`${object.contentType} ${object.size} ${object.text()}`);
+  },
+  async storage(event, env) {
+    await fetch(`${env.COLLECTOR}/event`, { method: "POST", body: JSON.stringify([event]) });
+  },
+};
+"#;
+
+#[tokio::test]
+async fn uploads_through_the_api_and_a_binding_fire_the_storage_trigger() {
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let toml = "name = \"f\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.storage]]\nbucket = \"uploads\"\nprefix = \"images/\"\n[bindings]\nFILES = { bucket = \"uploads\" }\n";
+    let config = node_dir(root.path(), collector, toml, FILES);
+    let mut node = start(&config).await;
+    let put = |node: &NodeProcess, key: &str, body: &str| {
+        let url = format!("http://{}/v1/buckets/uploads/objects/{key}", node.admin.unwrap());
+        let headers = vec![
+            ("authorization".to_string(), format!("Bearer {TOKEN}")),
+            ("content-type".to_string(), "image/png".to_string()),
+        ];
+        let body = body.as_bytes().to_vec();
+        async move { curl("PUT", &url, &headers, Some(&body)).await }
+    };
+    assert_eq!(put(&node, "images/a.png", "not really a png").await.status, 201);
+    assert_eq!(put(&node, "docs/readme.txt", "outside the prefix").await.status, 201);
+    let up = curl("GET", &format!("http://{}/upload?key=images/b.png", node.http), &[], None).await;
+    assert_eq!(up.text(), "stored");
+    let got = curl("GET", &format!("http://{}/get?key=images/a.png", node.http), &[], None).await;
+    assert_eq!(got.text(), "image/png 16 not really a png", "the binding reads what the API wrote");
+
+    let mut seen = Vec::new();
+    collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.len() >= 2).await;
+    // Anything else would arrive within a moment.
+    collect(&mut rx, &mut seen, Duration::from_millis(500), |_| false).await;
+    let mut keys: Vec<(&str, &str)> =
+        seen.iter().map(|e| (e["key"].as_str().unwrap(), e["op"].as_str().unwrap())).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [("images/a.png", "put"), ("images/b.png", "put")],
+        "once each, none for docs/"
+    );
+    let a = seen.iter().find(|e| e["key"] == "images/a.png").unwrap();
+    assert_eq!((a["bucket"].as_str(), a["size"].as_u64()), (Some("uploads"), Some(16)));
+
+    // A put acknowledged right before kill -9 still fires after the restart.
+    assert_eq!(put(&node, "images/c.png", "just before the crash").await.status, 201);
+    node.kill_9().await;
+    node = start(&config).await;
+    seen.clear();
+    collect(&mut rx, &mut seen, Duration::from_secs(15), |s| {
+        s.iter().any(|e| e["key"] == "images/c.png")
+    })
+    .await;
+    assert!(seen.iter().any(|e| e["key"] == "images/c.png" && e["op"] == "put"), "{seen:?}");
+
+    let url = format!("http://{}/v1/buckets/uploads/objects/images/a.png", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    assert_eq!(curl("DELETE", &url, &auth, None).await.status, 200);
+    seen.clear();
+    collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.iter().any(|e| e["op"] == "delete"))
+        .await;
+    assert!(seen.iter().any(|e| e["key"] == "images/a.png" && e["op"] == "delete"), "{seen:?}");
+    node.kill_9().await;
+}
+
+const CHAIN: &str = r#"
+export default {
+  async fetch(request, env) {
+    const id = new URL(request.url).searchParams.get("id");
+    await env.WORK.send({ id, at: "http" });
+    return new Response("accepted");
+  },
+  async queue(batch, env) {
+    for (const m of batch.messages) {
+      const previous = await env.USERS.get(m.body.id);
+      await env.USERS.put(m.body.id, { name: `user ${m.body.id}`, visits: (previous?.visits ?? 0) + 1 });
+    }
+  },
+  async record(event, env) {
+    await fetch(`${env.COLLECTOR}/record`, { method: "POST", body: JSON.stringify([event]) });
+  },
+};
+"#;
+
+#[tokio::test]
+async fn http_to_queue_to_table_to_record_trigger() {
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let toml = "name = \"f\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.queue]]\nqueue = \"work\"\nmax_batch_timeout = \"10ms\"\n[[triggers.record]]\ntable = \"users\"\n[bindings]\nWORK = { queue = \"work\" }\nUSERS = { table = \"users\" }\n";
+    let config = node_dir(root.path(), collector, toml, CHAIN);
+    let node = start(&config).await;
+    let mut seen = Vec::new();
+    for visit in 1..=2 {
+        let res = curl("GET", &format!("http://{}/?id=ada", node.http), &[], None).await;
+        assert_eq!(res.text(), "accepted");
+        collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.len() >= visit).await;
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0]["table"], "users");
+    assert_eq!(seen[0]["key"], "ada");
+    assert_eq!(seen[0]["op"], "put");
+    assert_eq!(seen[0]["value"], serde_json::json!({ "name": "user ada", "visits": 1 }));
+    assert_eq!(seen[0]["previous"], serde_json::Value::Null);
+    assert_eq!(seen[1]["value"]["visits"], 2);
+    assert_eq!(seen[1]["previous"]["visits"], 1);
+    let record = admin(&node, "GET", "/v1/tables/users/records/ada", None).await;
+    assert_eq!(record["visits"], 2);
+    let list = admin(&node, "GET", "/v1/tables/users/records?prefix=a", None).await;
+    assert_eq!(list["records"][0]["key"], "ada");
+    node.kill_9().await;
+}
