@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::deploy::{AdminError, Control};
+use crate::deploy::{AdminError, Control, ManualInvoke};
 use crate::queues::Encoding;
 use crate::store::StoreError;
 
@@ -385,6 +385,25 @@ impl Admin {
                 .await
                 .map_err(|e| AdminError::Internal(e.to_string()))??;
                 Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
+            }
+            (Method::POST, ["functions", name, "invoke"]) => {
+                let name = name.to_string();
+                let bytes = self.body(req, 1024 * 1024).await?;
+                let asked: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| AdminError::BadRequest(format!("expected JSON: {e}")))?;
+                let manual = match asked["trigger"].as_str() {
+                    Some("cron") => ManualInvoke::Cron,
+                    Some("queue") => ManualInvoke::Queue {
+                        queue: asked["queue"].as_str().unwrap_or("manual").to_string(),
+                        body: asked["body"].clone(),
+                    },
+                    _ => {
+                        return Err(AdminError::BadRequest(
+                            "expected {\"trigger\": \"cron\"} or {\"trigger\": \"queue\", \"queue\": ..., \"body\": ...}".into(),
+                        ))
+                    }
+                };
+                Ok(json(StatusCode::OK, &control.invoke(&name, manual).await?))
             }
             (Method::GET, ["functions", name, "cron"]) => Ok(json(
                 StatusCode::OK,

@@ -263,3 +263,49 @@ pub async fn logs(name: &str, query: LogQuery, nodes: &Nodes) -> anyhow::Result<
         report(failed)
     }
 }
+
+pub async fn invoke(
+    name: &str,
+    cron: bool,
+    queue: Option<String>,
+    body: Option<String>,
+    nodes: &Nodes,
+) -> anyhow::Result<()> {
+    let request = match (cron, queue) {
+        (true, _) => serde_json::json!({ "trigger": "cron" }),
+        (false, Some(queue)) => {
+            let text = body.unwrap_or_else(|| "null".into());
+            let body: serde_json::Value =
+                serde_json::from_str(&text).context("--body is not JSON")?;
+            serde_json::json!({ "trigger": "queue", "queue": queue, "body": body })
+        }
+        (false, None) => bail!("say what to fire: --cron, or --queue Q --body JSON"),
+    };
+    let clients = clients(nodes)?;
+    let path = format!("/v1/functions/{name}/invoke");
+    let calls = clients.iter().map(|client| {
+        let (request, path) = (request.clone(), path.clone());
+        async move {
+            let result = client.call(Method::POST, &path, Some(request)).await.and_then(|v| {
+                let line = format!(
+                    "{} {} {}",
+                    v["invocation_id"].as_str().unwrap_or("-"),
+                    v["outcome"].as_str().unwrap_or("?"),
+                    v.get("error").and_then(|e| e.as_str()).unwrap_or("")
+                );
+                if v["outcome"] == "ok" {
+                    Ok(line)
+                } else {
+                    Err(ClientError::Api {
+                        node: client.node().to_string(),
+                        status: 200,
+                        code: v["outcome"].as_str().unwrap_or("?").to_string(),
+                        message: line,
+                    })
+                }
+            });
+            (client.node().to_string(), result)
+        }
+    });
+    report(futures::future::join_all(calls).await)
+}

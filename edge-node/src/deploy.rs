@@ -341,6 +341,69 @@ impl Control {
         serde_json::json!({ "bucket_seconds": BUCKET_SECONDS, "functions": functions })
     }
 
+    /// Fires a function's handler by hand: `scheduled` (as its first cron schedule would) or
+    /// `queue` with a batch of one message that is not stored. Answers how it went.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        manual: ManualInvoke,
+    ) -> Result<serde_json::Value, AdminError> {
+        let function = self
+            .app
+            .site
+            .load()
+            .functions
+            .iter()
+            .find(|f| f.config.name == name)
+            .cloned()
+            .ok_or_else(|| AdminError::NotFound(format!("no function `{name}` is served")))?;
+        let (trigger, event) = match manual {
+            ManualInvoke::Cron => {
+                let cron = function
+                    .config
+                    .triggers
+                    .cron
+                    .first()
+                    .map_or("manual".to_string(), |c| c.schedule.clone());
+                let payload =
+                    serde_json::json!({ "cron": cron, "scheduledTime": crate::queues::now_ms() });
+                (
+                    "cron",
+                    js_runtime::Event {
+                        handler: "scheduled",
+                        payload: payload.to_string(),
+                        blobs: Vec::new(),
+                    },
+                )
+            }
+            ManualInvoke::Queue { queue, body } => {
+                let payload = serde_json::json!({
+                    "queue": queue,
+                    "messages": [{ "id": "manual", "timestamp": crate::queues::now_ms(), "attempts": 1, "encoding": "json", "blob": 0 }],
+                });
+                let blobs = vec![bytes::Bytes::from(body.to_string())];
+                (
+                    "queue",
+                    js_runtime::Event { handler: "queue", payload: payload.to_string(), blobs },
+                )
+            }
+        };
+        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
+        let result = function.invoke_event(trigger, id.clone(), event).await;
+        Ok(match result {
+            Ok(result) => serde_json::json!({
+                "invocation_id": id.as_ref(),
+                "outcome": "ok",
+                "result": serde_json::from_str::<serde_json::Value>(&result).unwrap_or_default(),
+            }),
+            Err(failure) => serde_json::json!({
+                "invocation_id": id.as_ref(),
+                "outcome": failure.outcome.as_str(),
+                "error": failure.message,
+            }),
+        })
+    }
+
     /// The buckets and tables of the node.
     pub fn objects(&self) -> &crate::objects::Objects {
         &self.shared.objects
@@ -439,4 +502,10 @@ fn spec_of(
         secrets,
         version: Some(version.version),
     })
+}
+
+/// What `POST /v1/functions/{name}/invoke` fires.
+pub enum ManualInvoke {
+    Cron,
+    Queue { queue: String, body: serde_json::Value },
 }

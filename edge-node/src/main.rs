@@ -81,6 +81,20 @@ enum Command {
         #[command(flatten)]
         nodes: Nodes,
     },
+    /// Fire a function's trigger by hand: its `scheduled` handler (--cron), or its `queue`
+    /// handler with one message (--queue Q --body JSON; the message is not stored).
+    Invoke {
+        name: String,
+        #[arg(long, conflicts_with = "queue")]
+        cron: bool,
+        #[arg(long, requires = "body")]
+        queue: Option<String>,
+        /// The message body, JSON.
+        #[arg(long)]
+        body: Option<String>,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
     /// Read a function's log (console lines and invocation summaries), or tail it.
     Logs {
         name: String,
@@ -181,6 +195,9 @@ fn main() -> ExitCode {
             Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
             Command::Functions { command, nodes } => commands::functions(command, &nodes).await,
             Command::Secrets { command, nodes } => commands::secrets(command, &nodes).await,
+            Command::Invoke { name, cron, queue, body, nodes } => {
+                commands::invoke(&name, cron, queue, body, &nodes).await
+            }
             Command::Logs { name, follow, since, invocation, limit, nodes } => {
                 let query = commands::LogQuery { follow, since, invocation, limit };
                 commands::logs(&name, query, &nodes).await

@@ -368,3 +368,47 @@ async fn http_to_queue_to_table_to_record_trigger() {
     assert_eq!(list["records"][0]["key"], "ada");
     node.kill_9().await;
 }
+
+#[tokio::test]
+async fn invoke_fires_cron_and_queue_handlers_by_hand() {
+    let (collector, mut rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let toml = "name = \"f\"\nentry = \"index.js\"\n[[triggers.cron]]\nschedule = \"0 0 1 1 *\"\n";
+    let js = r#"
+export default {
+  async scheduled(event, env) {
+    await fetch(`${env.COLLECTOR}/x`, { method: "POST", body: JSON.stringify([{ cron: event.cron }]) });
+  },
+  async queue(batch, env) {
+    const m = batch.messages[0];
+    await fetch(`${env.COLLECTOR}/x`, { method: "POST", body: JSON.stringify([{ queue: batch.queue, body: m.body }]) });
+  },
+};
+"#;
+    let config = node_dir(root.path(), collector, toml, js);
+    let node = start(&config).await;
+    let url = format!("http://{}", node.admin.unwrap());
+    let run = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let out = tokio::process::Command::new(tests::edge_node_bin())
+                .args(&args)
+                .args(["--node", &url])
+                .env("EDGE_ADMIN_TOKEN", TOKEN)
+                .output()
+                .await
+                .unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let (ok, out) = run(vec!["invoke".into(), "f".into(), "--cron".into()]).await;
+    assert!(ok && out.contains(" ok"), "{out}");
+    let queue = ["invoke", "f", "--queue", "jobs", "--body", r#"{"x": [1, 2]}"#];
+    let (ok, out) = run(queue.iter().map(|s| s.to_string()).collect()).await;
+    assert!(ok && out.contains(" ok"), "{out}");
+    let mut seen = Vec::new();
+    collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.len() >= 2).await;
+    assert_eq!(seen[0]["cron"], "0 0 1 1 *");
+    assert_eq!(seen[1], serde_json::json!({ "queue": "jobs", "body": { "x": [1, 2] } }));
+    node.kill_9().await;
+}
