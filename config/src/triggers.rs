@@ -2,6 +2,7 @@
 //! the queues it may send to.
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -39,6 +40,9 @@ pub struct CronTrigger {
     pub schedule: String,
     /// Further attempts after a failed run, with doubling delays from 1 s. Default: 2.
     pub retries: u32,
+    /// When the node starts after missing runs, run once for the latest missed one (they
+    /// are recorded as missed either way). Default: false.
+    pub catch_up: bool,
 }
 
 /// `[[triggers.queue]]`: consume a queue in batches with `queue(batch, env, ctx)`.
@@ -108,14 +112,22 @@ pub(crate) fn read_triggers(r: &mut Reader, t: &Table) -> Triggers {
     }
     for (i, table) in entries(r, triggers, "cron") {
         let path = format!("triggers.cron[{i}]");
-        r.deny_unknown(table, &path, &["schedule", "retries"]);
+        r.deny_unknown(table, &path, &["schedule", "retries", "catch_up"]);
         let schedule = r.string(table, &path, "schedule");
         if schedule.is_none() && !table.contains_key("schedule") {
             r.problem(join(&path, "schedule"), "missing (e.g. \"*/5 * * * *\")");
         }
         let retries = count(r, table, &path, "retries", 0).unwrap_or(2);
+        let catch_up = r.bool(table, &path, "catch_up").unwrap_or(false);
         if let Some(schedule) = schedule {
-            out.cron.push(CronTrigger { schedule, retries: retries as u32 });
+            if let Err(e) = croner::Cron::from_str(&schedule) {
+                r.problem(
+                    join(&path, "schedule"),
+                    format!("`{schedule}` is not a cron schedule: {e}"),
+                );
+            } else {
+                out.cron.push(CronTrigger { schedule, retries: retries as u32, catch_up });
+            }
         }
     }
     for (i, table) in entries(r, triggers, "queue") {
@@ -236,4 +248,87 @@ fn queue_name(r: &mut Reader, t: &Table, path: &str, key: &str) -> Option<String
         return None;
     }
     Some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Binding, EdgeConfig};
+    use std::path::Path;
+    use std::time::Duration;
+
+    #[test]
+    fn reads_triggers_and_bindings() {
+        let c = EdgeConfig::parse(
+            r#"
+name = "f"
+entry = "index.js"
+[[triggers.cron]]
+schedule = "*/5 * * * *"
+catch_up = true
+[[triggers.queue]]
+queue = "emails"
+max_batch_size = 20
+visibility_timeout = "10s"
+dead_letter_queue = "emails-dlq"
+[[triggers.storage]]
+bucket = "uploads"
+prefix = "images/"
+[[triggers.record]]
+table = "users"
+[bindings]
+OUTBOX = { queue = "emails" }
+FILES = { bucket = "uploads" }
+USERS = { table = "users" }
+"#,
+            Path::new("/fn"),
+        )
+        .unwrap();
+        let t = &c.triggers;
+        assert_eq!(
+            (t.cron[0].schedule.as_str(), t.cron[0].retries, t.cron[0].catch_up),
+            ("*/5 * * * *", 2, true)
+        );
+        let q = &t.queue[0];
+        assert_eq!((q.max_batch_size, q.max_retries), (20, 3));
+        assert_eq!(q.visibility_timeout, Duration::from_secs(10));
+        assert_eq!(q.dead_letter_queue.as_deref(), Some("emails-dlq"));
+        assert_eq!(
+            (t.storage[0].bucket.as_str(), t.storage[0].prefix.as_str()),
+            ("uploads", "images/")
+        );
+        assert_eq!(t.record[0].table, "users");
+        assert_eq!(c.bindings["OUTBOX"], Binding::Queue("emails".into()));
+        assert_eq!(c.bindings["FILES"], Binding::Bucket("uploads".into()));
+        assert_eq!(c.bindings["USERS"], Binding::Table("users".into()));
+    }
+
+    #[test]
+    fn lists_every_trigger_problem() {
+        let problems = EdgeConfig::parse(
+            r#"
+name = "f"
+entry = "index.js"
+[[triggers.cron]]
+schedule = "every tuesday"
+[[triggers.queue]]
+max_batch_size = 0
+dead_letter_queue = "__mine"
+[bindings]
+A = { queue = "q", table = "t" }
+"#,
+            Path::new("/fn"),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "triggers.cron[0].schedule",
+                "triggers.queue[0].queue",
+                "triggers.queue[0].dead_letter_queue",
+                "triggers.queue[0].max_batch_size",
+                "bindings.A"
+            ]
+        );
+    }
 }

@@ -133,7 +133,7 @@ impl Node {
             logstore::Bounds { max_size: config.logs.max_size, max_age: config.logs.max_age },
         )
         .map_err(data_error(data.join("logs")))?;
-        let telemetry = Telemetry::new(&config.node.id, &config.node.region);
+        let telemetry = Arc::new(Telemetry::new(&config.node.id, &config.node.region));
         let store = Store::open(&data.join("store.redb"))?;
         let queues = Arc::new(Queues::new(store.database())?);
         let released = queues.release_leases()?;
@@ -144,13 +144,14 @@ impl Node {
             );
         }
         let objects = Arc::new(Objects::new(store.database(), data.join("blobs"), queues.clone())?);
-        let triggers = Arc::new(Triggers::new(queues.clone(), store.database())?);
+        let triggers =
+            Arc::new(Triggers::new(queues.clone(), store.database(), telemetry.clone())?);
         let shared = Arc::new(Shared {
             queues,
             objects,
             triggers,
             runtime: tokio::runtime::Handle::current(),
-            telemetry: Arc::new(telemetry),
+            telemetry,
             logs: Arc::new(logs),
             bundles: Arc::new(bundles),
             code_cache: Arc::new(code_cache),

@@ -68,6 +68,7 @@ pub struct Telemetry {
     pub bytes_in: Family<FunctionLabels, Counter>,
     pub bytes_out: Family<FunctionLabels, Counter>,
     unrouted: Counter,
+    cron_delay: Histograms<FunctionLabels>,
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub queue_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     series: Mutex<HashMap<String, Series>>,
@@ -104,6 +105,7 @@ impl Telemetry {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             unrouted: Counter::default(),
+            cron_delay: Family::new_with_constructor(latency_histogram),
             queue_depth: Family::default(),
             queue_age: Family::default(),
             series: Mutex::new(HashMap::new()),
@@ -216,6 +218,11 @@ impl Telemetry {
         }
         let mut series = self.series.lock().expect("series lock");
         series.entry(s.function.to_string()).or_default().add(s);
+    }
+
+    /// Observes how late a cron run started.
+    pub fn cron_delay(&self, function: &str, delay: Duration) {
+        self.cron_delay.get_or_create(&Telemetry::function(function)).observe(delay.as_secs_f64());
     }
 
     /// Counts a request no route matched.

@@ -240,6 +240,7 @@ impl Bindings for NodeBindings {
 
 /// The trigger tasks of the served functions.
 pub struct Triggers {
+    telemetry: Arc<crate::telemetry::Telemetry>,
     queues: Arc<Queues>,
     db: Arc<Database>,
     tasks: Mutex<Vec<(Arc<Function>, tokio::task::JoinHandle<()>)>>,
@@ -286,11 +287,13 @@ impl Triggers {
     pub fn new(
         queues: Arc<Queues>,
         db: Arc<Database>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
     ) -> Result<Triggers, crate::store::StoreError> {
         let tx = db.begin_write()?;
         tx.open_table(CRON_RUNS)?;
         tx.commit()?;
         Ok(Triggers {
+            telemetry,
             queues,
             db,
             tasks: Mutex::new(Vec::new()),
@@ -407,8 +410,11 @@ impl Triggers {
             tx.commit()?;
             Ok(())
         };
-        if let Err(e) = write() {
-            tracing::warn!(error = %e, function, "cannot record a cron run");
+        match write() {
+            Ok(()) => {
+                tracing::debug!(function, scheduled = run.scheduled_ms, outcome = %run.outcome, "cron run recorded")
+            }
+            Err(e) => tracing::warn!(error = %e, function, "cannot record a cron run"),
         }
     }
 
@@ -437,6 +443,9 @@ pub struct CronRun {
     /// run was still going).
     pub outcome: String,
     pub attempts: u32,
+    /// The run made at start for the latest missed one (`catch_up = true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub catch_up: bool,
 }
 
 /// Consumes `trigger.queue` for `function` until aborted, calling `handler`: `queue` with
@@ -587,9 +596,21 @@ async fn schedule(triggers: Arc<Triggers>, function: Arc<Function>, trigger: Cro
         }
     };
     let now = chrono::Utc::now();
+    let mut latest_missed = None;
     if let Some(last) = triggers.last_run(&name, &trigger.schedule) {
         if let Some(since) = chrono::DateTime::from_timestamp_millis(last as i64) {
-            for missed in cron.clone().iter_after(since).take_while(|t| *t < now).take(1000) {
+            // One due time after another (croner's own iterator skips one after each hit).
+            let mut missed_times = Vec::new();
+            let mut at = since;
+            while let Ok(next) = cron.find_next_occurrence(&at, false) {
+                if next >= now || missed_times.len() >= 1000 {
+                    break;
+                }
+                missed_times.push(next);
+                at = next;
+            }
+            for missed in missed_times {
+                latest_missed = Some(missed.timestamp_millis() as u64);
                 let run = CronRun {
                     schedule: trigger.schedule.clone(),
                     scheduled_ms: missed.timestamp_millis() as u64,
@@ -597,12 +618,24 @@ async fn schedule(triggers: Arc<Triggers>, function: Arc<Function>, trigger: Cro
                     duration_ms: 0,
                     outcome: "missed".into(),
                     attempts: 0,
+                    catch_up: false,
                 };
                 triggers.record(&name, &run);
             }
         }
     }
     let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let (true, Some(scheduled_ms)) = (trigger.catch_up, latest_missed) {
+        running.store(true, std::sync::atomic::Ordering::Release);
+        let (t, f, trig, running) =
+            (triggers.clone(), function.clone(), trigger.clone(), running.clone());
+        tokio::spawn(async move {
+            let run = CronRun { catch_up: true, ..fire(&f, &trig, scheduled_ms).await };
+            running.store(false, std::sync::atomic::Ordering::Release);
+            let name = f.config.name.clone();
+            let _ = tokio::task::spawn_blocking(move || t.record(&name, &run)).await;
+        });
+    }
     // Schedules are in whole seconds.
     let mut after = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
     loop {
@@ -622,12 +655,15 @@ async fn schedule(triggers: Arc<Triggers>, function: Arc<Function>, trigger: Cro
                 duration_ms: 0,
                 outcome: "skipped".into(),
                 attempts: 0,
+                catch_up: false,
             };
             let t = triggers.clone();
             let name = name.clone();
             tokio::task::spawn_blocking(move || t.record(&name, &run));
             continue;
         }
+        let delay = Duration::from_millis(now_ms().saturating_sub(scheduled_ms));
+        triggers.telemetry.cron_delay(&name, delay);
         let (t, f, trig, running) =
             (triggers.clone(), function.clone(), trigger.clone(), running.clone());
         tokio::spawn(async move {
@@ -661,6 +697,7 @@ async fn fire(function: &Function, trigger: &CronTrigger, scheduled_ms: u64) -> 
                 duration_ms: now_ms().saturating_sub(started_ms),
                 outcome,
                 attempts,
+                catch_up: false,
             };
         }
         tokio::time::sleep(Duration::from_secs(1 << (attempts - 1).min(6))).await;

@@ -412,3 +412,44 @@ export default {
     assert_eq!(seen[1], serde_json::json!({ "queue": "jobs", "body": { "x": [1, 2] } }));
     node.kill_9().await;
 }
+
+#[tokio::test]
+async fn runs_missed_while_down_are_recorded_and_caught_up_once() {
+    let (collector, _rx) = collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let toml = "name = \"f\"\nentry = \"index.js\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\ncatch_up = true\n";
+    let config = node_dir(root.path(), collector, toml, "export default { scheduled() {} }");
+    let node = start(&config).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin(&node, "GET", "/v1/functions/f/cron", None).await["runs"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the schedule never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.kill_9().await;
+    let down = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let node = start(&config).await;
+    let restarted = down.elapsed();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let runs = admin(&node, "GET", "/v1/functions/f/cron", None).await;
+    let runs = runs["runs"].as_array().unwrap();
+    let missed = runs.iter().filter(|r| r["outcome"] == "missed").count();
+    let caught_up: Vec<&serde_json::Value> =
+        runs.iter().filter(|r| r["catch_up"] == true).collect();
+    // The latest missed second is run at start and recorded as such; the others stay missed.
+    assert_eq!(caught_up.len(), 1, "one catch-up run: {runs:?}");
+    assert_eq!(caught_up[0]["outcome"], "ok");
+    assert!(missed + 1 >= 2, "{missed} missed over {restarted:?} down: {runs:?}");
+    let due: Vec<u64> = runs.iter().map(|r| r["scheduled_ms"].as_u64().unwrap()).collect();
+    let (first, last) = (due.iter().min().unwrap(), due.iter().max().unwrap());
+    assert_eq!(
+        due.len() as u64,
+        (last - first) / 1000 + 1,
+        "every second is accounted for: {runs:?}"
+    );
+    node.kill_9().await;
+}
