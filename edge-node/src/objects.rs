@@ -164,28 +164,15 @@ impl Objects {
     ) -> Result<Page<ObjectMeta>, StoreError> {
         let tx = self.db.begin_read()?;
         let objects = tx.open_table(OBJECTS)?;
-        let start = cursor.unwrap_or(prefix);
-        let mut items = Vec::new();
-        let mut more = false;
-        for entry in objects.range((bucket, start)..)? {
-            let (k, v) = entry?;
-            let (b, key) = k.value();
-            if b != bucket || !key.starts_with(prefix) {
-                break;
-            }
-            if cursor == Some(key) {
-                continue;
-            }
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            if let Ok(meta) = serde_json::from_slice::<ObjectMeta>(v.value()) {
-                items.push(meta);
-            }
-        }
-        let cursor = more.then(|| items.last().map(|m: &ObjectMeta| m.key.clone())).flatten();
-        Ok(Page { items, cursor })
+        let entries = objects.range((bucket, cursor.unwrap_or(prefix))..)?.map(|entry| {
+            entry.map(|(k, v)| {
+                (k.value().0.to_string(), k.value().1.to_string(), v.value().to_vec())
+            })
+        });
+        let page = paginate(entries, bucket, prefix, limit, cursor)?;
+        let items =
+            page.items.into_iter().filter_map(|(_, v)| serde_json::from_slice(&v).ok()).collect();
+        Ok(Page { items, cursor: page.cursor })
     }
 
     pub fn get_record(&self, table: &str, key: &str) -> Result<Option<String>, StoreError> {
@@ -258,26 +245,12 @@ impl Objects {
     ) -> Result<Page<(String, String)>, StoreError> {
         let tx = self.db.begin_read()?;
         let records = tx.open_table(RECORDS)?;
-        let start = cursor.unwrap_or(prefix);
-        let mut items = Vec::new();
-        let mut more = false;
-        for entry in records.range((table, start)..)? {
-            let (k, v) = entry?;
-            let (t, key) = k.value();
-            if t != table || !key.starts_with(prefix) {
-                break;
-            }
-            if cursor == Some(key) {
-                continue;
-            }
-            if items.len() == limit {
-                more = true;
-                break;
-            }
-            items.push((key.to_string(), v.value().to_string()));
-        }
-        let cursor = more.then(|| items.last().map(|(k, _)| k.clone())).flatten();
-        Ok(Page { items, cursor })
+        let entries = records.range((table, cursor.unwrap_or(prefix))..)?.map(|entry| {
+            entry.map(|(k, v)| {
+                (k.value().0.to_string(), k.value().1.to_string(), v.value().to_string())
+            })
+        });
+        paginate(entries, table, prefix, limit, cursor)
     }
 
     fn events(
@@ -292,4 +265,33 @@ impl Objects {
         }
         Ok(())
     }
+}
+
+/// The entries of `scope` (a bucket or table) whose key starts with `prefix`, after `cursor`,
+/// at most `limit`, from a range that starts at the cursor or the prefix.
+fn paginate<V>(
+    entries: impl Iterator<Item = Result<(String, String, V), redb::StorageError>>,
+    scope: &str,
+    prefix: &str,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Page<(String, V)>, StoreError> {
+    let mut items: Vec<(String, V)> = Vec::new();
+    let mut more = false;
+    for entry in entries {
+        let (s, key, value) = entry?;
+        if s != scope || !key.starts_with(prefix) {
+            break;
+        }
+        if cursor == Some(key.as_str()) {
+            continue;
+        }
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push((key, value));
+    }
+    let cursor = more.then(|| items.last().map(|(k, _)| k.clone())).flatten();
+    Ok(Page { items, cursor })
 }

@@ -318,13 +318,36 @@ async function sendResponse(id, res) {
   }
 }
 
-async function invoke(handler, env, next) {
+// Runs one invocation: its ExecutionContext, its async context (for console records), and
+// whatever happens, its end (`op_isola_done`).
+async function runInvocation(next, work) {
   const id = next.id;
   const waitUntil = [];
   const ctx = new ExecutionContext(waitUntil);
   const prev = core.getAsyncContext();
   core.setAsyncContext(next.invocationId);
   try {
+    await work(id, ctx, waitUntil);
+  } catch (error) {
+    print(`Uncaught ${describe(error)}`, 3);
+    op_isola_fail(id, "exception", describe(error));
+  } finally {
+    subrequestCounts.delete(next.invocationId);
+    op_isola_done(id);
+    core.setAsyncContext(prev);
+  }
+}
+
+// Waits for every `ctx.waitUntil` promise, those added meanwhile included.
+async function settle(waitUntil) {
+  while (waitUntil.length > 0) {
+    const pending = waitUntil.splice(0, waitUntil.length);
+    await SafePromiseAllSettled(pending);
+  }
+}
+
+function invoke(handler, env, next) {
+  return runInvocation(next, async (id, ctx, waitUntil) => {
     const bodyStream = next.hasBody ? readBody(id) : null;
     const inner = request.newInnerRequest(
       next.method,
@@ -354,18 +377,8 @@ async function invoke(handler, env, next) {
       return;
     }
     await sendResponse(id, res);
-    while (waitUntil.length > 0) {
-      const batch = waitUntil.splice(0, waitUntil.length);
-      await SafePromiseAllSettled(batch);
-    }
-  } catch (error) {
-    print(`Uncaught ${describe(error)}`, 3);
-    op_isola_fail(id, "exception", describe(error));
-  } finally {
-    subrequestCounts.delete(next.invocationId);
-    op_isola_done(id);
-    core.setAsyncContext(prev);
-  }
+    await settle(waitUntil);
+  });
 }
 
 // ---- events: scheduled, queue, storage, record ----------------------------------------------
@@ -404,13 +417,8 @@ function messageBatch(id, payload) {
   return { batch, verdicts: acked };
 }
 
-async function invokeEvent(handler, env, next) {
-  const id = next.id;
-  const waitUntil = [];
-  const ctx = new ExecutionContext(waitUntil);
-  const prev = core.getAsyncContext();
-  core.setAsyncContext(next.invocationId);
-  try {
+function invokeEvent(handler, env, next) {
+  return runInvocation(next, async (id, ctx, waitUntil) => {
     const fn = handler[next.handler];
     if (typeof fn !== "function") {
       const message = `the function has no ${next.handler} handler`;
@@ -425,7 +433,9 @@ async function invokeEvent(handler, env, next) {
         const { batch, verdicts } = messageBatch(id, payload);
         await FunctionPrototypeCall(fn, handler, batch, env, ctx);
         const out = [];
-        for (const [messageId, verdict] of verdicts) ArrayPrototypePush(out, { id: messageId, ...verdict });
+        for (const [messageId, verdict] of verdicts) {
+          ArrayPrototypePush(out, { id: messageId, ...verdict });
+        }
         result = { verdicts: out };
       } else if (next.handler === "scheduled") {
         const event = ObjectFreeze({
@@ -443,19 +453,9 @@ async function invokeEvent(handler, env, next) {
       op_isola_fail(id, "exception", describe(error));
       return;
     }
-    while (waitUntil.length > 0) {
-      const pending = waitUntil.splice(0, waitUntil.length);
-      await SafePromiseAllSettled(pending);
-    }
+    await settle(waitUntil);
     op_isola_event_result(id, JSONStringify(result));
-  } catch (error) {
-    print(`Uncaught ${describe(error)}`, 3);
-    op_isola_fail(id, "exception", describe(error));
-  } finally {
-    subrequestCounts.delete(next.invocationId);
-    op_isola_done(id);
-    core.setAsyncContext(prev);
-  }
+  });
 }
 
 // ---- bindings: env.NAME for a queue ----------------------------------------------------------
