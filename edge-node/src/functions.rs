@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
 
+use crate::bindings::NodeBindings;
 use crate::caches::{Bundles, CodeCacheStore};
 use crate::logs::FunctionSink;
 use crate::logstore::{LogStore, Record};
@@ -16,7 +17,7 @@ use crate::objects::Objects;
 use crate::pool::{Isolates, PoolSettings, Refusal};
 use crate::queues::Queues;
 use crate::telemetry::{InvocationStats, Telemetry};
-use crate::triggers::{NodeBindings, Triggers};
+use crate::triggers::Triggers;
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,

@@ -4,6 +4,7 @@
 //! [`Node::start`] on port 0.
 
 mod admin;
+mod bindings;
 mod body;
 pub mod caches;
 pub mod client;

@@ -1,22 +1,20 @@
-//! Triggers beyond HTTP: queue consumers and cron schedules of the served functions, and the
-//! queue bindings functions send with. One task per consumer mapping and per schedule; the
+//! Triggers beyond HTTP: queue consumers, storage and record event consumers, and cron
+//! schedules of the served functions. One task per consumer mapping and per schedule; the
 //! tasks follow the served site (`Triggers::sync` after every change).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use config::{Binding, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger};
-use js_runtime::{Bindings, Event};
+use config::{CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger};
+use js_runtime::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::functions::Function;
-use crate::objects::{EventRoutes, Objects};
+use crate::objects::EventRoutes;
 use crate::queues::{now_ms, Encoding, Queues, Verdict};
 
 /// The largest message a function may send, as on Workers.
@@ -26,217 +24,6 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 const CRON_RUNS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("cron_runs");
 /// Runs kept per schedule.
 const CRON_HISTORY: usize = 200;
-
-/// The bindings of one function, served on the node's runtime.
-pub struct NodeBindings {
-    pub bindings: BTreeMap<String, Binding>,
-    pub queues: Arc<Queues>,
-    pub objects: Arc<Objects>,
-    pub routes: Arc<Triggers>,
-    pub runtime: tokio::runtime::Handle,
-}
-
-#[derive(Deserialize)]
-struct SendArgs {
-    sizes: Vec<usize>,
-}
-
-#[derive(Deserialize)]
-struct KeyArgs {
-    key: String,
-    #[serde(rename = "contentType", default)]
-    content_type: Option<String>,
-    /// A table record's JSON text.
-    #[serde(default)]
-    value: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ListArgs {
-    #[serde(default)]
-    prefix: String,
-    #[serde(default)]
-    limit: Option<usize>,
-    #[serde(default)]
-    cursor: Option<String>,
-}
-
-fn args<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, String> {
-    serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))
-}
-
-fn key_ok(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 1024 {
-        return Err("a key is 1 to 1024 bytes long".into());
-    }
-    Ok(())
-}
-
-/// A bucket binding's method, run on the node.
-fn bucket_call(
-    objects: &Objects,
-    routes: &Triggers,
-    bucket: &str,
-    method: &str,
-    raw: &str,
-    data: Vec<u8>,
-) -> Result<String, String> {
-    let e = |e: crate::store::StoreError| e.to_string();
-    match method {
-        "put" => {
-            let a: KeyArgs = args(raw)?;
-            key_ok(&a.key)?;
-            if data.len() > crate::objects::MAX_OBJECT_BYTES {
-                return Err(format!(
-                    "an object is at most {} bytes",
-                    crate::objects::MAX_OBJECT_BYTES
-                ));
-            }
-            let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
-            let meta = objects.put(routes, bucket, &a.key, &data, &content_type).map_err(e)?;
-            Ok(serde_json::to_string(&meta).expect("metadata serialises"))
-        }
-        "get" => {
-            let a: KeyArgs = args(raw)?;
-            match objects.get(bucket, &a.key).map_err(e)? {
-                None => Ok("null".into()),
-                Some((meta, body)) => {
-                    use base64::Engine;
-                    let body = base64::engine::general_purpose::STANDARD.encode(&body);
-                    Ok(serde_json::json!({ "meta": meta, "body": body }).to_string())
-                }
-            }
-        }
-        "delete" => {
-            let a: KeyArgs = args(raw)?;
-            Ok(objects.delete(routes, bucket, &a.key).map_err(e)?.to_string())
-        }
-        "list" => {
-            let a: ListArgs = args(raw)?;
-            let page = objects
-                .list(
-                    bucket,
-                    &a.prefix,
-                    a.limit.unwrap_or(1000).clamp(1, 1000),
-                    a.cursor.as_deref(),
-                )
-                .map_err(e)?;
-            Ok(serde_json::json!({ "objects": page.items, "cursor": page.cursor }).to_string())
-        }
-        other => Err(format!("a bucket has no method {other}")),
-    }
-}
-
-/// A table binding's method, run on the node.
-fn table_call(
-    objects: &Objects,
-    routes: &Triggers,
-    table: &str,
-    method: &str,
-    raw: &str,
-) -> Result<String, String> {
-    let e = |e: crate::store::StoreError| e.to_string();
-    match method {
-        "get" => {
-            let a: KeyArgs = args(raw)?;
-            Ok(objects.get_record(table, &a.key).map_err(e)?.unwrap_or_else(|| "null".into()))
-        }
-        "put" => {
-            let a: KeyArgs = args(raw)?;
-            key_ok(&a.key)?;
-            let value = a.value.ok_or("put needs a value")?;
-            if value.len() > crate::objects::MAX_RECORD_BYTES {
-                return Err(format!(
-                    "a record is at most {} bytes of JSON",
-                    crate::objects::MAX_RECORD_BYTES
-                ));
-            }
-            objects.put_record(routes, table, &a.key, &value).map_err(e)?;
-            Ok("true".into())
-        }
-        "delete" => {
-            let a: KeyArgs = args(raw)?;
-            Ok(objects.delete_record(routes, table, &a.key).map_err(e)?.to_string())
-        }
-        "list" => {
-            let a: ListArgs = args(raw)?;
-            let page = objects
-                .list_records(
-                    table,
-                    &a.prefix,
-                    a.limit.unwrap_or(1000).clamp(1, 1000),
-                    a.cursor.as_deref(),
-                )
-                .map_err(e)?;
-            let records: Vec<serde_json::Value> = page
-                .items
-                .iter()
-                .map(|(key, value)| {
-                    serde_json::json!({ "key": key, "value": serde_json::from_str::<serde_json::Value>(value).unwrap_or_default() })
-                })
-                .collect();
-            Ok(serde_json::json!({ "records": records, "cursor": page.cursor }).to_string())
-        }
-        other => Err(format!("a table has no method {other}")),
-    }
-}
-
-impl Bindings for NodeBindings {
-    fn call(
-        &self,
-        binding: &str,
-        method: &str,
-        args: String,
-        data: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
-        let queue = match (self.bindings.get(binding), method) {
-            (Some(Binding::Queue(queue)), "send") => queue.clone(),
-            (Some(Binding::Bucket(bucket)), _) => {
-                let (objects, routes) = (self.objects.clone(), self.routes.clone());
-                let (bucket, method) = (bucket.clone(), method.to_string());
-                let work = self.runtime.spawn_blocking(move || {
-                    bucket_call(&objects, &routes, &bucket, &method, &args, data)
-                });
-                return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
-            }
-            (Some(Binding::Table(table)), _) => {
-                let (objects, routes) = (self.objects.clone(), self.routes.clone());
-                let (table, method) = (table.clone(), method.to_string());
-                let work = self
-                    .runtime
-                    .spawn_blocking(move || table_call(&objects, &routes, &table, &method, &args));
-                return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
-            }
-            _ => {
-                let message = format!("binding {binding} has no method {method}");
-                return Box::pin(async move { Err(message) });
-            }
-        };
-        let queues = self.queues.clone();
-        let work = self.runtime.spawn_blocking(move || {
-            let args: SendArgs = serde_json::from_str(&args).map_err(|e| e.to_string())?;
-            if args.sizes.iter().sum::<usize>() != data.len() {
-                return Err("the message sizes do not add up".to_string());
-            }
-            if args.sizes.iter().any(|&n| n > MAX_MESSAGE_BYTES) {
-                return Err(format!("a message is larger than {MAX_MESSAGE_BYTES} bytes"));
-            }
-            let mut at = 0;
-            let messages: Vec<(Encoding, &[u8])> = args
-                .sizes
-                .iter()
-                .map(|&n| {
-                    let body = &data[at..at + n];
-                    at += n;
-                    (Encoding::V8, body)
-                })
-                .collect();
-            let ids = queues.send(&queue, &messages).map_err(|e| e.to_string())?;
-            Ok(serde_json::json!({ "ids": ids }).to_string())
-        });
-        Box::pin(async move { work.await.map_err(|e| e.to_string())? })
-    }
-}
 
 /// The trigger tasks of the served functions.
 pub struct Triggers {
