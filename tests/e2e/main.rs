@@ -3,6 +3,7 @@
 mod bundles;
 mod cli;
 mod deploy;
+mod examples;
 mod fetch;
 mod h3;
 mod isolation;
