@@ -209,8 +209,8 @@ impl Function {
 
     /// Drops the function's isolates unused for `idle` (scale to zero). A response still
     /// streaming keeps its isolate going until it ends.
-    pub fn evict_if_idle(&self, idle: Duration) -> bool {
-        self.isolates.evict_idle(idle) > 0
+    pub async fn evict_if_idle(&self, idle: Duration) -> bool {
+        self.isolates.evict_idle(idle).await > 0
     }
 
     /// The memory the function's isolates may use together (isolates × memory limit).
@@ -224,8 +224,8 @@ impl Function {
     }
 
     /// Drops its least recently used idle isolate.
-    pub fn evict_oldest_idle(&self) -> bool {
-        self.isolates.evict_oldest_idle()
+    pub async fn evict_oldest_idle(&self) -> bool {
+        self.isolates.evict_oldest_idle().await
     }
 
     /// Runs one HTTP invocation on an isolate with room. A request handed back by an isolate

@@ -404,7 +404,7 @@ async fn sweep_idle(
             _ = tick.tick() => {
                 let site = listeners.app.site.load();
                 for function in &site.functions {
-                    function.evict_if_idle(idle_timeout);
+                    function.evict_if_idle(idle_timeout).await;
                 }
                 loop {
                     let reserved: u64 = site.functions.iter().map(|f| f.memory_reserved()).sum();
@@ -416,12 +416,11 @@ async fn sweep_idle(
                         .iter()
                         .filter_map(|f| f.oldest_idle().map(|at| (at, f)))
                         .min_by_key(|(at, _)| *at);
-                    match oldest {
-                        Some((_, function)) if function.evict_oldest_idle() => {
-                            tracing::debug!(function = %function.config.name, "idle isolate dropped under memory pressure");
-                        }
-                        _ => break, // nothing idle to drop
+                    let Some((_, function)) = oldest else { break }; // nothing idle to drop
+                    if !function.evict_oldest_idle().await {
+                        break;
                     }
+                    tracing::debug!(function = %function.config.name, "idle isolate dropped under memory pressure");
                 }
             }
         }
