@@ -17,8 +17,8 @@ use std::path::PathBuf;
 pub use edge::{valid_var_name, EdgeConfig, Route, EDGE_FILE};
 pub use limits::{over_max, Limits, LimitsRequest};
 pub use node::{
-    AdminConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig, LimitsConfig, LogsConfig,
-    NodeConfig, NodeSection, RuntimeConfig,
+    AdminConfig, ClusterConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig,
+    LimitsConfig, LogsConfig, NodeConfig, NodeSection, RuntimeConfig,
 };
 pub use triggers::{
     valid_queue_name, Binding, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger, Triggers,

@@ -25,6 +25,19 @@ pub struct NodeConfig {
     pub functions: Option<FunctionsConfig>,
     pub admin: AdminConfig,
     pub logs: LogsConfig,
+    /// `[cluster]`: join other nodes through NATS JetStream; `None` keeps the node standalone.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: the NATS server (JetStream enabled) the nodes of a cluster share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `nats://host:4222` (or `tls://`); several servers separated by commas.
+    pub nats_url: String,
+    /// A NATS credentials file (`.creds`), relative to node.toml's folder.
+    pub credentials: Option<PathBuf>,
+    /// How long a node stays listed after its last heartbeat. Default: 15 s.
+    pub node_ttl: Duration,
 }
 
 /// `[logs]`: how much of each function's log the node keeps on disk.
@@ -302,6 +315,7 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
             "functions",
             "admin",
             "logs",
+            "cluster",
         ],
     );
     match r.integer(t, "", "version") {
@@ -353,6 +367,31 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         let http3 = r.bool(s, "https", "http3").unwrap_or(true);
         if let (Some(cert), Some(key)) = (cert, key) {
             c.https = Some(HttpsConfig { listen, cert, key, http3 });
+        }
+    }
+    if let Some(s) = r.table(t, "", "cluster") {
+        r.deny_unknown(s, "cluster", &["nats_url", "credentials", "node_ttl"]);
+        let url = r.string(s, "cluster", "nats_url");
+        match &url {
+            None if !s.contains_key("nats_url") => {
+                r.problem("cluster.nats_url", "missing (e.g. \"nats://127.0.0.1:4222\")")
+            }
+            Some(u)
+                if !u.split(',').all(|one| {
+                    ["nats://", "tls://"].iter().any(|scheme| one.trim().starts_with(scheme))
+                }) =>
+            {
+                r.problem("cluster.nats_url", format!("`{u}` is not a nats:// or tls:// URL"))
+            }
+            _ => {}
+        }
+        let credentials = r.string(s, "cluster", "credentials").map(resolve);
+        let node_ttl = r.duration(s, "cluster", "node_ttl").unwrap_or(Duration::from_secs(15));
+        if node_ttl < Duration::from_secs(2) {
+            r.problem("cluster.node_ttl", "must be at least 2s");
+        }
+        if let Some(nats_url) = url {
+            c.cluster = Some(ClusterConfig { nats_url, credentials, node_ttl });
         }
     }
     if let Some(s) = r.table(t, "", "logs") {

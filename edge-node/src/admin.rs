@@ -38,6 +38,8 @@ pub struct Admin {
     /// The bearer token; `None` refuses every `/v1` request.
     pub token: Option<String>,
     pub max_bundle_size: u64,
+    /// Set once every listener is bound.
+    pub membership: Arc<std::sync::OnceLock<crate::cluster::Membership>>,
 }
 
 /// Accepts admin connections on `listener` until `stop` is cancelled.
@@ -358,6 +360,17 @@ impl Admin {
                 Ok(json(StatusCode::OK, &control.rollback(&name, body.version).await?))
             }
             (Method::GET, ["stats"]) => Ok(json(StatusCode::OK, &control.stats())),
+            (Method::GET, ["cluster"]) => {
+                let membership = self
+                    .membership
+                    .get()
+                    .ok_or_else(|| AdminError::Internal("the node is still starting".into()))?;
+                let status = membership
+                    .status()
+                    .await
+                    .map_err(|e| AdminError::Internal(format!("cluster: {e}")))?;
+                Ok(json(StatusCode::OK, &status))
+            }
             (Method::GET, ["queues"]) => {
                 let queues = control.queues();
                 let mut out = Vec::new();

@@ -309,3 +309,41 @@ pub async fn invoke(
     });
     report(futures::future::join_all(calls).await)
 }
+
+pub async fn cluster_status(nodes: &Nodes) -> anyhow::Result<()> {
+    let clients = clients(nodes)?;
+    let calls = clients.iter().map(|client| async move {
+        let result = client.call(Method::GET, "/v1/cluster", None).await.map(|v| {
+            let rows: Vec<String> = v["nodes"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .map(|n| {
+                            format!(
+                                "\n  {}  region {}  http {}  version {}  {} functions, {} isolates",
+                                n["id"].as_str().unwrap_or("?"),
+                                n["region"].as_str().unwrap_or("?"),
+                                n["http"].as_array().map_or(String::new(), |a| a
+                                    .iter()
+                                    .filter_map(|x| x.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(",")),
+                                n["version"].as_str().unwrap_or("?"),
+                                n["functions"],
+                                n["isolates"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{}: {} node(s){}",
+                v["mode"].as_str().unwrap_or("?"),
+                rows.len(),
+                rows.concat()
+            )
+        });
+        (client.node().to_string(), result)
+    });
+    report(futures::future::join_all(calls).await)
+}

@@ -8,6 +8,7 @@ mod bindings;
 mod body;
 pub mod caches;
 pub mod client;
+pub mod cluster;
 pub mod deploy;
 pub mod functions;
 mod h3;
@@ -100,6 +101,8 @@ pub struct Node {
     https_addrs: Vec<SocketAddr>,
     h3_addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
+    /// Cluster membership (the heartbeat stops when the node is dropped).
+    _membership: Arc<std::sync::OnceLock<cluster::Membership>>,
     accepting: JoinSet<()>,
     triggers: Arc<Triggers>,
     listeners: Arc<Listeners>,
@@ -225,11 +228,13 @@ impl Node {
             }
         }
         let mut admin_addrs = Vec::new();
+        let membership = Arc::new(std::sync::OnceLock::new());
         if let Some(control) = &control {
             let admin = Arc::new(Admin {
                 control: control.clone(),
                 token: admin_token,
                 max_bundle_size: config.admin.max_bundle_size,
+                membership: membership.clone(),
             });
             if admin.token.is_none() && !config.admin.listen.is_empty() {
                 tracing::warn!(token_env = %config.admin.token_env, "no admin token set: the admin API refuses every request");
@@ -243,6 +248,9 @@ impl Node {
                 accepting.spawn(admin::serve(admin.clone(), listener, listeners.stop.clone()));
             }
         }
+        let report = node_report(&config, &http_addrs, &https_addrs, &admin_addrs, &listeners.app);
+        let cluster = config.cluster.as_ref().map(|c| cluster::Cluster::join(c, report.clone()));
+        let _ = membership.set(cluster::Membership { report, cluster });
         accepting.spawn(sweep_idle(
             listeners.clone(),
             config.pool.idle_timeout,
@@ -253,6 +261,7 @@ impl Node {
             https_addrs,
             h3_addrs,
             admin_addrs,
+            _membership: membership,
             accepting,
             triggers,
             listeners,
@@ -425,6 +434,36 @@ async fn sweep_idle(
             }
         }
     }
+}
+
+/// What this node says about itself to the cluster.
+fn node_report(
+    config: &NodeConfig,
+    http: &[SocketAddr],
+    https: &[SocketAddr],
+    admin: &[SocketAddr],
+    app: &Arc<App>,
+) -> cluster::Report {
+    let strings = |addrs: &[SocketAddr]| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let (http, https, admin) = (strings(http), strings(https), strings(admin));
+    let (id, region) = (config.node.id.clone(), config.node.region.clone());
+    let started_ms = queues::now_ms();
+    let app = app.clone();
+    Arc::new(move || {
+        let site = app.site.load();
+        cluster::NodeInfo {
+            id: id.clone(),
+            region: region.clone(),
+            http: http.clone(),
+            https: https.clone(),
+            admin: admin.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_ms,
+            seen_ms: queues::now_ms(),
+            functions: site.functions.len(),
+            isolates: site.functions.iter().map(|f| f.isolates()).sum(),
+        }
+    })
 }
 
 async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site {

@@ -95,6 +95,13 @@ enum Command {
         #[command(flatten)]
         nodes: Nodes,
     },
+    /// The cluster: `status` lists its nodes (a standalone node lists itself).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
     /// Read a function's log (console lines and invocation summaries), or tail it.
     Logs {
         name: String,
@@ -157,6 +164,12 @@ enum FunctionsCommand {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// List the nodes of the cluster with their regions, addresses and load.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum SecretsCommand {
     /// Set a secret; the value comes from --value or, without it, from standard input.
     Set {
@@ -195,6 +208,9 @@ fn main() -> ExitCode {
             Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
             Command::Functions { command, nodes } => commands::functions(command, &nodes).await,
             Command::Secrets { command, nodes } => commands::secrets(command, &nodes).await,
+            Command::Cluster { command: ClusterCommand::Status, nodes } => {
+                commands::cluster_status(&nodes).await
+            }
             Command::Invoke { name, cron, queue, body, nodes } => {
                 commands::invoke(&name, cron, queue, body, &nodes).await
             }

