@@ -79,7 +79,8 @@ impl Drop for Cluster {
     }
 }
 
-async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, String> {
+/// A NATS connection that keeps retrying in the background.
+pub(crate) async fn connect(config: &ClusterConfig) -> Result<async_nats::Client, String> {
     let mut options = async_nats::ConnectOptions::new()
         .name("edge-node")
         .retry_on_initial_connect()

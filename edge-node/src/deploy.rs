@@ -17,6 +17,7 @@ use crate::functions::{Function, FunctionSpec, Shared};
 use crate::http::{App, Site};
 use crate::logstore::LogStore;
 use crate::queues::Queues;
+use crate::shared_deploys::{DeployLink, Shared as SharedDeployment};
 use crate::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
 use crate::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
 use crate::triggers::Triggers;
@@ -51,6 +52,9 @@ pub enum AdminError {
     /// Our fault: the store or the disk failed.
     #[error("{0}")]
     Internal(String),
+    /// The node is in a cluster whose NATS cannot be reached now; nothing was changed.
+    #[error("the cluster cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 impl AdminError {
@@ -65,6 +69,7 @@ impl AdminError {
             AdminError::TooLarge(_) => "too_large",
             AdminError::Unauthorized => "unauthorized",
             AdminError::Internal(_) => "internal",
+            AdminError::Unavailable(_) => "cluster_unavailable",
         }
     }
 
@@ -80,6 +85,7 @@ impl AdminError {
             AdminError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             AdminError::Unauthorized => S::UNAUTHORIZED,
             AdminError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+            AdminError::Unavailable(_) => S::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct Control {
     folder: HashSet<String>,
     lock: tokio::sync::Mutex<()>,
     pub triggers: Arc<Triggers>,
+    /// The cluster's shared deployments, when the node is in one.
+    link: Option<Arc<DeployLink>>,
 }
 
 impl Control {
@@ -132,10 +140,11 @@ impl Control {
         limits: LimitsConfig,
         keep_versions: usize,
         folder: HashSet<String>,
-        triggers: Arc<Triggers>,
+        link: Option<Arc<DeployLink>>,
     ) -> Control {
         Control {
-            triggers,
+            link,
+            triggers: shared.triggers.clone(),
             store,
             app,
             shared,
@@ -227,7 +236,27 @@ impl Control {
                 "its first isolate did not start; the error is in the function's log".into(),
             ));
         }
-        let deployed = self.store.deploy(name, new, self.keep_versions)?;
+        let deployed = match &self.link {
+            None => self.store.deploy(name, new, self.keep_versions)?,
+            Some(link) => {
+                let record = VersionRecord {
+                    version: 0,
+                    bundle: new.bundle,
+                    entry: new.entry,
+                    modules: new.modules,
+                    size: new.size,
+                    config: new.config,
+                    deployed_at: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                        .to_string(),
+                    deployed_by: new.deployed_by,
+                };
+                // Published first: nothing is acknowledged that the cluster does not have.
+                let record =
+                    link.publish(name, record, bytes).await.map_err(AdminError::Unavailable)?;
+                self.store.apply(name, &record, record.version, self.keep_versions)?;
+                crate::store::Deployed { version: record, pruned: Vec::new() }
+            }
+        };
         let function = function.with_version(deployed.version.version);
         self.swap(name, Some(Arc::new(function)));
         self.collect_bundles();
@@ -238,6 +267,10 @@ impl Control {
     /// Makes another kept version the active one (`None`: the one before the active one).
     pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, AdminError> {
         let _guard = self.lock.lock().await;
+        if let Some(link) = &self.link {
+            let target = self.rollback_target(name, to)?;
+            link.activate(name, &target).await.map_err(AdminError::Unavailable)?;
+        }
         let version = self.store.rollback(name, to)?;
         self.restart(name, &version).await?;
         tracing::info!(function = name, version = version.version, "rolled back");
@@ -247,6 +280,11 @@ impl Control {
     /// Deletes a function: it stops serving, its versions and secrets are gone.
     pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
         let _guard = self.lock.lock().await;
+        if let Some(link) = &self.link {
+            if self.store.function(name)?.is_some() {
+                link.retract(name).await.map_err(AdminError::Unavailable)?;
+            }
+        }
         if !self.store.delete(name)? {
             return Err(AdminError::NotFound(format!("no function `{name}` is deployed")));
         }
@@ -421,6 +459,67 @@ impl Control {
 
     pub fn secret_names(&self, name: &str) -> Result<Vec<String>, AdminError> {
         Ok(self.store.secrets(name)?.into_keys().collect())
+    }
+
+    /// The version a rollback to `to` (or to the one before the active one) makes active.
+    fn rollback_target(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, AdminError> {
+        let (record, versions) = self
+            .store
+            .function(name)?
+            .ok_or_else(|| AdminError::NotFound(format!("no function `{name}` is deployed")))?;
+        let found = match to {
+            Some(n) => versions.into_iter().find(|v| v.version == n),
+            None => versions.into_iter().find(|v| v.version < record.active),
+        };
+        found.ok_or_else(|| AdminError::NotFound(format!("function `{name}` has no such version")))
+    }
+
+    /// Applies the cluster's entry for `name` (`None`: deleted) to this node: fetches the
+    /// bundle if this node lacks it, records the version and serves it.
+    pub async fn apply_shared(
+        &self,
+        link: &DeployLink,
+        name: &str,
+        shared: Option<SharedDeployment>,
+    ) -> Result<(), AdminError> {
+        let _guard = self.lock.lock().await;
+        if self.folder.contains(name) {
+            return Ok(());
+        }
+        let Some(shared) = shared else {
+            if self.store.delete(name)? {
+                self.swap(name, None);
+                self.collect_bundles();
+                tracing::info!(function = name, "deleted (cluster)");
+            }
+            return Ok(());
+        };
+        let active = shared.active;
+        if self
+            .store
+            .active_version(name)?
+            .is_some_and(|v| v.version == active.version && v.bundle == active.bundle)
+        {
+            return Ok(());
+        }
+        if self.shared.bundles.get(&active.bundle).is_err() {
+            let bytes = link.fetch(&active.bundle).await.map_err(AdminError::Unavailable)?;
+            let bundle =
+                Bundle::decode(&bytes).map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
+            if bundle.hash() != active.bundle {
+                return Err(AdminError::InvalidBundle(
+                    "the cluster's bundle does not match its hash".into(),
+                ));
+            }
+            self.shared
+                .bundles
+                .keep(Arc::new(bundle))
+                .map_err(|e| AdminError::Internal(e.to_string()))?;
+        }
+        self.store.apply(name, &active, shared.latest, self.keep_versions)?;
+        self.restart(name, &active).await?;
+        tracing::info!(function = name, version = active.version, "deployed (cluster)");
+        Ok(())
     }
 
     async fn restart_active(&self, name: &str) -> Result<(), AdminError> {

@@ -20,6 +20,7 @@ mod pool;
 pub mod queues;
 mod router;
 mod server;
+pub mod shared_deploys;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
@@ -101,6 +102,8 @@ pub struct Node {
     https_addrs: Vec<SocketAddr>,
     h3_addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
+    /// Applies the cluster's deployments (stops when the node is dropped).
+    _following: Option<AbortOnDrop>,
     /// Cluster membership (the heartbeat stops when the node is dropped).
     _membership: Arc<std::sync::OnceLock<cluster::Membership>>,
     accepting: JoinSet<()>,
@@ -189,6 +192,10 @@ impl Node {
             limits: config.http.clone(),
             telemetry: shared.telemetry.clone(),
         });
+        let link = match (&config.cluster, &store) {
+            (Some(cluster), Some(_)) => Some(shared_deploys::DeployLink::connect(cluster)),
+            _ => None,
+        };
         let control = store.map(|store| {
             Arc::new(Control::new(
                 store,
@@ -197,9 +204,13 @@ impl Node {
                 config.limits.clone(),
                 config.admin.keep_versions,
                 folder,
-                triggers.clone(),
+                link.clone(),
             ))
         });
+        let following = match (&link, &control) {
+            (Some(link), Some(control)) => Some(link.follow(control.clone())),
+            _ => None,
+        };
         triggers.sync(&app.site.load().functions);
         let listeners = Arc::new(Listeners {
             app,
@@ -262,6 +273,7 @@ impl Node {
             h3_addrs,
             admin_addrs,
             _membership: membership,
+            _following: following.map(AbortOnDrop),
             accepting,
             triggers,
             listeners,
@@ -433,6 +445,15 @@ async fn sweep_idle(
                 }
             }
         }
+    }
+}
+
+/// A task stopped when its owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -178,6 +178,54 @@ impl Store {
         Ok(deployed)
     }
 
+    /// Records a version decided elsewhere (the cluster) and makes it the active one; versions
+    /// beyond `keep` (the newest kept) are dropped.
+    pub fn apply(
+        &self,
+        name: &str,
+        version: &VersionRecord,
+        latest: u64,
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut functions = tx.open_table(FUNCTIONS)?;
+            let mut versions = tx.open_table(VERSIONS)?;
+            let previous: Option<FunctionRecord> = match functions.get(name)? {
+                Some(v) => Some(decode(v.value(), name)?),
+                None => None,
+            };
+            let at = now();
+            let record = FunctionRecord {
+                name: name.to_string(),
+                active: version.version,
+                latest: previous.as_ref().map_or(latest, |f| f.latest.max(latest)),
+                created_at: previous.map_or_else(|| at.clone(), |f| f.created_at),
+                updated_at: at,
+            };
+            versions.insert((name, version.version), encode(version).as_slice())?;
+            functions.insert(name, encode(&record).as_slice())?;
+            let mut numbers: Vec<u64> = versions
+                .range((name, 0)..=(name, u64::MAX))?
+                .map(|entry| entry.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            numbers.sort_unstable_by(|a, b| b.cmp(a));
+            for n in numbers.into_iter().skip(keep.max(1)) {
+                if n != version.version {
+                    versions.remove((name, n))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The active version of a function, if it is deployed.
+    pub fn active_version(&self, name: &str) -> Result<Option<VersionRecord>, StoreError> {
+        let Some((record, versions)) = self.function(name)? else { return Ok(None) };
+        Ok(versions.into_iter().find(|v| v.version == record.active))
+    }
+
     /// Makes a kept version the active one; `None` picks the newest version older than the
     /// active one.
     pub fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, StoreError> {

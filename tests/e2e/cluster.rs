@@ -120,3 +120,88 @@ async fn a_node_without_cluster_is_standalone_and_one_whose_nats_is_down_still_s
     alone.kill_9().await;
     lonely.kill_9().await;
 }
+
+/// A function folder whose answer names its version.
+fn app(root: &Path, version: &str) -> std::path::PathBuf {
+    let dir = root.join("app");
+    write_file(
+        &dir,
+        "edge.toml",
+        &format!(
+            "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[vars]\nV = \"{version}\"\n"
+        ),
+    );
+    write_file(
+        &dir,
+        "index.js",
+        "export default { fetch(r, env) { return new Response(`v${env.V}`) } }",
+    );
+    dir
+}
+
+async fn cli(node: &NodeProcess, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(tests::edge_node_bin())
+        .args(args)
+        .args(["--node", &format!("http://{}", node.admin.unwrap())])
+        .env("EDGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `node` answers `expected` on `/`.
+async fn serves(node: &NodeProcess, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = curl("GET", &format!("http://{}/", node.http), &[], None).await;
+        let got = format!("{} {}", res.status, res.text());
+        if got == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} answers {got:?}, not {expected:?}", node.http);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_through_one_node_reaches_every_node_and_a_late_one_catches_up() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
+    let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
+    let c = node(root.path(), "iad-1", "us-east", Some(&nats.url)).await;
+    let dir = app(root.path(), "1");
+    let out = cli(&a, &["deploy", dir.to_str().unwrap()]).await;
+    assert!(out.contains("deployed app version 1"), "{out}");
+    for n in [&a, &b, &c] {
+        serves(n, "200 v1").await;
+    }
+
+    // C is down while v2 is deployed through B; it catches up when it comes back.
+    c.kill_9().await;
+    app(root.path(), "2");
+    let out = cli(&b, &["deploy", dir.to_str().unwrap()]).await;
+    assert!(out.contains("deployed app version 2"), "numbers are the cluster's: {out}");
+    serves(&a, "200 v2").await;
+    let c = node(root.path(), "iad-1", "us-east", Some(&nats.url)).await;
+    serves(&c, "200 v2").await;
+
+    // A rollback through C, a delete through A: everywhere.
+    cli(&c, &["functions", "rollback", "app"]).await;
+    for n in [&a, &b, &c] {
+        serves(n, "200 v1").await;
+    }
+    cli(&a, &["functions", "rm", "app"]).await;
+    for n in [&a, &b, &c] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while curl("GET", &format!("http://{}/", n.http), &[], None).await.status != 404 {
+            assert!(Instant::now() < deadline, "{} still serves a deleted function", n.http);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for n in [a, b, c] {
+        n.kill_9().await;
+    }
+}

@@ -1,0 +1,227 @@
+//! Deployments shared by a cluster: the active version of every function in the JetStream KV
+//! bucket `isola-deployments` (`{latest, active}` per function, written with compare-and-set so
+//! version numbers never repeat), bundles in the Object Store `isola-bundles` by content hash.
+//! Every node watches the bucket from its last values on, so a node that was down catches up
+//! when it starts, and fetches each bundle once (then it is in its own bundle store).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{kv, object_store};
+use config::ClusterConfig;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+use crate::deploy::Control;
+use crate::store::VersionRecord;
+
+pub const DEPLOYMENTS_BUCKET: &str = "isola-deployments";
+pub const BUNDLES_BUCKET: &str = "isola-bundles";
+
+/// A function's entry in the deployments bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shared {
+    /// The highest version number given out.
+    pub latest: u64,
+    /// The version every node serves.
+    pub active: VersionRecord,
+}
+
+#[derive(Clone)]
+struct Stores {
+    deployments: kv::Store,
+    bundles: object_store::ObjectStore,
+}
+
+/// This node's link to the cluster's deployments.
+pub struct DeployLink {
+    stores: watch::Receiver<Option<Stores>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DeployLink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DeployLink {
+    /// Connects in the background (retrying) and opens or creates the buckets.
+    pub fn connect(config: &ClusterConfig) -> Arc<DeployLink> {
+        let (tx, rx) = watch::channel(None);
+        let config = config.clone();
+        let task = tokio::spawn(async move {
+            let client = match crate::cluster::connect(&config).await {
+                Ok(client) => client,
+                Err(e) => {
+                    return tracing::error!(error = %e, "cannot reach the cluster's deployments")
+                }
+            };
+            let js = async_nats::jetstream::new(client);
+            loop {
+                match open(&js).await {
+                    Ok(stores) => {
+                        let _ = tx.send(Some(stores));
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster deployments not open yet"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Arc::new(DeployLink { stores: rx, task })
+    }
+
+    fn stores(&self) -> Result<Stores, String> {
+        self.stores.borrow().clone().ok_or_else(|| "the cluster (NATS) cannot be reached".into())
+    }
+
+    /// Publishes a new version of `name` (its number is chosen here) with its bundle; answers
+    /// the version as every node will serve it.
+    pub async fn publish(
+        &self,
+        name: &str,
+        mut record: VersionRecord,
+        bundle: &[u8],
+    ) -> Result<VersionRecord, String> {
+        let stores = self.stores()?;
+        if stores.bundles.info(&record.bundle).await.is_err() {
+            let mut data = bundle;
+            stores
+                .bundles
+                .put(record.bundle.as_str(), &mut data)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        loop {
+            let current = stores.deployments.entry(name).await.map_err(|e| e.to_string())?;
+            let live = current.as_ref().filter(|e| e.operation == kv::Operation::Put);
+            let latest = live
+                .and_then(|e| serde_json::from_slice::<Shared>(&e.value).ok())
+                .map_or(0, |s| s.latest);
+            record.version = latest + 1;
+            let value =
+                serde_json::to_vec(&Shared { latest: record.version, active: record.clone() })
+                    .expect("deployments serialise");
+            let written = match &current {
+                None => stores
+                    .deployments
+                    .create(name, value.into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Some(entry) => stores
+                    .deployments
+                    .update(name, value.into(), entry.revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => return Ok(record),
+                // Another node deployed meanwhile: number again.
+                Err(e) if e.contains("wrong last sequence") || e.contains("key exists") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Makes a kept version the active one everywhere.
+    pub async fn activate(&self, name: &str, record: &VersionRecord) -> Result<(), String> {
+        let stores = self.stores()?;
+        loop {
+            let current = stores.deployments.entry(name).await.map_err(|e| e.to_string())?;
+            let Some(entry) = current.filter(|e| e.operation == kv::Operation::Put) else {
+                return Err(format!("function `{name}` is not deployed in the cluster"));
+            };
+            let latest =
+                serde_json::from_slice::<Shared>(&entry.value).map_or(record.version, |s| s.latest);
+            let value =
+                serde_json::to_vec(&Shared { latest, active: record.clone() }).expect("serialises");
+            match stores.deployments.update(name, value.into(), entry.revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().contains("wrong last sequence") => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Removes a function everywhere.
+    pub async fn retract(&self, name: &str) -> Result<(), String> {
+        self.stores()?.deployments.delete(name).await.map_err(|e| e.to_string())
+    }
+
+    /// A bundle's artifact from the cluster.
+    pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
+        let mut object = self.stores()?.bundles.get(hash).await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+        Ok(bytes)
+    }
+
+    /// Applies the cluster's deployments to this node, from their current values on.
+    pub fn follow(self: &Arc<Self>, control: Arc<Control>) -> tokio::task::JoinHandle<()> {
+        let link = self.clone();
+        tokio::spawn(async move {
+            let mut ready = link.stores.clone();
+            let stores = loop {
+                if let Some(stores) = ready.borrow().clone() {
+                    break stores;
+                }
+                if ready.changed().await.is_err() {
+                    return;
+                }
+            };
+            loop {
+                let mut watch = match stores.deployments.watch_with_history(">").await {
+                    Ok(watch) => watch,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch the cluster's deployments");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                while let Some(entry) = watch.next().await {
+                    let Ok(entry) = entry else { break };
+                    let shared = match entry.operation {
+                        kv::Operation::Put => serde_json::from_slice::<Shared>(&entry.value).ok(),
+                        _ => None,
+                    };
+                    if let Err(e) = control.apply_shared(&link, &entry.key, shared).await {
+                        tracing::error!(function = %entry.key, error = %e, "cluster deployment not applied");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+}
+
+async fn open(js: &async_nats::jetstream::Context) -> Result<Stores, String> {
+    let deployments = match js.get_key_value(DEPLOYMENTS_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: DEPLOYMENTS_BUCKET.into(),
+                description: "the active version of every function".into(),
+                history: 5,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let bundles = match js.get_object_store(BUNDLES_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: BUNDLES_BUCKET.into(),
+                description: Some("function bundles by content hash".into()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    Ok(Stores { deployments, bundles })
+}
