@@ -192,10 +192,10 @@ impl Node {
             limits: config.http.clone(),
             telemetry: shared.telemetry.clone(),
         });
-        let link = match (&config.cluster, &store) {
-            (Some(cluster), Some(_)) => Some(shared_deploys::DeployLink::connect(cluster)),
-            _ => None,
-        };
+        let link = config.cluster.as_ref().map(shared_deploys::DeployLink::connect);
+        if let Some(link) = &link {
+            triggers.join_cluster(link.clone(), config.node.id.clone());
+        }
         let control = store.map(|store| {
             Arc::new(Control::new(
                 store,

@@ -19,6 +19,8 @@ use crate::store::VersionRecord;
 
 pub const DEPLOYMENTS_BUCKET: &str = "isola-deployments";
 pub const BUNDLES_BUCKET: &str = "isola-bundles";
+/// Claims of cron runs: the first node to create a run's key fires it.
+pub const CRON_BUCKET: &str = "isola-cron";
 
 /// A function's entry in the deployments bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +35,7 @@ pub struct Shared {
 struct Stores {
     deployments: kv::Store,
     bundles: object_store::ObjectStore,
+    cron: kv::Store,
 }
 
 /// This node's link to the cluster's deployments.
@@ -153,6 +156,16 @@ impl DeployLink {
         self.stores()?.deployments.delete(name).await.map_err(|e| e.to_string())
     }
 
+    /// Claims one run of a schedule for this node: `true` if no other node claimed it first.
+    pub async fn claim(&self, key: &str, node: &str) -> Result<bool, String> {
+        let stores = self.stores()?;
+        match stores.cron.create(key, node.to_string().into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), kv::CreateErrorKind::AlreadyExists) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// A bundle's artifact from the cluster.
     pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
         let mut object = self.stores()?.bundles.get(hash).await.map_err(|e| e.to_string())?;
@@ -223,5 +236,18 @@ async fn open(js: &async_nats::jetstream::Context) -> Result<Stores, String> {
             .await
             .map_err(|e| e.to_string())?,
     };
-    Ok(Stores { deployments, bundles })
+    let cron = match js.get_key_value(CRON_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: CRON_BUCKET.into(),
+                description: "which node fired each cron run".into(),
+                history: 1,
+                max_age: Duration::from_secs(3600),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    Ok(Stores { deployments, bundles, cron })
 }

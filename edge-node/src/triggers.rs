@@ -12,6 +12,7 @@ use config::{CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger};
 use js_runtime::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::functions::Function;
 use crate::objects::EventRoutes;
@@ -33,6 +34,8 @@ pub struct Triggers {
     tasks: Mutex<Vec<(Arc<Function>, tokio::task::JoinHandle<()>)>>,
     /// Served functions' storage and record triggers, for routing change events.
     routes: std::sync::RwLock<Vec<Routes>>,
+    /// In a cluster: where runs are claimed, so each fires on one node, and this node's id.
+    cluster: std::sync::OnceLock<(Arc<crate::shared_deploys::DeployLink>, String)>,
 }
 
 /// A served function's storage and record triggers.
@@ -85,6 +88,7 @@ impl Triggers {
             db,
             tasks: Mutex::new(Vec::new()),
             routes: std::sync::RwLock::new(Vec::new()),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -144,6 +148,30 @@ impl Triggers {
             for trigger in &f.config.triggers.cron {
                 let task = tokio::spawn(schedule(self.clone(), f.clone(), trigger.clone()));
                 tasks.push((f.clone(), task));
+            }
+        }
+    }
+
+    /// Makes cron runs claim their second in the cluster first (one node fires each run).
+    pub fn join_cluster(&self, link: Arc<crate::shared_deploys::DeployLink>, node: String) {
+        let _ = self.cluster.set((link, node));
+    }
+
+    /// Whether this node fires the run of `schedule` due at `due_ms`: always when standalone;
+    /// in a cluster when it claims the run first. While NATS cannot be reached every node
+    /// fires (a run may then fire more than once, none is lost).
+    async fn claim(&self, function: &str, schedule: &str, due_ms: u64) -> bool {
+        let Some((link, node)) = self.cluster.get() else { return true };
+        let digest: String = sha2::Sha256::digest(schedule.as_bytes())[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = format!("{function}.{digest}.{due_ms}");
+        match link.claim(&key, node).await {
+            Ok(mine) => mine,
+            Err(e) => {
+                tracing::warn!(error = %e, function, "cron run not claimed in the cluster; firing here");
+                true
             }
         }
     }
@@ -412,7 +440,11 @@ async fn schedule(triggers: Arc<Triggers>, function: Arc<Function>, trigger: Cro
         }
     }
     let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let (true, Some(scheduled_ms)) = (trigger.catch_up, latest_missed) {
+    let catch_up = match (trigger.catch_up, latest_missed) {
+        (true, Some(due)) if triggers.claim(&name, &trigger.schedule, due).await => Some(due),
+        _ => None,
+    };
+    if let Some(scheduled_ms) = catch_up {
         running.store(true, std::sync::atomic::Ordering::Release);
         let (t, f, trig, running) =
             (triggers.clone(), function.clone(), trigger.clone(), running.clone());
@@ -434,6 +466,9 @@ async fn schedule(triggers: Arc<Triggers>, function: Arc<Function>, trigger: Cro
         let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let scheduled_ms = due.timestamp_millis() as u64;
+        if !triggers.claim(&name, &trigger.schedule, scheduled_ms).await {
+            continue; // another node of the cluster fires this one
+        }
         if running.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let run = CronRun {
                 schedule: trigger.schedule.clone(),

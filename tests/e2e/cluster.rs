@@ -205,3 +205,47 @@ async fn a_deploy_through_one_node_reaches_every_node_and_a_late_one_catches_up(
         n.kill_9().await;
     }
 }
+
+#[tokio::test]
+async fn a_cron_schedule_fires_once_per_second_across_three_nodes() {
+    let nats = nats().await;
+    let (collector, mut rx) = tests::collector().await;
+    let root = tempfile::tempdir().unwrap();
+    let cluster = format!("[cluster]\nnats_url = \"{}\"\nnode_ttl = \"3s\"\n", nats.url);
+    let mut nodes = Vec::new();
+    for id in ["n1", "n2", "n3"] {
+        let toml = format!(
+            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n{cluster}"
+        );
+        write_file(root.path(), &format!("{id}.toml"), &toml);
+        write_file(
+            root.path(),
+            "fns/tick/edge.toml",
+            &format!("name = \"tick\"\nentry = \"index.js\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\n[vars]\nCOLLECTOR = \"http://{collector}\"\n"),
+        );
+        write_file(
+            root.path(),
+            "fns/tick/index.js",
+            "export default { async scheduled(event, env) { await fetch(`${env.COLLECTOR}/tick`, { method: 'POST', body: String(event.scheduledTime) }) } }",
+        );
+        nodes.push(NodeProcess::start(&root.path().join(format!("{id}.toml")), &[]).await);
+    }
+    // Let the nodes join, then count the runs of a few seconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while rx.try_recv().is_ok() {}
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut due: Vec<u64> = Vec::new();
+    while let Ok(Some((_, body))) =
+        tokio::time::timeout(until.saturating_duration_since(Instant::now()), rx.recv()).await
+    {
+        due.push(String::from_utf8_lossy(&body).parse().unwrap());
+    }
+    let mut distinct = due.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(due.len(), distinct.len(), "a second fired on more than one node: {due:?}");
+    assert!((4..=6).contains(&due.len()), "one run per second over 5 s, not per node: {due:?}");
+    for n in nodes {
+        n.kill_9().await;
+    }
+}
