@@ -35,6 +35,8 @@ pub struct EdgeConfig {
     pub triggers: Triggers,
     /// `[bindings]`: `env.NAME` for queues.
     pub bindings: BTreeMap<String, Binding>,
+    /// The regions whose nodes serve the function; empty: every node.
+    pub regions: Vec<String>,
 }
 
 /// One route pattern of a function.
@@ -136,7 +138,11 @@ impl EdgeConfig {
 }
 
 fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
-    r.deny_unknown(t, "", &["name", "entry", "routes", "vars", "limits", "triggers", "bindings"]);
+    r.deny_unknown(
+        t,
+        "",
+        &["name", "entry", "routes", "vars", "limits", "triggers", "bindings", "regions"],
+    );
     let name = r.string(t, "", "name");
     match &name {
         None if !t.contains_key("name") => r.problem("name", "missing (the function's name)"),
@@ -189,6 +195,8 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
         Some(table) => read_request(r, table, "limits", &[]),
         None => LimitsRequest::default(),
     };
+    let regions: Vec<String> =
+        r.string_list(t, "", "regions").unwrap_or_default().into_iter().map(|(_, s)| s).collect();
     let triggers = read_triggers(r, t);
     let bindings = read_bindings(r, t);
     for name in bindings.keys() {
@@ -205,6 +213,7 @@ fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
         dir: dir.to_path_buf(),
         triggers,
         bindings,
+        regions,
     })
 }
 

@@ -141,6 +141,8 @@ pub struct Shared {
     pub triggers: Arc<Triggers>,
     /// The node's async runtime, where bindings do their work (not the isolate's thread).
     pub runtime: tokio::runtime::Handle,
+    /// The node's region (`[node] region`).
+    pub region: Arc<str>,
 }
 
 impl Function {
@@ -156,10 +158,12 @@ impl Function {
             Function { config, limits, bundle: hash, version, secrets, isolates, shared };
         match kept {
             Err(e) => function.log_error(format!("the function's bundle cannot be kept: {e}")),
-            // Start one isolate now, so a function that cannot start says so at once.
-            Ok(()) => {
+            // Start one isolate now, so a function that cannot start says so at once (where
+            // it is served).
+            Ok(()) if function.serves_here() => {
                 let _ = function.isolates.acquire(|| function.start_worker()).await;
             }
+            Ok(()) => {}
         }
         function
     }
@@ -175,6 +179,12 @@ impl Function {
         if !self.has_isolate() {
             let _ = self.isolates.acquire(|| self.start_worker()).await;
         }
+    }
+
+    /// Whether this node's region may serve the function (`regions` in edge.toml).
+    pub fn serves_here(&self) -> bool {
+        let regions = &self.config.regions;
+        regions.is_empty() || regions.iter().any(|r| **r == *self.shared.region)
     }
 
     /// Whether the function could start.
@@ -372,6 +382,7 @@ impl Function {
                 env.extend(self.secrets.clone());
                 env
             },
+            region: shared.region.clone(),
             bindings: self
                 .config
                 .bindings

@@ -217,6 +217,19 @@ where
         return failure_response(Outcome::NotFound, request_id);
     };
     let function = &site.functions[index];
+    if !function.serves_here() {
+        let regions = function.config.regions.join(", ");
+        let message = format!(
+            "`{}` runs only in the regions {regions}; this node is elsewhere",
+            function.config.name
+        );
+        let mut response =
+            refuse(StatusCode::MISDIRECTED_REQUEST, "wrong_region", &message, request_id);
+        if let Ok(value) = HeaderValue::from_str(&regions) {
+            response.headers_mut().insert("x-isola-regions", value);
+        }
+        return response;
+    }
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let scheme = if protocol.tls { "https" } else { "http" };
     let url = format!("{scheme}://{authority}{path_and_query}");

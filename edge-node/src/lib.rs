@@ -158,6 +158,7 @@ impl Node {
             objects,
             triggers,
             runtime: tokio::runtime::Handle::current(),
+            region: Arc::from(config.node.region.as_str()),
             telemetry,
             logs: Arc::new(logs),
             bundles: Arc::new(bundles),

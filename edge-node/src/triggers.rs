@@ -111,7 +111,7 @@ impl Triggers {
             keep
         });
         for f in functions {
-            if tasks.iter().any(|(g, _)| Arc::ptr_eq(f, g)) {
+            if tasks.iter().any(|(g, _)| Arc::ptr_eq(f, g)) || !f.serves_here() {
                 continue;
             }
             for trigger in &f.config.triggers.queue {

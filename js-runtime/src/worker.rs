@@ -32,6 +32,8 @@ pub struct WorkerOptions {
     pub bundle: Arc<Bundle>,
     /// `env` of the function: its vars (and later its secrets).
     pub vars: BTreeMap<String, String>,
+    /// The region of the node running the function (`request.cf.region`).
+    pub region: Arc<str>,
     /// `env` bindings: name -> kind (`queue`, `bucket`, `table`), served by
     /// [`WorkerServices::bindings`].
     pub bindings: BTreeMap<String, String>,
@@ -416,7 +418,7 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
     js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
     evaluated.await.map_err(module_error)?;
     let namespace = js.get_module_namespace(id).map_err(module_error)?;
-    let (namespace, vars, subrequests, bindings) = {
+    let (namespace, vars, subrequests, bindings, region) = {
         deno_core::scope!(scope, js);
         let object = v8::Object::new(scope);
         for (key, value) in &options.vars {
@@ -441,9 +443,14 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
             v8::Global::new(scope, v8::Local::<v8::Value>::from(object)),
             v8::Global::new(scope, v8::Local::<v8::Value>::from(subrequests)),
             v8::Global::new(scope, v8::Local::<v8::Value>::from(bindings)),
+            {
+                let region = v8::String::new(scope, &options.region)
+                    .ok_or_else(|| StartError::Module("the region name is too long".into()))?;
+                v8::Global::new(scope, v8::Local::<v8::Value>::from(region))
+            },
         )
     };
-    js.call_with_args(&start, &[namespace, vars, subrequests, bindings])
+    js.call_with_args(&start, &[namespace, vars, subrequests, bindings, region])
         .await
         .map_err(|e| StartError::Module(e.to_string()))?;
     Ok(())

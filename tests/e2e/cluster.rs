@@ -249,3 +249,29 @@ async fn a_cron_schedule_fires_once_per_second_across_three_nodes() {
         n.kill_9().await;
     }
 }
+
+#[tokio::test]
+async fn a_region_pinned_function_is_served_only_in_its_region() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let eu = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
+    let us = node(root.path(), "iad-1", "us-east", Some(&nats.url)).await;
+    let dir = root.path().join("pinned");
+    write_file(
+        &dir,
+        "edge.toml",
+        "name = \"pinned\"\nentry = \"index.js\"\nroutes = [\"/*\"]\nregions = [\"eu-central\"]\n",
+    );
+    write_file(&dir, "index.js", "export default { fetch(request) { return new Response(`served in ${request.cf.region}`) } }");
+    // Deployed through a node of another region: stored and shared, served only in eu-central.
+    let out = cli(&us, &["deploy", dir.to_str().unwrap()]).await;
+    assert!(out.contains("deployed pinned version 1"), "{out}");
+    serves(&eu, "200 served in eu-central").await;
+    let res = curl("GET", &format!("http://{}/", us.http), &[], None).await;
+    assert_eq!(res.status, 421, "{}", res.text());
+    assert_eq!(res.header("x-isola-regions"), Some("eu-central"));
+    let body: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(body["error"], "wrong_region");
+    eu.kill_9().await;
+    us.kill_9().await;
+}

@@ -100,6 +100,7 @@ async fn cold_start(
         bundle: bundle.clone(),
         vars: BTreeMap::new(),
         bindings: BTreeMap::new(),
+        region: Arc::from("local"),
         allow_eval: false,
         limits: js_runtime::Limits::default(),
         fetch_allow: Vec::new(),

@@ -50,6 +50,7 @@ fn main() {
                 bundle: bundle.clone(),
                 vars: BTreeMap::new(),
                 bindings: BTreeMap::new(),
+                region: Arc::from("local"),
                 allow_eval: false,
                 limits: js_runtime::Limits::default(),
                 fetch_allow: Vec::new(),

@@ -42,6 +42,7 @@ fn main() {
             bundle,
             vars: BTreeMap::new(),
             bindings: BTreeMap::new(),
+            region: Arc::from("local"),
             allow_eval: false,
             limits: Limits::default(),
             fetch_allow: Vec::new(),

@@ -39,6 +39,7 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
         bundle,
         vars: BTreeMap::new(),
         bindings: BTreeMap::new(),
+        region: Arc::from("local"),
         allow_eval: false,
         limits: Limits { cpu_time: Duration::from_millis(50), ..Limits::default() },
         fetch_allow: Vec::new(),

@@ -360,7 +360,7 @@ function invoke(handler, env, next) {
     // Connection metadata, where Workers puts it.
     ObjectDefineProperty(req, "cf", {
       __proto__: null,
-      value: ObjectFreeze({ __proto__: null, httpProtocol: next.httpProtocol }),
+      value: ObjectFreeze({ __proto__: null, httpProtocol: next.httpProtocol, region: nodeRegion }),
       enumerable: true,
     });
     let res;
@@ -567,7 +567,11 @@ const HANDLERS = ["fetch", "scheduled", "queue", "storage", "record"];
  * Called by Rust once, after the function's module evaluated: checks the default export and
  * starts taking requests.
  */
-function start(namespace, vars, subrequests, bindings) {
+// The region of the node this isolate runs on, set by `start`.
+let nodeRegion = "";
+
+function start(namespace, vars, subrequests, bindings, region) {
+  nodeRegion = region;
   limitSubrequests(subrequests);
   const handler = namespace.default;
   if (
