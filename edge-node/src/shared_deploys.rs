@@ -33,6 +33,7 @@ pub struct Shared {
 
 #[derive(Clone)]
 struct Stores {
+    client: async_nats::Client,
     deployments: kv::Store,
     bundles: object_store::ObjectStore,
     cron: kv::Store,
@@ -62,9 +63,9 @@ impl DeployLink {
                     return tracing::error!(error = %e, "cannot reach the cluster's deployments")
                 }
             };
-            let js = async_nats::jetstream::new(client);
+            let js = async_nats::jetstream::new(client.clone());
             loop {
-                match open(&js).await {
+                match open(&js, &client).await {
                     Ok(stores) => {
                         let _ = tx.send(Some(stores));
                         return;
@@ -77,8 +78,18 @@ impl DeployLink {
         Arc::new(DeployLink { stores: rx, task })
     }
 
+    /// The buckets, while connected: a change is refused at once rather than held until NATS
+    /// comes back.
     fn stores(&self) -> Result<Stores, String> {
-        self.stores.borrow().clone().ok_or_else(|| "the cluster (NATS) cannot be reached".into())
+        let stores = self.stores.borrow().clone();
+        match stores {
+            Some(stores)
+                if stores.client.connection_state() == async_nats::connection::State::Connected =>
+            {
+                Ok(stores)
+            }
+            _ => Err("the cluster (NATS) cannot be reached".into()),
+        }
     }
 
     /// Publishes a new version of `name` (its number is chosen here) with its bundle; answers
@@ -212,7 +223,10 @@ impl DeployLink {
     }
 }
 
-async fn open(js: &async_nats::jetstream::Context) -> Result<Stores, String> {
+async fn open(
+    js: &async_nats::jetstream::Context,
+    client: &async_nats::Client,
+) -> Result<Stores, String> {
     let deployments = match js.get_key_value(DEPLOYMENTS_BUCKET).await {
         Ok(store) => store,
         Err(_) => js
@@ -249,5 +263,5 @@ async fn open(js: &async_nats::jetstream::Context) -> Result<Stores, String> {
             .await
             .map_err(|e| e.to_string())?,
     };
-    Ok(Stores { deployments, bundles, cron })
+    Ok(Stores { client: client.clone(), deployments, bundles, cron })
 }

@@ -10,14 +10,28 @@ const TOKEN: &str = "cluster-test-token";
 
 /// A nats-server with JetStream on a free loopback port, stopped when dropped.
 struct Nats {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 async fn nats() -> Nats {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
+    nats_on(port, tempfile::tempdir().unwrap()).await
+}
+
+impl Nats {
+    /// Stops the server, waits `down`, and starts it again on the same port and storage.
+    async fn restart_after(self, down: Duration) -> Nats {
+        let Nats { mut child, port, dir, .. } = self;
+        child.kill().await.unwrap();
+        tokio::time::sleep(down).await;
+        nats_on(port, dir).await
+    }
+}
+
+async fn nats_on(port: u16, dir: tempfile::TempDir) -> Nats {
     let child = tokio::process::Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir.path())
@@ -31,7 +45,7 @@ async fn nats() -> Nats {
         assert!(Instant::now() < deadline, "nats-server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Nats { _child: child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+    Nats { child, url: format!("nats://127.0.0.1:{port}"), port, dir }
 }
 
 async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodeProcess {
@@ -274,4 +288,67 @@ async fn a_region_pinned_function_is_served_only_in_its_region() {
     assert_eq!(body["error"], "wrong_region");
     eu.kill_9().await;
     us.kill_9().await;
+}
+
+#[tokio::test]
+async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
+    let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
+    let dir = app(root.path(), "1");
+    cli(&a, &["deploy", dir.to_str().unwrap()]).await;
+    serves(&b, "200 v1").await;
+
+    // NATS goes away for 10 s: both nodes go on serving, a deploy is refused whole.
+    let outage = tokio::spawn(nats.restart_after(Duration::from_secs(10)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app(root.path(), "2");
+    let out = tokio::process::Command::new(tests::edge_node_bin())
+        .args(["deploy", dir.to_str().unwrap(), "--node", &format!("http://{}", a.admin.unwrap())])
+        .env("EDGE_ADMIN_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cluster_unavailable"), "{stderr}");
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        for n in [&a, &b] {
+            let res = curl("GET", &format!("http://{}/", n.http), &[], None).await;
+            assert_eq!((res.status, res.text().as_str()), (200, "v1"), "serving during the outage");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let nats = outage.await.unwrap();
+
+    // Back: a deploy goes through and reaches the other node.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = tokio::process::Command::new(tests::edge_node_bin())
+            .args([
+                "deploy",
+                dir.to_str().unwrap(),
+                "--node",
+                &format!("http://{}", a.admin.unwrap()),
+            ])
+            .env("EDGE_ADMIN_TOKEN", TOKEN)
+            .output()
+            .await
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deploys never resumed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    serves(&b, "200 v2").await;
+    serves(&a, "200 v2").await;
+    drop(nats);
+    a.kill_9().await;
+    b.kill_9().await;
 }
