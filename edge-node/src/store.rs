@@ -102,6 +102,25 @@ pub struct Store {
     db: std::sync::Arc<Database>,
 }
 
+/// Drops the versions of `name` beyond the newest `keep`, never `active`; returns their numbers.
+fn prune_versions(
+    versions: &mut redb::Table<(&str, u64), &[u8]>,
+    name: &str,
+    keep: usize,
+    active: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let mut numbers: Vec<u64> = versions
+        .range((name, 0)..=(name, u64::MAX))?
+        .map(|entry| entry.map(|(k, _)| k.value().1))
+        .collect::<Result<_, _>>()?;
+    numbers.sort_unstable_by(|a, b| b.cmp(a));
+    let pruned: Vec<u64> = numbers.into_iter().skip(keep.max(1)).filter(|n| *n != active).collect();
+    for n in &pruned {
+        versions.remove((name, *n))?;
+    }
+    Ok(pruned)
+}
+
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
@@ -163,15 +182,7 @@ impl Store {
             };
             versions.insert((name, number), encode(&version).as_slice())?;
             functions.insert(name, encode(&record).as_slice())?;
-            let mut numbers: Vec<u64> = versions
-                .range((name, 0)..=(name, u64::MAX))?
-                .map(|entry| entry.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()?;
-            numbers.sort_unstable_by(|a, b| b.cmp(a));
-            let pruned: Vec<u64> = numbers.into_iter().skip(keep.max(1)).collect();
-            for n in &pruned {
-                versions.remove((name, *n))?;
-            }
+            let pruned = prune_versions(&mut versions, name, keep, number)?;
             Deployed { version, pruned }
         };
         tx.commit()?;
@@ -205,16 +216,7 @@ impl Store {
             };
             versions.insert((name, version.version), encode(version).as_slice())?;
             functions.insert(name, encode(&record).as_slice())?;
-            let mut numbers: Vec<u64> = versions
-                .range((name, 0)..=(name, u64::MAX))?
-                .map(|entry| entry.map(|(k, _)| k.value().1))
-                .collect::<Result<_, _>>()?;
-            numbers.sort_unstable_by(|a, b| b.cmp(a));
-            for n in numbers.into_iter().skip(keep.max(1)) {
-                if n != version.version {
-                    versions.remove((name, n))?;
-                }
-            }
+            prune_versions(&mut versions, name, keep, version.version)?;
         }
         tx.commit()?;
         Ok(())

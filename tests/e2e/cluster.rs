@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tests::{curl, write_file, NodeProcess};
+use tests::{curl, versioned_app as app, write_file, NodeProcess};
 
 const TOKEN: &str = "cluster-test-token";
 
@@ -135,24 +135,6 @@ async fn a_node_without_cluster_is_standalone_and_one_whose_nats_is_down_still_s
     lonely.kill_9().await;
 }
 
-/// A function folder whose answer names its version.
-fn app(root: &Path, version: &str) -> std::path::PathBuf {
-    let dir = root.join("app");
-    write_file(
-        &dir,
-        "edge.toml",
-        &format!(
-            "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[vars]\nV = \"{version}\"\n"
-        ),
-    );
-    write_file(
-        &dir,
-        "index.js",
-        "export default { fetch(r, env) { return new Response(`v${env.V}`) } }",
-    );
-    dir
-}
-
 async fn cli(node: &NodeProcess, args: &[&str]) -> String {
     let out = tokio::process::Command::new(tests::edge_node_bin())
         .args(args)
@@ -190,7 +172,7 @@ async fn a_deploy_through_one_node_reaches_every_node_and_a_late_one_catches_up(
     let out = cli(&a, &["deploy", dir.to_str().unwrap()]).await;
     assert!(out.contains("deployed app version 1"), "{out}");
     for n in [&a, &b, &c] {
-        serves(n, "200 v1").await;
+        serves(n, "200 version 1").await;
     }
 
     // C is down while v2 is deployed through B; it catches up when it comes back.
@@ -198,14 +180,14 @@ async fn a_deploy_through_one_node_reaches_every_node_and_a_late_one_catches_up(
     app(root.path(), "2");
     let out = cli(&b, &["deploy", dir.to_str().unwrap()]).await;
     assert!(out.contains("deployed app version 2"), "numbers are the cluster's: {out}");
-    serves(&a, "200 v2").await;
+    serves(&a, "200 version 2").await;
     let c = node(root.path(), "iad-1", "us-east", Some(&nats.url)).await;
-    serves(&c, "200 v2").await;
+    serves(&c, "200 version 2").await;
 
     // A rollback through C, a delete through A: everywhere.
     cli(&c, &["functions", "rollback", "app"]).await;
     for n in [&a, &b, &c] {
-        serves(n, "200 v1").await;
+        serves(n, "200 version 1").await;
     }
     cli(&a, &["functions", "rm", "app"]).await;
     for n in [&a, &b, &c] {
@@ -298,7 +280,7 @@ async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
     let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
     let dir = app(root.path(), "1");
     cli(&a, &["deploy", dir.to_str().unwrap()]).await;
-    serves(&b, "200 v1").await;
+    serves(&b, "200 version 1").await;
 
     // NATS goes away for 10 s: both nodes go on serving, a deploy is refused whole.
     let outage = tokio::spawn(nats.restart_after(Duration::from_secs(10)));
@@ -316,7 +298,11 @@ async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
     while Instant::now() < until {
         for n in [&a, &b] {
             let res = curl("GET", &format!("http://{}/", n.http), &[], None).await;
-            assert_eq!((res.status, res.text().as_str()), (200, "v1"), "serving during the outage");
+            assert_eq!(
+                (res.status, res.text().as_str()),
+                (200, "version 1"),
+                "serving during the outage"
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -346,8 +332,8 @@ async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    serves(&b, "200 v2").await;
-    serves(&a, "200 v2").await;
+    serves(&b, "200 version 2").await;
+    serves(&a, "200 version 2").await;
     drop(nats);
     a.kill_9().await;
     b.kill_9().await;

@@ -6,27 +6,12 @@ use std::path::{Path, PathBuf};
 
 use bundler::Bundle;
 use config::NodeConfig;
-use tests::{curl, edge_node_bin, write_file, CurlResponse, NodeProcess, TestNode, ADMIN_TOKEN};
+use tests::{
+    curl, edge_node_bin, versioned_app as app, write_file, CurlResponse, NodeProcess, TestNode,
+    ADMIN_TOKEN,
+};
 
 const TOKEN: &str = "cli-test-token-5b1f";
-
-/// A function folder whose answer names its version (a var) and reads a secret.
-fn app(root: &Path, version: &str) -> PathBuf {
-    let dir = root.join("app");
-    write_file(
-        &dir,
-        "edge.toml",
-        &format!(
-            "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[vars]\nV = \"{version}\"\n"
-        ),
-    );
-    write_file(
-        &dir,
-        "index.js",
-        "export default {\n  fetch(request, env) {\n    if (new URL(request.url).pathname === '/secret') return new Response(env.API_KEY ?? 'none');\n    return new Response(`version ${env.V}`);\n  },\n};\n",
-    );
-    dir
-}
 
 fn node_toml(root: &Path) -> PathBuf {
     write_file(

@@ -170,6 +170,22 @@ pub fn write_file(dir: &Path, path: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+/// A function folder `ROOT/app` whose answer names its version (`version N`, a var) and whose
+/// `/secret` answers `env.API_KEY`.
+pub fn versioned_app(root: &Path, version: &str) -> PathBuf {
+    let dir = root.join("app");
+    let edge = format!(
+        "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[vars]\nV = \"{version}\"\n"
+    );
+    write_file(&dir, "edge.toml", &edge);
+    write_file(
+        &dir,
+        "index.js",
+        "export default {\n  fetch(request, env) {\n    if (new URL(request.url).pathname === '/secret') return new Response(env.API_KEY ?? 'none');\n    return new Response(`version ${env.V}`);\n  },\n};\n",
+    );
+    dir
+}
+
 /// Copies a folder tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
