@@ -389,14 +389,16 @@ impl Admin {
                 valid_queue(&queue)?;
                 let bytes = self.body(req, 16 * 1024 * 1024).await?;
                 let bodies = message_bodies(&bytes)?;
-                let control = control.clone();
-                let ids = tokio::task::spawn_blocking(move || {
-                    let messages: Vec<(Encoding, &[u8])> =
-                        bodies.iter().map(|b| (Encoding::Json, b.as_bytes())).collect();
-                    control.queues().send(&queue, &messages)
-                })
-                .await
-                .map_err(|e| AdminError::Internal(e.to_string()))??;
+                let link = control.triggers.cluster_link().cloned();
+                let queues = control.queues_arc();
+                let messages = bodies.into_iter().map(String::into_bytes).collect();
+                let clustered = link.is_some();
+                let ids = crate::bindings::send(queues, link, queue, Encoding::Json, messages)
+                    .await
+                    .map_err(|e| match clustered {
+                        true => AdminError::Unavailable(e),
+                        false => AdminError::Internal(e),
+                    })?;
                 Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
             }
             (Method::POST, ["functions", name, "invoke"]) => {

@@ -200,7 +200,8 @@ impl Bindings for NodeBindings {
             }
         };
         let queues = self.queues.clone();
-        let work = self.runtime.spawn_blocking(move || {
+        let link = self.routes.cluster_link().cloned();
+        let work = self.runtime.spawn(async move {
             let args: SendArgs = serde_json::from_str(&args).map_err(|e| e.to_string())?;
             if args.sizes.iter().sum::<usize>() != data.len() {
                 return Err("the message sizes do not add up".to_string());
@@ -209,18 +210,39 @@ impl Bindings for NodeBindings {
                 return Err(format!("a message is larger than {MAX_MESSAGE_BYTES} bytes"));
             }
             let mut at = 0;
-            let messages: Vec<(Encoding, &[u8])> = args
-                .sizes
-                .iter()
-                .map(|&n| {
-                    let body = &data[at..at + n];
-                    at += n;
-                    (Encoding::V8, body)
-                })
-                .collect();
-            let ids = queues.send(&queue, &messages).map_err(|e| e.to_string())?;
+            let mut messages = Vec::with_capacity(args.sizes.len());
+            for &n in &args.sizes {
+                messages.push(data[at..at + n].to_vec());
+                at += n;
+            }
+            let ids = send(queues, link, queue, Encoding::V8, messages).await?;
             Ok(serde_json::json!({ "ids": ids }).to_string())
         });
         Box::pin(async move { work.await.map_err(|e| e.to_string())? })
+    }
+}
+
+/// Sends messages to a queue: the cluster's when the node is in one, else this node's store
+/// (off the async threads, as it syncs to disk).
+pub(crate) async fn send(
+    queues: Arc<Queues>,
+    link: Option<Arc<crate::shared_deploys::DeployLink>>,
+    queue: String,
+    encoding: Encoding,
+    messages: Vec<Vec<u8>>,
+) -> Result<Vec<u64>, String> {
+    match link {
+        Some(link) => {
+            let refs: Vec<(Encoding, &[u8])> =
+                messages.iter().map(|m| (encoding, m.as_slice())).collect();
+            link.send(&queue, &refs).await
+        }
+        None => tokio::task::spawn_blocking(move || {
+            let refs: Vec<(Encoding, &[u8])> =
+                messages.iter().map(|m| (encoding, m.as_slice())).collect();
+            queues.send(&queue, &refs).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?,
     }
 }

@@ -447,6 +447,11 @@ impl Control {
         &self.shared.objects
     }
 
+    /// The queues of the node, shared.
+    pub fn queues_arc(&self) -> Arc<Queues> {
+        self.shared.queues.clone()
+    }
+
     /// The queues of the node.
     pub fn queues(&self) -> &Queues {
         &self.shared.queues

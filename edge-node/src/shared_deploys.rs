@@ -15,10 +15,16 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::deploy::Control;
+use crate::queues::Encoding;
 use crate::store::VersionRecord;
 
 pub const DEPLOYMENTS_BUCKET: &str = "isola-deployments";
 pub const BUNDLES_BUCKET: &str = "isola-bundles";
+/// The stream of the cluster's queues; a queue `q` is the subject `isola.queue.q`.
+pub const QUEUES_STREAM: &str = "ISOLA_QUEUES";
+pub const QUEUE_SUBJECT: &str = "isola.queue";
+/// The header saying how a queue message's body is encoded (`json` or `v8`).
+const ENCODING_HEADER: &str = "Isola-Encoding";
 /// Claims of cron runs: the first node to create a run's key fires it.
 pub const CRON_BUCKET: &str = "isola-cron";
 
@@ -34,6 +40,7 @@ pub struct Shared {
 #[derive(Clone)]
 struct Stores {
     client: async_nats::Client,
+    js: async_nats::jetstream::Context,
     deployments: kv::Store,
     bundles: object_store::ObjectStore,
     cron: kv::Store,
@@ -177,6 +184,68 @@ impl DeployLink {
         }
     }
 
+    /// Appends messages to a queue of the cluster; answers once JetStream has stored them.
+    pub async fn send(
+        &self,
+        queue: &str,
+        messages: &[(Encoding, &[u8])],
+    ) -> Result<Vec<u64>, String> {
+        let stores = self.stores()?;
+        let subject = format!("{QUEUE_SUBJECT}.{queue}");
+        let mut acks = Vec::with_capacity(messages.len());
+        for (encoding, body) in messages {
+            let mut headers = async_nats::HeaderMap::new();
+            let name = if *encoding == Encoding::Json { "json" } else { "v8" };
+            headers.insert(ENCODING_HEADER, name);
+            let ack = stores
+                .js
+                .publish_with_headers(subject.clone(), headers, bytes::Bytes::copy_from_slice(body))
+                .await
+                .map_err(|e| e.to_string())?;
+            acks.push(ack);
+        }
+        let mut ids = Vec::with_capacity(acks.len());
+        for ack in acks {
+            ids.push(ack.await.map_err(|e| e.to_string())?.sequence);
+        }
+        Ok(ids)
+    }
+
+    /// The durable consumer of `queue` for `function`: every function consuming a queue gets
+    /// each message, and any node may take the next batch.
+    pub async fn consumer(
+        &self,
+        function: &str,
+        trigger: &config::QueueTrigger,
+    ) -> Result<async_nats::jetstream::consumer::PullConsumer, String> {
+        let stores = self.stores()?;
+        let stream = stores.js.get_stream(QUEUES_STREAM).await.map_err(|e| e.to_string())?;
+        let digest: String = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            format!("{function}/{}", trigger.queue),
+        ))[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let name: String = format!("{function}-{}-{digest}", trigger.queue)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        stream
+            .get_or_create_consumer(
+                &name,
+                async_nats::jetstream::consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject: format!("{QUEUE_SUBJECT}.{}", trigger.queue),
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: trigger.visibility_timeout,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// A bundle's artifact from the cluster.
     pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
         let mut object = self.stores()?.bundles.get(hash).await.map_err(|e| e.to_string())?;
@@ -263,5 +332,28 @@ async fn open(
             .await
             .map_err(|e| e.to_string())?,
     };
-    Ok(Stores { client: client.clone(), deployments, bundles, cron })
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: QUEUES_STREAM.into(),
+        subjects: vec![format!("{QUEUE_SUBJECT}.>")],
+        description: Some("the cluster's queues".into()),
+        max_age: Duration::from_secs(14 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Stores { client: client.clone(), js: js.clone(), deployments, bundles, cron })
+}
+
+/// How a delivered message's body is encoded.
+pub fn encoding_of(message: &async_nats::jetstream::Message) -> Encoding {
+    let v8 = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(ENCODING_HEADER))
+        .is_some_and(|v| v.as_str() == "v8");
+    if v8 {
+        Encoding::V8
+    } else {
+        Encoding::Json
+    }
 }

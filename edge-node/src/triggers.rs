@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use config::{CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger};
+use futures::StreamExt;
 use js_runtime::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -115,8 +116,17 @@ impl Triggers {
                 continue;
             }
             for trigger in &f.config.triggers.queue {
-                let task =
-                    tokio::spawn(consume(self.queues.clone(), f.clone(), trigger.clone(), "queue"));
+                let task = match self.cluster.get() {
+                    Some((link, _)) => {
+                        tokio::spawn(consume_cluster(link.clone(), f.clone(), trigger.clone()))
+                    }
+                    None => tokio::spawn(consume(
+                        self.queues.clone(),
+                        f.clone(),
+                        trigger.clone(),
+                        "queue",
+                    )),
+                };
                 tasks.push((f.clone(), task));
             }
             // Storage and record events wait in the function's internal queues, one per
@@ -174,6 +184,11 @@ impl Triggers {
                 true
             }
         }
+    }
+
+    /// The cluster's link, when the node is in one.
+    pub fn cluster_link(&self) -> Option<&Arc<crate::shared_deploys::DeployLink>> {
+        self.cluster.get().map(|(link, _)| link)
     }
 
     /// Stops every trigger task.
@@ -319,74 +334,7 @@ async fn consume(
         if leased.is_empty() {
             continue;
         }
-        let payload = serde_json::json!({
-            "queue": trigger.queue,
-            "messages": leased.iter().enumerate().map(|(i, m)| serde_json::json!({
-                "id": m.id.to_string(),
-                "timestamp": m.enqueued_ms,
-                "attempts": m.attempts,
-                "encoding": if m.encoding == Encoding::Json { "json" } else { "v8" },
-                "blob": i,
-            })).collect::<Vec<_>>(),
-        });
-        let event = if handler == "queue" {
-            Event {
-                handler: "queue",
-                payload: payload.to_string(),
-                blobs: leased.iter().map(|m| m.body.clone()).collect::<Vec<Bytes>>(),
-            }
-        } else {
-            let body = String::from_utf8_lossy(&leased[0].body).into_owned();
-            Event { handler, payload: body, blobs: Vec::new() }
-        };
-        let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
-        let result = function.invoke_event(handler, id, event).await;
-        let explicit: BTreeMap<String, (bool, Option<f64>)> = match &result {
-            Ok(json) => serde_json::from_str::<serde_json::Value>(json)
-                .ok()
-                .and_then(|v| v["verdicts"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|v| {
-                    let id = v["id"].as_str()?.to_string();
-                    Some((id, (v["ack"].as_bool().unwrap_or(false), v["delaySeconds"].as_f64())))
-                })
-                .collect(),
-            Err(_) => BTreeMap::new(),
-        };
-        let verdicts: Vec<(u64, Verdict)> = leased
-            .iter()
-            .map(|m| {
-                let (ack, delay) = match explicit.get(&m.id.to_string()) {
-                    Some(&(ack, delay)) => (ack, delay),
-                    // Not marked: acked when the handler succeeded, retried when it failed.
-                    None => (result.is_ok(), None),
-                };
-                let verdict = if ack {
-                    Verdict::Ack
-                } else if m.attempts >= trigger.max_retries {
-                    Verdict::Dead
-                } else {
-                    let backoff = trigger.retry_delay.saturating_mul(1 << (m.attempts - 1).min(16));
-                    let delay = delay.map(Duration::from_secs_f64).unwrap_or(backoff);
-                    Verdict::Retry(delay.min(Duration::from_secs(300)))
-                };
-                (m.id, verdict)
-            })
-            .collect();
-        for (id, verdict) in &verdicts {
-            if matches!(verdict, Verdict::Dead) {
-                let attempts = leased.iter().find(|m| m.id == *id).map_or(0, |m| m.attempts);
-                match &trigger.dead_letter_queue {
-                    Some(dlq) => {
-                        tracing::info!(function = %name, queue = %trigger.queue, message = id, attempts, dead_letter_queue = %dlq, "message dead-lettered")
-                    }
-                    None => {
-                        tracing::warn!(function = %name, queue = %trigger.queue, message = id, attempts, "message dropped after its last attempt (no dead_letter_queue)")
-                    }
-                }
-            }
-        }
+        let verdicts = run_batch(&function, &trigger, handler, &leased).await;
         let q = queues.clone();
         let queue = trigger.queue.clone();
         let dlq = trigger.dead_letter_queue.clone();
@@ -396,6 +344,161 @@ async fn consume(
             tracing::warn!(function = %name, queue = %trigger.queue, "cannot settle a batch; it is delivered again after the visibility timeout");
         }
     }
+}
+
+/// Consumes a queue of the cluster (a JetStream durable consumer shared by every node serving
+/// the function) until aborted. JetStream redelivers a message not acked within the
+/// visibility timeout, so a node dying mid-batch loses nothing.
+async fn consume_cluster(
+    link: Arc<crate::shared_deploys::DeployLink>,
+    function: Arc<Function>,
+    trigger: QueueTrigger,
+) {
+    use async_nats::jetstream::AckKind;
+    let name = function.config.name.clone();
+    loop {
+        let consumer = match link.consumer(&name, &trigger).await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                tracing::debug!(function = %name, queue = %trigger.queue, error = %e, "queue consumer not ready");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let batch = consumer
+                .fetch()
+                .max_messages(trigger.max_batch_size)
+                .expires(trigger.max_batch_timeout.max(Duration::from_millis(100)))
+                .messages()
+                .await;
+            let Ok(mut batch) = batch else { break };
+            let mut messages = Vec::new();
+            while let Some(message) = batch.next().await {
+                match message {
+                    Ok(message) => messages.push(message),
+                    Err(_) => break,
+                }
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let leased: Vec<crate::queues::Leased> = messages
+                .iter()
+                .filter_map(|m| {
+                    let info = m.info().ok()?;
+                    Some(crate::queues::Leased {
+                        id: info.stream_sequence,
+                        attempts: u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                        enqueued_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as u64,
+                        encoding: crate::shared_deploys::encoding_of(m),
+                        body: m.payload.clone(),
+                    })
+                })
+                .collect();
+            let verdicts = run_batch(&function, &trigger, "queue", &leased).await;
+            for (m, l) in messages.iter().zip(&leased) {
+                let verdict = verdicts.iter().find(|(id, _)| *id == l.id).map(|(_, v)| *v);
+                let kind = match verdict {
+                    Some(Verdict::Ack) | None => AckKind::Ack,
+                    Some(Verdict::Retry(delay)) => AckKind::Nak(Some(delay)),
+                    Some(Verdict::Dead) => {
+                        if let Some(dlq) = &trigger.dead_letter_queue {
+                            if let Err(e) = link.send(dlq, &[(l.encoding, &l.body)]).await {
+                                tracing::warn!(error = %e, "cannot dead-letter a message; it is delivered again");
+                                continue;
+                            }
+                        }
+                        AckKind::Term
+                    }
+                };
+                if let Err(e) = m.ack_with(kind).await {
+                    tracing::warn!(error = %e, "cannot settle a queue message; it is delivered again");
+                }
+            }
+        }
+    }
+}
+
+/// Hands a batch to the function and decides each message's fate: acked when the handler
+/// acked it (or succeeded without a word), retried with backoff, or dead after its last
+/// attempt.
+async fn run_batch(
+    function: &Function,
+    trigger: &QueueTrigger,
+    handler: &'static str,
+    leased: &[crate::queues::Leased],
+) -> Vec<(u64, Verdict)> {
+    let name = function.config.name.clone();
+    let payload = serde_json::json!({
+        "queue": trigger.queue,
+        "messages": leased.iter().enumerate().map(|(i, m)| serde_json::json!({
+            "id": m.id.to_string(),
+            "timestamp": m.enqueued_ms,
+            "attempts": m.attempts,
+            "encoding": if m.encoding == Encoding::Json { "json" } else { "v8" },
+            "blob": i,
+        })).collect::<Vec<_>>(),
+    });
+    let event = if handler == "queue" {
+        Event {
+            handler: "queue",
+            payload: payload.to_string(),
+            blobs: leased.iter().map(|m| m.body.clone()).collect::<Vec<Bytes>>(),
+        }
+    } else {
+        let body = String::from_utf8_lossy(&leased[0].body).into_owned();
+        Event { handler, payload: body, blobs: Vec::new() }
+    };
+    let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
+    let result = function.invoke_event(handler, id, event).await;
+    let explicit: BTreeMap<String, (bool, Option<f64>)> = match &result {
+        Ok(json) => serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v["verdicts"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| {
+                let id = v["id"].as_str()?.to_string();
+                Some((id, (v["ack"].as_bool().unwrap_or(false), v["delaySeconds"].as_f64())))
+            })
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let verdicts: Vec<(u64, Verdict)> = leased
+        .iter()
+        .map(|m| {
+            let (ack, delay) = match explicit.get(&m.id.to_string()) {
+                Some(&(ack, delay)) => (ack, delay),
+                // Not marked: acked when the handler succeeded, retried when it failed.
+                None => (result.is_ok(), None),
+            };
+            let verdict = if ack {
+                Verdict::Ack
+            } else if m.attempts >= trigger.max_retries {
+                Verdict::Dead
+            } else {
+                let backoff = trigger.retry_delay.saturating_mul(1 << (m.attempts - 1).min(16));
+                let delay = delay.map(Duration::from_secs_f64).unwrap_or(backoff);
+                Verdict::Retry(delay.min(Duration::from_secs(300)))
+            };
+            (m.id, verdict)
+        })
+        .collect();
+    for (id, verdict) in &verdicts {
+        if matches!(verdict, Verdict::Dead) {
+            let attempts = leased.iter().find(|m| m.id == *id).map_or(0, |m| m.attempts);
+            match &trigger.dead_letter_queue {
+                Some(dlq) => {
+                    tracing::info!(function = %name, queue = %trigger.queue, message = id, attempts, dead_letter_queue = %dlq, "message dead-lettered")
+                }
+                None => {
+                    tracing::warn!(function = %name, queue = %trigger.queue, message = id, attempts, "message dropped after its last attempt (no dead_letter_queue)")
+                }
+            }
+        }
+    }
+    verdicts
 }
 
 /// Fires `trigger` for `function` until aborted: runs never overlap (a run still going when

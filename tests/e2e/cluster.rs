@@ -338,3 +338,77 @@ async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
     a.kill_9().await;
     b.kill_9().await;
 }
+
+#[tokio::test]
+async fn three_nodes_share_a_queue_and_lose_nothing_when_one_is_killed() {
+    const TOTAL: usize = 5_000;
+    let nats = nats().await;
+    let (collector, mut rx) = tests::collector().await;
+    let root = tempfile::tempdir().unwrap();
+    write_file(
+        root.path(),
+        "fns/work/edge.toml",
+        &format!("name = \"work\"\nentry = \"index.js\"\n[[triggers.queue]]\nqueue = \"jobs\"\nmax_batch_size = 50\nmax_batch_timeout = \"50ms\"\nvisibility_timeout = \"2s\"\n[vars]\nCOLLECTOR = \"http://{collector}\"\n"),
+    );
+    write_file(
+        root.path(),
+        "fns/work/index.js",
+        "export default { async queue(batch, env) { await fetch(`${env.COLLECTOR}/seen`, { method: 'POST', body: JSON.stringify(batch.messages.map((m) => m.body.n)) }) } }",
+    );
+    let mut nodes = Vec::new();
+    for id in ["q1", "q2", "q3"] {
+        let toml = format!(
+            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n[cluster]\nnats_url = \"{}\"\n",
+            nats.url
+        );
+        write_file(root.path(), &format!("{id}.toml"), &toml);
+        nodes.push(
+            NodeProcess::start(
+                &root.path().join(format!("{id}.toml")),
+                &[("EDGE_ADMIN_TOKEN", TOKEN)],
+            )
+            .await,
+        );
+    }
+    let url = format!("http://{}/v1/queues/jobs/messages", nodes[0].admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0;
+    while sent < TOTAL {
+        let messages: Vec<_> =
+            (sent..sent + 500).map(|n| serde_json::json!({ "body": { "n": n } })).collect();
+        let body = serde_json::json!({ "messages": messages }).to_string();
+        let res = curl("POST", &url, &auth, Some(body.as_bytes())).await;
+        if res.status == 201 {
+            sent += 500;
+        } else {
+            assert!(Instant::now() < deadline, "sends refused: {} {}", res.status, res.text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let mut seen: Vec<u64> = Vec::new();
+    let mut distinct = std::collections::HashSet::new();
+    let mut killed = false;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while distinct.len() < TOTAL {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some((_, body))) = tokio::time::timeout(left, rx.recv()).await else { break };
+        let batch: Vec<u64> = serde_json::from_slice(&body).unwrap();
+        distinct.extend(batch.iter().copied());
+        seen.extend(batch);
+        if !killed && distinct.len() >= TOTAL / 3 {
+            nodes.pop().unwrap().kill_9().await;
+            killed = true;
+        }
+    }
+    assert!(killed);
+    assert_eq!(distinct.len(), TOTAL, "every message handled at least once");
+    eprintln!(
+        "{TOTAL} messages over 3 nodes, one killed: {} deliveries, {} duplicates",
+        seen.len(),
+        seen.len() - TOTAL
+    );
+    for n in nodes {
+        n.kill_9().await;
+    }
+}
