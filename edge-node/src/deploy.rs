@@ -302,18 +302,49 @@ impl Control {
             )));
         }
         let _guard = self.lock.lock().await;
+        if let Some(link) = &self.link {
+            link.secret(name, key, Some(value)).await.map_err(AdminError::Unavailable)?;
+        }
         self.store.set_secret(name, key, value)?;
         self.restart_active(name).await?;
         tracing::info!(function = name, secret = key, "secret set");
         Ok(())
     }
 
+    /// Applies a secret set (`Some`) or removed (`None`) through another node of the cluster.
+    pub async fn apply_secret(
+        &self,
+        name: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), AdminError> {
+        let _guard = self.lock.lock().await;
+        let current = self.store.secrets(name)?;
+        let changed = match value {
+            Some(value) if current.get(key).map(String::as_str) != Some(value) => {
+                self.store.set_secret(name, key, value)?;
+                true
+            }
+            None if current.contains_key(key) => self.store.unset_secret(name, key)?,
+            _ => false,
+        };
+        if changed {
+            self.restart_active(name).await?;
+            tracing::info!(function = name, secret = key, "secret changed (cluster)");
+        }
+        Ok(())
+    }
+
     /// Removes a secret; a deployed function restarts without it.
     pub async fn unset_secret(&self, name: &str, key: &str) -> Result<(), AdminError> {
         let _guard = self.lock.lock().await;
-        if !self.store.unset_secret(name, key)? {
+        if !self.store.secrets(name)?.contains_key(key) {
             return Err(AdminError::NotFound(format!("function `{name}` has no secret `{key}`")));
         }
+        if let Some(link) = &self.link {
+            link.secret(name, key, None).await.map_err(AdminError::Unavailable)?;
+        }
+        self.store.unset_secret(name, key)?;
         self.restart_active(name).await?;
         tracing::info!(function = name, secret = key, "secret unset");
         Ok(())

@@ -103,7 +103,7 @@ pub struct Node {
     h3_addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
     /// Applies the cluster's deployments (stops when the node is dropped).
-    _following: Option<AbortOnDrop>,
+    _following: Vec<AbortOnDrop>,
     /// Cluster membership (the heartbeat stops when the node is dropped).
     _membership: Arc<std::sync::OnceLock<cluster::Membership>>,
     accepting: JoinSet<()>,
@@ -209,8 +209,10 @@ impl Node {
             ))
         });
         let following = match (&link, &control) {
-            (Some(link), Some(control)) => Some(link.follow(control.clone())),
-            _ => None,
+            (Some(link), Some(control)) => {
+                vec![link.follow(control.clone()), link.follow_secrets(control.clone())]
+            }
+            _ => Vec::new(),
         };
         triggers.sync(&app.site.load().functions);
         let listeners = Arc::new(Listeners {
@@ -274,7 +276,7 @@ impl Node {
             h3_addrs,
             admin_addrs,
             _membership: membership,
-            _following: following.map(AbortOnDrop),
+            _following: following.into_iter().map(AbortOnDrop).collect(),
             accepting,
             triggers,
             listeners,

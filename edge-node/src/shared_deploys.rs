@@ -25,6 +25,8 @@ pub const QUEUES_STREAM: &str = "ISOLA_QUEUES";
 pub const QUEUE_SUBJECT: &str = "isola.queue";
 /// The header saying how a queue message's body is encoded (`json` or `v8`).
 const ENCODING_HEADER: &str = "Isola-Encoding";
+/// Secrets of the cluster's functions: key `<function>.<NAME>`.
+pub const SECRETS_BUCKET: &str = "isola-secrets";
 /// Claims of cron runs: the first node to create a run's key fires it.
 pub const CRON_BUCKET: &str = "isola-cron";
 
@@ -44,6 +46,7 @@ struct Stores {
     deployments: kv::Store,
     bundles: object_store::ObjectStore,
     cron: kv::Store,
+    secrets: kv::Store,
 }
 
 /// This node's link to the cluster's deployments.
@@ -167,6 +170,57 @@ impl DeployLink {
                 Err(e) => return Err(e.to_string()),
             }
         }
+    }
+
+    /// Sets (`Some`) or removes (`None`) a secret everywhere.
+    pub async fn secret(&self, name: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        let stores = self.stores()?;
+        let entry = format!("{name}.{key}");
+        let result = match value {
+            Some(value) => stores
+                .secrets
+                .put(entry, value.to_string().into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => stores.secrets.delete(entry).await.map_err(|e| e.to_string()),
+        };
+        result
+    }
+
+    /// Applies the cluster's secrets to this node, from their current values on.
+    pub fn follow_secrets(self: &Arc<Self>, control: Arc<Control>) -> tokio::task::JoinHandle<()> {
+        let link = self.clone();
+        tokio::spawn(async move {
+            let mut ready = link.stores.clone();
+            let stores = loop {
+                if let Some(stores) = ready.borrow().clone() {
+                    break stores;
+                }
+                if ready.changed().await.is_err() {
+                    return;
+                }
+            };
+            loop {
+                let Ok(mut watch) = stores.secrets.watch_with_history(">").await else {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
+                while let Some(Ok(entry)) = watch.next().await {
+                    let Some((name, key)) = entry.key.split_once('.') else { continue };
+                    let value = match entry.operation {
+                        kv::Operation::Put => {
+                            Some(String::from_utf8_lossy(&entry.value).into_owned())
+                        }
+                        _ => None,
+                    };
+                    if let Err(e) = control.apply_secret(name, key, value.as_deref()).await {
+                        tracing::error!(function = name, secret = key, error = %e, "cluster secret not applied");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
     }
 
     /// Removes a function everywhere.
@@ -341,7 +395,19 @@ async fn open(
     })
     .await
     .map_err(|e| e.to_string())?;
-    Ok(Stores { client: client.clone(), js: js.clone(), deployments, bundles, cron })
+    let secrets = match js.get_key_value(SECRETS_BUCKET).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: SECRETS_BUCKET.into(),
+                description: "secrets of the cluster's functions".into(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    Ok(Stores { client: client.clone(), js: js.clone(), deployments, bundles, cron, secrets })
 }
 
 /// How a delivered message's body is encoded.

@@ -412,3 +412,31 @@ async fn three_nodes_share_a_queue_and_lose_nothing_when_one_is_killed() {
         n.kill_9().await;
     }
 }
+
+#[tokio::test]
+async fn a_secret_set_through_one_node_reaches_the_others() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let a = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
+    let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
+    let dir = app(root.path(), "1");
+    cli(&a, &["deploy", dir.to_str().unwrap()]).await;
+    serves(&b, "200 version 1").await;
+    cli(&b, &["secrets", "set", "app", "API_KEY", "--value", "k-cluster"]).await;
+    let secret = |n: &NodeProcess| format!("http://{}/secret", n.http);
+    for n in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while curl("GET", &secret(n), &[], None).await.text() != "k-cluster" {
+            assert!(Instant::now() < deadline, "{} never got the secret", n.http);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    cli(&a, &["secrets", "unset", "app", "API_KEY"]).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while curl("GET", &secret(&b), &[], None).await.text() != "none" {
+        assert!(Instant::now() < deadline, "the secret stayed on the other node");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.kill_9().await;
+    b.kill_9().await;
+}
