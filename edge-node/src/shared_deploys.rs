@@ -88,6 +88,19 @@ impl DeployLink {
         Arc::new(DeployLink { stores: rx, task })
     }
 
+    /// The buckets, waiting up to 2 s for the connection (a node just started is still
+    /// connecting); then a change is refused rather than held until NATS comes back.
+    async fn ready(&self) -> Result<Stores, String> {
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.stores() {
+                Ok(stores) => return Ok(stores),
+                Err(e) if tokio::time::Instant::now() >= until => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
     /// The buckets, while connected: a change is refused at once rather than held until NATS
     /// comes back.
     fn stores(&self) -> Result<Stores, String> {
@@ -110,7 +123,7 @@ impl DeployLink {
         mut record: VersionRecord,
         bundle: &[u8],
     ) -> Result<VersionRecord, String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         if stores.bundles.info(&record.bundle).await.is_err() {
             let mut data = bundle;
             stores
@@ -154,7 +167,7 @@ impl DeployLink {
 
     /// Makes a kept version the active one everywhere.
     pub async fn activate(&self, name: &str, record: &VersionRecord) -> Result<(), String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         loop {
             let current = stores.deployments.entry(name).await.map_err(|e| e.to_string())?;
             let Some(entry) = current.filter(|e| e.operation == kv::Operation::Put) else {
@@ -174,7 +187,7 @@ impl DeployLink {
 
     /// Sets (`Some`) or removes (`None`) a secret everywhere.
     pub async fn secret(&self, name: &str, key: &str, value: Option<&str>) -> Result<(), String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         let entry = format!("{name}.{key}");
         let result = match value {
             Some(value) => stores
@@ -225,7 +238,7 @@ impl DeployLink {
 
     /// Removes a function everywhere.
     pub async fn retract(&self, name: &str) -> Result<(), String> {
-        self.stores()?.deployments.delete(name).await.map_err(|e| e.to_string())
+        self.ready().await?.deployments.delete(name).await.map_err(|e| e.to_string())
     }
 
     /// Claims one run of a schedule for this node: `true` if no other node claimed it first.
@@ -244,7 +257,7 @@ impl DeployLink {
         queue: &str,
         messages: &[(Encoding, &[u8])],
     ) -> Result<Vec<u64>, String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         let subject = format!("{QUEUE_SUBJECT}.{queue}");
         let mut acks = Vec::with_capacity(messages.len());
         for (encoding, body) in messages {
@@ -272,7 +285,7 @@ impl DeployLink {
         function: &str,
         trigger: &config::QueueTrigger,
     ) -> Result<async_nats::jetstream::consumer::PullConsumer, String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         let stream = stores.js.get_stream(QUEUES_STREAM).await.map_err(|e| e.to_string())?;
         let digest: String = sha2::Digest::finalize(sha2::Digest::chain_update(
             <sha2::Sha256 as sha2::Digest>::new(),
@@ -302,7 +315,7 @@ impl DeployLink {
 
     /// A bundle's artifact from the cluster.
     pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
-        let mut object = self.stores()?.bundles.get(hash).await.map_err(|e| e.to_string())?;
+        let mut object = self.ready().await?.bundles.get(hash).await.map_err(|e| e.to_string())?;
         let mut bytes = Vec::new();
         object.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
         Ok(bytes)
@@ -336,8 +349,17 @@ impl DeployLink {
                         kv::Operation::Put => serde_json::from_slice::<Shared>(&entry.value).ok(),
                         _ => None,
                     };
-                    if let Err(e) = control.apply_shared(&link, &entry.key, shared).await {
-                        tracing::error!(function = %entry.key, error = %e, "cluster deployment not applied");
+                    // A failure (NATS gone mid-fetch, say) is tried again a few times.
+                    for attempt in 1..=5u32 {
+                        match control.apply_shared(&link, &entry.key, shared.clone()).await {
+                            Ok(()) => break,
+                            Err(e) if attempt == 5 => {
+                                tracing::error!(function = %entry.key, error = %e, "cluster deployment not applied");
+                            }
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await
+                            }
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
