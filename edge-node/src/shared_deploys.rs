@@ -189,7 +189,7 @@ impl DeployLink {
     pub async fn secret(&self, name: &str, key: &str, value: Option<&str>) -> Result<(), String> {
         let stores = self.ready().await?;
         let entry = format!("{name}.{key}");
-        let result = match value {
+        match value {
             Some(value) => stores
                 .secrets
                 .put(entry, value.to_string().into())
@@ -197,12 +197,39 @@ impl DeployLink {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             None => stores.secrets.delete(entry).await.map_err(|e| e.to_string()),
-        };
-        result
+        }
     }
 
     /// Applies the cluster's secrets to this node, from their current values on.
     pub fn follow_secrets(self: &Arc<Self>, control: Arc<Control>) -> tokio::task::JoinHandle<()> {
+        self.follow_bucket(SECRETS_BUCKET, |s| &s.secrets, move |_, entry| {
+            let control = control.clone();
+            async move {
+                let Some((name, key)) = entry.key.split_once('.') else { return };
+                let value = match entry.operation {
+                    kv::Operation::Put => Some(String::from_utf8_lossy(&entry.value).into_owned()),
+                    _ => None,
+                };
+                if let Err(e) = control.apply_secret(name, key, value.as_deref()).await {
+                    tracing::error!(function = name, secret = key, error = %e, "cluster secret not applied");
+                }
+            }
+        })
+    }
+
+    /// Runs `apply` on the entries of one bucket — the last value of every key, then each
+    /// change — once the buckets are open, watching again after an interruption, until the
+    /// task is aborted.
+    fn follow_bucket<F, Fut>(
+        self: &Arc<Self>,
+        name: &'static str,
+        bucket: fn(&Stores) -> &kv::Store,
+        apply: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn(Arc<DeployLink>, kv::Entry) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
         let link = self.clone();
         tokio::spawn(async move {
             let mut ready = link.stores.clone();
@@ -215,20 +242,14 @@ impl DeployLink {
                 }
             };
             loop {
-                let Ok(mut watch) = stores.secrets.watch_with_history(">").await else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                while let Some(Ok(entry)) = watch.next().await {
-                    let Some((name, key)) = entry.key.split_once('.') else { continue };
-                    let value = match entry.operation {
-                        kv::Operation::Put => {
-                            Some(String::from_utf8_lossy(&entry.value).into_owned())
+                match bucket(&stores).watch_with_history(">").await {
+                    Ok(mut watch) => {
+                        while let Some(Ok(entry)) = watch.next().await {
+                            apply(link.clone(), entry).await;
                         }
-                        _ => None,
-                    };
-                    if let Err(e) = control.apply_secret(name, key, value.as_deref()).await {
-                        tracing::error!(function = name, secret = key, error = %e, "cluster secret not applied");
+                    }
+                    Err(e) => {
+                        tracing::warn!(bucket = name, error = %e, "cannot watch a cluster bucket")
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -323,46 +344,23 @@ impl DeployLink {
 
     /// Applies the cluster's deployments to this node, from their current values on.
     pub fn follow(self: &Arc<Self>, control: Arc<Control>) -> tokio::task::JoinHandle<()> {
-        let link = self.clone();
-        tokio::spawn(async move {
-            let mut ready = link.stores.clone();
-            let stores = loop {
-                if let Some(stores) = ready.borrow().clone() {
-                    break stores;
-                }
-                if ready.changed().await.is_err() {
-                    return;
-                }
-            };
-            loop {
-                let mut watch = match stores.deployments.watch_with_history(">").await {
-                    Ok(watch) => watch,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the cluster's deployments");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
+        self.follow_bucket(DEPLOYMENTS_BUCKET, |s| &s.deployments, move |link, entry| {
+            let control = control.clone();
+            async move {
+                let shared = match entry.operation {
+                    kv::Operation::Put => serde_json::from_slice::<Shared>(&entry.value).ok(),
+                    _ => None,
                 };
-                while let Some(entry) = watch.next().await {
-                    let Ok(entry) = entry else { break };
-                    let shared = match entry.operation {
-                        kv::Operation::Put => serde_json::from_slice::<Shared>(&entry.value).ok(),
-                        _ => None,
-                    };
-                    // A failure (NATS gone mid-fetch, say) is tried again a few times.
-                    for attempt in 1..=5u32 {
-                        match control.apply_shared(&link, &entry.key, shared.clone()).await {
-                            Ok(()) => break,
-                            Err(e) if attempt == 5 => {
-                                tracing::error!(function = %entry.key, error = %e, "cluster deployment not applied");
-                            }
-                            Err(_) => {
-                                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await
-                            }
+                // A failure (NATS gone mid-fetch, say) is tried again a few times.
+                for attempt in 1..=5u32 {
+                    match control.apply_shared(&link, &entry.key, shared.clone()).await {
+                        Ok(()) => break,
+                        Err(e) if attempt == 5 => {
+                            tracing::error!(function = %entry.key, error = %e, "cluster deployment not applied");
                         }
+                        Err(_) => tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await,
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         })
     }
