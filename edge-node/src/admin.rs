@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deploy::{AdminError, Control, ManualInvoke};
 use crate::queues::Encoding;
-use crate::store::StoreError;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -204,21 +203,19 @@ impl Admin {
                 valid_queue(bucket)?;
                 let params = ListParams::parse(req.uri().query().unwrap_or(""))?;
                 let (bucket, is_bucket) = (bucket.to_string(), segments[0] == "buckets");
-                let page = tokio::task::spawn_blocking(move || {
-                    let objects = control.objects();
-                    let (prefix, limit, cursor) = (&params.prefix, params.limit, params.cursor.as_deref());
-                    if is_bucket {
-                        let page = objects.list(&bucket, prefix, limit, cursor)?;
-                        Ok::<_, StoreError>(serde_json::json!({ "objects": page.items, "cursor": page.cursor }))
-                    } else {
-                        let page = objects.list_records(&bucket, prefix, limit, cursor)?;
-                        let records: Vec<serde_json::Value> = page.items.iter().map(|(k, v)| {
-                            serde_json::json!({ "key": k, "value": serde_json::from_str::<serde_json::Value>(v).unwrap_or_default() })
-                        }).collect();
-                        Ok(serde_json::json!({ "records": records, "cursor": page.cursor }))
-                    }
-                })
-                .await??;
+                let objects = control.objects();
+                let (prefix, limit, cursor) =
+                    (&params.prefix, params.limit, params.cursor.as_deref());
+                let page = if is_bucket {
+                    let page = objects.list(&bucket, prefix, limit, cursor).await?;
+                    serde_json::json!({ "objects": page.items, "cursor": page.cursor })
+                } else {
+                    let page = objects.list_records(&bucket, prefix, limit, cursor).await?;
+                    let records: Vec<serde_json::Value> = page.items.iter().map(|(k, v)| {
+                        serde_json::json!({ "key": k, "value": serde_json::from_str::<serde_json::Value>(v).unwrap_or_default() })
+                    }).collect();
+                    serde_json::json!({ "records": records, "cursor": page.cursor })
+                };
                 json(StatusCode::OK, &page)
             }
             (m, ["buckets", bucket, "objects", key @ ..]) if !key.is_empty() => {
@@ -234,18 +231,15 @@ impl Admin {
                             .unwrap_or("application/octet-stream")
                             .to_string();
                         let data = self.body(req, crate::objects::MAX_OBJECT_BYTES as u64).await?;
-                        let meta = tokio::task::spawn_blocking(move || {
-                            let routes = control.triggers.clone();
-                            control.objects().put(&*routes, &bucket, &key, &data, &content_type)
-                        })
-                        .await??;
+                        let routes = control.triggers.clone();
+                        let meta = control
+                            .objects()
+                            .put(routes, &bucket, &key, data, &content_type)
+                            .await?;
                         json(StatusCode::CREATED, &meta)
                     }
                     Method::GET => {
-                        let found = tokio::task::spawn_blocking(move || {
-                            control.objects().get(&bucket, &key)
-                        })
-                        .await??;
+                        let found = control.objects().get(&bucket, &key).await?;
                         let Some((meta, data)) = found else {
                             return Err(AdminError::NotFound("no such object".into()));
                         };
@@ -256,11 +250,8 @@ impl Admin {
                             .expect("a valid response")
                     }
                     Method::DELETE => {
-                        let deleted = tokio::task::spawn_blocking(move || {
-                            let routes = control.triggers.clone();
-                            control.objects().delete(&*routes, &bucket, &key)
-                        })
-                        .await??;
+                        let routes = control.triggers.clone();
+                        let deleted = control.objects().delete(routes, &bucket, &key).await?;
                         if !deleted {
                             return Err(AdminError::NotFound("no such object".into()));
                         }
@@ -280,29 +271,23 @@ impl Admin {
                             serde_json::from_slice(&data).map_err(|e| {
                                 AdminError::BadRequest(format!("a record is JSON: {e}"))
                             })?;
-                        tokio::task::spawn_blocking(move || {
-                            let routes = control.triggers.clone();
-                            control.objects().put_record(&*routes, &table, &key, &value.to_string())
-                        })
-                        .await??;
+                        let routes = control.triggers.clone();
+                        control
+                            .objects()
+                            .put_record(routes, &table, &key, value.to_string())
+                            .await?;
                         json(StatusCode::OK, &serde_json::json!({ "written": true }))
                     }
                     Method::GET => {
-                        let found = tokio::task::spawn_blocking(move || {
-                            control.objects().get_record(&table, &key)
-                        })
-                        .await??;
+                        let found = control.objects().get_record(&table, &key).await?;
                         let Some(text) = found else {
                             return Err(AdminError::NotFound("no such record".into()));
                         };
                         text_json(text)
                     }
                     Method::DELETE => {
-                        let deleted = tokio::task::spawn_blocking(move || {
-                            let routes = control.triggers.clone();
-                            control.objects().delete_record(&*routes, &table, &key)
-                        })
-                        .await??;
+                        let routes = control.triggers.clone();
+                        let deleted = control.objects().delete_record(routes, &table, &key).await?;
                         if !deleted {
                             return Err(AdminError::NotFound("no such record".into()));
                         }

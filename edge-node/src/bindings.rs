@@ -60,9 +60,9 @@ fn key_ok(key: &str) -> Result<(), String> {
 }
 
 /// A bucket binding's method, run on the node.
-fn bucket_call(
+async fn bucket_call(
     objects: &Objects,
-    routes: &Triggers,
+    routes: Arc<Triggers>,
     bucket: &str,
     method: &str,
     raw: &str,
@@ -80,12 +80,13 @@ fn bucket_call(
                 ));
             }
             let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
-            let meta = objects.put(routes, bucket, &a.key, &data, &content_type).map_err(e)?;
+            let data = bytes::Bytes::from(data);
+            let meta = objects.put(routes, bucket, &a.key, data, &content_type).await.map_err(e)?;
             Ok(serde_json::to_string(&meta).expect("metadata serialises"))
         }
         "get" => {
             let a: KeyArgs = args(raw)?;
-            match objects.get(bucket, &a.key).map_err(e)? {
+            match objects.get(bucket, &a.key).await.map_err(e)? {
                 None => Ok("null".into()),
                 Some((meta, body)) => {
                     use base64::Engine;
@@ -96,7 +97,7 @@ fn bucket_call(
         }
         "delete" => {
             let a: KeyArgs = args(raw)?;
-            Ok(objects.delete(routes, bucket, &a.key).map_err(e)?.to_string())
+            Ok(objects.delete(routes, bucket, &a.key).await.map_err(e)?.to_string())
         }
         "list" => {
             let a: ListArgs = args(raw)?;
@@ -107,6 +108,7 @@ fn bucket_call(
                     a.limit.unwrap_or(1000).clamp(1, 1000),
                     a.cursor.as_deref(),
                 )
+                .await
                 .map_err(e)?;
             Ok(serde_json::json!({ "objects": page.items, "cursor": page.cursor }).to_string())
         }
@@ -115,9 +117,9 @@ fn bucket_call(
 }
 
 /// A table binding's method, run on the node.
-fn table_call(
+async fn table_call(
     objects: &Objects,
-    routes: &Triggers,
+    routes: Arc<Triggers>,
     table: &str,
     method: &str,
     raw: &str,
@@ -126,7 +128,7 @@ fn table_call(
     match method {
         "get" => {
             let a: KeyArgs = args(raw)?;
-            Ok(objects.get_record(table, &a.key).map_err(e)?.unwrap_or_else(|| "null".into()))
+            Ok(objects.get_record(table, &a.key).await.map_err(e)?.unwrap_or_else(|| "null".into()))
         }
         "put" => {
             let a: KeyArgs = args(raw)?;
@@ -138,12 +140,12 @@ fn table_call(
                     crate::objects::MAX_RECORD_BYTES
                 ));
             }
-            objects.put_record(routes, table, &a.key, &value).map_err(e)?;
+            objects.put_record(routes, table, &a.key, value).await.map_err(e)?;
             Ok("true".into())
         }
         "delete" => {
             let a: KeyArgs = args(raw)?;
-            Ok(objects.delete_record(routes, table, &a.key).map_err(e)?.to_string())
+            Ok(objects.delete_record(routes, table, &a.key).await.map_err(e)?.to_string())
         }
         "list" => {
             let a: ListArgs = args(raw)?;
@@ -154,6 +156,7 @@ fn table_call(
                     a.limit.unwrap_or(1000).clamp(1, 1000),
                     a.cursor.as_deref(),
                 )
+                .await
                 .map_err(e)?;
             let records: Vec<serde_json::Value> = page
                 .items
@@ -181,17 +184,17 @@ impl Bindings for NodeBindings {
             (Some(Binding::Bucket(bucket)), _) => {
                 let (objects, routes) = (self.objects.clone(), self.routes.clone());
                 let (bucket, method) = (bucket.clone(), method.to_string());
-                let work = self.runtime.spawn_blocking(move || {
-                    bucket_call(&objects, &routes, &bucket, &method, &args, data)
+                let work = self.runtime.spawn(async move {
+                    bucket_call(&objects, routes, &bucket, &method, &args, data).await
                 });
                 return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
             }
             (Some(Binding::Table(table)), _) => {
                 let (objects, routes) = (self.objects.clone(), self.routes.clone());
                 let (table, method) = (table.clone(), method.to_string());
-                let work = self
-                    .runtime
-                    .spawn_blocking(move || table_call(&objects, &routes, &table, &method, &args));
+                let work = self.runtime.spawn(async move {
+                    table_call(&objects, routes, &table, &method, &args).await
+                });
                 return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
             }
             _ => {

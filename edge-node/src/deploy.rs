@@ -102,6 +102,8 @@ impl From<StoreError> for AdminError {
             StoreError::NoFunction(_) | StoreError::NoVersion { .. } => {
                 AdminError::NotFound(e.to_string())
             }
+            StoreError::Cluster(e) => AdminError::Unavailable(e),
+            StoreError::TooLarge(e) => AdminError::BadRequest(e),
             other => AdminError::Internal(other.to_string()),
         }
     }

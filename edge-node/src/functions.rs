@@ -119,6 +119,9 @@ pub struct Function {
     secrets: BTreeMap<String, String>,
     isolates: Isolates,
     shared: Arc<Shared>,
+    /// When this node began serving it: in a cluster its storage and record triggers see
+    /// changes from then on.
+    pub started: std::time::SystemTime,
 }
 
 /// What every function of a node runs with.
@@ -154,8 +157,9 @@ impl Function {
         let FunctionSpec { config, bundle, limits, secrets, version } = spec;
         let hash = bundle.hash().to_string();
         let kept = shared.bundles.keep(bundle);
+        let started = std::time::SystemTime::now();
         let function =
-            Function { config, limits, bundle: hash, version, secrets, isolates, shared };
+            Function { config, limits, bundle: hash, version, secrets, isolates, shared, started };
         match kept {
             Err(e) => function.log_error(format!("the function's bundle cannot be kept: {e}")),
             // Start one isolate now, so a function that cannot start says so at once (where

@@ -21,6 +21,7 @@ pub mod queues;
 mod router;
 mod server;
 pub mod shared_deploys;
+pub mod shared_objects;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
@@ -47,7 +48,7 @@ use crate::functions::Shared;
 pub use crate::functions::{Function, FunctionSpec, FunctionsError};
 use crate::http::{App, Protocol, Site};
 use crate::logstore::LogStore;
-use crate::objects::Objects;
+use crate::objects::{LocalObjects, Objects};
 use crate::queues::Queues;
 use crate::server::Listeners;
 use crate::store::Store;
@@ -150,7 +151,11 @@ impl Node {
                 "messages leased before the restart are delivered again"
             );
         }
-        let objects = Arc::new(Objects::new(store.database(), data.join("blobs"), queues.clone())?);
+        let objects = Arc::new(Objects::new(LocalObjects::new(
+            store.database(),
+            data.join("blobs"),
+            queues.clone(),
+        )?));
         let triggers =
             Arc::new(Triggers::new(queues.clone(), store.database(), telemetry.clone())?);
         let shared = Arc::new(Shared {
@@ -196,6 +201,7 @@ impl Node {
         let link = config.cluster.as_ref().map(shared_deploys::DeployLink::connect);
         if let Some(link) = &link {
             triggers.join_cluster(link.clone(), config.node.id.clone());
+            shared.objects.join_cluster(link.clone());
         }
         let control = store.map(|store| {
             Arc::new(Control::new(

@@ -4,7 +4,7 @@
 //! delivered at least once even if the node dies right after the change.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::queues::{now_ms, Encoding, Queues};
+use crate::shared_deploys::DeployLink;
 use crate::store::StoreError;
 
 /// (bucket, key) -> [`ObjectMeta`] as JSON.
@@ -44,11 +45,146 @@ pub trait EventRoutes: Send + Sync {
     fn record(&self, table: &str) -> Vec<String>;
 }
 
-/// The node's buckets and tables.
-pub struct Objects {
+/// The buckets and tables of a standalone node, in its redb store.
+pub struct LocalObjects {
     db: Arc<Database>,
     blobs: PathBuf,
     queues: Arc<Queues>,
+}
+
+/// The node's buckets and tables, one interface over two stores: the node's own (redb, blobs
+/// on disk, events into its internal queues) when standalone, the cluster's (JetStream, see
+/// `shared_objects`) once the node is in one. Both are tested by the same tests.
+pub struct Objects {
+    local: Arc<LocalObjects>,
+    cluster: OnceLock<Arc<DeployLink>>,
+}
+
+/// Runs a standalone store's operation off the async threads (it syncs to disk).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Decode(format!("a store task failed: {e}")))?
+}
+
+impl Objects {
+    pub fn new(local: LocalObjects) -> Objects {
+        Objects { local: Arc::new(local), cluster: OnceLock::new() }
+    }
+
+    /// From now on buckets and tables are the cluster's.
+    pub fn join_cluster(&self, link: Arc<DeployLink>) {
+        let _ = self.cluster.set(link);
+    }
+
+    /// Stores an object; its storage events are sent once it is acknowledged.
+    pub async fn put(
+        &self,
+        routes: Arc<dyn EventRoutes>,
+        bucket: &str,
+        key: &str,
+        data: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.object_put(bucket, key, data, content_type).await;
+        }
+        let (local, bucket, key, ct) =
+            (self.local.clone(), bucket.to_string(), key.to_string(), content_type.to_string());
+        blocking(move || local.put(&*routes, &bucket, &key, &data, &ct)).await
+    }
+
+    pub async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(ObjectMeta, Bytes)>, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.object_get(bucket, key).await;
+        }
+        let (local, bucket, key) = (self.local.clone(), bucket.to_string(), key.to_string());
+        blocking(move || local.get(&bucket, &key)).await
+    }
+
+    pub async fn delete(
+        &self,
+        routes: Arc<dyn EventRoutes>,
+        bucket: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.object_delete(bucket, key).await;
+        }
+        let (local, bucket, key) = (self.local.clone(), bucket.to_string(), key.to_string());
+        blocking(move || local.delete(&*routes, &bucket, &key)).await
+    }
+
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ObjectMeta>, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.object_list(bucket, prefix, limit, cursor).await;
+        }
+        let (local, bucket, prefix) = (self.local.clone(), bucket.to_string(), prefix.to_string());
+        let cursor = cursor.map(str::to_string);
+        blocking(move || local.list(&bucket, &prefix, limit, cursor.as_deref())).await
+    }
+
+    pub async fn get_record(&self, table: &str, key: &str) -> Result<Option<String>, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.record_get(table, key).await;
+        }
+        let (local, table, key) = (self.local.clone(), table.to_string(), key.to_string());
+        blocking(move || local.get_record(&table, &key)).await
+    }
+
+    pub async fn put_record(
+        &self,
+        routes: Arc<dyn EventRoutes>,
+        table: &str,
+        key: &str,
+        json: String,
+    ) -> Result<(), StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.record_put(table, key, &json).await;
+        }
+        let (local, table, key) = (self.local.clone(), table.to_string(), key.to_string());
+        blocking(move || local.put_record(&*routes, &table, &key, &json)).await
+    }
+
+    pub async fn delete_record(
+        &self,
+        routes: Arc<dyn EventRoutes>,
+        table: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.record_delete(table, key).await;
+        }
+        let (local, table, key) = (self.local.clone(), table.to_string(), key.to_string());
+        blocking(move || local.delete_record(&*routes, &table, &key)).await
+    }
+
+    pub async fn list_records(
+        &self,
+        table: &str,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<(String, String)>, StoreError> {
+        if let Some(link) = self.cluster.get() {
+            return link.record_list(table, prefix, limit, cursor).await;
+        }
+        let (local, table, prefix) = (self.local.clone(), table.to_string(), prefix.to_string());
+        let cursor = cursor.map(str::to_string);
+        blocking(move || local.list_records(&table, &prefix, limit, cursor.as_deref())).await
+    }
 }
 
 /// A listing page.
@@ -59,19 +195,19 @@ pub struct Page<T> {
     pub cursor: Option<String>,
 }
 
-impl Objects {
+impl LocalObjects {
     pub fn new(
         db: Arc<Database>,
         blobs: PathBuf,
         queues: Arc<Queues>,
-    ) -> Result<Objects, StoreError> {
+    ) -> Result<LocalObjects, StoreError> {
         std::fs::create_dir_all(&blobs)
             .map_err(|e| StoreError::Decode(format!("blobs folder: {e}")))?;
         let tx = db.begin_write()?;
         tx.open_table(OBJECTS)?;
         tx.open_table(RECORDS)?;
         tx.commit()?;
-        Ok(Objects { db, blobs, queues })
+        Ok(LocalObjects { db, blobs, queues })
     }
 
     /// Stores an object: content synced to disk, then metadata and events committed.

@@ -40,13 +40,19 @@ pub struct Shared {
 }
 
 #[derive(Clone)]
-struct Stores {
-    client: async_nats::Client,
-    js: async_nats::jetstream::Context,
+pub(crate) struct Stores {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: async_nats::jetstream::Context,
     deployments: kv::Store,
     bundles: object_store::ObjectStore,
     cron: kv::Store,
     secrets: kv::Store,
+    /// Object metadata of the buckets (see `shared_objects`).
+    pub(crate) objects: kv::Store,
+    /// Records of the tables.
+    pub(crate) records: kv::Store,
+    /// Object contents by SHA-256.
+    pub(crate) blobs: object_store::ObjectStore,
 }
 
 /// This node's link to the cluster's deployments.
@@ -90,7 +96,7 @@ impl DeployLink {
 
     /// The buckets, waiting up to 2 s for the connection (a node just started is still
     /// connecting); then a change is refused rather than held until NATS comes back.
-    async fn ready(&self) -> Result<Stores, String> {
+    pub(crate) async fn ready(&self) -> Result<Stores, String> {
         let until = tokio::time::Instant::now() + Duration::from_secs(2);
         loop {
             match self.stores() {
@@ -427,7 +433,18 @@ async fn open(
             .await
             .map_err(|e| e.to_string())?,
     };
-    Ok(Stores { client: client.clone(), js: js.clone(), deployments, bundles, cron, secrets })
+    let (objects, records, blobs) = crate::shared_objects::open(js).await?;
+    Ok(Stores {
+        client: client.clone(),
+        js: js.clone(),
+        deployments,
+        bundles,
+        cron,
+        secrets,
+        objects,
+        records,
+        blobs,
+    })
 }
 
 /// How a delivered message's body is encoded.

@@ -32,6 +32,12 @@ pub enum StoreError {
     /// The function has no kept version with that number.
     #[error("function `{name}` has no version {version}")]
     NoVersion { name: String, version: u64 },
+    /// The cluster's store (NATS) failed or cannot be reached.
+    #[error("the cluster cannot be reached: {0}")]
+    Cluster(String),
+    /// A value is larger than the store takes.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 macro_rules! db_error {

@@ -18,6 +18,7 @@ use sha2::Digest;
 use crate::functions::Function;
 use crate::objects::EventRoutes;
 use crate::queues::{now_ms, Encoding, Queues, Verdict};
+use crate::shared_objects::{change_event, ChangeLog, EVENT_PROGRESS};
 
 /// The largest message a function may send, as on Workers.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
@@ -115,11 +116,15 @@ impl Triggers {
             if tasks.iter().any(|(g, _)| Arc::ptr_eq(f, g)) || !f.serves_here() {
                 continue;
             }
+            let cluster = self.cluster.get().map(|(link, _)| link.clone());
             for trigger in &f.config.triggers.queue {
-                let task = match self.cluster.get() {
-                    Some((link, _)) => {
-                        tokio::spawn(consume_cluster(link.clone(), f.clone(), trigger.clone()))
-                    }
+                let task = match &cluster {
+                    Some(link) => tokio::spawn(consume_cluster(
+                        link.clone(),
+                        f.clone(),
+                        trigger.clone(),
+                        ClusterSource::Queue,
+                    )),
                     None => tokio::spawn(consume(
                         self.queues.clone(),
                         f.clone(),
@@ -129,8 +134,10 @@ impl Triggers {
                 };
                 tasks.push((f.clone(), task));
             }
-            // Storage and record events wait in the function's internal queues, one per
-            // invocation, retried like queue messages and dropped (logged) after 5 attempts.
+            // Storage and record events go one per invocation, retried like queue messages
+            // and dropped (logged) after 5 attempts. Standalone they wait in the function's
+            // internal queues; in a cluster they are read from the change logs of the buckets
+            // and tables, one consumer per bucket or table.
             let events = |queue: String| QueueTrigger {
                 queue,
                 max_batch_size: 1,
@@ -141,18 +148,48 @@ impl Triggers {
                 dead_letter_queue: None,
             };
             let t = &f.config.triggers;
-            for (handler, queue, wanted) in [
-                ("storage", storage_queue(&f.config.name), !t.storage.is_empty()),
-                ("record", record_queue(&f.config.name), !t.record.is_empty()),
-            ] {
-                if wanted {
-                    let task = tokio::spawn(consume(
-                        self.queues.clone(),
-                        f.clone(),
-                        events(queue),
-                        handler,
-                    ));
+            if let Some(link) = &cluster {
+                let mut sources: BTreeMap<(String, &str), ClusterSource> = BTreeMap::new();
+                for s in &t.storage {
+                    let source =
+                        sources.entry((s.bucket.clone(), "storage")).or_insert_with(|| {
+                            ClusterSource::Changes {
+                                log: ChangeLog::Objects,
+                                scope: s.bucket.clone(),
+                                prefixes: Vec::new(),
+                            }
+                        });
+                    if let ClusterSource::Changes { prefixes, .. } = source {
+                        prefixes.push(s.prefix.clone());
+                    }
+                }
+                for r in &t.record {
+                    sources.entry((r.table.clone(), "record")).or_insert(ClusterSource::Changes {
+                        log: ChangeLog::Records,
+                        scope: r.table.clone(),
+                        prefixes: Vec::new(),
+                    });
+                }
+                for ((scope, handler), source) in sources {
+                    let trigger = events(format!("__{handler}.{}.{scope}", f.config.name));
+                    let task =
+                        tokio::spawn(consume_cluster(link.clone(), f.clone(), trigger, source));
                     tasks.push((f.clone(), task));
+                }
+            } else {
+                for (handler, queue, wanted) in [
+                    ("storage", storage_queue(&f.config.name), !t.storage.is_empty()),
+                    ("record", record_queue(&f.config.name), !t.record.is_empty()),
+                ] {
+                    if wanted {
+                        let task = tokio::spawn(consume(
+                            self.queues.clone(),
+                            f.clone(),
+                            events(queue),
+                            handler,
+                        ));
+                        tasks.push((f.clone(), task));
+                    }
                 }
             }
             for trigger in &f.config.triggers.cron {
@@ -346,21 +383,64 @@ async fn consume(
     }
 }
 
-/// Consumes a queue of the cluster (a JetStream durable consumer shared by every node serving
-/// the function) until aborted. JetStream redelivers a message not acked within the
-/// visibility timeout, so a node dying mid-batch loses nothing.
+/// What a cluster consumer reads: a queue, or the changes of a bucket (objects whose key
+/// starts with one of `prefixes`) or of a table.
+#[derive(Clone)]
+enum ClusterSource {
+    Queue,
+    Changes { log: ChangeLog, scope: String, prefixes: Vec<String> },
+}
+
+impl ClusterSource {
+    fn handler(&self) -> &'static str {
+        match self {
+            ClusterSource::Queue => "queue",
+            ClusterSource::Changes { log: ChangeLog::Objects, .. } => "storage",
+            ClusterSource::Changes { log: ChangeLog::Records, .. } => "record",
+        }
+    }
+
+    /// The body to hand over for a delivered message; `None` to acknowledge it unseen (a
+    /// deletion marker, an object outside the prefixes).
+    fn body(&self, message: &async_nats::jetstream::Message) -> Option<Bytes> {
+        let ClusterSource::Changes { log, prefixes, .. } = self else {
+            return Some(message.payload.clone());
+        };
+        let event = change_event(*log, message)?;
+        if *log == ChangeLog::Objects {
+            let parsed: serde_json::Value = serde_json::from_slice(&event).ok()?;
+            let key = parsed["key"].as_str()?;
+            if !prefixes.iter().any(|p| key.starts_with(p.as_str())) {
+                return None;
+            }
+        }
+        Some(event)
+    }
+}
+
+/// Consumes a queue or a change log of the cluster (a JetStream durable consumer shared by
+/// every node serving the function) until aborted. JetStream redelivers a message not acked
+/// within the visibility timeout, so a node dying mid-batch loses nothing.
 async fn consume_cluster(
     link: Arc<crate::shared_deploys::DeployLink>,
     function: Arc<Function>,
     trigger: QueueTrigger,
+    source: ClusterSource,
 ) {
     use async_nats::jetstream::AckKind;
     let name = function.config.name.clone();
+    let handler = source.handler();
     loop {
-        let consumer = match link.consumer(&name, &trigger).await {
+        let consumer = match &source {
+            ClusterSource::Queue => link.consumer(&name, &trigger).await,
+            ClusterSource::Changes { log, scope, .. } => {
+                link.change_consumer(&name, *log, scope, function.started).await
+            }
+        };
+        let consumer = match consumer {
             Ok(consumer) => consumer,
             Err(e) => {
-                tracing::debug!(function = %name, queue = %trigger.queue, error = %e, "queue consumer not ready");
+                tracing::debug!(function = %name, queue = %trigger.queue, error = %e, "cluster consumer not ready");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -380,24 +460,50 @@ async fn consume_cluster(
                     Err(_) => break,
                 }
             }
-            if messages.is_empty() {
+            let mut taken = Vec::with_capacity(messages.len());
+            for m in messages {
+                match (source.body(&m), m.info()) {
+                    (Some(body), Ok(info)) => {
+                        let leased = crate::queues::Leased {
+                            id: info.stream_sequence,
+                            attempts: u32::try_from(info.delivered).unwrap_or(u32::MAX),
+                            enqueued_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as u64,
+                            encoding: crate::shared_deploys::encoding_of(&m),
+                            body,
+                        };
+                        taken.push((m, leased));
+                    }
+                    _ => {
+                        if let Err(e) = m.ack().await {
+                            tracing::warn!(error = %e, "cannot acknowledge a skipped message");
+                        }
+                    }
+                }
+            }
+            if taken.is_empty() {
                 continue;
             }
-            let leased: Vec<crate::queues::Leased> = messages
-                .iter()
-                .filter_map(|m| {
-                    let info = m.info().ok()?;
-                    Some(crate::queues::Leased {
-                        id: info.stream_sequence,
-                        attempts: u32::try_from(info.delivered).unwrap_or(u32::MAX),
-                        enqueued_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as u64,
-                        encoding: crate::shared_deploys::encoding_of(m),
-                        body: m.payload.clone(),
-                    })
-                })
-                .collect();
-            let verdicts = run_batch(&function, &trigger, "queue", &leased).await;
-            for (m, l) in messages.iter().zip(&leased) {
+            let leased: Vec<crate::queues::Leased> = taken.iter().map(|(_, l)| l.clone()).collect();
+            let verdicts = if matches!(source, ClusterSource::Changes { .. }) {
+                // Keep the events this node's own while the handler runs (see EVENT_ACK_WAIT).
+                let run = run_batch(&function, &trigger, handler, &leased);
+                tokio::pin!(run);
+                let mut progress = tokio::time::interval(EVENT_PROGRESS);
+                progress.tick().await;
+                loop {
+                    tokio::select! {
+                        verdicts = &mut run => break verdicts,
+                        _ = progress.tick() => {
+                            for (m, _) in &taken {
+                                let _ = m.ack_with(AckKind::Progress).await;
+                            }
+                        }
+                    }
+                }
+            } else {
+                run_batch(&function, &trigger, handler, &leased).await
+            };
+            for (m, l) in &taken {
                 let verdict = verdicts.iter().find(|(id, _)| *id == l.id).map(|(_, v)| *v);
                 let kind = match verdict {
                     Some(Verdict::Ack) | None => AckKind::Ack,
@@ -413,7 +519,7 @@ async fn consume_cluster(
                     }
                 };
                 if let Err(e) = m.ack_with(kind).await {
-                    tracing::warn!(error = %e, "cannot settle a queue message; it is delivered again");
+                    tracing::warn!(error = %e, "cannot settle a message; it is delivered again");
                 }
             }
         }

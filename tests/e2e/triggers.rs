@@ -14,8 +14,20 @@ const TOKEN: &str = "triggers-test-token";
 /// A node folder serving one function (its edge.toml and index.js given), reaching
 /// `collector` through `[fetch] allow`.
 fn node_dir(root: &Path, collector: SocketAddr, edge_toml: &str, index_js: &str) -> PathBuf {
+    node_dir_in(None, root, collector, edge_toml, index_js)
+}
+
+/// The same, and in the cluster of the nats-server at `nats` when given.
+fn node_dir_in(
+    nats: Option<&str>,
+    root: &Path,
+    collector: SocketAddr,
+    edge_toml: &str,
+    index_js: &str,
+) -> PathBuf {
+    let cluster = nats.map_or(String::new(), |url| format!("[cluster]\nnats_url = \"{url}\"\n"));
     let toml = format!(
-        "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n"
+        "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n{cluster}"
     );
     write_file(root, "node.toml", &toml);
     let edge = format!("{edge_toml}\n[vars]\nCOLLECTOR = \"http://{collector}\"\n");
@@ -93,6 +105,25 @@ async fn collect(
     }
 }
 
+/// Runs a test in both modes: on a standalone node (its own store) and on a node in a
+/// cluster (a real nats-server with JetStream): the same test, the same expectations.
+macro_rules! both_modes {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn standalone() {
+                super::$name(None).await
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                let nats = tests::nats().await;
+                super::$name(Some(&nats.url)).await
+            }
+        }
+    };
+}
+
 fn distinct(seen: &[serde_json::Value]) -> usize {
     seen.iter().map(|s| s["n"].to_string()).collect::<std::collections::HashSet<_>>().len()
 }
@@ -134,15 +165,29 @@ async fn ten_thousand_messages_survive_three_kill_9s() {
     node.kill_9().await;
 }
 
-#[tokio::test]
-async fn a_failing_message_is_dead_lettered_after_exactly_max_retries() {
+both_modes!(a_failing_message_is_dead_lettered_after_exactly_max_retries);
+async fn a_failing_message_is_dead_lettered_after_exactly_max_retries(nats: Option<&str>) {
     let (collector, mut rx) = collector().await;
     let root = tempfile::tempdir().unwrap();
-    let config = node_dir(root.path(), collector, &consumer_toml(3), CONSUMER);
+    let config = node_dir_in(nats, root.path(), collector, &consumer_toml(3), CONSUMER);
     let node = start(&config).await;
     let body = r#"{"messages": [{"body": {"n": "bad", "fail": true}}, {"body": {"n": "good"}}]}"#;
     admin(&node, "POST", "/v1/queues/jobs/messages", Some(body)).await;
     let mut seen = Vec::new();
+    if nats.is_some() {
+        // The cluster's queues have no depth figures yet: the attempts tell the story.
+        collect(&mut rx, &mut seen, Duration::from_secs(20), |s| s.len() >= 4).await;
+        collect(&mut rx, &mut seen, Duration::from_secs(1), |_| false).await;
+        let attempts: Vec<u64> = seen
+            .iter()
+            .filter(|s| s["n"] == "bad")
+            .map(|s| s["attempts"].as_u64().unwrap())
+            .collect();
+        assert_eq!(attempts, [1, 2, 3], "three attempts, then the dead-letter queue");
+        assert_eq!(seen.iter().filter(|s| s["n"] == "good").count(), 1, "the good one once");
+        node.kill_9().await;
+        return;
+    }
     let dead =
         || async { admin(&node, "GET", "/v1/queues/jobs-dlq", None).await["depth"].as_u64() };
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -160,11 +205,11 @@ async fn a_failing_message_is_dead_lettered_after_exactly_max_retries() {
     node.kill_9().await;
 }
 
-#[tokio::test]
-async fn http_sends_through_a_binding_and_the_consumer_gets_structured_clones() {
+both_modes!(http_sends_through_a_binding_and_the_consumer_gets_structured_clones);
+async fn http_sends_through_a_binding_and_the_consumer_gets_structured_clones(nats: Option<&str>) {
     let (collector, mut rx) = collector().await;
     let root = tempfile::tempdir().unwrap();
-    let config = node_dir(root.path(), collector, &consumer_toml(3), CONSUMER);
+    let config = node_dir_in(nats, root.path(), collector, &consumer_toml(3), CONSUMER);
     let node = start(&config).await;
     let res = curl("GET", &format!("http://{}/send?n=3", node.http), &[], None).await;
     assert_eq!((res.status, res.text().as_str()), (200, "queued"));
@@ -263,12 +308,12 @@ export default {
 };
 "#;
 
-#[tokio::test]
-async fn uploads_through_the_api_and_a_binding_fire_the_storage_trigger() {
+both_modes!(uploads_through_the_api_and_a_binding_fire_the_storage_trigger);
+async fn uploads_through_the_api_and_a_binding_fire_the_storage_trigger(nats: Option<&str>) {
     let (collector, mut rx) = collector().await;
     let root = tempfile::tempdir().unwrap();
     let toml = "name = \"f\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.storage]]\nbucket = \"uploads\"\nprefix = \"images/\"\n[bindings]\nFILES = { bucket = \"uploads\" }\n";
-    let config = node_dir(root.path(), collector, toml, FILES);
+    let config = node_dir_in(nats, root.path(), collector, toml, FILES);
     let mut node = start(&config).await;
     let put = |node: &NodeProcess, key: &str, body: &str| {
         let url = format!("http://{}/v1/buckets/uploads/objects/{key}", node.admin.unwrap());
@@ -341,12 +386,12 @@ export default {
 };
 "#;
 
-#[tokio::test]
-async fn http_to_queue_to_table_to_record_trigger() {
+both_modes!(http_to_queue_to_table_to_record_trigger);
+async fn http_to_queue_to_table_to_record_trigger(nats: Option<&str>) {
     let (collector, mut rx) = collector().await;
     let root = tempfile::tempdir().unwrap();
     let toml = "name = \"f\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.queue]]\nqueue = \"work\"\nmax_batch_timeout = \"10ms\"\n[[triggers.record]]\ntable = \"users\"\n[bindings]\nWORK = { queue = \"work\" }\nUSERS = { table = \"users\" }\n";
-    let config = node_dir(root.path(), collector, toml, CHAIN);
+    let config = node_dir_in(nats, root.path(), collector, toml, CHAIN);
     let node = start(&config).await;
     let mut seen = Vec::new();
     for visit in 1..=2 {
@@ -366,6 +411,24 @@ async fn http_to_queue_to_table_to_record_trigger() {
     assert_eq!(record["visits"], 2);
     let list = admin(&node, "GET", "/v1/tables/users/records?prefix=a", None).await;
     assert_eq!(list["records"][0]["key"], "ada");
+    assert_eq!(list["records"].as_array().unwrap().len(), 1);
+    let none = admin(&node, "GET", "/v1/tables/users/records?prefix=b", None).await;
+    assert_eq!(none["records"], serde_json::json!([]));
+
+    admin(&node, "DELETE", "/v1/tables/users/records/ada", None).await;
+    collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.len() >= 3).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!((seen[2]["op"].as_str(), seen[2]["key"].as_str()), (Some("delete"), Some("ada")));
+    assert_eq!(seen[2]["value"], serde_json::Value::Null);
+    assert_eq!(seen[2]["previous"]["visits"], 2);
+    let url = format!("http://{}/v1/tables/users/records/ada", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    assert_eq!(curl("GET", &url, &auth, None).await.status, 404, "deleted");
+    let list = admin(&node, "GET", "/v1/tables/users/records", None).await;
+    assert_eq!(list["records"], serde_json::json!([]), "a deleted record is not listed");
+    // Nothing else fires (a deletion marker is not an event).
+    collect(&mut rx, &mut seen, Duration::from_millis(500), |_| false).await;
+    assert_eq!(seen.len(), 3, "{seen:?}");
     node.kill_9().await;
 }
 

