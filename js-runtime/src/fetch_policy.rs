@@ -145,9 +145,10 @@ thread_local! {
     static POLICY: RefCell<Option<Arc<FetchPolicy>>> = const { RefCell::new(None) };
 }
 
-/// Makes `policy` the one the request hook applies on this (the isolate's) thread.
-pub(crate) fn install(policy: Arc<FetchPolicy>) {
-    POLICY.with(|p| *p.borrow_mut() = Some(policy));
+/// Makes `policy` the one the request hook applies on this thread (that of the isolate being
+/// polled; `None` between polls).
+pub(crate) fn install(policy: Option<Arc<FetchPolicy>>) {
+    POLICY.with(|p| *p.borrow_mut() = policy);
 }
 
 /// deno_fetch's request hook: runs for every request it sends, redirect hops included.

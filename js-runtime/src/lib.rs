@@ -10,6 +10,7 @@ mod fetch_policy;
 mod limits;
 mod loader;
 mod spare;
+mod threads;
 mod worker;
 
 pub use code_cache::CodeCache;
@@ -21,6 +22,7 @@ pub use ext::{
 pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use spare::{keep_spares, spares_ready};
+pub use threads::{isolate_threads, set_isolate_threads};
 pub use worker::{
     EventError, InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices,
 };

@@ -1,4 +1,4 @@
-//! Spare isolates: made from the snapshot ahead of time, each on its own thread, waiting to be
+//! Spare isolates: made from the snapshot ahead of time on the isolate threads, waiting to be
 //! given a function. Creating an isolate is most of a cold start (V8 deserialising the
 //! snapshot into fresh memory); with a spare at hand a cold start is only binding the
 //! function and loading its modules. Off until [`keep_spares`] asks for some.
@@ -56,20 +56,12 @@ pub(crate) fn replenish(memory: u64) {
         + spares.making.get(&memory).copied().unwrap_or(0);
     for _ in have..wanted {
         *spares.making.entry(memory).or_default() += 1;
-        let made = std::thread::Builder::new()
-            .name("isolate-spare".into())
-            .spawn(move || spare_thread(memory));
-        if made.is_err() {
-            *spares.making.entry(memory).or_default() -= 1;
-        }
+        crate::threads::spawn(move || spare(memory));
     }
 }
 
-fn spare_thread(memory: u64) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-        return;
-    };
-    rt.block_on(async move {
+async fn spare(memory: u64) {
+    {
         let isolate = Isolate::create(memory);
         let (tx, rx) = oneshot::channel();
         {
@@ -82,5 +74,5 @@ fn spare_thread(memory: u64) {
         if let Ok(job) = rx.await {
             isolate.run(job).await;
         }
-    });
+    }
 }

@@ -1,5 +1,5 @@
-//! A [`Worker`]: one isolate running one function version on a thread of its own, under its
-//! limits.
+//! A [`Worker`]: one isolate running one function version under its limits, as a task on one
+//! of the isolate threads (`threads`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +23,7 @@ use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
 use crate::loader::{module_url, BundleLoader};
 use crate::spare;
+use crate::threads::{Entered, OwnedRuntime};
 
 /// What a worker runs and how: plain data.
 #[derive(Debug, Clone)]
@@ -71,9 +72,6 @@ pub enum StartError {
     /// The module's top-level code reached the memory limit.
     #[error("the module's top-level code reached the memory limit")]
     ExceededMemory,
-    /// The thread could not be started.
-    #[error("cannot start the isolate thread")]
-    Thread(#[source] std::io::Error),
 }
 
 impl StartError {
@@ -83,7 +81,6 @@ impl StartError {
             StartError::Module(_) => Outcome::Exception,
             StartError::ExceededCpu => Outcome::ExceededCpu,
             StartError::ExceededMemory => Outcome::ExceededMemory,
-            StartError::Thread(_) => Outcome::Internal,
         }
     }
 }
@@ -155,11 +152,10 @@ impl Worker {
             None => Some(job),
         };
         if let Some(job) = job {
-            let name = format!("isolate-{}", job.options.name);
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || run_thread(job))
-                .map_err(StartError::Thread)?;
+            crate::threads::spawn(move || async move {
+                let isolate = Isolate::create(job.options.limits.memory);
+                isolate.run(job).await;
+            });
         }
         spare::replenish(memory);
         match ready_rx.await {
@@ -266,27 +262,12 @@ pub(crate) struct Job {
 /// An isolate before it has a function: made from the snapshot with everything that does not
 /// depend on the function, so it can be made ahead of time.
 pub(crate) struct Isolate {
-    js: JsRuntime,
+    js: OwnedRuntime,
     guard: Arc<Guard>,
     budget: Arc<ArrayBufferBudget>,
     loader: Rc<BundleLoader>,
     resolver: Arc<PolicyResolver>,
     memory: u64,
-}
-
-/// Runs `job` on this thread with a new isolate (a cold start from the snapshot).
-fn run_thread(job: Job) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = job.ready.send(Err(StartError::Thread(e)));
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let isolate = Isolate::create(job.options.limits.memory);
-        isolate.run(job).await;
-    });
 }
 
 impl Isolate {
@@ -322,6 +303,7 @@ impl Isolate {
             current.saturating_mul(2)
         });
         js.op_state().borrow_mut().put(outbound_permissions());
+        let js = OwnedRuntime::new(js);
         Isolate { js, guard, budget, loader, resolver, memory }
     }
 
@@ -329,12 +311,21 @@ impl Isolate {
         self.memory
     }
 
-    /// Gives the isolate its function, then serves invocations until the worker ends.
+    /// Gives the isolate its function, then serves invocations until the worker ends. The
+    /// isolate is entered whenever this is polled.
     pub async fn run(self, job: Job) {
+        let cell = self.js.cell();
+        Entered::new(cell, self.serve(job)).await
+    }
+
+    async fn serve(self, job: Job) {
         let Isolate { mut js, guard, budget, loader, resolver, .. } = self;
+        let cell = js.cell();
+        let js = &mut *js;
         let Job { options, services, inbox, ready, memory_in_use } = job;
         let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
-        fetch_policy::install(policy.clone());
+        *cell.policy.borrow_mut() = Some(policy.clone());
+        fetch_policy::install(Some(policy.clone()));
         resolver.set(policy);
         loader.set(options.bundle.clone(), services.code_cache.clone());
         let mut host = Host::new(
@@ -351,7 +342,7 @@ impl Isolate {
         }
         let clock = guard.clock();
         guard.arm(clock.now(), options.limits.startup_time);
-        let started = load_function(&mut js, &options).await;
+        let started = load_function(js, &options).await;
         guard.disarm();
         let started = match (started, guard.tripped()) {
             (Ok(()), None) => Ok(()),
@@ -364,7 +355,7 @@ impl Isolate {
             return;
         }
         let _ = ready.send(Ok(()));
-        let result = drive(&mut js, &guard, &budget, &memory_in_use, options.enforce_limits).await;
+        let result = drive(js, &guard, &budget, &memory_in_use, options.enforce_limits).await;
         memory_in_use.store(0, Ordering::Relaxed);
         let state = js.op_state();
         let mut state = state.borrow_mut();
