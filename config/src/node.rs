@@ -193,6 +193,8 @@ pub struct PoolConfig {
     /// The memory all isolates together may reserve (each counts its function's memory
     /// limit); above it the least recently used idle isolates are dropped. Default: `"16GiB"`.
     pub memory_budget: u64,
+    /// The threads every isolate runs on; `0` means one per core. Default: `0`.
+    pub threads: usize,
 }
 
 impl Default for PoolConfig {
@@ -206,6 +208,7 @@ impl Default for PoolConfig {
             max_queue: 256,
             queue_timeout: Duration::from_secs(5),
             memory_budget: 16 * 1024 * 1024 * 1024,
+            threads: 0,
         }
     }
 }
@@ -462,6 +465,7 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
                 "max_queue",
                 "queue_timeout",
                 "memory_budget",
+                "threads",
             ],
         );
         if let Some(v) = r.size(s, "pool", "memory_budget") {
@@ -488,6 +492,11 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         match r.integer(s, "pool", "spare_isolates") {
             Some(n) if (0..=64).contains(&n) => c.pool.spare_isolates = n as usize,
             Some(n) => r.problem("pool.spare_isolates", format!("{n} is not between 0 and 64")),
+            None => {}
+        }
+        match r.integer(s, "pool", "threads") {
+            Some(n) if (0..=1024).contains(&n) => c.pool.threads = n as usize,
+            Some(n) => r.problem("pool.threads", format!("{n} is not between 0 and 1024")),
             None => {}
         }
     }

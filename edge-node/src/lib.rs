@@ -129,6 +129,7 @@ impl Node {
             (None, None) => None,
         };
         js_runtime::keep_spares(config.pool.spare_isolates);
+        js_runtime::set_isolate_threads(config.pool.threads);
         let data = &config.node.data_dir;
         let data_error =
             |path: std::path::PathBuf| move |source| NodeError::DataDir { path, source };

@@ -210,3 +210,114 @@ async fn under_memory_pressure_the_least_recently_used_idle_isolate_goes_first()
     assert_eq!(node.node().isolates_of("neighbour"), 1);
     node.shutdown().await;
 }
+
+/// Threads of a process, by name.
+fn threads_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+const WAIT_AND_SPIN: &str = r#"
+export default {
+  async fetch(request) {
+    const path = new URL(request.url).pathname;
+    if (path === "/spin") {
+      const until = Date.now() + 1500;
+      while (Date.now() < until) {}
+      return new Response("spun");
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    return new Response("waited");
+  },
+};
+"#;
+
+/// Isolates are tasks on a fixed set of threads: forty isolates add no thread, and while every
+/// isolate thread is busy the admin API and the metrics still answer at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_isolates_share_the_fixed_threads_and_the_admin_api_never_waits() {
+    let root = tempfile::tempdir().unwrap();
+    let toml = "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n[pool]\nthreads = 2\nconcurrency = 1\nmax_isolates_per_function = 48\n";
+    tests::write_file(root.path(), "node.toml", toml);
+    tests::write_file(
+        root.path(),
+        "fns/w/edge.toml",
+        "name = \"w\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[limits]\ncpu_time = \"5s\"\n",
+    );
+    tests::write_file(root.path(), "fns/w/index.js", WAIT_AND_SPIN);
+    let node = tests::NodeProcess::start(
+        &root.path().join("node.toml"),
+        &[("EDGE_ADMIN_TOKEN", "pool-token")],
+    )
+    .await;
+    let pid = node.child.id().unwrap();
+    let before = threads_of(pid);
+    assert_eq!(
+        before.iter().filter(|n| n.starts_with("isolates-")).count(),
+        2,
+        "the isolate threads: {before:?}"
+    );
+
+    let http = node.http;
+    let waits: Vec<_> = (0..40)
+        .map(|_| {
+            tokio::spawn(async move { curl("GET", &format!("http://{http}/"), &[], None).await })
+        })
+        .collect();
+    let metrics_url = format!("http://{}/metrics", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), "Bearer pool-token".to_string())];
+    let isolates = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("edge_isolates{") && l.contains("function=\"w\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = 0.0;
+    while held < 40.0 && Instant::now() < deadline {
+        held = isolates(&curl("GET", &metrics_url, &auth, None).await.text());
+    }
+    assert!(held >= 40.0, "forty concurrent requests at concurrency 1 hold forty isolates: {held}");
+    let during = threads_of(pid);
+    assert_eq!(
+        during.iter().filter(|n| n.starts_with("isolates-")).count(),
+        2,
+        "still two isolate threads"
+    );
+    assert!(
+        during.len() <= before.len() + 4,
+        "forty isolates added threads: {} before, {} with them: {during:?}",
+        before.len(),
+        during.len()
+    );
+    for w in waits {
+        let res = w.await.unwrap();
+        assert_eq!((res.status, res.text().as_str()), (200, "waited"));
+    }
+
+    // Busy isolates on both threads: the admin API and metrics answer regardless.
+    let spins: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(
+                async move { curl("GET", &format!("http://{http}/spin"), &[], None).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for path in ["/metrics", "/v1/functions"] {
+        let url = format!("http://{}{path}", node.admin.unwrap());
+        let started = Instant::now();
+        let res = curl("GET", &url, &auth, None).await;
+        let took = started.elapsed();
+        assert_eq!(res.status, 200, "{path}");
+        assert!(took < Duration::from_millis(500), "{path} waited {took:?} behind busy isolates");
+    }
+    for s in spins {
+        let res = s.await.unwrap();
+        assert_eq!((res.status, res.text().as_str()), (200, "spun"));
+    }
+    node.kill_9().await;
+}
