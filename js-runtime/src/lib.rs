@@ -30,6 +30,17 @@ pub use worker::{
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"));
 
+/// Passes flags to V8 (`--expose-gc`, say); call before the first isolate is made. For
+/// benchmarks and diagnostics; the node sets none.
+pub fn set_v8_flags(flags: &[&str]) {
+    let mut args = vec![String::from("isola")];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let rejected = deno_core::v8_set_flags(args);
+    for flag in rejected.iter().skip(1) {
+        eprintln!("V8 does not know the flag {flag}");
+    }
+}
+
 /// The version of V8 the runtime embeds; V8 code caches are only valid for the same version.
 pub fn v8_version() -> &'static str {
     deno_core::v8::V8::get_version()

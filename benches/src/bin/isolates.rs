@@ -1,7 +1,8 @@
 //! Memory per idle isolate and how many idle isolates one process holds: starts N hello-world
 //! workers (each serves one request, then idles), then reports the RSS growth per isolate.
 //!
-//! Usage: isolates [N]  (default 1000)
+//! Usage: isolates [N] [--gc]  (default 1000; `--gc`: each isolate runs a full garbage
+//! collection after its request, so the figure is after GC)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,11 +28,17 @@ fn rss_bytes() -> u64 {
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let gc = std::env::args().any(|a| a == "--gc");
+    if gc {
+        js_runtime::set_v8_flags(&["--expose-gc"]);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut sources = BTreeMap::new();
     sources.insert(
         "index.js".to_string(),
-        Arc::from("export default { fetch() { return new Response('Hello, world!\\n') } }"),
+        Arc::from(
+            "export default { fetch() { globalThis.gc?.(); return new Response(`Hello, world! ${typeof gc}\\n`) } }",
+        ),
     );
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
     rt.block_on(async move {
@@ -61,9 +68,17 @@ fn main() {
                 }
             };
             let request = http::Request::get("http://localhost/").body(None).expect("request");
-            if worker.invoke(Arc::from("warm"), request).await.is_err() {
-                println!("isolate {} did not answer", i + 1);
-                break;
+            match worker.invoke(Arc::from("warm"), request).await {
+                Ok(response) if i == 0 => {
+                    if let js_runtime::ResponseBody::Full(body) = response.body() {
+                        print!("first answer: {}", String::from_utf8_lossy(body));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    println!("isolate {} did not answer", i + 1);
+                    break;
+                }
             }
             workers.push(worker);
         }
