@@ -11,12 +11,16 @@ use tokio::sync::oneshot;
 
 use crate::worker::{Isolate, Job};
 
+/// How long after it is asked for a spare is made.
+const SPARE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// How many spares to keep per memory limit (0: none).
 static WANTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Ready spares by memory limit, and how many are being made.
 struct Spares {
-    ready: HashMap<u64, Vec<oneshot::Sender<Job>>>,
+    /// Ready spares and the isolate thread each lives on.
+    ready: HashMap<u64, Vec<(oneshot::Sender<Job>, usize)>>,
     making: HashMap<u64, usize>,
 }
 
@@ -33,46 +37,51 @@ pub fn keep_spares(count: usize) {
 /// How many spares with this memory limit are ready now.
 pub fn spares_ready(memory: u64) -> usize {
     let spares = spares().lock().unwrap_or_else(|e| e.into_inner());
-    spares.ready.get(&memory).map_or(0, |list| list.iter().filter(|s| !s.is_closed()).count())
+    spares.ready.get(&memory).map_or(0, |list| list.iter().filter(|(s, _)| !s.is_closed()).count())
 }
 
-/// A ready spare with this memory limit, if there is one.
-pub(crate) fn take(memory: u64) -> Option<oneshot::Sender<Job>> {
+/// A ready spare with this memory limit, if there is one, and its isolate thread.
+pub(crate) fn take(memory: u64) -> Option<(oneshot::Sender<Job>, usize)> {
     let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
     let list = spares.ready.get_mut(&memory)?;
     while let Some(spare) = list.pop() {
-        if !spare.is_closed() {
+        if !spare.0.is_closed() {
             return Some(spare);
         }
     }
     None
 }
 
-/// Starts making spares with this memory limit until the wanted number are ready or coming.
-pub(crate) fn replenish(memory: u64) {
+/// Starts making spares with this memory limit until the wanted number are ready or coming,
+/// on threads other than `avoid` (that of an isolate just started, about to serve) when there
+/// are others.
+pub(crate) fn replenish(memory: u64, avoid: Option<usize>) {
     let wanted = WANTED.load(Ordering::Relaxed);
     let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
     let have = spares.ready.get(&memory).map_or(0, Vec::len)
         + spares.making.get(&memory).copied().unwrap_or(0);
     for _ in have..wanted {
         *spares.making.entry(memory).or_default() += 1;
-        crate::threads::spawn(move || spare(memory));
+        crate::threads::spawn(avoid, move |thread| spare(memory, thread));
     }
 }
 
-async fn spare(memory: u64) {
+/// Makes a spare on isolate thread `thread` and waits for its function. It is made a moment
+/// after it is asked for: it is asked for when a spare was just taken, and making one (several
+/// milliseconds of V8 deserialising the snapshot, a core busy) would compete with that start's
+/// first request.
+async fn spare(memory: u64, thread: usize) {
+    tokio::time::sleep(SPARE_DELAY).await;
+    let isolate = Isolate::create(memory);
+    let (tx, rx) = oneshot::channel();
     {
-        let isolate = Isolate::create(memory);
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
-            *spares.making.entry(isolate.memory()).or_default() -= 1;
-            spares.ready.entry(isolate.memory()).or_default().push(tx);
-        }
-        // Wait to be given a function; when the process needs no more spares the sender is
-        // dropped and so is the isolate.
-        if let Ok(job) = rx.await {
-            isolate.run(job).await;
-        }
+        let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
+        *spares.making.entry(isolate.memory()).or_default() -= 1;
+        spares.ready.entry(isolate.memory()).or_default().push((tx, thread));
+    }
+    // Wait to be given a function; when the process needs no more spares the sender is
+    // dropped and so is the isolate.
+    if let Ok(job) = rx.await {
+        isolate.run(job).await;
     }
 }

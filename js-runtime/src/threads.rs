@@ -77,17 +77,20 @@ fn run_thread(mut tasks: mpsc::UnboundedReceiver<Task>) {
     });
 }
 
-/// Runs the future `make` returns on the isolate thread holding the fewest isolates, counted
-/// there until it ends.
-pub(crate) fn spawn<F, Fut>(make: F)
+/// Runs the future `make` returns (given the thread's index) on the isolate thread holding
+/// the fewest isolates (other than `avoid`, when there is another), counted there until it
+/// ends. Answers the thread's index.
+pub(crate) fn spawn<F, Fut>(avoid: Option<usize>, make: F) -> usize
 where
-    F: FnOnce() -> Fut + Send + 'static,
+    F: FnOnce(usize) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let threads = threads();
-    let thread = threads
+    let (index, thread) = threads
         .iter()
-        .min_by_key(|t| t.isolates.load(Ordering::Relaxed))
+        .enumerate()
+        .filter(|(i, _)| threads.len() == 1 || Some(*i) != avoid)
+        .min_by_key(|(_, t)| t.isolates.load(Ordering::Relaxed))
         .expect("at least one isolate thread");
     let count = thread.isolates.clone();
     count.fetch_add(1, Ordering::Relaxed);
@@ -100,13 +103,14 @@ where
                 }
             }
             let _done = Done(count);
-            make().await;
+            make(index).await;
         })
     });
     if let Err(mpsc::error::SendError(_)) = thread.tasks.send(task) {
         // The thread is gone (it only ends if its runtime panicked).
         thread.isolates.fetch_sub(1, Ordering::Relaxed);
     }
+    index
 }
 
 /// What the entering and the dropping of one isolate share.

@@ -147,23 +147,31 @@ impl Worker {
         let in_use = Arc::new(AtomicU64::new(0));
         let job =
             Job { options, services, inbox: rx, ready: ready_tx, memory_in_use: in_use.clone() };
-        let job = match spare::take(memory) {
-            Some(spare) => spare.send(job).err(),
-            None => Some(job),
+        let thread = match spare::take(memory) {
+            Some((spare, thread)) => match spare.send(job) {
+                Ok(()) => thread,
+                Err(job) => start_on_demand(job),
+            },
+            None => start_on_demand(job),
         };
-        if let Some(job) = job {
-            crate::threads::spawn(move || async move {
-                let isolate = Isolate::create(job.options.limits.memory);
-                isolate.run(job).await;
-            });
-        }
-        spare::replenish(memory);
-        match ready_rx.await {
+        let ready = ready_rx.await;
+        // The next spare is made once this start is done, so making it (on whichever thread
+        // holds the fewest isolates) does not hold up this one.
+        spare::replenish(memory, Some(thread));
+        match ready {
             Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
         }
     }
+}
+
+/// Makes an isolate for `job` on an isolate thread; answers the thread.
+fn start_on_demand(job: Job) -> usize {
+    crate::threads::spawn(None, move |_| async move {
+        let isolate = Isolate::create(job.options.limits.memory);
+        isolate.run(job).await;
+    })
 }
 
 impl WorkerHandle {
