@@ -412,8 +412,7 @@ fn paginate<V>(
     limit: usize,
     cursor: Option<&str>,
 ) -> Result<Page<(String, V)>, StoreError> {
-    let mut items: Vec<(String, V)> = Vec::new();
-    let mut more = false;
+    let mut page = PageBuilder::new(limit);
     for entry in entries {
         let (s, key, value) = entry?;
         if s != scope || !key.starts_with(prefix) {
@@ -422,12 +421,38 @@ fn paginate<V>(
         if cursor == Some(key.as_str()) {
             continue;
         }
-        if items.len() == limit {
-            more = true;
+        if !page.offer(key, value) {
             break;
         }
-        items.push((key, value));
     }
-    let cursor = more.then(|| items.last().map(|(k, _)| k.clone())).flatten();
-    Ok(Page { items, cursor })
+    Ok(page.finish())
+}
+
+/// Collects one listing page: at most `limit` items, noting whether more follow.
+pub(crate) struct PageBuilder<T> {
+    items: Vec<(String, T)>,
+    limit: usize,
+    more: bool,
+}
+
+impl<T> PageBuilder<T> {
+    pub fn new(limit: usize) -> PageBuilder<T> {
+        PageBuilder { items: Vec::new(), limit, more: false }
+    }
+
+    /// Adds the next item; `false` when the page is full (the item is then left out, and the
+    /// page says more follow).
+    pub fn offer(&mut self, key: String, item: T) -> bool {
+        if self.items.len() == self.limit {
+            self.more = true;
+            return false;
+        }
+        self.items.push((key, item));
+        true
+    }
+
+    pub fn finish(self) -> Page<(String, T)> {
+        let cursor = self.more.then(|| self.items.last().map(|(k, _)| k.clone())).flatten();
+        Page { items: self.items, cursor }
+    }
 }

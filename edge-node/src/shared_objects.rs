@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::objects::{ObjectMeta, Page};
+use crate::objects::{ObjectMeta, Page, PageBuilder};
 use crate::queues::now_ms;
 use crate::shared_deploys::DeployLink;
 use crate::store::StoreError;
@@ -380,21 +380,17 @@ impl DeployLink {
             .collect()
             .await;
         keys.sort();
-        let mut items = Vec::new();
-        let mut more = false;
+        let mut page = PageBuilder::new(limit);
         for key in keys {
             let Some(value) = store.get(kv_key(scope, &key)).await.map_err(nats)? else {
                 continue;
             };
             let Some(item) = read(&value) else { continue };
-            if items.len() == limit {
-                more = true;
+            if !page.offer(key, item) {
                 break;
             }
-            items.push((key, item));
         }
-        let cursor = more.then(|| items.last().map(|(k, _)| k.clone())).flatten();
-        Ok(Page { items, cursor })
+        Ok(page.finish())
     }
 
     /// The durable consumer of `scope`'s changes (a bucket's objects or a table's records)

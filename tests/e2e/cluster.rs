@@ -19,6 +19,26 @@ async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodePr
     NodeProcess::start(&root.join(format!("{id}.toml")), &[("EDGE_ADMIN_TOKEN", TOKEN)]).await
 }
 
+/// Nodes of the cluster at `nats`, each serving the functions folder `fns` under `root` and
+/// allowed to reach `collector`.
+async fn folder_nodes(
+    root: &Path,
+    ids: &[&str],
+    collector: std::net::SocketAddr,
+    nats: &str,
+) -> Vec<NodeProcess> {
+    let mut nodes = Vec::new();
+    for id in ids {
+        let toml = format!(
+            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n[cluster]\nnats_url = \"{nats}\"\n"
+        );
+        write_file(root, &format!("{id}.toml"), &toml);
+        let config = root.join(format!("{id}.toml"));
+        nodes.push(NodeProcess::start(&config, &[("EDGE_ADMIN_TOKEN", TOKEN)]).await);
+    }
+    nodes
+}
+
 async fn status(node: &NodeProcess) -> serde_json::Value {
     let url = format!("http://{}/v1/cluster", node.admin.unwrap());
     let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
@@ -315,21 +335,7 @@ async fn three_nodes_share_a_queue_and_lose_nothing_when_one_is_killed() {
         "fns/work/index.js",
         "export default { async queue(batch, env) { await fetch(`${env.COLLECTOR}/seen`, { method: 'POST', body: JSON.stringify(batch.messages.map((m) => m.body.n)) }) } }",
     );
-    let mut nodes = Vec::new();
-    for id in ["q1", "q2", "q3"] {
-        let toml = format!(
-            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n[cluster]\nnats_url = \"{}\"\n",
-            nats.url
-        );
-        write_file(root.path(), &format!("{id}.toml"), &toml);
-        nodes.push(
-            NodeProcess::start(
-                &root.path().join(format!("{id}.toml")),
-                &[("EDGE_ADMIN_TOKEN", TOKEN)],
-            )
-            .await,
-        );
-    }
+    let mut nodes = folder_nodes(root.path(), &["q1", "q2", "q3"], collector, &nats.url).await;
     let url = format!("http://{}/v1/queues/jobs/messages", nodes[0].admin.unwrap());
     let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -443,21 +449,7 @@ async fn three_nodes_share_buckets_and_tables_and_each_change_fires_once() {
         &format!("name = \"data\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[[triggers.storage]]\nbucket = \"uploads\"\n[[triggers.record]]\ntable = \"users\"\n[bindings]\nFILES = {{ bucket = \"uploads\" }}\nUSERS = {{ table = \"users\" }}\n[vars]\nCOLLECTOR = \"http://{collector}\"\n"),
     );
     write_file(root.path(), "fns/data/index.js", SHARED_DATA);
-    let mut nodes = Vec::new();
-    for id in ["d1", "d2", "d3"] {
-        let toml = format!(
-            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n[cluster]\nnats_url = \"{}\"\n",
-            nats.url
-        );
-        write_file(root.path(), &format!("{id}.toml"), &toml);
-        nodes.push(
-            NodeProcess::start(
-                &root.path().join(format!("{id}.toml")),
-                &[("EDGE_ADMIN_TOKEN", TOKEN)],
-            )
-            .await,
-        );
-    }
+    let nodes = folder_nodes(root.path(), &["d1", "d2", "d3"], collector, &nats.url).await;
     let get = |n: &NodeProcess, path: &str| {
         let url = format!("http://{}{path}", n.http);
         async move { curl("GET", &url, &[], None).await.text() }
