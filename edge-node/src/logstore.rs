@@ -207,6 +207,9 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
     out
 }
 
+/// How long the writer waits after a record for more to write with it.
+const LINGER: Duration = Duration::from_millis(5);
+
 struct Open {
     file: std::io::BufWriter<std::fs::File>,
     size: u64,
@@ -217,6 +220,9 @@ fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
     let mut open: HashMap<String, Open> = HashMap::new();
     let mut last_sweep = SystemTime::now();
     while let Ok(first) = rx.recv() {
+        // Let a busy node's records gather for a moment: one wake-up and one write per
+        // function for many records (tails get records at once, not from here).
+        std::thread::sleep(LINGER);
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         let mut touched = Vec::new();
