@@ -30,6 +30,10 @@ wait_port() {
 
 measure() { # name port command...
   local name="$1" port="$2"; shift 2
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    echo "port $port already answers (a server left running?); not measuring $name" >&2
+    exit 1
+  fi
   EDGE_LOG=warn taskset -c 0 "$@" >/dev/null 2>&1 &
   local pid=$!
   wait_port "$port"
