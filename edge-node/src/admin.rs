@@ -165,7 +165,7 @@ impl Admin {
             (Method::GET, ["metrics"]) => {
                 return Ok(text(
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    self.control.metrics(),
+                    self.control.metrics().await,
                 ))
             }
             (Method::GET, [""]) => return Ok(text("text/html; charset=utf-8", DASHBOARD)),
@@ -357,17 +357,18 @@ impl Admin {
                 Ok(json(StatusCode::OK, &status))
             }
             (Method::GET, ["queues"]) => {
-                let queues = control.queues();
-                let mut out = Vec::new();
-                for name in queues.names()? {
-                    let stats = queues.stats(&name)?;
-                    out.push(serde_json::json!({ "queue": name, "stats": stats }));
-                }
+                let out: Vec<serde_json::Value> = control
+                    .queue_stats()
+                    .await?
+                    .into_iter()
+                    .map(|(name, stats)| serde_json::json!({ "queue": name, "stats": stats }))
+                    .collect();
                 Ok(json(StatusCode::OK, &serde_json::json!({ "queues": out })))
             }
             (Method::GET, ["queues", queue]) => {
                 valid_queue(queue)?;
-                Ok(json(StatusCode::OK, &control.queues().stats(queue)?))
+                let stats = control.queue_stats().await?.remove(*queue).unwrap_or_default();
+                Ok(json(StatusCode::OK, &stats))
             }
             (Method::POST, ["queues", queue, "messages"]) => {
                 let queue = queue.to_string();

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::functions::{Function, FunctionSpec, Shared};
 use crate::http::{App, Site};
 use crate::logstore::LogStore;
-use crate::queues::Queues;
+use crate::queues::{QueueStats, Queues};
 use crate::shared_deploys::{DeployLink, Shared as SharedDeployment};
 use crate::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
 use crate::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
@@ -365,20 +365,37 @@ impl Control {
         Ok(FunctionView { record, versions, secrets })
     }
 
-    /// The metrics, with the gauges read from the functions served now.
-    pub fn metrics(&self) -> String {
+    /// The figures of every queue: the cluster's in a cluster, else this node's.
+    pub async fn queue_stats(&self) -> Result<BTreeMap<String, QueueStats>, AdminError> {
+        if let Some(link) = &self.link {
+            return link.queue_stats().await.map_err(AdminError::Unavailable);
+        }
+        let queues = self.shared.queues.clone();
+        let stats = tokio::task::spawn_blocking(move || {
+            let mut out = BTreeMap::new();
+            for name in queues.names()? {
+                let stats = queues.stats(&name)?;
+                out.insert(name, stats);
+            }
+            Ok::<_, StoreError>(out)
+        })
+        .await??;
+        Ok(stats)
+    }
+
+    /// The metrics, with the gauges read from the functions and queues as they are now.
+    pub async fn metrics(&self) -> String {
         let telemetry = &self.shared.telemetry;
+        let queues = self.queue_stats().await.unwrap_or_default();
         telemetry.isolates.clear();
         telemetry.memory.clear();
         telemetry.queued.clear();
         telemetry.queue_depth.clear();
         telemetry.queue_age.clear();
-        for queue in self.shared.queues.names().unwrap_or_default() {
-            if let Ok(stats) = self.shared.queues.stats(&queue) {
-                let labels = QueueLabels { queue };
-                telemetry.queue_depth.get_or_create(&labels).set(stats.depth as i64);
-                telemetry.queue_age.get_or_create(&labels).set(stats.oldest_age_ms as f64 / 1000.0);
-            }
+        for (queue, stats) in queues {
+            let labels = QueueLabels { queue };
+            telemetry.queue_depth.get_or_create(&labels).set(stats.depth as i64);
+            telemetry.queue_age.get_or_create(&labels).set(stats.oldest_age_ms as f64 / 1000.0);
         }
         for f in &self.app.site.load().functions {
             let labels = Telemetry::function(&f.config.name);

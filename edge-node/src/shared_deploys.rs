@@ -340,6 +340,65 @@ impl DeployLink {
             .map_err(|e| e.to_string())
     }
 
+    /// The figures of the cluster's queues, by name. A queue that functions consume: the
+    /// messages its most behind consumer has not acknowledged; one nobody consumes (a
+    /// dead-letter queue, say): every message it holds. Dead-lettering is not counted here.
+    pub async fn queue_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::queues::QueueStats>, String> {
+        use crate::queues::QueueStats;
+        use futures::TryStreamExt;
+        let stores = self.stores()?;
+        let stream = stores.js.get_stream(QUEUES_STREAM).await.map_err(|e| e.to_string())?;
+        let prefix = format!("{QUEUE_SUBJECT}.");
+        let age = |m: &async_nats::jetstream::message::StreamMessage| {
+            let published = (m.time.unix_timestamp_nanos() / 1_000_000) as u64;
+            crate::queues::now_ms().saturating_sub(published)
+        };
+        let mut out: std::collections::BTreeMap<String, QueueStats> = Default::default();
+        let consumers: Vec<_> =
+            stream.consumers().try_collect().await.map_err(|e| e.to_string())?;
+        for info in consumers {
+            let subject = info.config.filter_subject.clone();
+            let Some(queue) = subject.strip_prefix(&prefix) else { continue };
+            let depth = info.num_pending + info.num_ack_pending as u64;
+            let mut stats =
+                QueueStats { depth, in_flight: info.num_ack_pending as u64, ..Default::default() };
+            if depth > 0 {
+                let oldest = stream
+                    .raw_message_builder()
+                    .sequence(info.ack_floor.stream_sequence + 1)
+                    .next_by_subject(subject.clone())
+                    .send()
+                    .await;
+                stats.oldest_age_ms = oldest.map(|m| age(&m)).unwrap_or(0);
+            }
+            let entry = out.entry(queue.to_string()).or_default();
+            if stats.depth >= entry.depth {
+                *entry = stats;
+            }
+        }
+        let mut info =
+            stream.info_with_subjects(format!("{prefix}>")).await.map_err(|e| e.to_string())?;
+        let mut held = Vec::new();
+        while let Some((subject, count)) = info.try_next().await.map_err(|e| e.to_string())? {
+            held.push((subject, count));
+        }
+        for (subject, count) in held {
+            let Some(queue) = subject.strip_prefix(&prefix) else { continue };
+            if out.contains_key(queue) {
+                continue;
+            }
+            let first = stream.get_next_raw_message_by_subject(&subject).await;
+            let oldest_age_ms = first.map(|m| age(&m)).unwrap_or(0);
+            out.insert(
+                queue.to_string(),
+                QueueStats { depth: count as u64, oldest_age_ms, ..Default::default() },
+            );
+        }
+        Ok(out)
+    }
+
     /// A bundle's artifact from the cluster.
     pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
         let mut object = self.ready().await?.bundles.get(hash).await.map_err(|e| e.to_string())?;
