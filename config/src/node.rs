@@ -38,6 +38,13 @@ pub struct ClusterConfig {
     pub credentials: Option<PathBuf>,
     /// How long a node stays listed after its last heartbeat. Default: 15 s.
     pub node_ttl: Duration,
+    /// PEM root certificates the NATS servers' certificates are checked against (instead
+    /// of the system's); setting it requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// A PEM client certificate and its key, for servers that verify clients; both or
+    /// neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[logs]`: how much of each function's log the node keeps on disk.
@@ -373,7 +380,11 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         }
     }
     if let Some(s) = r.table(t, "", "cluster") {
-        r.deny_unknown(s, "cluster", &["nats_url", "credentials", "node_ttl"]);
+        r.deny_unknown(
+            s,
+            "cluster",
+            &["nats_url", "credentials", "node_ttl", "tls_ca", "tls_cert", "tls_key"],
+        );
         let url = r.string(s, "cluster", "nats_url");
         match &url {
             None if !s.contains_key("nats_url") => {
@@ -393,8 +404,16 @@ fn read(r: &mut Reader, t: &Table, base: &Path) -> NodeConfig {
         if node_ttl < Duration::from_secs(2) {
             r.problem("cluster.node_ttl", "must be at least 2s");
         }
+        let tls_ca = r.string(s, "cluster", "tls_ca").map(resolve);
+        let tls_cert = r.string(s, "cluster", "tls_cert").map(resolve);
+        let tls_key = r.string(s, "cluster", "tls_key").map(resolve);
+        if tls_cert.is_some() != tls_key.is_some() {
+            let missing = if tls_cert.is_some() { "tls_key" } else { "tls_cert" };
+            r.problem(format!("cluster.{missing}"), "missing (tls_cert and tls_key go together)");
+        }
         if let Some(nats_url) = url {
-            c.cluster = Some(ClusterConfig { nats_url, credentials, node_ttl });
+            c.cluster =
+                Some(ClusterConfig { nats_url, credentials, node_ttl, tls_ca, tls_cert, tls_key });
         }
     }
     if let Some(s) = r.table(t, "", "logs") {
@@ -654,6 +673,26 @@ mod tests {
         assert_eq!(c.http.listen, HttpConfig::default().listen);
         assert_eq!(c.node.data_dir, PathBuf::from("/etc/edge/data"));
         assert_eq!(c.functions.unwrap().dir, PathBuf::from("/etc/edge/fns"));
+    }
+
+    #[test]
+    fn cluster_tls_paths_resolve_and_cert_needs_its_key() {
+        let c = NodeConfig::parse(
+            "version = 1\n[cluster]\nnats_url = \"tls://nats:4222\"\ntls_ca = \"ca.pem\"\ntls_cert = \"/pki/me.pem\"\ntls_key = \"me.key\"",
+            Path::new("/etc/edge"),
+        )
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.tls_ca, Some(PathBuf::from("/etc/edge/ca.pem")));
+        assert_eq!(cluster.tls_cert, Some(PathBuf::from("/pki/me.pem")));
+        assert_eq!(cluster.tls_key, Some(PathBuf::from("/etc/edge/me.key")));
+        let problems = NodeConfig::parse(
+            "version = 1\n[cluster]\nnats_url = \"http://nats\"\ntls_cert = \"me.pem\"",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["cluster.nats_url", "cluster.tls_key"], "{problems:?}");
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub(crate) async fn connect(config: &ClusterConfig) -> Result<async_nats::Client
             .await
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     }
+    if let Some(ca) = &config.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        options = options.add_client_certificate(cert.clone(), key.clone()).require_tls(true);
+    }
     let servers: Vec<&str> = config.nats_url.split(',').map(str::trim).collect();
     options.connect(servers).await.map_err(|e| e.to_string())
 }

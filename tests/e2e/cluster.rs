@@ -115,6 +115,73 @@ async fn a_node_without_cluster_is_standalone_and_one_whose_nats_is_down_still_s
     lonely.kill_9().await;
 }
 
+/// A nats-server that speaks only TLS, with a certificate from a private CA: nodes given the CA
+/// (`[cluster] tls_ca`) join and see each other; a node without it cannot join.
+#[tokio::test]
+async fn nodes_join_a_tls_only_nats_with_their_private_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    write_file(root.path(), "ca.pem", &ca.pem());
+    write_file(root.path(), "server.pem", &cert.pem());
+    write_file(root.path(), "server.key", &key.serialize_pem());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _nats = tokio::process::Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(root.path().join("js"))
+        .arg("--tls")
+        .arg("--tlscert")
+        .arg(root.path().join("server.pem"))
+        .arg("--tlskey")
+        .arg(root.path().join("server.key"))
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nats-server is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("tls://127.0.0.1:{port}");
+    let tls_node = |id: &str, ca: bool| {
+        let extra = if ca { "tls_ca = \"ca.pem\"\n" } else { "" };
+        let toml = format!(
+            "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[cluster]\nnats_url = \"{url}\"\nnode_ttl = \"3s\"\n{extra}"
+        );
+        write_file(root.path(), &format!("{id}.toml"), &toml);
+        let config = root.path().join(format!("{id}.toml"));
+        async move { NodeProcess::start(&config, &[("EDGE_ADMIN_TOKEN", TOKEN)]).await }
+    };
+    let a = tls_node("tls-a", true).await;
+    let b = tls_node("tls-b", true).await;
+    let stranger = tls_node("no-ca", false).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = ids(&status(&a).await);
+        if seen.contains(&"tls-a".to_string()) && seen.contains(&"tls-b".to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the TLS nodes never saw each other: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The one without the CA has had as long to register, and has not: it cannot connect.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = ids(&status(&b).await);
+    assert!(!seen.contains(&"no-ca".to_string()), "joined without the CA: {seen:?}");
+    let res = curl("GET", &format!("http://{}/", stranger.http), &[], None).await;
+    assert_eq!(res.status, 404, "it serves all the same");
+    for n in [a, b, stranger] {
+        n.kill_9().await;
+    }
+}
+
 async fn cli(node: &NodeProcess, args: &[&str]) -> String {
     let out = tokio::process::Command::new(tests::edge_node_bin())
         .args(args)
