@@ -117,20 +117,18 @@ async fn heartbeat(
     let every = config.node_ttl / 3;
     loop {
         if bucket.borrow().is_none() {
-            let created = jetstream
-                .create_key_value(kv::Config {
+            let store = crate::shared_deploys::open_kv(
+                &jetstream,
+                kv::Config {
                     bucket: NODES_BUCKET.to_string(),
                     description: "the nodes of an Isola cluster".to_string(),
                     history: 1,
                     max_age: config.node_ttl,
                     ..Default::default()
-                })
-                .await;
-            let store = match created {
-                Ok(store) => Some(store),
-                Err(_) => jetstream.get_key_value(NODES_BUCKET).await.ok(),
-            };
-            if let Some(store) = store {
+                },
+            )
+            .await;
+            if let Ok(store) = store {
                 tracing::info!(nats = %config.nats_url, "joined the cluster");
                 let _ = bucket.send(Some(store));
             }

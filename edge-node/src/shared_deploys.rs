@@ -431,46 +431,62 @@ impl DeployLink {
     }
 }
 
+/// The KV bucket `config.bucket`, created with `config` if it does not exist.
+pub(crate) async fn open_kv(
+    js: &async_nats::jetstream::Context,
+    config: kv::Config,
+) -> Result<kv::Store, String> {
+    match js.get_key_value(&config.bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => js.create_key_value(config).await.map_err(|e| e.to_string()),
+    }
+}
+
+/// The Object Store `bucket`, created (described as `description`) if it does not exist.
+pub(crate) async fn open_object_store(
+    js: &async_nats::jetstream::Context,
+    bucket: &str,
+    description: &str,
+) -> Result<object_store::ObjectStore, String> {
+    match js.get_object_store(bucket).await {
+        Ok(store) => Ok(store),
+        Err(_) => js
+            .create_object_store(object_store::Config {
+                bucket: bucket.into(),
+                description: Some(description.into()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
 async fn open(
     js: &async_nats::jetstream::Context,
     client: &async_nats::Client,
 ) -> Result<Stores, String> {
-    let deployments = match js.get_key_value(DEPLOYMENTS_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: DEPLOYMENTS_BUCKET.into(),
-                description: "the active version of every function".into(),
-                history: 5,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?,
-    };
-    let bundles = match js.get_object_store(BUNDLES_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_object_store(object_store::Config {
-                bucket: BUNDLES_BUCKET.into(),
-                description: Some("function bundles by content hash".into()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?,
-    };
-    let cron = match js.get_key_value(CRON_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: CRON_BUCKET.into(),
-                description: "which node fired each cron run".into(),
-                history: 1,
-                max_age: Duration::from_secs(3600),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?,
-    };
+    let deployments = open_kv(
+        js,
+        kv::Config {
+            bucket: DEPLOYMENTS_BUCKET.into(),
+            description: "the active version of every function".into(),
+            history: 5,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let bundles = open_object_store(js, BUNDLES_BUCKET, "function bundles by content hash").await?;
+    let cron = open_kv(
+        js,
+        kv::Config {
+            bucket: CRON_BUCKET.into(),
+            description: "which node fired each cron run".into(),
+            history: 1,
+            max_age: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    )
+    .await?;
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: QUEUES_STREAM.into(),
         subjects: vec![format!("{QUEUE_SUBJECT}.>")],
@@ -480,18 +496,16 @@ async fn open(
     })
     .await
     .map_err(|e| e.to_string())?;
-    let secrets = match js.get_key_value(SECRETS_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: SECRETS_BUCKET.into(),
-                description: "secrets of the cluster's functions".into(),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?,
-    };
+    let secrets = open_kv(
+        js,
+        kv::Config {
+            bucket: SECRETS_BUCKET.into(),
+            description: "secrets of the cluster's functions".into(),
+            history: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
     let (objects, records, blobs) = crate::shared_objects::open(js).await?;
     Ok(Stores {
         client: client.clone(),

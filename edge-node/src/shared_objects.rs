@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::objects::{ObjectMeta, Page, PageBuilder};
 use crate::queues::now_ms;
-use crate::shared_deploys::DeployLink;
+use crate::shared_deploys::{open_kv, open_object_store, DeployLink};
 use crate::store::StoreError;
 
 pub const OBJECTS_BUCKET: &str = "isola-objects";
@@ -42,32 +42,19 @@ pub(crate) async fn open(
     js: &async_nats::jetstream::Context,
 ) -> Result<(kv::Store, kv::Store, object_store::ObjectStore), String> {
     let kv = |bucket: &str, description: &str| {
-        let config = kv::Config {
-            bucket: bucket.into(),
-            description: description.into(),
-            history: HISTORY,
-            ..Default::default()
-        };
-        async move {
-            match js.get_key_value(&config.bucket).await {
-                Ok(store) => Ok(store),
-                Err(_) => js.create_key_value(config).await.map_err(|e| e.to_string()),
-            }
-        }
+        open_kv(
+            js,
+            kv::Config {
+                bucket: bucket.into(),
+                description: description.into(),
+                history: HISTORY,
+                ..Default::default()
+            },
+        )
     };
     let objects = kv(OBJECTS_BUCKET, "object metadata of the cluster's buckets").await?;
     let records = kv(RECORDS_BUCKET, "records of the cluster's tables").await?;
-    let blobs = match js.get_object_store(BLOBS_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_object_store(object_store::Config {
-                bucket: BLOBS_BUCKET.into(),
-                description: Some("object contents by SHA-256".into()),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?,
-    };
+    let blobs = open_object_store(js, BLOBS_BUCKET, "object contents by SHA-256").await?;
     Ok((objects, records, blobs))
 }
 

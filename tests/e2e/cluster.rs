@@ -130,26 +130,9 @@ async fn nodes_join_a_tls_only_nats_with_their_private_ca() {
     write_file(root.path(), "ca.pem", &ca.pem());
     write_file(root.path(), "server.pem", &cert.pem());
     write_file(root.path(), "server.key", &key.serialize_pem());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _nats = tokio::process::Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(root.path().join("js"))
-        .arg("--tls")
-        .arg("--tlscert")
-        .arg(root.path().join("server.pem"))
-        .arg("--tlskey")
-        .arg(root.path().join("server.key"))
-        .kill_on_drop(true)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nats-server is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let url = format!("tls://127.0.0.1:{port}");
+    let nats =
+        tests::nats_tls(&root.path().join("server.pem"), &root.path().join("server.key")).await;
+    let url = nats.url.clone();
     let tls_node = |id: &str, ca: bool| {
         let extra = if ca { "tls_ca = \"ca.pem\"\n" } else { "" };
         let toml = format!(
@@ -194,6 +177,17 @@ async fn cli(node: &NodeProcess, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Nodes fra-1 and fra-2 of the cluster at `nats`, with the app's version 1 deployed through
+/// the first and served by the second.
+async fn two_nodes_serving_v1(root: &Path, nats: &str) -> (NodeProcess, NodeProcess) {
+    let a = node(root, "fra-1", "eu-central", Some(nats)).await;
+    let b = node(root, "fra-2", "eu-central", Some(nats)).await;
+    let dir = app(root, "1");
+    cli(&a, &["deploy", dir.to_str().unwrap()]).await;
+    serves(&b, "200 version 1").await;
+    (a, b)
+}
+
 /// Waits until `node` answers `expected` on `/`.
 async fn serves(node: &NodeProcess, expected: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -224,7 +218,7 @@ async fn a_deploy_through_one_node_reaches_every_node_and_a_late_one_catches_up(
 
     // C is down while v2 is deployed through B; it catches up when it comes back.
     c.kill_9().await;
-    app(root.path(), "2");
+    let dir = app(root.path(), "2");
     let out = cli(&b, &["deploy", dir.to_str().unwrap()]).await;
     assert!(out.contains("deployed app version 2"), "numbers are the cluster's: {out}");
     serves(&a, "200 version 2").await;
@@ -323,16 +317,12 @@ async fn a_region_pinned_function_is_served_only_in_its_region() {
 async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
     let nats = nats().await;
     let root = tempfile::tempdir().unwrap();
-    let a = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
-    let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
-    let dir = app(root.path(), "1");
-    cli(&a, &["deploy", dir.to_str().unwrap()]).await;
-    serves(&b, "200 version 1").await;
+    let (a, b) = two_nodes_serving_v1(root.path(), &nats.url).await;
 
     // NATS goes away for 10 s: both nodes go on serving, a deploy is refused whole.
     let outage = tokio::spawn(nats.restart_after(Duration::from_secs(10)));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    app(root.path(), "2");
+    let dir = app(root.path(), "2");
     let out = tokio::process::Command::new(tests::edge_node_bin())
         .args(["deploy", dir.to_str().unwrap(), "--node", &format!("http://{}", a.admin.unwrap())])
         .env("EDGE_ADMIN_TOKEN", TOKEN)
@@ -450,11 +440,7 @@ async fn three_nodes_share_a_queue_and_lose_nothing_when_one_is_killed() {
 async fn a_secret_set_through_one_node_reaches_the_others() {
     let nats = nats().await;
     let root = tempfile::tempdir().unwrap();
-    let a = node(root.path(), "fra-1", "eu-central", Some(&nats.url)).await;
-    let b = node(root.path(), "fra-2", "eu-central", Some(&nats.url)).await;
-    let dir = app(root.path(), "1");
-    cli(&a, &["deploy", dir.to_str().unwrap()]).await;
-    serves(&b, "200 version 1").await;
+    let (a, b) = two_nodes_serving_v1(root.path(), &nats.url).await;
     cli(&b, &["secrets", "set", "app", "API_KEY", "--value", "k-cluster"]).await;
     let secret = |n: &NodeProcess| format!("http://{}/secret", n.http);
     for n in [&a, &b] {

@@ -441,9 +441,32 @@ impl Nats {
 }
 
 async fn nats_on(port: u16, dir: tempfile::TempDir) -> Nats {
+    start_nats(port, dir, &[], "nats").await
+}
+
+/// A nats-server with JetStream that speaks only TLS, with the PEM certificate and key given.
+pub async fn nats_tls(cert: &Path, key: &Path) -> Nats {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tls = [
+        std::ffi::OsStr::new("--tls"),
+        std::ffi::OsStr::new("--tlscert"),
+        cert.as_os_str(),
+        std::ffi::OsStr::new("--tlskey"),
+        key.as_os_str(),
+    ];
+    start_nats(port, tempfile::tempdir().unwrap(), &tls, "tls").await
+}
+
+async fn start_nats(
+    port: u16,
+    dir: tempfile::TempDir,
+    extra: &[&std::ffi::OsStr],
+    scheme: &str,
+) -> Nats {
     let child = tokio::process::Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(dir.path())
+        .args(extra)
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -454,5 +477,5 @@ async fn nats_on(port: u16, dir: tempfile::TempDir) -> Nats {
         assert!(Instant::now() < deadline, "nats-server did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Nats { child, url: format!("nats://127.0.0.1:{port}"), port, dir }
+    Nats { child, url: format!("{scheme}://127.0.0.1:{port}"), port, dir }
 }
