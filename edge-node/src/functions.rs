@@ -16,7 +16,7 @@ use crate::logstore::{LogStore, Record};
 use crate::objects::Objects;
 use crate::pool::{Isolates, PoolSettings, Refusal};
 use crate::queues::Queues;
-use crate::telemetry::{InvocationStats, Telemetry};
+use crate::telemetry::{FunctionMeters, InvocationStats, Telemetry};
 use crate::triggers::Triggers;
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
@@ -118,6 +118,7 @@ pub struct Function {
     pub version: Option<u64>,
     secrets: BTreeMap<String, String>,
     isolates: Isolates,
+    pub meters: Arc<FunctionMeters>,
     shared: Arc<Shared>,
     /// When this node began serving it: in a cluster its storage and record triggers see
     /// changes from then on.
@@ -158,8 +159,18 @@ impl Function {
         let hash = bundle.hash().to_string();
         let kept = shared.bundles.keep(bundle);
         let started = std::time::SystemTime::now();
-        let function =
-            Function { config, limits, bundle: hash, version, secrets, isolates, shared, started };
+        let meters = Arc::new(shared.telemetry.meters(&config.name));
+        let function = Function {
+            config,
+            limits,
+            bundle: hash,
+            version,
+            secrets,
+            isolates,
+            meters,
+            shared,
+            started,
+        };
         match kept {
             Err(e) => function.log_error(format!("the function's bundle cannot be kept: {e}")),
             // Start one isolate now, so a function that cannot start says so at once (where
@@ -223,8 +234,8 @@ impl Function {
 
     /// Drops the function's isolates unused for `idle` (scale to zero). A response still
     /// streaming keeps its isolate going until it ends.
-    pub async fn evict_if_idle(&self, idle: Duration) -> bool {
-        self.isolates.evict_idle(idle).await > 0
+    pub fn evict_if_idle(&self, idle: Duration) -> bool {
+        self.isolates.evict_idle(idle) > 0
     }
 
     /// The memory the function's isolates may use together (isolates × memory limit).
@@ -238,8 +249,8 @@ impl Function {
     }
 
     /// Drops its least recently used idle isolate.
-    pub async fn evict_oldest_idle(&self) -> bool {
-        self.isolates.evict_oldest_idle().await
+    pub fn evict_oldest_idle(&self) -> bool {
+        self.isolates.evict_oldest_idle()
     }
 
     /// Runs one HTTP invocation on an isolate with room. A request handed back by an isolate
@@ -341,21 +352,21 @@ impl Function {
         received: Instant,
         cold_start: Option<Duration>,
     ) -> Finished {
-        let telemetry = self.shared.telemetry.clone();
+        let meters = self.meters.clone();
         let logs = self.shared.logs.clone();
-        let name = self.config.name.clone();
         let version = self.version;
         Box::new(move |end: InvocationEnd| {
+            let name = meters.function();
             let duration = received.elapsed();
-            telemetry.invocation(&InvocationStats {
-                function: &name,
+            meters.invocation(&InvocationStats {
+                function: name,
                 trigger,
                 outcome: end.outcome,
                 duration,
                 cpu_time: end.cpu_time,
                 cold_start,
             });
-            let mut summary = Record::invocation(&name, end.outcome.as_str());
+            let mut summary = Record::invocation(name, end.outcome.as_str());
             summary.version = version;
             summary.invocation_id = Some(invocation_id.to_string());
             summary.trigger = Some(trigger.into());

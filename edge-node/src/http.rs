@@ -245,9 +245,8 @@ where
             )
         }
     };
-    let labels = Telemetry::function(&function.config.name);
-    let bytes_in = app.telemetry.bytes_in.get_or_create_owned(&labels);
-    let bytes_out = app.telemetry.bytes_out.get_or_create_owned(&labels);
+    let bytes_in = function.meters.bytes_in.clone();
+    let bytes_out = function.meters.bytes_out.clone();
     let (body, overflowed) = request_body(incoming, app.limits.max_body_size, bytes_in);
     let request = Request::from_parts(parts, body);
     let span = tracing::debug_span!("request", %request_id, function = %function.config.name, protocol = ?request.version());

@@ -435,7 +435,7 @@ async fn sweep_idle(
             _ = tick.tick() => {
                 let site = listeners.app.site.load();
                 for function in &site.functions {
-                    function.evict_if_idle(idle_timeout).await;
+                    function.evict_if_idle(idle_timeout);
                 }
                 loop {
                     let reserved: u64 = site.functions.iter().map(|f| f.memory_reserved()).sum();
@@ -448,7 +448,7 @@ async fn sweep_idle(
                         .filter_map(|f| f.oldest_idle().map(|at| (at, f)))
                         .min_by_key(|(at, _)| *at);
                     let Some((_, function)) = oldest else { break }; // nothing idle to drop
-                    if !function.evict_oldest_idle().await {
+                    if !function.evict_oldest_idle() {
                         break;
                     }
                     tracing::debug!(function = %function.config.name, "idle isolate dropped under memory pressure");

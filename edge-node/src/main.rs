@@ -192,6 +192,10 @@ struct BadConfig(String);
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _otlp = init_tracing();
+    // Diagnostics only: V8 flags such as `--perf-basic-prof` for profiling JavaScript.
+    if let Ok(flags) = std::env::var("EDGE_V8_FLAGS") {
+        js_runtime::set_v8_flags(&flags.split_whitespace().collect::<Vec<_>>());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,15 +1,16 @@
 //! The isolates of one function: reuse a warm one with room (warm start), start another up to
 //! the function's and the node's maximum (cold start), otherwise wait in a bounded queue for a
-//! bounded time, otherwise shed the request. [`decide`] is the policy, plain code; an actor (one
-//! task per function, reached over a bounded channel) applies it.
+//! bounded time, otherwise shed the request. [`decide`] is the policy, plain code; [`Isolates`]
+//! applies it under one lock, so a warm start costs a lock and no task switch, and the policy
+//! still runs in one place and in arrival order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use js_runtime::{Outcome, WorkerHandle};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, Notify};
 
 /// How a function's isolates are kept (from `[pool]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,8 @@ pub struct PoolSettings {
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Run it on isolate `i` (the least loaded one with room).
+    /// Run it on isolate `i`: one with room on the caller's thread if there is one, else the
+    /// least loaded one with room.
     Use(usize),
     /// Start a new isolate for it.
     Start,
@@ -37,12 +39,14 @@ pub enum Decision {
     Shed,
 }
 
-/// The pool's policy. `loads[i]` is how many invocations isolate `i` runs; `starting` how many
-/// isolates of this function are being started; `waiting` how many requests wait;
+/// The pool's policy. `loads[i]` is how many invocations isolate `i` runs and `local[i]`
+/// whether it lives on the caller's thread (no thread switch to reach it); `starting` how
+/// many isolates of this function are being started; `waiting` how many requests wait;
 /// `node_isolates` how many isolates the node has, of `node_max`.
 pub fn decide(
     settings: &PoolSettings,
     loads: &[usize],
+    local: &[bool],
     starting: usize,
     waiting: usize,
     node_isolates: usize,
@@ -52,7 +56,7 @@ pub fn decide(
         .iter()
         .enumerate()
         .filter(|(_, load)| **load < settings.concurrency)
-        .min_by_key(|(_, load)| **load);
+        .min_by_key(|(i, load)| (!local.get(*i).copied().unwrap_or(false), **load));
     if let Some((i, _)) = roomiest {
         return Decision::Use(i);
     }
@@ -81,126 +85,117 @@ pub enum Refusal {
     Broken(Outcome),
 }
 
-/// What the actor answers an acquire with.
+/// What a request is granted.
 enum Grant {
     /// Run on this isolate (its load already counts the request).
     Use {
         id: u64,
         handle: WorkerHandle,
     },
-    /// Start an isolate (the caller does, then reports [`Msg::Started`] with this ticket).
+    /// Start an isolate (the caller does, then reports it with [`State::started`]).
     Start {
         ticket: u64,
     },
     Refused(Refusal),
 }
 
-/// What the pool's actor is asked.
-enum Msg {
-    Acquire(oneshot::Sender<Grant>),
-    /// A start the actor granted has ended; `Err(Outcome::Canceled)` when the caller gave up.
-    /// `seen` is answered once the pool's view shows it.
-    Started {
-        ticket: u64,
-        result: Result<WorkerHandle, Outcome>,
-        seen: Option<oneshot::Sender<()>>,
-    },
-    /// An invocation left its isolate.
-    Release(u64),
-    /// Forget isolates a limit stopped.
-    Prune,
-    EvictIdle(Duration, oneshot::Sender<usize>),
-    EvictOldestIdle(oneshot::Sender<bool>),
-}
-
-/// What the actor last saw, for the synchronous queries (metrics, the sweeper's choice).
-#[derive(Default)]
-struct View {
-    handles: Vec<WorkerHandle>,
-    waiting: usize,
-    broken: Option<Outcome>,
-    oldest_idle: Option<Instant>,
-}
-
-/// The running isolates of one function: a handle to the actor that owns them. One task
-/// holds the pool's state; callers talk to it over a bounded channel, so the policy runs in
-/// one place and in arrival order.
+/// The running isolates of one function.
 pub struct Isolates {
-    tx: mpsc::Sender<Msg>,
-    view: Arc<Mutex<View>>,
+    shared: Arc<Shared>,
     cold_starts: Arc<AtomicU64>,
 }
 
-/// Messages the actor can hold before senders wait.
-const MAILBOX: usize = 1024;
+/// What the pool's handles, its leases and its timer share.
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the timer that sheds waiters whose time is up (a new waiter, or the pool gone).
+    timer: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.timer.notify_one();
+    }
+}
 
 /// One invocation's hold on an isolate; dropping it gives the room back.
 pub struct Lease {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     id: u64,
     pub handle: WorkerHandle,
     /// How long starting the isolate took, when this lease started it (a cold start).
     pub cold: Option<Duration>,
 }
 
-/// Sends a message from a destructor: at once if the mailbox has room, else from a task.
-fn post(tx: &mpsc::Sender<Msg>, msg: Msg) {
-    if let Err(mpsc::error::TrySendError::Full(msg)) = tx.try_send(msg) {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let tx = tx.clone();
-            runtime.spawn(async move {
-                let _ = tx.send(msg).await;
-            });
-        }
-    }
-}
-
 impl Drop for Lease {
     fn drop(&mut self) {
-        post(&self.tx, Msg::Release(self.id));
+        let mut state = self.shared.lock();
+        state.release(self.id);
+        state.serve_waiters();
     }
 }
 
-/// Reports a granted start that its caller dropped before it ended.
+/// A request waiting for room. Dropped (its caller gave up) after room was granted but
+/// before the grant was taken, it gives the room back.
+struct Waiting {
+    shared: Arc<Shared>,
+    answer: oneshot::Receiver<Grant>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.answer.close();
+        let Ok(grant) = self.answer.try_recv() else { return };
+        let mut state = self.shared.lock();
+        match grant {
+            Grant::Use { id, .. } => state.release(id),
+            Grant::Start { ticket } => state.started(ticket, Err(Outcome::Canceled)),
+            Grant::Refused(_) => {}
+        }
+        state.serve_waiters();
+    }
+}
+
+/// A granted start; dropped before it is reported, it counts as given up.
 struct StartTicket {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
     ticket: Option<u64>,
 }
 
 impl StartTicket {
-    fn report(
-        mut self,
-        result: Result<WorkerHandle, Outcome>,
-    ) -> impl std::future::Future<Output = ()> {
+    fn report(mut self, result: Result<WorkerHandle, Outcome>) {
         let ticket = self.ticket.take().expect("reported once");
-        let tx = self.tx.clone();
-        async move {
-            let (seen, shown) = oneshot::channel();
-            if tx.send(Msg::Started { ticket, result, seen: Some(seen) }).await.is_ok() {
-                let _ = shown.await;
-            }
-        }
+        let mut state = self.shared.lock();
+        state.started(ticket, result);
+        state.serve_waiters();
     }
 }
 
 impl Drop for StartTicket {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            post(&self.tx, Msg::Started { ticket, result: Err(Outcome::Canceled), seen: None });
+            let mut state = self.shared.lock();
+            state.started(ticket, Err(Outcome::Canceled));
+            state.serve_waiters();
         }
     }
 }
 
 impl Isolates {
-    /// Starts the pool's actor (on the current tokio runtime).
+    /// Makes the pool, and its timer on the current tokio runtime.
     pub fn new(
         settings: PoolSettings,
         node_isolates: Arc<AtomicUsize>,
         node_max: usize,
     ) -> Isolates {
-        let (tx, rx) = mpsc::channel(MAILBOX);
-        let view = Arc::new(Mutex::new(View::default()));
-        let actor = Actor {
+        let timer = Arc::new(Notify::new());
+        let state = State {
             settings,
             node_isolates,
             node_max,
@@ -209,14 +204,14 @@ impl Isolates {
             waiters: VecDeque::new(),
             broken: None,
             next_id: 0,
-            view: view.clone(),
         };
-        tokio::spawn(actor.run(rx));
-        Isolates { tx, view, cold_starts: Arc::new(AtomicU64::new(0)) }
+        let shared = Arc::new(Shared { state: Mutex::new(state), timer: timer.clone() });
+        tokio::spawn(shed_expired(Arc::downgrade(&shared), timer));
+        Isolates { shared, cold_starts: Arc::new(AtomicU64::new(0)) }
     }
 
-    fn view(&self) -> std::sync::MutexGuard<'_, View> {
-        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
     }
 
     /// Finds room for one invocation: a warm isolate, a new one (started here with `start`),
@@ -226,76 +221,93 @@ impl Isolates {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<WorkerHandle, Outcome>>,
     {
-        let (reply, answer) = oneshot::channel();
-        if self.tx.send(Msg::Acquire(reply)).await.is_err() {
-            return Err(Refusal::Broken(Outcome::Internal));
-        }
-        match answer.await {
-            Ok(Grant::Use { id, handle }) => {
-                Ok(Lease { tx: self.tx.clone(), id, handle, cold: None })
+        let here = js_runtime::current_isolate_thread();
+        let granted = self.lock().grant(here);
+        let grant = match granted {
+            Ok(grant) => grant,
+            Err(answer) => {
+                self.shared.timer.notify_one();
+                let mut waiting = Waiting { shared: self.shared.clone(), answer };
+                (&mut waiting.answer)
+                    .await
+                    .unwrap_or(Grant::Refused(Refusal::Broken(Outcome::Internal)))
             }
-            Ok(Grant::Start { ticket }) => {
-                let guard = StartTicket { tx: self.tx.clone(), ticket: Some(ticket) };
+        };
+        match grant {
+            Grant::Use { id, handle } => {
+                Ok(Lease { shared: self.shared.clone(), id, handle, cold: None })
+            }
+            Grant::Start { ticket } => {
+                let guard = StartTicket { shared: self.shared.clone(), ticket: Some(ticket) };
                 self.cold_starts.fetch_add(1, Ordering::Relaxed);
                 let starting = Instant::now();
                 let started = start().await;
                 let took = starting.elapsed();
-                guard.report(started.clone()).await;
+                guard.report(started.clone());
                 match started {
-                    Ok(handle) => {
-                        Ok(Lease { tx: self.tx.clone(), id: ticket, handle, cold: Some(took) })
-                    }
-                    Err(outcome) => {
-                        // Seen at once by `is_broken`, not only once the actor has the report.
-                        if outcome != Outcome::Canceled {
-                            self.view().broken = Some(outcome);
-                        }
-                        Err(Refusal::Broken(outcome))
-                    }
+                    Ok(handle) => Ok(Lease {
+                        shared: self.shared.clone(),
+                        id: ticket,
+                        handle,
+                        cold: Some(took),
+                    }),
+                    Err(outcome) => Err(Refusal::Broken(outcome)),
                 }
             }
-            Ok(Grant::Refused(refusal)) => Err(refusal),
-            Err(_) => Err(Refusal::Broken(Outcome::Internal)),
+            Grant::Refused(refusal) => Err(refusal),
         }
     }
 
     /// Bytes the function's isolates hold (V8 heap and ArrayBuffers), as last measured.
     pub fn memory_used(&self) -> u64 {
-        self.view().handles.iter().map(|h| h.memory_used()).sum()
+        self.lock().slots.iter().map(|s| s.handle.memory_used()).sum()
     }
 
     /// Requests waiting for an isolate now.
     pub fn waiting(&self) -> usize {
-        self.view().waiting
+        self.lock().waiters.len()
     }
 
     /// Forgets isolates that a limit stopped.
     pub fn prune_dead(&self) {
-        post(&self.tx, Msg::Prune);
+        self.lock().prune();
     }
 
-    /// Drops isolates with nothing in flight for `idle` (scale to zero).
-    pub async fn evict_idle(&self, idle: Duration) -> usize {
-        let (reply, answer) = oneshot::channel();
-        let _ = self.tx.send(Msg::EvictIdle(idle, reply)).await;
-        answer.await.unwrap_or(0)
+    /// Drops isolates with nothing in flight for `idle` (scale to zero); answers how many.
+    pub fn evict_idle(&self, idle: Duration) -> usize {
+        let mut state = self.lock();
+        let before = state.slots.len();
+        state.slots.retain(|s| s.load > 0 || s.last_used.elapsed() < idle);
+        let evicted = before - state.slots.len();
+        state.node_isolates.fetch_sub(evicted, Ordering::Relaxed);
+        evicted
     }
 
     /// When the least recently used idle isolate of this function was last used.
     pub fn oldest_idle(&self) -> Option<Instant> {
-        self.view().oldest_idle
+        self.lock().slots.iter().filter(|s| s.load == 0).map(|s| s.last_used).min()
     }
 
     /// Drops the least recently used idle isolate; whether there was one.
-    pub async fn evict_oldest_idle(&self) -> bool {
-        let (reply, answer) = oneshot::channel();
-        let _ = self.tx.send(Msg::EvictOldestIdle(reply)).await;
-        answer.await.unwrap_or(false)
+    pub fn evict_oldest_idle(&self) -> bool {
+        let mut state = self.lock();
+        let oldest = state
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.load == 0)
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(i, _)| i);
+        if let Some(i) = oldest {
+            state.slots.remove(i);
+            state.node_isolates.fetch_sub(1, Ordering::Relaxed);
+        }
+        oldest.is_some()
     }
 
     /// Isolates alive now.
     pub fn alive(&self) -> usize {
-        self.view().handles.iter().filter(|h| h.is_alive()).count()
+        self.lock().slots.iter().filter(|s| s.handle.is_alive()).count()
     }
 
     /// Isolates started so far.
@@ -305,12 +317,30 @@ impl Isolates {
 
     /// Whether the function could start.
     pub fn is_broken(&self) -> bool {
-        self.view().broken.is_some()
+        self.lock().broken.is_some()
     }
 }
 
-/// The task that owns a function's isolates.
-struct Actor {
+/// Sheds waiters whose time is up, until the pool is gone.
+async fn shed_expired(shared: Weak<Shared>, timer: Arc<Notify>) {
+    loop {
+        let deadline = match shared.upgrade() {
+            Some(shared) => {
+                let mut state = shared.lock();
+                state.expire();
+                state.waiters.front().map(|(_, d)| *d)
+            }
+            None => return,
+        };
+        tokio::select! {
+            _ = sleep_until(deadline) => {}
+            _ = timer.notified() => {}
+        }
+    }
+}
+
+/// A function's isolates and the requests waiting for them.
+struct State {
     settings: PoolSettings,
     /// Isolates alive on the whole node, and the most it may have.
     node_isolates: Arc<AtomicUsize>,
@@ -322,112 +352,69 @@ struct Actor {
     /// Set when the function cannot start; every request answers this outcome.
     broken: Option<Outcome>,
     next_id: u64,
-    view: Arc<Mutex<View>>,
 }
 
-impl Actor {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        loop {
-            let deadline = self.waiters.front().map(|(_, d)| *d);
-            let msg = tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(msg) => Some(msg),
-                    None => break,
-                },
-                _ = sleep_until(deadline) => None,
-            };
-            match msg {
-                Some(msg) => self.handle(msg),
-                None => self.expire(),
-            }
-            self.serve_waiters();
-            self.publish();
-        }
+impl Drop for State {
+    fn drop(&mut self) {
         self.node_isolates.fetch_sub(self.slots.len(), Ordering::Relaxed);
     }
+}
 
-    fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Acquire(reply) => {
-                self.prune();
-                if let Some(outcome) = self.broken {
-                    let _ = reply.send(Grant::Refused(Refusal::Broken(outcome)));
-                } else if !self.waiters.is_empty() {
-                    // Those already waiting go first.
-                    self.enqueue(reply);
-                } else {
-                    match self.decide(0) {
-                        Some(grant) => {
-                            let _ = reply.send(grant);
-                        }
-                        None => self.enqueue(reply),
-                    }
-                }
+impl State {
+    /// A grant for a request from isolate thread `here` (if it comes from one), or its place
+    /// in the wait queue.
+    fn grant(&mut self, here: Option<usize>) -> Result<Grant, oneshot::Receiver<Grant>> {
+        self.prune();
+        if let Some(outcome) = self.broken {
+            return Ok(Grant::Refused(Refusal::Broken(outcome)));
+        }
+        // Those already waiting go first.
+        if self.waiters.is_empty() {
+            if let Some(grant) = self.decide(here) {
+                return Ok(grant);
             }
-            Msg::Started { ticket, result, seen } => {
-                self.starting -= 1;
-                match result {
-                    Ok(handle) => {
-                        self.node_isolates.fetch_add(1, Ordering::Relaxed);
-                        self.slots.push(Slot {
-                            id: ticket,
-                            handle,
-                            load: 1,
-                            last_used: Instant::now(),
-                        });
-                    }
-                    Err(Outcome::Canceled) => {}
-                    Err(outcome) => {
-                        self.broken = Some(outcome);
-                        for (waiter, _) in self.waiters.drain(..) {
-                            let _ = waiter.send(Grant::Refused(Refusal::Broken(outcome)));
-                        }
-                    }
-                }
-                self.publish();
-                if let Some(seen) = seen {
-                    let _ = seen.send(());
-                }
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.waiters.len() >= self.settings.max_queue {
+            return Ok(Grant::Refused(Refusal::Shed));
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
+        self.waiters.push_back((reply, deadline));
+        Err(answer)
+    }
+
+    /// A start granted earlier has ended.
+    fn started(&mut self, ticket: u64, result: Result<WorkerHandle, Outcome>) {
+        self.starting -= 1;
+        match result {
+            Ok(handle) => {
+                self.node_isolates.fetch_add(1, Ordering::Relaxed);
+                self.slots.push(Slot { id: ticket, handle, load: 1, last_used: Instant::now() });
             }
-            Msg::Release(id) => {
-                if let Some(slot) = self.slots.iter_mut().find(|s| s.id == id) {
-                    slot.load = slot.load.saturating_sub(1);
-                    slot.last_used = Instant::now();
+            Err(Outcome::Canceled) => {}
+            Err(outcome) => {
+                self.broken = Some(outcome);
+                for (waiter, _) in self.waiters.drain(..) {
+                    let _ = waiter.send(Grant::Refused(Refusal::Broken(outcome)));
                 }
-            }
-            Msg::Prune => self.prune(),
-            Msg::EvictIdle(idle, reply) => {
-                let before = self.slots.len();
-                self.slots.retain(|s| s.load > 0 || s.last_used.elapsed() < idle);
-                let evicted = before - self.slots.len();
-                self.node_isolates.fetch_sub(evicted, Ordering::Relaxed);
-                self.publish();
-                let _ = reply.send(evicted);
-            }
-            Msg::EvictOldestIdle(reply) => {
-                let oldest = self
-                    .slots
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.load == 0)
-                    .min_by_key(|(_, s)| s.last_used)
-                    .map(|(i, _)| i);
-                if let Some(i) = oldest {
-                    self.slots.remove(i);
-                    self.node_isolates.fetch_sub(1, Ordering::Relaxed);
-                }
-                self.publish();
-                let _ = reply.send(oldest.is_some());
             }
         }
     }
 
-    /// Applies the policy for one request; `None` means it waits. `ahead` requests wait
-    /// before it.
-    fn decide(&mut self, ahead: usize) -> Option<Grant> {
+    /// An invocation left isolate `id`.
+    fn release(&mut self, id: u64) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.id == id) {
+            slot.load = slot.load.saturating_sub(1);
+            slot.last_used = Instant::now();
+        }
+    }
+
+    /// Applies the policy for one request from thread `here`; `None` means it waits.
+    fn decide(&mut self, here: Option<usize>) -> Option<Grant> {
         let loads: Vec<usize> = self.slots.iter().map(|s| s.load).collect();
+        let local: Vec<bool> = self.slots.iter().map(|s| here == Some(s.handle.thread())).collect();
         let node = self.node_isolates.load(Ordering::Relaxed);
-        match decide(&self.settings, &loads, self.starting, ahead, node, self.node_max) {
+        match decide(&self.settings, &loads, &local, self.starting, 0, node, self.node_max) {
             Decision::Use(i) => {
                 let slot = &mut self.slots[i];
                 slot.load += 1;
@@ -445,15 +432,6 @@ impl Actor {
         }
     }
 
-    fn enqueue(&mut self, reply: oneshot::Sender<Grant>) {
-        if self.waiters.len() >= self.settings.max_queue {
-            let _ = reply.send(Grant::Refused(Refusal::Shed));
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
-        self.waiters.push_back((reply, deadline));
-    }
-
     /// Gives room to waiting requests, oldest first, while there is some.
     fn serve_waiters(&mut self) {
         self.prune();
@@ -462,7 +440,7 @@ impl Actor {
                 self.waiters.pop_front();
                 continue;
             }
-            match self.decide(0) {
+            match self.decide(None) {
                 Some(Grant::Refused(_)) | None => break,
                 Some(grant) => {
                     let (waiter, _) = self.waiters.pop_front().expect("a waiter");
@@ -496,14 +474,6 @@ impl Actor {
         self.slots.retain(|s| s.handle.is_alive());
         self.node_isolates.fetch_sub(before - self.slots.len(), Ordering::Relaxed);
     }
-
-    fn publish(&self) {
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        view.handles = self.slots.iter().map(|s| s.handle.clone()).collect();
-        view.waiting = self.waiters.len();
-        view.broken = self.broken;
-        view.oldest_idle = self.slots.iter().filter(|s| s.load == 0).map(|s| s.last_used).min();
-    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -526,13 +496,30 @@ mod tests {
 
     #[test]
     fn reuse_start_wait_shed() {
-        assert_eq!(decide(&S, &[], 0, 0, 0, 10), Decision::Start, "cold start");
-        assert_eq!(decide(&S, &[1], 0, 0, 1, 10), Decision::Use(0), "warm start");
-        assert_eq!(decide(&S, &[2, 1], 0, 0, 2, 10), Decision::Use(1), "least loaded with room");
-        assert_eq!(decide(&S, &[2], 0, 0, 1, 10), Decision::Start, "all busy: another isolate");
-        assert_eq!(decide(&S, &[2], 1, 0, 1, 10), Decision::Wait, "the second is starting");
-        assert_eq!(decide(&S, &[2, 2], 0, 0, 2, 10), Decision::Wait, "at the function's maximum");
-        assert_eq!(decide(&S, &[2, 2], 0, 1, 2, 10), Decision::Shed, "and the queue is full");
-        assert_eq!(decide(&S, &[2], 0, 0, 10, 10), Decision::Wait, "at the node's maximum");
+        let far = [false; 2];
+        assert_eq!(decide(&S, &[], &[], 0, 0, 0, 10), Decision::Start, "cold start");
+        assert_eq!(decide(&S, &[1], &far, 0, 0, 1, 10), Decision::Use(0), "warm start");
+        let least = decide(&S, &[2, 1], &far, 0, 0, 2, 10);
+        assert_eq!(least, Decision::Use(1), "least loaded with room");
+        let busy = decide(&S, &[2], &far, 0, 0, 1, 10);
+        assert_eq!(busy, Decision::Start, "all busy: another isolate");
+        let starting = decide(&S, &[2], &far, 1, 0, 1, 10);
+        assert_eq!(starting, Decision::Wait, "the second is starting");
+        let full = decide(&S, &[2, 2], &far, 0, 0, 2, 10);
+        assert_eq!(full, Decision::Wait, "at the function's maximum");
+        let shed = decide(&S, &[2, 2], &far, 0, 1, 2, 10);
+        assert_eq!(shed, Decision::Shed, "and the queue is full");
+        let node = decide(&S, &[2], &far, 0, 0, 10, 10);
+        assert_eq!(node, Decision::Wait, "at the node's maximum");
+    }
+
+    #[test]
+    fn an_isolate_on_the_callers_thread_goes_first_while_it_has_room() {
+        let s = PoolSettings { concurrency: 4, ..S };
+        let second_is_local = [false, true];
+        let local = decide(&s, &[0, 3], &second_is_local, 0, 0, 2, 10);
+        assert_eq!(local, Decision::Use(1), "the local one although it is busier");
+        let full = decide(&s, &[0, 4], &second_is_local, 0, 0, 2, 10);
+        assert_eq!(full, Decision::Use(0), "the local one is full: the other");
     }
 }

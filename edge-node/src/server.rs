@@ -88,10 +88,27 @@ impl Listeners {
                 },
             };
             let _ = stream.set_nodelay(true);
+            // The connection is served on an isolate thread, where its requests mostly find
+            // their isolate without a thread switch; its socket moves to that thread's
+            // reactor, so readiness does not go through this one.
+            let stream = match stream.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "cannot hand the connection over");
+                    continue;
+                }
+            };
             let (this, builder, tls, protocol) =
                 (self.clone(), builder.clone(), tls.clone(), protocol.clone());
-            self.tracker.spawn(async move {
+            js_runtime::spawn_connection(self.tracker.track_future(async move {
                 let _permit = permit;
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        tracing::debug!(%remote, error = %e, "cannot serve the connection");
+                        return;
+                    }
+                };
                 match tls {
                     None => this.connection(&builder, stream, protocol, remote).await,
                     Some(config) => {
@@ -117,7 +134,7 @@ impl Listeners {
                         }
                     }
                 }
-            });
+            }));
         }
     }
 

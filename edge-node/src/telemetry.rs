@@ -3,7 +3,7 @@
 //! function name, the trigger and the outcome, all bounded sets.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use js_runtime::Outcome;
@@ -50,6 +50,71 @@ pub struct InvocationStats<'a> {
     pub cpu_time: Duration,
     /// The isolate start this invocation waited for, if it was a cold start.
     pub cold_start: Option<Duration>,
+}
+
+/// One function's meters, looked up once: looking a series up in its family builds the
+/// label set (allocating) and hashes it, which no invocation should pay for. Families are
+/// never cleared of these series, so the handles stay the exported ones.
+pub struct FunctionMeters {
+    telemetry: Arc<Telemetry>,
+    function: String,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    cpu: Histogram,
+    warm_starts: Counter,
+    cold_starts: Counter,
+    cold_start_duration: Histogram,
+    load_shed: Counter,
+    /// The series of the most common invocation: HTTP, answered.
+    http_duration: Histogram,
+    http_ok: Counter,
+}
+
+impl FunctionMeters {
+    /// The function's name.
+    pub fn function(&self) -> &str {
+        &self.function
+    }
+
+    /// Counts one finished invocation.
+    pub fn invocation(&self, s: &InvocationStats) {
+        let t = &self.telemetry;
+        let seconds = s.duration.as_secs_f64();
+        if s.trigger == "http" {
+            self.http_duration.observe(seconds);
+        } else {
+            let trigger = TriggerLabels { function: s.function.into(), trigger: s.trigger.into() };
+            t.duration.get_or_create(&trigger).observe(seconds);
+        }
+        if s.trigger == "http" && s.outcome == Outcome::Ok {
+            self.http_ok.inc();
+        } else {
+            let outcome = OutcomeLabels {
+                function: s.function.into(),
+                trigger: s.trigger.into(),
+                outcome: s.outcome.as_str().into(),
+            };
+            t.invocations.get_or_create(&outcome).inc();
+        }
+        self.cpu.observe(s.cpu_time.as_secs_f64());
+        match s.cold_start {
+            Some(start) => {
+                self.cold_starts.inc();
+                self.cold_start_duration.observe(start.as_secs_f64());
+            }
+            None => {
+                self.warm_starts.inc();
+            }
+        }
+        if s.outcome == Outcome::LoadShed {
+            self.load_shed.inc();
+        }
+        let mut series = t.series.lock().expect("series lock");
+        match series.get_mut(s.function) {
+            Some(series) => series.add(s),
+            None => series.entry(s.function.to_string()).or_default().add(s),
+        }
+    }
 }
 
 /// The node's metrics.
@@ -192,32 +257,28 @@ impl Telemetry {
         FunctionLabels { function: name.to_string() }
     }
 
-    /// Counts one finished invocation.
-    pub fn invocation(&self, s: &InvocationStats) {
-        let function = Telemetry::function(s.function);
-        let trigger = TriggerLabels { function: s.function.into(), trigger: s.trigger.into() };
-        let outcome = OutcomeLabels {
-            function: s.function.into(),
-            trigger: s.trigger.into(),
-            outcome: s.outcome.as_str().into(),
+    /// The meters of function `name`, for [`FunctionMeters::invocation`].
+    pub fn meters(self: &Arc<Self>, name: &str) -> FunctionMeters {
+        let function = Telemetry::function(name);
+        let http = TriggerLabels { function: name.into(), trigger: "http".into() };
+        let http_ok = OutcomeLabels {
+            function: name.into(),
+            trigger: "http".into(),
+            outcome: Outcome::Ok.as_str().into(),
         };
-        self.invocations.get_or_create(&outcome).inc();
-        self.duration.get_or_create(&trigger).observe(s.duration.as_secs_f64());
-        self.cpu.get_or_create(&function).observe(s.cpu_time.as_secs_f64());
-        match s.cold_start {
-            Some(start) => {
-                self.cold_starts.get_or_create(&function).inc();
-                self.cold_start_duration.get_or_create(&function).observe(start.as_secs_f64());
-            }
-            None => {
-                self.warm_starts.get_or_create(&function).inc();
-            }
+        FunctionMeters {
+            telemetry: self.clone(),
+            function: name.to_string(),
+            bytes_in: self.bytes_in.get_or_create_owned(&function),
+            bytes_out: self.bytes_out.get_or_create_owned(&function),
+            cpu: self.cpu.get_or_create_owned(&function),
+            warm_starts: self.warm_starts.get_or_create_owned(&function),
+            cold_starts: self.cold_starts.get_or_create_owned(&function),
+            cold_start_duration: self.cold_start_duration.get_or_create_owned(&function),
+            load_shed: self.load_shed.get_or_create_owned(&function),
+            http_duration: self.duration.get_or_create_owned(&http),
+            http_ok: self.invocations.get_or_create_owned(&http_ok),
         }
-        if s.outcome == Outcome::LoadShed {
-            self.load_shed.get_or_create(&function).inc();
-        }
-        let mut series = self.series.lock().expect("series lock");
-        series.entry(s.function.to_string()).or_default().add(s);
     }
 
     /// Observes how late a cron run started.

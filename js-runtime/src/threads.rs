@@ -26,8 +26,17 @@ type Task = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 struct Thread {
     tasks: mpsc::UnboundedSender<Task>,
+    /// The thread's runtime, for the `Send` tasks it also runs (connections).
+    runtime: tokio::runtime::Handle,
     /// Isolates living on the thread (and isolates being made there).
     isolates: Arc<AtomicUsize>,
+    /// Connections served on the thread.
+    connections: Arc<AtomicUsize>,
+}
+
+thread_local! {
+    /// The index of the isolate thread this is, on isolate threads.
+    static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// Threads asked for; 0 means one per core.
@@ -54,26 +63,65 @@ fn threads() -> &'static [Thread] {
         (0..wanted)
             .map(|i| {
                 let (tasks, rx) = mpsc::unbounded_channel();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("an isolate thread's runtime starts");
+                let runtime = rt.handle().clone();
                 std::thread::Builder::new()
                     .name(format!("isolates-{i}"))
-                    .spawn(move || run_thread(rx))
+                    .spawn(move || run_thread(i, rt, rx))
                     .expect("an isolate thread starts");
-                Thread { tasks, isolates: Arc::new(AtomicUsize::new(0)) }
+                Thread {
+                    tasks,
+                    runtime,
+                    isolates: Arc::new(AtomicUsize::new(0)),
+                    connections: Arc::new(AtomicUsize::new(0)),
+                }
             })
             .collect()
     })
 }
 
-fn run_thread(mut tasks: mpsc::UnboundedReceiver<Task>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("an isolate thread's runtime starts");
+fn run_thread(index: usize, rt: tokio::runtime::Runtime, mut tasks: mpsc::UnboundedReceiver<Task>) {
+    CURRENT.with(|c| c.set(Some(index)));
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         while let Some(task) = tasks.recv().await {
             tokio::task::spawn_local(task());
         }
+    });
+}
+
+/// One of a thread's counted tasks; its count goes down when it ends.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The index of the isolate thread the caller runs on; `None` off the isolate threads.
+pub fn current_isolate_thread() -> Option<usize> {
+    CURRENT.with(Cell::get)
+}
+
+/// Runs `connection` on the isolate thread serving the fewest connections, so its requests
+/// reach the isolates there without a thread switch.
+pub fn spawn_connection<F>(connection: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let thread = threads()
+        .iter()
+        .min_by_key(|t| t.connections.load(Ordering::Relaxed))
+        .expect("at least one isolate thread");
+    let count = thread.connections.clone();
+    count.fetch_add(1, Ordering::Relaxed);
+    thread.runtime.spawn(async move {
+        let _counted = Counted(count);
+        connection.await;
     });
 }
 
@@ -96,13 +144,7 @@ where
     count.fetch_add(1, Ordering::Relaxed);
     let task: Task = Box::new(move || {
         Box::pin(async move {
-            struct Done(Arc<AtomicUsize>);
-            impl Drop for Done {
-                fn drop(&mut self) {
-                    self.0.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            let _done = Done(count);
+            let _counted = Counted(count);
             make(index).await;
         })
     });

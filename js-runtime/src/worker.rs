@@ -132,6 +132,8 @@ pub struct Worker;
 pub struct WorkerHandle {
     inbox: mpsc::UnboundedSender<Invocation>,
     memory: Arc<AtomicU64>,
+    /// The isolate thread the worker runs on.
+    thread: usize,
 }
 
 impl Worker {
@@ -159,7 +161,7 @@ impl Worker {
         // holds the fewest isolates) does not hold up this one.
         spare::replenish(memory, Some(thread));
         match ready {
-            Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
+            Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use, thread }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
         }
@@ -248,6 +250,12 @@ impl WorkerHandle {
     /// each entry into the isolate).
     pub fn memory_used(&self) -> u64 {
         self.memory.load(Ordering::Relaxed)
+    }
+
+    /// The index of the isolate thread the worker runs on (see
+    /// [`crate::current_isolate_thread`]).
+    pub fn thread(&self) -> usize {
+        self.thread
     }
 
     /// Whether the worker is still running: a worker stopped by a limit is gone for good and

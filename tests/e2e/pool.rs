@@ -229,7 +229,9 @@ export default {
       while (Date.now() < until) {}
       return new Response("spun");
     }
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Long enough that all forty requests arrive while the first still waits, even when
+    // starting isolates holds up the threads serving the connections.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
     return new Response("waited");
   },
 };

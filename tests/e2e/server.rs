@@ -253,6 +253,7 @@ async fn a_reloaded_certificate_serves_new_handshakes_and_keeps_open_connections
     node.node().reload_tls().expect("the new certificate loads");
 
     // The open connection goes on...
+    sender.ready().await.expect("the open connection survives the reload");
     let response =
         sender.send_request(get()).await.expect("the open connection survives the reload");
     assert_eq!(response.status(), 200);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use deno_core::convert::ByteString;
-use deno_core::{op2, JsBuffer, OpState, ToV8};
+use deno_core::{op2, v8, JsBuffer, OpState, ToV8};
 use deno_error::JsErrorBox;
 use tokio::sync::mpsc;
 
@@ -203,7 +203,9 @@ impl Live {
     }
 }
 
-#[derive(ToV8)]
+/// An invocation as `op_isola_next` hands it to JavaScript: an array in field order, which
+/// `runtime.js` reads into an object of one shape (cheaper than building an object here,
+/// whose keys V8 would look up as new strings every time).
 struct NextRequest {
     id: u32,
     invocation_id: String,
@@ -217,6 +219,44 @@ struct NextRequest {
     has_body: bool,
     /// `HTTP/1.1`, `HTTP/2` or `HTTP/3`, as `request.cf.httpProtocol` shows it.
     http_protocol: &'static str,
+}
+
+impl<'a> ToV8<'a> for NextRequest {
+    type Error = std::convert::Infallible;
+
+    fn to_v8<'i>(
+        self,
+        scope: &mut v8::PinScope<'a, 'i>,
+    ) -> Result<v8::Local<'a, v8::Value>, Self::Error> {
+        fn text<'a>(scope: &mut v8::PinScope<'a, '_>, s: &str) -> v8::Local<'a, v8::Value> {
+            v8::String::new(scope, s).unwrap_or_else(|| v8::String::empty(scope)).into()
+        }
+        fn latin1<'a>(scope: &mut v8::PinScope<'a, '_>, b: &[u8]) -> v8::Local<'a, v8::Value> {
+            v8::String::new_from_one_byte(scope, b, v8::NewStringType::Normal)
+                .unwrap_or_else(|| v8::String::empty(scope))
+                .into()
+        }
+        let headers: Vec<v8::Local<v8::Value>> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let pair = [latin1(scope, name), latin1(scope, value)];
+                v8::Array::new_with_elements(scope, &pair).into()
+            })
+            .collect();
+        let fields = [
+            v8::Integer::new_from_unsigned(scope, self.id).into(),
+            text(scope, &self.invocation_id),
+            text(scope, self.handler),
+            text(scope, &self.payload),
+            text(scope, &self.method),
+            text(scope, &self.url),
+            v8::Array::new_with_elements(scope, &headers).into(),
+            v8::Boolean::new(scope, self.has_body).into(),
+            text(scope, self.http_protocol),
+        ];
+        Ok(v8::Array::new_with_elements(scope, &fields).into())
+    }
 }
 
 #[op2(fast)]

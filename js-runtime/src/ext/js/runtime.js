@@ -24,6 +24,7 @@ const {
   SafePromiseAllSettled,
   StringPrototypeEndsWith,
   StringPrototypeSlice,
+  Symbol,
   TypeError,
   TypedArrayPrototypeGetSymbolToStringTag,
 } = primordials;
@@ -275,27 +276,34 @@ function readBody(id) {
 
 const EMPTY = new Uint8Array(0);
 
-async function sendResponse(id, res) {
+// Answers with a response whose body is whole already (or absent); `false` when the body is
+// a stream, which `streamResponse` sends.
+function respondWhole(id, res) {
   const inner = response.toInnerResponse(res);
-  const list = inner.headerList;
   const innerBody = inner.body;
   if (innerBody === null) {
-    op_isola_respond(id, inner.status, list, EMPTY);
-    return;
+    op_isola_respond(id, inner.status, inner.headerList, EMPTY);
+    return true;
   }
   const streamOrStatic = innerBody.streamOrStatic;
-  if (!ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
-    streamOrStatic.consumed = true;
-    const staticBody = streamOrStatic.body;
-    if (typeof staticBody === "string") {
-      op_isola_respond_text(id, inner.status, list, staticBody);
-    } else {
-      op_isola_respond(id, inner.status, list, staticBody);
-    }
-    return;
+  if (ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
+    return false;
   }
-  op_isola_respond_stream(id, inner.status, list);
-  const reader = streamOrStatic.getReader();
+  streamOrStatic.consumed = true;
+  const staticBody = streamOrStatic.body;
+  if (typeof staticBody === "string") {
+    op_isola_respond_text(id, inner.status, inner.headerList, staticBody);
+  } else {
+    op_isola_respond(id, inner.status, inner.headerList, staticBody);
+  }
+  return true;
+}
+
+// Answers with a head now and the body's chunks as the stream yields them.
+async function streamResponse(id, res) {
+  const inner = response.toInnerResponse(res);
+  op_isola_respond_stream(id, inner.status, inner.headerList);
+  const reader = inner.body.streamOrStatic.getReader();
   try {
     while (true) {
       const { value, done } = await reader.read();
@@ -318,6 +326,18 @@ async function sendResponse(id, res) {
   }
 }
 
+// An exception nobody caught ends the invocation with `exception`, logged with its stack.
+function uncaught(id, error) {
+  print(`Uncaught ${describe(error)}`, 3);
+  op_isola_fail(id, "exception", describe(error));
+}
+
+// The end of every invocation: its response is sent and its `waitUntil` work settled.
+function endInvocation(next) {
+  if (subrequestCounts.size !== 0) subrequestCounts.delete(next.invocationId);
+  op_isola_done(next.id);
+}
+
 // Runs one invocation: its ExecutionContext, its async context (for console records), and
 // whatever happens, its end (`op_isola_done`).
 async function runInvocation(next, work) {
@@ -329,11 +349,9 @@ async function runInvocation(next, work) {
   try {
     await work(id, ctx, waitUntil);
   } catch (error) {
-    print(`Uncaught ${describe(error)}`, 3);
-    op_isola_fail(id, "exception", describe(error));
+    uncaught(id, error);
   } finally {
-    subrequestCounts.delete(next.invocationId);
-    op_isola_done(id);
+    endInvocation(next);
     core.setAsyncContext(prev);
   }
 }
@@ -346,39 +364,143 @@ async function settle(waitUntil) {
   }
 }
 
-function invoke(handler, env, next) {
-  return runInvocation(next, async (id, ctx, waitUntil) => {
-    const bodyStream = next.hasBody ? readBody(id) : null;
-    const inner = request.newInnerRequest(
-      next.method,
-      next.url,
-      () => next.headers,
-      bodyStream === null ? null : new body.InnerBody(bodyStream),
-      false,
+// The inner request (deno_fetch's shape) of a request the node received: what
+// `request.newInnerRequest` makes, as a class, so a request costs no closures or accessor
+// definitions of its own.
+class IncomingInnerRequest {
+  constructor(method, url, headers, body) {
+    this.methodInner = method;
+    this.headerListInner = headers;
+    this.body = body;
+    this.redirectMode = "follow";
+    this.redirectCount = 0;
+    this.urlList = [() => url];
+    this.urlListProcessed = [url];
+    this.clientRid = null;
+    this.blobUrlEntry = null;
+  }
+  get method() {
+    return this.methodInner;
+  }
+  set method(value) {
+    this.methodInner = value;
+  }
+  get headerList() {
+    return this.headerListInner;
+  }
+  set headerList(value) {
+    this.headerListInner = value;
+  }
+  url() {
+    return this.urlListProcessed[0];
+  }
+  currentUrl() {
+    const last = this.urlList.length - 1;
+    if (this.urlListProcessed[last] === undefined) {
+      this.urlListProcessed[last] = this.urlList[last]();
+    }
+    return this.urlListProcessed[last];
+  }
+}
+
+// `request.cf`, connection metadata: as in Workers, an accessor of Request.prototype, here
+// reading a slot the node fills on the requests it receives (undefined on others). Its value
+// is one frozen object per protocol, shared by the isolate's requests.
+const cfSlot = Symbol("cf");
+ObjectDefineProperty(request.Request.prototype, "cf", {
+  __proto__: null,
+  get() {
+    return this[cfSlot];
+  },
+  enumerable: true,
+  configurable: true,
+});
+const cfByProtocol = new SafeMap();
+
+function cfOf(httpProtocol) {
+  let cf = cfByProtocol.get(httpProtocol);
+  if (cf === undefined) {
+    cf = ObjectFreeze({ __proto__: null, httpProtocol, region: nodeRegion });
+    cfByProtocol.set(httpProtocol, cf);
+  }
+  return cf;
+}
+
+// The Request a fetch handler gets for invocation `next`.
+function incomingRequest(next) {
+  const bodyStream = next.hasBody ? readBody(next.id) : null;
+  const inner = new IncomingInnerRequest(
+    next.method,
+    next.url,
+    next.headers,
+    bodyStream === null ? null : new body.InnerBody(bodyStream),
+  );
+  const req = request.fromInnerRequest(inner, "immutable");
+  req[cfSlot] = cfOf(next.httpProtocol);
+  return req;
+}
+
+function checkResponse(res) {
+  if (!ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
+    throw new TypeError(
+      `the fetch handler must return a Response, it returned ${consoleMod.inspect(res)}`,
     );
-    const req = request.fromInnerRequest(inner, "immutable");
-    // Connection metadata, where Workers puts it.
-    ObjectDefineProperty(req, "cf", {
-      __proto__: null,
-      value: ObjectFreeze({ __proto__: null, httpProtocol: next.httpProtocol, region: nodeRegion }),
-      enumerable: true,
-    });
+  }
+}
+
+// Runs a fetch invocation. A handler that returns a Response with a whole body at once, and
+// leaves no `waitUntil` work, is answered and ended in the same turn, without a promise of
+// the runtime's own; everything else goes on in `finishFetch`.
+function invoke(handler, env, next) {
+  const waitUntil = [];
+  const ctx = new ExecutionContext(waitUntil);
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(next.invocationId);
+  try {
     let res;
+    let answered = false;
     try {
-      res = await handler.fetch(req, env, ctx);
-      if (!ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
-        throw new TypeError(
-          `the fetch handler must return a Response, it returned ${consoleMod.inspect(res)}`,
-        );
+      res = handler.fetch(incomingRequest(next), env, ctx);
+      if (ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
+        answered = respondWhole(next.id, res);
+        if (answered && waitUntil.length === 0) {
+          endInvocation(next);
+          return;
+        }
       }
     } catch (error) {
-      print(`Uncaught ${describe(error)}`, 3);
-      op_isola_fail(id, "exception", describe(error));
+      uncaught(next.id, error);
+      endInvocation(next);
       return;
     }
-    await sendResponse(id, res);
-    await settle(waitUntil);
-  });
+    finishFetch(next, res, answered, waitUntil);
+  } finally {
+    core.setAsyncContext(prev);
+  }
+}
+
+// The rest of a fetch invocation: the response the handler's promise brings (unless
+// `answered`), a streamed body, the `waitUntil` work.
+async function finishFetch(next, pending, answered, waitUntil) {
+  const id = next.id;
+  try {
+    if (!answered) {
+      let res;
+      try {
+        res = await pending;
+        checkResponse(res);
+      } catch (error) {
+        uncaught(id, error);
+        return;
+      }
+      if (!respondWhole(id, res)) await streamResponse(id, res);
+    }
+    if (waitUntil.length !== 0) await settle(waitUntil);
+  } catch (error) {
+    uncaught(id, error);
+  } finally {
+    endInvocation(next);
+  }
 }
 
 // ---- events: scheduled, queue, storage, record ----------------------------------------------
@@ -561,6 +683,21 @@ function binding(name, kind) {
   throw new TypeError(`binding ${name}: unknown kind ${kind}`);
 }
 
+// An invocation from `op_isola_next`, which hands it over as an array in this order.
+class Next {
+  constructor(fields) {
+    this.id = fields[0];
+    this.invocationId = fields[1];
+    this.handler = fields[2];
+    this.payload = fields[3];
+    this.method = fields[4];
+    this.url = fields[5];
+    this.headers = fields[6];
+    this.hasBody = fields[7];
+    this.httpProtocol = fields[8];
+  }
+}
+
 const HANDLERS = ["fetch", "scheduled", "queue", "storage", "record"];
 
 /**
@@ -572,6 +709,7 @@ let nodeRegion = "";
 
 function start(namespace, vars, subrequests, bindings, region) {
   nodeRegion = region;
+  cfByProtocol.clear();
   limitSubrequests(subrequests);
   const handler = namespace.default;
   if (
@@ -591,8 +729,9 @@ function start(namespace, vars, subrequests, bindings, region) {
       // the handlers still in flight can never finish, and the worker says so (no_response).
       const waiting = op_isola_next();
       core.unrefOpPromise(waiting);
-      const next = await waiting;
-      if (next === null) break;
+      const fields = await waiting;
+      if (fields === null) break;
+      const next = new Next(fields);
       if (next.handler === "fetch") {
         if (typeof handler.fetch === "function") {
           invoke(handler, env, next);
@@ -610,14 +749,15 @@ function start(namespace, vars, subrequests, bindings, region) {
 // Warm-up, run once while the snapshot is made: the snapshot keeps the bytecode of what it
 // compiles, so an isolate does not compile the request path again on its first request.
 for (let i = 0; i < 2; i++) {
-  const inner = request.newInnerRequest(
+  const inner = new IncomingInnerRequest(
     "POST",
     "http://localhost/warm-up?q=1",
-    () => [["content-type", "text/plain"], ["x-warm", "up"]],
+    [["content-type", "text/plain"], ["x-warm", "up"]],
     null,
-    false,
   );
   const req = request.fromInnerRequest(inner, "immutable");
+  req[cfSlot] = cfOf("HTTP/1.1");
+  req.cf;
   req.method;
   req.url;
   req.headers.get("x-warm");
@@ -629,6 +769,7 @@ for (let i = 0; i < 2; i++) {
   response.toInnerResponse(response.Response.json({ warm: true }));
   new ExecutionContext([]);
 }
+cfByProtocol.clear();
 
 // Rust takes this out, together with deno_core's own `Deno` and `__bootstrap` globals, before
 // any function code runs (deno_core needs those while it restores the snapshot).
