@@ -213,21 +213,27 @@ const LINGER: Duration = Duration::from_millis(5);
 struct Open {
     file: std::io::BufWriter<std::fs::File>,
     size: u64,
+    /// Written to since the last flush.
+    unflushed: bool,
 }
 
 fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
     let segment_size = (bounds.max_size / 8).max(64 * 1024);
     let mut open: HashMap<String, Open> = HashMap::new();
     let mut last_sweep = SystemTime::now();
+    let mut line = Vec::new();
     while let Ok(first) = rx.recv() {
         // Let a busy node's records gather for a moment: one wake-up and one write per
         // function for many records (tails get records at once, not from here).
         std::thread::sleep(LINGER);
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let mut touched = Vec::new();
         for record in batch {
-            let Ok(line) = serde_json::to_string(&*record) else { continue };
+            line.clear();
+            if serde_json::to_writer(&mut line, &*record).is_err() {
+                continue;
+            }
+            line.push(b'\n');
             let function = record.function.as_str();
             if !is_safe_name(function) {
                 continue;
@@ -244,7 +250,7 @@ fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
                     Ok(file) => {
                         open.insert(
                             function.to_string(),
-                            Open { file: std::io::BufWriter::new(file), size: 0 },
+                            Open { file: std::io::BufWriter::new(file), size: 0, unflushed: false },
                         );
                         enforce(&folder, bounds);
                     }
@@ -255,16 +261,15 @@ fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
                 }
             }
             if let Some(o) = open.get_mut(function) {
-                if writeln!(o.file, "{line}").is_ok() {
-                    o.size += line.len() as u64 + 1;
+                if o.file.write_all(&line).is_ok() {
+                    o.size += line.len() as u64;
                 }
-                touched.push(function.to_string());
+                o.unflushed = true;
             }
         }
-        for function in touched {
-            if let Some(o) = open.get_mut(&function) {
-                let _ = o.file.flush();
-            }
+        for o in open.values_mut().filter(|o| o.unflushed) {
+            let _ = o.file.flush();
+            o.unflushed = false;
         }
         if last_sweep.elapsed().unwrap_or_default() > Duration::from_secs(60) {
             last_sweep = SystemTime::now();

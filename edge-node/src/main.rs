@@ -189,6 +189,9 @@ enum SecretsCommand {
 #[error("{0}")]
 struct BadConfig(String);
 
+#[global_allocator]
+static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _otlp = init_tracing();

@@ -7,6 +7,10 @@
 //! received. The cache is the one V8 made on the first compilation, kept in memory as the node
 //! keeps it.
 
+// The node's allocator, so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};

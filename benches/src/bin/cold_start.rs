@@ -5,6 +5,10 @@
 //! made ahead of time (and the bench waits for the next one to be ready before it starts).
 //! `ISOLATE_THREADS=N` sets the number of isolate threads (default: one per core).
 
+// The node's allocator, so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -4,6 +4,10 @@
 //! Usage: isolates [N] [--gc]  (default 1000; `--gc`: each isolate runs a full garbage
 //! collection after its request, so the figure is after GC)
 
+// The node's allocator, so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -7,6 +7,10 @@
 //!
 //! Usage: limits [seconds-per-throughput-run]  (default 3)
 
+// The node's allocator, so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -9,6 +9,10 @@
 //! handshake; without, the server name is `other.test` (no route) and the `Host` header alone
 //! routes the request, so the isolate starts when the request arrives.
 
+// The node's allocator, so the figures are the node's.
+#[global_allocator]
+static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -28,6 +28,7 @@ deno_core::extension!(
     ops = [
         op_isola_log,
         op_isola_next,
+        op_isola_take,
         op_isola_read,
         op_isola_respond,
         op_isola_respond_text,
@@ -208,14 +209,15 @@ impl Live {
 /// whose keys V8 would look up as new strings every time).
 struct NextRequest {
     id: u32,
-    invocation_id: String,
+    invocation_id: std::sync::Arc<str>,
     /// `fetch`, or the event handler's name.
     handler: &'static str,
     /// An event's JSON (empty for HTTP).
     payload: String,
-    method: String,
+    /// The request's method (none for events).
+    method: Option<http::Method>,
     url: String,
-    headers: Vec<(ByteString, ByteString)>,
+    headers: http::HeaderMap,
     has_body: bool,
     /// `HTTP/1.1`, `HTTP/2` or `HTTP/3`, as `request.cf.httpProtocol` shows it.
     http_protocol: &'static str,
@@ -240,16 +242,18 @@ impl<'a> ToV8<'a> for NextRequest {
             .headers
             .iter()
             .map(|(name, value)| {
-                let pair = [latin1(scope, name), latin1(scope, value)];
+                let pair =
+                    [latin1(scope, name.as_str().as_bytes()), latin1(scope, value.as_bytes())];
                 v8::Array::new_with_elements(scope, &pair).into()
             })
             .collect();
+        let method = self.method.as_ref().map_or("", http::Method::as_str);
         let fields = [
             v8::Integer::new_from_unsigned(scope, self.id).into(),
             text(scope, &self.invocation_id),
             text(scope, self.handler),
             text(scope, &self.payload),
-            text(scope, &self.method),
+            text(scope, method),
             text(scope, &self.url),
             v8::Array::new_with_elements(scope, &headers).into(),
             v8::Boolean::new(scope, self.has_body).into(),
@@ -294,9 +298,21 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
     let Some(invocation) = next else {
         return Ok(None);
     };
-    let Invocation { invocation_id, work, reply, finished } = invocation;
-    let mut state = state.borrow_mut();
+    Ok(Some(begin(state.borrow_mut().borrow_mut::<Host>(), invocation)))
+}
+
+/// The next invocation if one is waiting already, without the round trip of an async op;
+/// `null` when none is (then `op_isola_next` waits for one).
+#[op2]
+fn op_isola_take(state: &mut OpState) -> Option<NextRequest> {
     let host = state.borrow_mut::<Host>();
+    let invocation = host.inbox.borrow_mut().as_mut()?.try_recv().ok()?;
+    Some(begin(host, invocation))
+}
+
+/// Makes an invocation live and describes it for JavaScript.
+fn begin(host: &mut Host, invocation: Invocation) -> NextRequest {
+    let Invocation { invocation_id, work, reply, finished } = invocation;
     let id = host.next_id;
     host.next_id = host.next_id.wrapping_add(1);
     let mut live = Live {
@@ -315,33 +331,28 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
             live.blobs = event.blobs;
             NextRequest {
                 id,
-                invocation_id: invocation_id.to_string(),
+                invocation_id,
                 handler: event.handler,
                 payload: event.payload,
-                method: String::new(),
+                method: None,
                 url: String::new(),
-                headers: Vec::new(),
+                headers: http::HeaderMap::new(),
                 has_body: false,
                 http_protocol: "",
             }
         }
         Work::Http(request) => {
             let (parts, body) = request.into_parts();
-            let headers = parts
-                .headers
-                .iter()
-                .map(|(k, v)| (ByteString::from(k.as_str()), ByteString::from(v.as_bytes())))
-                .collect();
             let has_body = body.is_some();
             live.body = body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx)));
             NextRequest {
                 id,
-                invocation_id: invocation_id.to_string(),
+                invocation_id,
                 handler: "fetch",
                 payload: String::new(),
-                method: parts.method.to_string(),
+                method: Some(parts.method),
                 url: parts.uri.to_string(),
-                headers,
+                headers: parts.headers,
                 has_body,
                 http_protocol: match parts.version {
                     http::Version::HTTP_09 => "HTTP/0.9",
@@ -354,7 +365,7 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
         }
     };
     host.live.insert(id, live);
-    Ok(Some(next))
+    next
 }
 
 /// A binary part of an event (a queue message's body), by index.

@@ -31,6 +31,7 @@ const {
 const {
   op_isola_log,
   op_isola_next,
+  op_isola_take,
   op_isola_read,
   op_isola_respond,
   op_isola_respond_text,
@@ -698,6 +699,9 @@ class Next {
   }
 }
 
+// Invocations taken in one go before the event loop gets a turn.
+const BATCH = 32;
+
 const HANDLERS = ["fetch", "scheduled", "queue", "storage", "record"];
 
 /**
@@ -724,13 +728,23 @@ function start(namespace, vars, subrequests, bindings, region) {
   for (const key of ObjectKeys(bindings)) bound[key] = binding(key, bindings[key]);
   const env = ObjectFreeze({ __proto__: null, ...vars, ...bound });
   (async () => {
+    let taken = 0;
     while (true) {
-      // Waiting for work does not keep the event loop alive: when nothing else is pending,
-      // the handlers still in flight can never finish, and the worker says so (no_response).
-      const waiting = op_isola_next();
-      core.unrefOpPromise(waiting);
-      const fields = await waiting;
-      if (fields === null) break;
+      // Invocations already waiting are taken at once, up to a batch; then (or when none
+      // waits) through the event loop, so timers and I/O get their turn.
+      let fields = taken < BATCH ? op_isola_take() : null;
+      if (fields === null) {
+        taken = 0;
+        // Waiting for work does not keep the event loop alive: when nothing else is
+        // pending, the handlers still in flight can never finish, and the worker says so
+        // (no_response).
+        const waiting = op_isola_next();
+        core.unrefOpPromise(waiting);
+        fields = await waiting;
+        if (fields === null) break;
+      } else {
+        taken++;
+      }
       const next = new Next(fields);
       if (next.handler === "fetch") {
         if (typeof handler.fetch === "function") {
