@@ -30,7 +30,6 @@ pub mod triggers;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use config::NodeConfig;
@@ -236,7 +235,6 @@ impl Node {
             stop: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            started: Instant::now(),
         });
         let mut accepting = JoinSet::new();
         let http_addrs = bind_all(&config.http.listen, &listeners, None, &mut accepting).await?;

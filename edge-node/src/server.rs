@@ -31,7 +31,6 @@ pub struct Listeners {
     /// Cancelled when the grace period is over: close every connection now.
     pub force: CancellationToken,
     pub tracker: TaskTracker,
-    pub started: Instant,
 }
 
 impl Listeners {
@@ -150,9 +149,8 @@ impl Listeners {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity =
-            Arc::new(Activity { last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
-        let io = IdleIo { inner: io, activity: activity.clone(), started: self.started };
-        activity.touch(self.started);
+            Arc::new(Activity { moved: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
+        let io = IdleIo { inner: io, activity: activity.clone() };
         let app = self.app.clone();
         let service_activity = activity.clone();
         let service = hyper::service::service_fn(move |req| {
@@ -169,6 +167,7 @@ impl Listeners {
         let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
         let idle = self.http.idle_timeout;
         let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
+        let mut idle_since = IdleSince { moved: 0, at: Instant::now() };
         let mut closing = false;
         loop {
             tokio::select! {
@@ -184,7 +183,7 @@ impl Listeners {
                 }
                 _ = self.force.cancelled() => return,
                 _ = check.tick(), if !closing => {
-                    if activity.idle_for(self.started) >= idle {
+                    if idle_since.check(&activity) >= idle {
                         tracing::debug!(%remote, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();
                         closing = true;
@@ -195,24 +194,35 @@ impl Listeners {
     }
 }
 
-/// When a connection last moved bytes, and how many requests it has in flight.
+/// How often a connection moved bytes, and how many requests it has in flight: counted, not
+/// timed, so reading and writing cost no clock reads; [`IdleSince`] turns it into idle time.
 struct Activity {
-    last_ms: AtomicU64,
+    moved: AtomicU64,
     in_flight: AtomicUsize,
 }
 
 impl Activity {
-    fn touch(&self, started: Instant) {
-        self.last_ms.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    fn touch(&self) {
+        self.moved.fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    /// How long the connection has been idle: zero while a request is in flight.
-    fn idle_for(&self, started: Instant) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Duration::ZERO;
+/// When a connection was last seen active, as the idle check samples it.
+struct IdleSince {
+    moved: u64,
+    at: Instant,
+}
+
+impl IdleSince {
+    /// How long the connection has been idle, to within one check: zero while a request is
+    /// in flight or bytes moved since the last check.
+    fn check(&mut self, activity: &Activity) -> Duration {
+        let moved = activity.moved.load(Ordering::Relaxed);
+        if moved != self.moved || activity.in_flight.load(Ordering::Relaxed) > 0 {
+            self.moved = moved;
+            self.at = Instant::now();
         }
-        let now = started.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+        self.at.elapsed()
     }
 }
 
@@ -220,7 +230,6 @@ impl Activity {
 struct IdleIo<T> {
     inner: T,
     activity: Arc<Activity>,
-    started: Instant,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
@@ -233,7 +242,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.touch(this.started);
+            this.activity.touch();
         }
         polled
     }
@@ -248,7 +257,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch(this.started);
+            this.activity.touch();
         }
         polled
     }
@@ -261,7 +270,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch(this.started);
+            this.activity.touch();
         }
         polled
     }
