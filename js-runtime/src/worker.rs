@@ -130,7 +130,8 @@ pub struct Worker;
 /// every handle is dropped and its in-flight invocations are done, or when a limit kills it.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    inbox: mpsc::UnboundedSender<Invocation>,
+    /// Boxed: the channel allocates room for 32 messages up front, per isolate.
+    inbox: mpsc::UnboundedSender<Box<Invocation>>,
     memory: Arc<AtomicU64>,
     /// The isolate thread the worker runs on.
     thread: usize,
@@ -197,7 +198,7 @@ impl WorkerHandle {
         let (reply, response) = oneshot::channel();
         let work = Work::Http(request);
         if let Err(mpsc::error::SendError(invocation)) =
-            self.inbox.send(Invocation { invocation_id, work, reply, finished })
+            self.inbox.send(Box::new(Invocation { invocation_id, work, reply, finished }))
         {
             return Err(gone(invocation.work));
         }
@@ -227,7 +228,7 @@ impl WorkerHandle {
         let (reply, response) = oneshot::channel();
         let work = Work::Event(event);
         if let Err(mpsc::error::SendError(invocation)) =
-            self.inbox.send(Invocation { invocation_id, work, reply, finished })
+            self.inbox.send(Box::new(Invocation { invocation_id, work, reply, finished }))
         {
             return Err(event_gone(invocation.work));
         }
@@ -269,7 +270,7 @@ impl WorkerHandle {
 pub(crate) struct Job {
     pub options: WorkerOptions,
     pub services: WorkerServices,
-    pub inbox: mpsc::UnboundedReceiver<Invocation>,
+    pub inbox: mpsc::UnboundedReceiver<Box<Invocation>>,
     pub ready: oneshot::Sender<Result<(), StartError>>,
     /// Where the isolate publishes the memory it holds, for [`WorkerHandle::memory_used`].
     pub memory_in_use: Arc<AtomicU64>,

@@ -51,7 +51,7 @@ deno_core::extension!(deno_net, lazy_loaded_js = [dir "src/ext/js/deno_net", "02
 pub struct Host {
     pub function: std::sync::Arc<str>,
     pub log_sink: std::sync::Arc<dyn LogSink>,
-    pub inbox: Rc<RefCell<Option<mpsc::UnboundedReceiver<Invocation>>>>,
+    pub inbox: Rc<RefCell<Option<mpsc::UnboundedReceiver<Box<Invocation>>>>>,
     /// Set once the inbox is closed and drained: no invocation will come any more.
     pub inbox_closed: bool,
     cpu_time: Duration,
@@ -68,7 +68,7 @@ impl Host {
     pub fn new(
         function: std::sync::Arc<str>,
         log_sink: std::sync::Arc<dyn LogSink>,
-        inbox: mpsc::UnboundedReceiver<Invocation>,
+        inbox: mpsc::UnboundedReceiver<Box<Invocation>>,
         cpu_time: Duration,
         wall_time: Duration,
     ) -> Host {
@@ -311,8 +311,8 @@ fn op_isola_take(state: &mut OpState) -> Option<NextRequest> {
 }
 
 /// Makes an invocation live and describes it for JavaScript.
-fn begin(host: &mut Host, invocation: Invocation) -> NextRequest {
-    let Invocation { invocation_id, work, reply, finished } = invocation;
+fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
+    let Invocation { invocation_id, work, reply, finished } = *invocation;
     let id = host.next_id;
     host.next_id = host.next_id.wrapping_add(1);
     let mut live = Live {
