@@ -356,17 +356,15 @@ impl Function {
         let logs = self.shared.logs.clone();
         let version = self.version;
         Box::new(move |end: InvocationEnd| {
-            let name = meters.function();
             let duration = received.elapsed();
             meters.invocation(&InvocationStats {
-                function: name,
                 trigger,
                 outcome: end.outcome,
                 duration,
                 cpu_time: end.cpu_time,
                 cold_start,
             });
-            let mut summary = Record::invocation(name, end.outcome.as_str());
+            let mut summary = Record::invocation(meters.function(), end.outcome.as_str());
             summary.version = version;
             summary.invocation_id = Some(invocation_id.to_string());
             summary.trigger = Some(trigger.into());

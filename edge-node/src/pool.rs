@@ -102,7 +102,7 @@ enum Grant {
 /// The running isolates of one function.
 pub struct Isolates {
     shared: Arc<Shared>,
-    cold_starts: Arc<AtomicU64>,
+    cold_starts: AtomicU64,
 }
 
 /// What the pool's handles, its leases and its timer share.
@@ -115,6 +115,13 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change` to the pool, then gives the room it made to waiting requests.
+    fn settle(&self, change: impl FnOnce(&mut State)) {
+        let mut state = self.lock();
+        change(&mut state);
+        state.serve_waiters();
     }
 }
 
@@ -135,9 +142,7 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let mut state = self.shared.lock();
-        state.release(self.id);
-        state.serve_waiters();
+        self.shared.settle(|state| state.release(self.id));
     }
 }
 
@@ -152,13 +157,11 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         self.answer.close();
         let Ok(grant) = self.answer.try_recv() else { return };
-        let mut state = self.shared.lock();
-        match grant {
+        self.shared.settle(|state| match grant {
             Grant::Use { id, .. } => state.release(id),
             Grant::Start { ticket } => state.started(ticket, Err(Outcome::Canceled)),
             Grant::Refused(_) => {}
-        }
-        state.serve_waiters();
+        });
     }
 }
 
@@ -171,18 +174,14 @@ struct StartTicket {
 impl StartTicket {
     fn report(mut self, result: Result<WorkerHandle, Outcome>) {
         let ticket = self.ticket.take().expect("reported once");
-        let mut state = self.shared.lock();
-        state.started(ticket, result);
-        state.serve_waiters();
+        self.shared.settle(|state| state.started(ticket, result));
     }
 }
 
 impl Drop for StartTicket {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
-            let mut state = self.shared.lock();
-            state.started(ticket, Err(Outcome::Canceled));
-            state.serve_waiters();
+            self.shared.settle(|state| state.started(ticket, Err(Outcome::Canceled)));
         }
     }
 }
@@ -207,7 +206,7 @@ impl Isolates {
         };
         let shared = Arc::new(Shared { state: Mutex::new(state), timer: timer.clone() });
         tokio::spawn(shed_expired(Arc::downgrade(&shared), timer));
-        Isolates { shared, cold_starts: Arc::new(AtomicU64::new(0)) }
+        Isolates { shared, cold_starts: AtomicU64::new(0) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -374,10 +373,10 @@ impl State {
                 return Ok(grant);
             }
         }
-        let (reply, answer) = oneshot::channel();
         if self.waiters.len() >= self.settings.max_queue {
             return Ok(Grant::Refused(Refusal::Shed));
         }
+        let (reply, answer) = oneshot::channel();
         let deadline = tokio::time::Instant::now() + self.settings.queue_timeout;
         self.waiters.push_back((reply, deadline));
         Err(answer)

@@ -43,7 +43,6 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 /// One finished invocation, as metrics and the dashboard count it.
 #[derive(Debug, Clone)]
 pub struct InvocationStats<'a> {
-    pub function: &'a str,
     pub trigger: &'a str,
     pub outcome: Outcome,
     pub duration: Duration,
@@ -78,19 +77,19 @@ impl FunctionMeters {
 
     /// Counts one finished invocation.
     pub fn invocation(&self, s: &InvocationStats) {
-        let t = &self.telemetry;
+        let (t, function) = (&self.telemetry, self.function.as_str());
         let seconds = s.duration.as_secs_f64();
         if s.trigger == "http" {
             self.http_duration.observe(seconds);
         } else {
-            let trigger = TriggerLabels { function: s.function.into(), trigger: s.trigger.into() };
+            let trigger = TriggerLabels { function: function.into(), trigger: s.trigger.into() };
             t.duration.get_or_create(&trigger).observe(seconds);
         }
         if s.trigger == "http" && s.outcome == Outcome::Ok {
             self.http_ok.inc();
         } else {
             let outcome = OutcomeLabels {
-                function: s.function.into(),
+                function: function.into(),
                 trigger: s.trigger.into(),
                 outcome: s.outcome.as_str().into(),
             };
@@ -110,9 +109,9 @@ impl FunctionMeters {
             self.load_shed.inc();
         }
         let mut series = t.series.lock().expect("series lock");
-        match series.get_mut(s.function) {
+        match series.get_mut(function) {
             Some(series) => series.add(s),
-            None => series.entry(s.function.to_string()).or_default().add(s),
+            None => series.entry(function.to_string()).or_default().add(s),
         }
     }
 }

@@ -366,8 +366,8 @@ async function settle(waitUntil) {
 }
 
 // The inner request (deno_fetch's shape) of a request the node received: what
-// `request.newInnerRequest` makes, as a class, so a request costs no closures or accessor
-// definitions of its own.
+// `request.newInnerRequest` makes, as a class, so a request costs one closure (its URL list,
+// which deno_fetch calls) instead of six, and no accessor definitions of its own.
 class IncomingInnerRequest {
   constructor(method, url, headers, body) {
     this.methodInner = method;
