@@ -470,7 +470,7 @@ impl Admin {
                         .await
                     {
                         Err(_) => ": keep-alive\n\n".to_string(),
-                        Ok(Ok(record)) if record.function == name => event(&record),
+                        Ok(Ok(record)) if *record.function == *name => event(&record),
                         Ok(Ok(_)) => continue,
                         Ok(Err(RecvError::Lagged(n))) => format!("event: lagged\ndata: {n}\n\n"),
                         Ok(Err(RecvError::Closed)) => return None,

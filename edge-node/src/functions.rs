@@ -1,5 +1,6 @@
 //! Function folders on disk: read, checked and bundled, then started as workers.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
@@ -364,10 +365,10 @@ impl Function {
                 cpu_time: end.cpu_time,
                 cold_start,
             });
-            let mut summary = Record::invocation(meters.function(), end.outcome.as_str());
+            let mut summary = Record::invocation(meters.function().clone(), end.outcome.as_str());
             summary.version = version;
-            summary.invocation_id = Some(invocation_id.to_string());
-            summary.trigger = Some(trigger.into());
+            summary.invocation_id = Some(invocation_id);
+            summary.trigger = Some(Cow::Borrowed(trigger));
             summary.status = end.status;
             summary.duration_ms = Some(duration.as_secs_f64() * 1000.0);
             summary.cpu_ms = Some(end.cpu_time.as_secs_f64() * 1000.0);

@@ -68,8 +68,9 @@ impl Protocol {
     }
 }
 
-fn new_request_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+fn new_request_id() -> Arc<str> {
+    let mut text = uuid::Uuid::encode_buffer();
+    Arc::from(&*uuid::Uuid::now_v7().simple().encode_lower(&mut text))
 }
 
 /// The error body every failure answers with.
@@ -101,12 +102,11 @@ fn refuse(status: StatusCode, error: &str, message: &str, request_id: &str) -> R
 
 /// The host a request was sent to, without the port: the `Host` header (HTTP/1.1) or the
 /// URI's authority (HTTP/2).
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    let authority = match req.uri().authority() {
-        Some(a) => a.as_str().to_string(),
-        None => req.headers().get(header::HOST)?.to_str().ok()?.to_string(),
-    };
-    Some(authority)
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers().get(header::HOST)?.to_str().ok(),
+    }
 }
 
 fn strip_port(authority: &str) -> &str {
@@ -194,7 +194,7 @@ fn body_too_large(limits: &HttpConfig, request_id: &str) -> Response<OutBody> {
 async fn route<B>(
     app: &App,
     req: Request<B>,
-    request_id: &str,
+    request_id: &Arc<str>,
     remote: SocketAddr,
     protocol: Protocol,
 ) -> Response<OutBody>
@@ -211,8 +211,7 @@ where
         );
     };
     let site = app.site.load_full();
-    let path = req.uri().path().to_string();
-    let Some(index) = site.router.find(strip_port(&authority), &path) else {
+    let Some(index) = site.router.find(strip_port(authority), req.uri().path()) else {
         app.telemetry.unrouted();
         return failure_response(Outcome::NotFound, request_id);
     };
@@ -231,10 +230,14 @@ where
         return response;
     }
     let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let scheme = if protocol.tls { "https" } else { "http" };
-    let url = format!("{scheme}://{authority}{path_and_query}");
+    let scheme = if protocol.tls { "https://" } else { "http://" };
+    let mut url = String::with_capacity(scheme.len() + authority.len() + path_and_query.len());
+    url.push_str(scheme);
+    url.push_str(authority);
+    url.push_str(path_and_query);
     let (mut parts, incoming) = req.into_parts();
-    parts.uri = match url.parse() {
+    // From a String, the URI keeps its bytes without a copy.
+    parts.uri = match http::Uri::try_from(url) {
         Ok(uri) => uri,
         Err(_) => {
             return refuse(
@@ -251,9 +254,9 @@ where
     let request = Request::from_parts(parts, body);
     let span = tracing::debug_span!("request", %request_id, function = %function.config.name, protocol = ?request.version());
     let _entered = span.enter();
-    tracing::debug!(%remote, %path, "invoke");
+    tracing::debug!(%remote, path = request.uri().path(), "invoke");
     drop(_entered);
-    match function.invoke(Arc::from(request_id), request).instrument(span).await {
+    match function.invoke(request_id.clone(), request).instrument(span).await {
         Ok(response) => response.map(|body| OutBody::counted(body, bytes_out)),
         Err(_) if overflowed.load(Ordering::Relaxed) => body_too_large(&app.limits, request_id),
         Err(Failure { outcome, message }) => {

@@ -1,6 +1,7 @@
 //! Where function log records go: the terminal in `dev`, the node's log in `serve`.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use js_runtime::{Level, LogRecord, LogSink};
@@ -92,14 +93,14 @@ impl LogSink for FunctionSink {
     fn log(&self, mut record: LogRecord) {
         record.message = crate::logstore::truncate(&record.message);
         let mut kept = crate::logstore::Record::log(
-            &record.function,
+            record.function.clone(),
             record.ts,
             record.level.as_str(),
-            &record.message,
+            record.message.as_str(),
         );
         kept.version = self.version;
-        kept.invocation_id = record.invocation_id.as_deref().map(str::to_string);
-        kept.trigger = record.invocation_id.is_some().then(|| "http".to_string());
+        kept.invocation_id = record.invocation_id.as_deref().map(Arc::from);
+        kept.trigger = record.invocation_id.is_some().then_some(std::borrow::Cow::Borrowed("http"));
         self.store.append(kept);
         self.next.log(record);
     }

@@ -5,6 +5,7 @@
 //! Records reach the store synchronously from isolate threads (nothing is sampled): they are
 //! broadcast to tails at once and handed to one writer thread that appends them in batches.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -18,28 +19,29 @@ use tokio::sync::broadcast;
 /// Longest message kept whole; longer ones are cut and marked.
 pub const MAX_MESSAGE_CHARS: usize = 10_000;
 
-/// One record of a function's log.
+/// One record of a function's log. The fields an invocation summary repeats are shared
+/// (`Arc`) or static (`Cow`), so a summary costs few allocations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Milliseconds since the Unix epoch.
     pub ts: u64,
     /// `log` (a console line, or a node message about the function) or `invocation` (a summary).
-    pub kind: String,
-    pub function: String,
+    pub kind: Cow<'static, str>,
+    pub function: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invocation_id: Option<String>,
+    pub invocation_id: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger: Option<String>,
+    pub trigger: Option<Cow<'static, str>>,
     /// `debug`, `log` (console.log and console.info), `warn` or `error` (log records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<String>,
+    pub level: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// How the invocation ended (summaries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Cow<'static, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,10 +54,15 @@ pub struct Record {
 
 impl Record {
     /// A log line; the caller has cut the message to [`MAX_MESSAGE_CHARS`].
-    pub fn log(function: &str, ts: SystemTime, level: &str, message: &str) -> Record {
+    pub fn log(
+        function: impl Into<Arc<str>>,
+        ts: SystemTime,
+        level: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Record {
         Record {
             ts: millis(ts),
-            kind: "log".into(),
+            kind: Cow::Borrowed("log"),
             function: function.into(),
             version: None,
             invocation_id: None,
@@ -70,13 +77,22 @@ impl Record {
         }
     }
 
-    pub fn invocation(function: &str, outcome: &str) -> Record {
+    /// An invocation's summary.
+    pub fn invocation(function: Arc<str>, outcome: &'static str) -> Record {
         Record {
-            kind: "invocation".into(),
+            ts: millis(SystemTime::now()),
+            kind: Cow::Borrowed("invocation"),
+            function,
+            version: None,
+            invocation_id: None,
+            trigger: None,
             level: None,
             message: None,
-            outcome: Some(outcome.into()),
-            ..Record::log(function, SystemTime::now(), "", "")
+            outcome: Some(Cow::Borrowed(outcome)),
+            status: None,
+            duration_ms: None,
+            cpu_ms: None,
+            cold: None,
         }
     }
 }
@@ -138,7 +154,9 @@ impl LogStore {
     /// Keeps a record and shows it to every tail.
     pub fn append(&self, record: Record) {
         let record = Arc::new(record);
-        let _ = self.live.send(record.clone());
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(record.clone());
+        }
         if let Some(writer) = &self.writer {
             let _ = writer.send(record);
         }
@@ -188,8 +206,8 @@ impl Drop for LogStore {
 fn matches(r: &Record, q: &Query) -> bool {
     q.since.is_none_or(|t| r.ts >= t)
         && q.until.is_none_or(|t| r.ts <= t)
-        && q.invocation_id.as_ref().is_none_or(|id| r.invocation_id.as_ref() == Some(id))
-        && q.kind.as_ref().is_none_or(|k| &r.kind == k)
+        && q.invocation_id.as_deref().is_none_or(|id| r.invocation_id.as_deref() == Some(id))
+        && q.kind.as_deref().is_none_or(|k| r.kind == k)
 }
 
 /// A function folder's segments, oldest first: `<first ms>.jsonl`.
@@ -234,7 +252,7 @@ fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
                 continue;
             }
             line.push(b'\n');
-            let function = record.function.as_str();
+            let function = &*record.function;
             if !is_safe_name(function) {
                 continue;
             }
@@ -335,7 +353,7 @@ mod tests {
                 "info",
                 &format!("line {i} {}", "x".repeat(40)),
             );
-            r.invocation_id = Some(format!("inv-{}", i % 100));
+            r.invocation_id = Some(format!("inv-{}", i % 100).into());
             store.append(r);
         }
         store.append(Record::log("g", SystemTime::now(), "info", "other"));

@@ -73,6 +73,7 @@ struct Slot {
     id: u64,
     handle: WorkerHandle,
     load: usize,
+    /// When the isolate last became idle (its load fell to 0).
     last_used: Instant,
 }
 
@@ -404,7 +405,9 @@ impl State {
     fn release(&mut self, id: u64) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.id == id) {
             slot.load = slot.load.saturating_sub(1);
-            slot.last_used = Instant::now();
+            if slot.load == 0 {
+                slot.last_used = Instant::now();
+            }
         }
     }
 
@@ -417,7 +420,7 @@ impl State {
             Decision::Use(i) => {
                 let slot = &mut self.slots[i];
                 slot.load += 1;
-                slot.last_used = Instant::now();
+                // `last_used` is when the isolate last became idle: it only matters then.
                 Some(Grant::Use { id: slot.id, handle: slot.handle.clone() })
             }
             Decision::Start => {

@@ -56,7 +56,7 @@ pub struct InvocationStats<'a> {
 /// never cleared of these series, so the handles stay the exported ones.
 pub struct FunctionMeters {
     telemetry: Arc<Telemetry>,
-    function: String,
+    function: Arc<str>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     cpu: Histogram,
@@ -67,17 +67,19 @@ pub struct FunctionMeters {
     /// The series of the most common invocation: HTTP, answered.
     http_duration: Histogram,
     http_ok: Counter,
+    /// The function's dashboard series (also in [`Telemetry`]'s map, for reading).
+    series: Arc<Mutex<Series>>,
 }
 
 impl FunctionMeters {
     /// The function's name.
-    pub fn function(&self) -> &str {
+    pub fn function(&self) -> &Arc<str> {
         &self.function
     }
 
     /// Counts one finished invocation.
     pub fn invocation(&self, s: &InvocationStats) {
-        let (t, function) = (&self.telemetry, self.function.as_str());
+        let (t, function) = (&self.telemetry, &*self.function);
         let seconds = s.duration.as_secs_f64();
         if s.trigger == "http" {
             self.http_duration.observe(seconds);
@@ -108,11 +110,7 @@ impl FunctionMeters {
         if s.outcome == Outcome::LoadShed {
             self.load_shed.inc();
         }
-        let mut series = t.series.lock().expect("series lock");
-        match series.get_mut(function) {
-            Some(series) => series.add(s),
-            None => series.entry(function.to_string()).or_default().add(s),
-        }
+        self.series.lock().expect("series lock").add(s);
     }
 }
 
@@ -135,7 +133,7 @@ pub struct Telemetry {
     cron_delay: Histograms<FunctionLabels>,
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub queue_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    series: Mutex<HashMap<String, Series>>,
+    series: Mutex<HashMap<String, Arc<Mutex<Series>>>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -267,7 +265,7 @@ impl Telemetry {
         };
         FunctionMeters {
             telemetry: self.clone(),
-            function: name.to_string(),
+            function: Arc::from(name),
             bytes_in: self.bytes_in.get_or_create_owned(&function),
             bytes_out: self.bytes_out.get_or_create_owned(&function),
             cpu: self.cpu.get_or_create_owned(&function),
@@ -277,6 +275,13 @@ impl Telemetry {
             load_shed: self.load_shed.get_or_create_owned(&function),
             http_duration: self.duration.get_or_create_owned(&http),
             http_ok: self.invocations.get_or_create_owned(&http_ok),
+            series: self
+                .series
+                .lock()
+                .expect("series lock")
+                .entry(name.to_string())
+                .or_default()
+                .clone(),
         }
     }
 
@@ -308,7 +313,7 @@ impl Telemetry {
                 name: name.clone(),
                 points: series
                     .get(name)
-                    .map(|s| s.points(now))
+                    .map(|s| s.lock().expect("series lock").points(now))
                     .unwrap_or_else(|| Series::default().points(now)),
             })
             .collect()

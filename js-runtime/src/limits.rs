@@ -39,11 +39,6 @@ impl Default for Limits {
 #[derive(Clone, Copy)]
 pub(crate) struct CpuClock(libc::clockid_t);
 
-/// The calling thread's CPU time.
-pub(crate) fn thread_cpu_time() -> Duration {
-    CpuClock::current_thread().now()
-}
-
 impl CpuClock {
     /// The clock of the calling thread.
     pub fn current_thread() -> CpuClock {

@@ -345,14 +345,13 @@ impl Isolate {
         fetch_policy::install(Some(policy.clone()));
         resolver.set(policy);
         loader.set(options.bundle.clone(), services.code_cache.clone());
-        let mut host = Host::new(
+        let host = Host::new(
             options.name.clone(),
             services.log_sink.clone(),
             inbox,
             options.limits.cpu_time,
             options.limits.wall_time,
         );
-        host.cpu_clock = crate::limits::thread_cpu_time;
         js.op_state().borrow_mut().put(host);
         if let Some(bindings) = &services.bindings {
             js.op_state().borrow_mut().put(BindingsService(bindings.clone()));
@@ -501,7 +500,7 @@ async fn drive(
         }
         let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
         let before = clock.now();
-        state.borrow_mut().borrow_mut::<Host>().enter(before);
+        state.borrow_mut().borrow_mut::<Host>().enter();
         guard.arm(before, cpu_budget);
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
         guard.disarm();

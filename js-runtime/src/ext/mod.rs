@@ -6,13 +6,13 @@
 
 mod types;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use deno_core::convert::ByteString;
 use deno_core::{op2, v8, JsBuffer, OpState, ToV8};
 use deno_error::JsErrorBox;
 use tokio::sync::mpsc;
@@ -30,6 +30,7 @@ deno_core::extension!(
         op_isola_next,
         op_isola_take,
         op_isola_read,
+        op_isola_header,
         op_isola_respond,
         op_isola_respond_text,
         op_isola_respond_stream,
@@ -58,10 +59,12 @@ pub struct Host {
     wall_time: Duration,
     live: HashMap<u32, Live>,
     next_id: u32,
-    /// The thread CPU clock's reading when the current entry into the isolate began.
-    entry_started: Option<Duration>,
-    /// Reads the isolate thread's CPU clock.
-    pub cpu_clock: fn() -> Duration,
+    /// When the current entry into the isolate began (wall clock).
+    entry_started: Option<Instant>,
+    /// Invocations finished during the current entry, with the wall time into the entry at
+    /// which each finished: reported when the entry ends, charged their share of its CPU time
+    /// (so finishing one costs no read of the thread's CPU clock, a system call).
+    finishing: Vec<(Live, Duration)>,
 }
 
 impl Host {
@@ -82,7 +85,7 @@ impl Host {
             live: HashMap::new(),
             next_id: 0,
             entry_started: None,
-            cpu_clock: || Duration::ZERO,
+            finishing: Vec::new(),
         }
     }
 
@@ -124,22 +127,22 @@ impl Host {
     /// Adds CPU time to every live invocation without ending any (the isolate is being
     /// stopped, and they end with the reason it stops).
     pub fn add_cpu(&mut self, used: Duration) {
-        self.entry_started = None;
+        self.report_finished(used);
         for live in self.live.values_mut() {
             live.cpu_used += used;
         }
     }
 
-    /// Notes that an entry into the isolate begins at `cpu_now` (the thread's CPU clock), so
-    /// an invocation that finishes within the entry is charged its part of it.
-    pub fn enter(&mut self, cpu_now: Duration) {
-        self.entry_started = Some(cpu_now);
+    /// Notes that an entry into the isolate begins, so an invocation that finishes within
+    /// the entry is charged its part of it.
+    pub fn enter(&mut self) {
+        self.entry_started = Some(Instant::now());
     }
 
-    /// Charges CPU time spent in the isolate to every invocation live during it, and ends
-    /// those whose budget is spent with `exceeded_cpu`.
+    /// Ends the current entry, which used `used` of CPU time: charges it to every invocation
+    /// live during it, and ends those whose budget is spent with `exceeded_cpu`.
     pub fn charge(&mut self, used: Duration) {
-        self.entry_started = None;
+        self.report_finished(used);
         let limit = self.cpu_time;
         self.live.retain(|_, live| {
             live.cpu_used += used;
@@ -149,6 +152,18 @@ impl Host {
             }
             true
         });
+    }
+
+    /// Reports the invocations that finished during the entry now ending, each charged the
+    /// part of the entry's CPU time (`used`) up to its finish: the CPU clock is read only at
+    /// the entry's ends, and the wall clock (cheap) splits it.
+    fn report_finished(&mut self, used: Duration) {
+        let Some(started) = self.entry_started.take() else { return };
+        let entry = started.elapsed().as_nanos().max(1);
+        for (mut live, into) in self.finishing.drain(..) {
+            let share = used.as_nanos() * into.as_nanos().min(entry) / entry;
+            live.cpu_used += Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX));
+        }
     }
 
     /// Ends the invocations past their wall-clock deadline with `exceeded_wall_time`; returns
@@ -178,6 +193,10 @@ struct Live {
     finished: Option<Finished>,
     /// The blobs of an event invocation, read by `op_isola_event_blob`.
     blobs: Vec<Bytes>,
+    /// The response's headers, as `op_isola_header` adds them before it is answered.
+    headers: http::HeaderMap,
+    /// A header `op_isola_header` could not take; answering then fails with it.
+    bad_header: Option<&'static str>,
 }
 
 impl Drop for Live {
@@ -204,6 +223,17 @@ impl Live {
     }
 }
 
+/// A request's HTTP version, numbered as `PROTOCOLS` in `runtime.js` names them.
+#[derive(Clone, Copy)]
+enum Protocol {
+    None = 0,
+    Http11 = 1,
+    Http2 = 2,
+    Http3 = 3,
+    Http10 = 4,
+    Http09 = 5,
+}
+
 /// An invocation as `op_isola_next` hands it to JavaScript: an array in field order, which
 /// `runtime.js` reads into an object of one shape (cheaper than building an object here,
 /// whose keys V8 would look up as new strings every time).
@@ -219,8 +249,8 @@ struct NextRequest {
     url: String,
     headers: http::HeaderMap,
     has_body: bool,
-    /// `HTTP/1.1`, `HTTP/2` or `HTTP/3`, as `request.cf.httpProtocol` shows it.
-    http_protocol: &'static str,
+    /// The request's protocol, for `request.cf.httpProtocol`.
+    http_protocol: Protocol,
 }
 
 impl<'a> ToV8<'a> for NextRequest {
@@ -231,33 +261,43 @@ impl<'a> ToV8<'a> for NextRequest {
         scope: &mut v8::PinScope<'a, 'i>,
     ) -> Result<v8::Local<'a, v8::Value>, Self::Error> {
         fn text<'a>(scope: &mut v8::PinScope<'a, '_>, s: &str) -> v8::Local<'a, v8::Value> {
-            v8::String::new(scope, s).unwrap_or_else(|| v8::String::empty(scope)).into()
+            let made = if s.is_ascii() {
+                // ASCII is Latin-1 already: no UTF-8 decoding.
+                v8::String::new_from_one_byte(scope, s.as_bytes(), v8::NewStringType::Normal)
+            } else {
+                v8::String::new(scope, s)
+            };
+            made.unwrap_or_else(|| v8::String::empty(scope)).into()
         }
         fn latin1<'a>(scope: &mut v8::PinScope<'a, '_>, b: &[u8]) -> v8::Local<'a, v8::Value> {
             v8::String::new_from_one_byte(scope, b, v8::NewStringType::Normal)
                 .unwrap_or_else(|| v8::String::empty(scope))
                 .into()
         }
-        let headers: Vec<v8::Local<v8::Value>> = self
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let pair =
-                    [latin1(scope, name.as_str().as_bytes()), latin1(scope, value.as_bytes())];
-                v8::Array::new_with_elements(scope, &pair).into()
-            })
-            .collect();
+        // One flat array, name then value: JavaScript pairs them up if the function reads
+        // them (an array made here costs far more than one made there).
+        let mut headers: Vec<v8::Local<v8::Value>> = Vec::with_capacity(self.headers.len() * 2);
+        for (name, value) in &self.headers {
+            headers.push(latin1(scope, name.as_str().as_bytes()));
+            headers.push(latin1(scope, value.as_bytes()));
+        }
         let method = self.method.as_ref().map_or("", http::Method::as_str);
+        // `fetch` and the protocol go as small numbers: no string made, none compared.
+        let handler = if self.handler == "fetch" {
+            v8::Integer::new(scope, 0).into()
+        } else {
+            text(scope, self.handler)
+        };
         let fields = [
             v8::Integer::new_from_unsigned(scope, self.id).into(),
             text(scope, &self.invocation_id),
-            text(scope, self.handler),
+            handler,
             text(scope, &self.payload),
             text(scope, method),
             text(scope, &self.url),
             v8::Array::new_with_elements(scope, &headers).into(),
             v8::Boolean::new(scope, self.has_body).into(),
-            text(scope, self.http_protocol),
+            v8::Integer::new(scope, self.http_protocol as i32).into(),
         ];
         Ok(v8::Array::new_with_elements(scope, &fields).into())
     }
@@ -325,6 +365,8 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
         failed: None,
         finished,
         blobs: Vec::new(),
+        headers: http::HeaderMap::new(),
+        bad_header: None,
     };
     let next = match work {
         Work::Event(event) => {
@@ -338,7 +380,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
                 url: String::new(),
                 headers: http::HeaderMap::new(),
                 has_body: false,
-                http_protocol: "",
+                http_protocol: Protocol::None,
             }
         }
         Work::Http(request) => {
@@ -351,21 +393,35 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
                 handler: "fetch",
                 payload: String::new(),
                 method: Some(parts.method),
-                url: parts.uri.to_string(),
+                url: absolute_url(&parts.uri),
                 headers: parts.headers,
                 has_body,
                 http_protocol: match parts.version {
-                    http::Version::HTTP_09 => "HTTP/0.9",
-                    http::Version::HTTP_10 => "HTTP/1.0",
-                    http::Version::HTTP_2 => "HTTP/2",
-                    http::Version::HTTP_3 => "HTTP/3",
-                    _ => "HTTP/1.1",
+                    http::Version::HTTP_09 => Protocol::Http09,
+                    http::Version::HTTP_10 => Protocol::Http10,
+                    http::Version::HTTP_2 => Protocol::Http2,
+                    http::Version::HTTP_3 => Protocol::Http3,
+                    _ => Protocol::Http11,
                 },
             }
         }
     };
     host.live.insert(id, live);
     next
+}
+
+/// The request's URL as JavaScript sees it (the node hands over absolute URIs).
+fn absolute_url(uri: &http::Uri) -> String {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return uri.to_string();
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut url = String::with_capacity(scheme.len() + 3 + authority.as_str().len() + path.len());
+    url.push_str(scheme);
+    url.push_str("://");
+    url.push_str(authority.as_str());
+    url.push_str(path);
+    url
 }
 
 /// A binary part of an event (a queue message's body), by index.
@@ -427,26 +483,29 @@ async fn op_isola_read(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> Result<Ve
     }
 }
 
-fn response_head(
-    status: u32,
-    headers: Vec<(ByteString, ByteString)>,
-) -> Result<http::response::Builder, JsErrorBox> {
-    let status = u16::try_from(status)
-        .ok()
-        .and_then(|s| http::StatusCode::from_u16(s).ok())
-        .ok_or_else(|| JsErrorBox::range_error(format!("invalid status {status}")))?;
-    let mut builder = http::Response::builder().status(status);
-    for (name, value) in headers {
-        let name = http::HeaderName::from_bytes(&name)
-            .map_err(|_| JsErrorBox::type_error("invalid header name"))?;
-        if HOP_BY_HOP.contains(&name.as_str()) {
-            continue;
-        }
-        let value = http::HeaderValue::from_bytes(&value)
-            .map_err(|_| JsErrorBox::type_error("invalid header value"))?;
-        builder = builder.header(name, value);
+/// Adds a header to the response of invocation `id`, before it is answered (one fast call
+/// per header: cheaper than converting an array of pairs).
+#[op2(fast)]
+fn op_isola_header(
+    state: &mut OpState,
+    #[smi] id: u32,
+    #[string(onebyte)] name: Cow<[u8]>,
+    #[string(onebyte)] value: Cow<[u8]>,
+) {
+    let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) else { return };
+    let Ok(name) = http::HeaderName::from_bytes(&name) else {
+        live.bad_header = Some("invalid header name");
+        return;
+    };
+    if HOP_BY_HOP.contains(&name.as_str()) {
+        return;
     }
-    Ok(builder)
+    match http::HeaderValue::from_bytes(&value) {
+        Ok(value) => {
+            live.headers.append(name, value);
+        }
+        Err(_) => live.bad_header = Some("invalid header value"),
+    }
 }
 
 /// Headers that describe one connection, which the node sets itself.
@@ -459,28 +518,31 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-connection",
 ];
 
-/// Builds the response and hands it to the invocation's caller.
+/// Builds the response from `status`, the headers added so far and `body`, and hands it to
+/// the invocation's caller.
 fn respond(
     state: &mut OpState,
     id: u32,
     status: u32,
-    headers: Vec<(ByteString, ByteString)>,
     body: ResponseBody,
 ) -> Result<(), JsErrorBox> {
-    let response = response_head(status, headers)?
-        .body(body)
-        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
-    reply(state, id, response);
-    Ok(())
-}
-
-fn reply(state: &mut OpState, id: u32, response: HttpResponse) {
-    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
-        live.status = Some(response.status().as_u16());
-        if let Some(reply) = live.reply.take() {
-            let _ = reply.send(Reply::Response(response));
-        }
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+        .ok_or_else(|| JsErrorBox::range_error(format!("invalid status {status}")))?;
+    let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) else { return Ok(()) };
+    if let Some(problem) = live.bad_header.take() {
+        live.headers.clear();
+        return Err(JsErrorBox::type_error(problem));
     }
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = std::mem::take(&mut live.headers);
+    live.status = Some(status.as_u16());
+    if let Some(reply) = live.reply.take() {
+        let _ = reply.send(Reply::Response(response));
+    }
+    Ok(())
 }
 
 /// Answers with a complete body.
@@ -489,37 +551,34 @@ fn op_isola_respond(
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
-    #[scoped] headers: Vec<(ByteString, ByteString)>,
     #[buffer] body: JsBuffer,
 ) -> Result<(), JsErrorBox> {
-    respond(state, id, status, headers, ResponseBody::Full(Bytes::copy_from_slice(&body)))
+    respond(state, id, status, ResponseBody::Full(Bytes::copy_from_slice(&body)))
 }
 
 /// Answers with a complete text body (UTF-8), without a round trip through a Uint8Array.
-#[op2]
+#[op2(fast)]
 fn op_isola_respond_text(
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
-    #[scoped] headers: Vec<(ByteString, ByteString)>,
     #[string] body: String,
 ) -> Result<(), JsErrorBox> {
-    respond(state, id, status, headers, ResponseBody::Full(Bytes::from(body)))
+    respond(state, id, status, ResponseBody::Full(Bytes::from(body)))
 }
 
 /// Answers with a head now and a body that follows through `op_isola_write`.
-#[op2]
+#[op2(fast)]
 fn op_isola_respond_stream(
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
-    #[scoped] headers: Vec<(ByteString, ByteString)>,
 ) -> Result<(), JsErrorBox> {
     let (tx, rx) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.stream = Some(tx);
     }
-    respond(state, id, status, headers, ResponseBody::Stream(rx))
+    respond(state, id, status, ResponseBody::Stream(rx))
 }
 
 /// Sends one chunk of a streamed response; `false` when the client is gone.
@@ -554,18 +613,16 @@ fn op_isola_fail(
 #[op2(fast)]
 fn op_isola_done(state: &mut OpState, #[smi] id: u32) {
     let host = state.borrow_mut::<Host>();
-    let entry_started = host.entry_started;
-    if let Some(mut live) = host.live.remove(&id) {
-        // The entry still running counts for it up to now.
-        if let Some(started) = entry_started {
-            let now = (host.cpu_clock)();
-            live.cpu_used += now.saturating_sub(started);
-        }
-        // The JS side answers or fails every invocation before it is done; this is a guard.
-        if live.reply.is_some() {
-            live.fail(Outcome::Internal, "the invocation ended without a response");
-        }
-        // Dropping the stream sender ends a streamed body cleanly.
+    let Some(mut live) = host.live.remove(&id) else { return };
+    // The JS side answers or fails every invocation before it is done; this is a guard.
+    if live.reply.is_some() {
+        live.fail(Outcome::Internal, "the invocation ended without a response");
+    }
+    // Dropping the stream sender ends a streamed body cleanly, now.
+    live.stream = None;
+    // Within an entry, the invocation is reported when the entry ends, with its part of it.
+    if let Some(started) = host.entry_started {
+        host.finishing.push((live, started.elapsed()));
     }
 }
 

@@ -33,6 +33,7 @@ const {
   op_isola_next,
   op_isola_take,
   op_isola_read,
+  op_isola_header,
   op_isola_respond,
   op_isola_respond_text,
   op_isola_respond_stream,
@@ -283,7 +284,8 @@ function respondWhole(id, res) {
   const inner = response.toInnerResponse(res);
   const innerBody = inner.body;
   if (innerBody === null) {
-    op_isola_respond(id, inner.status, inner.headerList, EMPTY);
+    sendHeaders(id, inner.headerList);
+    op_isola_respond(id, inner.status, EMPTY);
     return true;
   }
   const streamOrStatic = innerBody.streamOrStatic;
@@ -292,18 +294,28 @@ function respondWhole(id, res) {
   }
   streamOrStatic.consumed = true;
   const staticBody = streamOrStatic.body;
+  sendHeaders(id, inner.headerList);
   if (typeof staticBody === "string") {
-    op_isola_respond_text(id, inner.status, inner.headerList, staticBody);
+    op_isola_respond_text(id, inner.status, staticBody);
   } else {
-    op_isola_respond(id, inner.status, inner.headerList, staticBody);
+    op_isola_respond(id, inner.status, staticBody);
   }
   return true;
+}
+
+// The response's headers, one fast op call each, before the op that answers.
+function sendHeaders(id, headerList) {
+  for (let i = 0; i < headerList.length; i++) {
+    const header = headerList[i];
+    op_isola_header(id, header[0], header[1]);
+  }
 }
 
 // Answers with a head now and the body's chunks as the stream yields them.
 async function streamResponse(id, res) {
   const inner = response.toInnerResponse(res);
-  op_isola_respond_stream(id, inner.status, inner.headerList);
+  sendHeaders(id, inner.headerList);
+  op_isola_respond_stream(id, inner.status);
   const reader = inner.body.streamOrStatic.getReader();
   try {
     while (true) {
@@ -368,10 +380,13 @@ async function settle(waitUntil) {
 // The inner request (deno_fetch's shape) of a request the node received: what
 // `request.newInnerRequest` makes, as a class, so a request costs one closure (its URL list,
 // which deno_fetch calls) instead of six, and no accessor definitions of its own.
+// Its headers come as one flat array (name, value, name, value, ...), made into deno_fetch's
+// list of pairs only if the function looks at them.
 class IncomingInnerRequest {
-  constructor(method, url, headers, body) {
+  constructor(method, url, flatHeaders, body) {
     this.methodInner = method;
-    this.headerListInner = headers;
+    this.flatHeaders = flatHeaders;
+    this.headerListInner = null;
     this.body = body;
     this.redirectMode = "follow";
     this.redirectCount = 0;
@@ -387,10 +402,18 @@ class IncomingInnerRequest {
     this.methodInner = value;
   }
   get headerList() {
+    if (this.headerListInner === null) {
+      const flat = this.flatHeaders;
+      const list = [];
+      for (let i = 0; i < flat.length; i += 2) ArrayPrototypePush(list, [flat[i], flat[i + 1]]);
+      this.headerListInner = list;
+      this.flatHeaders = null;
+    }
     return this.headerListInner;
   }
   set headerList(value) {
     this.headerListInner = value;
+    this.flatHeaders = null;
   }
   url() {
     return this.urlListProcessed[0];
@@ -416,13 +439,16 @@ ObjectDefineProperty(request.Request.prototype, "cf", {
   enumerable: true,
   configurable: true,
 });
-const cfByProtocol = new SafeMap();
+// `request.cf.httpProtocol` by the number Rust sends (`Protocol` in ext/mod.rs).
+const PROTOCOLS = ["", "HTTP/1.1", "HTTP/2", "HTTP/3", "HTTP/1.0", "HTTP/0.9"];
+// No prototype: a missing entry must not be looked up on one the function can change.
+let cfByProtocol = { __proto__: null };
 
-function cfOf(httpProtocol) {
-  let cf = cfByProtocol.get(httpProtocol);
+function cfOf(protocol) {
+  let cf = cfByProtocol[protocol];
   if (cf === undefined) {
-    cf = ObjectFreeze({ __proto__: null, httpProtocol, region: nodeRegion });
-    cfByProtocol.set(httpProtocol, cf);
+    cf = ObjectFreeze({ __proto__: null, httpProtocol: PROTOCOLS[protocol], region: nodeRegion });
+    cfByProtocol[protocol] = cf;
   }
   return cf;
 }
@@ -437,7 +463,7 @@ function incomingRequest(next) {
     bodyStream === null ? null : new body.InnerBody(bodyStream),
   );
   const req = request.fromInnerRequest(inner, "immutable");
-  req[cfSlot] = cfOf(next.httpProtocol);
+  req[cfSlot] = cfOf(next.protocol);
   return req;
 }
 
@@ -689,13 +715,14 @@ class Next {
   constructor(fields) {
     this.id = fields[0];
     this.invocationId = fields[1];
-    this.handler = fields[2];
+    // 0 is `fetch`; an event's handler comes by name.
+    this.handler = fields[2] === 0 ? "fetch" : fields[2];
     this.payload = fields[3];
     this.method = fields[4];
     this.url = fields[5];
     this.headers = fields[6];
     this.hasBody = fields[7];
-    this.httpProtocol = fields[8];
+    this.protocol = fields[8];
   }
 }
 
@@ -713,7 +740,7 @@ let nodeRegion = "";
 
 function start(namespace, vars, subrequests, bindings, region) {
   nodeRegion = region;
-  cfByProtocol.clear();
+  cfByProtocol = { __proto__: null };
   limitSubrequests(subrequests);
   const handler = namespace.default;
   if (
@@ -766,11 +793,11 @@ for (let i = 0; i < 2; i++) {
   const inner = new IncomingInnerRequest(
     "POST",
     "http://localhost/warm-up?q=1",
-    [["content-type", "text/plain"], ["x-warm", "up"]],
+    ["content-type", "text/plain", "x-warm", "up"],
     null,
   );
   const req = request.fromInnerRequest(inner, "immutable");
-  req[cfSlot] = cfOf("HTTP/1.1");
+  req[cfSlot] = cfOf(1);
   req.cf;
   req.method;
   req.url;
@@ -783,7 +810,7 @@ for (let i = 0; i < 2; i++) {
   response.toInnerResponse(response.Response.json({ warm: true }));
   new ExecutionContext([]);
 }
-cfByProtocol.clear();
+cfByProtocol = { __proto__: null };
 
 // Rust takes this out, together with deno_core's own `Deno` and `__bootstrap` globals, before
 // any function code runs (deno_core needs those while it restores the snapshot).
