@@ -204,6 +204,8 @@ impl Isolates {
             waiters: VecDeque::new(),
             broken: None,
             next_id: 0,
+            loads: Vec::new(),
+            local: Vec::new(),
         };
         let shared = Arc::new(Shared { state: Mutex::new(state), timer: timer.clone() });
         tokio::spawn(shed_expired(Arc::downgrade(&shared), timer));
@@ -352,6 +354,9 @@ struct State {
     /// Set when the function cannot start; every request answers this outcome.
     broken: Option<Outcome>,
     next_id: u64,
+    /// Scratch room for `decide`'s view of the slots, kept so a request allocates nothing.
+    loads: Vec<usize>,
+    local: Vec<bool>,
 }
 
 impl Drop for State {
@@ -413,10 +418,13 @@ impl State {
 
     /// Applies the policy for one request from thread `here`; `None` means it waits.
     fn decide(&mut self, here: Option<usize>) -> Option<Grant> {
-        let loads: Vec<usize> = self.slots.iter().map(|s| s.load).collect();
-        let local: Vec<bool> = self.slots.iter().map(|s| here == Some(s.handle.thread())).collect();
+        self.loads.clear();
+        self.loads.extend(self.slots.iter().map(|s| s.load));
+        self.local.clear();
+        self.local.extend(self.slots.iter().map(|s| here == Some(s.handle.thread())));
         let node = self.node_isolates.load(Ordering::Relaxed);
-        match decide(&self.settings, &loads, &local, self.starting, 0, node, self.node_max) {
+        let (loads, local) = (&self.loads, &self.local);
+        match decide(&self.settings, loads, local, self.starting, 0, node, self.node_max) {
             Decision::Use(i) => {
                 let slot = &mut self.slots[i];
                 slot.load += 1;

@@ -2,6 +2,7 @@
 //! serving HTTP/1.1 and HTTP/2 on them with the request limits of `[http]`, closing idle and
 //! slow connections, and draining on shutdown.
 
+use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use config::HttpConfig;
+use futures::stream::{FuturesUnordered, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -166,32 +168,67 @@ impl Listeners {
         });
         let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
         let idle = self.http.idle_timeout;
-        let mut check = tokio::time::interval((idle / 4).max(Duration::from_millis(50)));
+        let period = (idle / 4).max(Duration::from_millis(50));
         let mut idle_since = IdleSince { moved: 0, at: Instant::now() };
         let mut closing = false;
+        // Shutdown and the idle check wait in a set of their own: it has its own waker, so
+        // the connection's many wake-ups (a read, a response) do not poll them again.
+        let mut control = FuturesUnordered::new();
+        control.push(self.next_control(period, closing));
         loop {
             tokio::select! {
+                biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(%remote, error = %e, "connection ended with an error");
                     }
                     return;
                 }
-                _ = self.stop.cancelled(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-                _ = self.force.cancelled() => return,
-                _ = check.tick(), if !closing => {
-                    if idle_since.check(&activity) >= idle {
-                        tracing::debug!(%remote, "closing an idle connection");
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                Some(event) = control.next() => {
+                    match event {
+                        Control::Force => return,
+                        Control::Stop => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        Control::Check => {
+                            if idle_since.check(&activity) >= idle {
+                                tracing::debug!(%remote, "closing an idle connection");
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                        }
                     }
+                    control.push(self.next_control(period, closing));
                 }
             }
         }
     }
+
+    /// The next thing that happens to a connection besides its traffic: the node stops, the
+    /// grace period ends, or it is time to check whether the connection is idle (`period`).
+    /// Once `closing`, only the end of the grace period.
+    fn next_control(
+        &self,
+        period: Duration,
+        closing: bool,
+    ) -> Pin<Box<dyn Future<Output = Control> + Send>> {
+        let (stop, force) = (self.stop.clone(), self.force.clone());
+        Box::pin(async move {
+            tokio::select! {
+                _ = force.cancelled() => Control::Force,
+                _ = stop.cancelled(), if !closing => Control::Stop,
+                _ = tokio::time::sleep(period), if !closing => Control::Check,
+            }
+        })
+    }
+}
+
+/// What [`Listeners::next_control`] reports.
+enum Control {
+    Stop,
+    Force,
+    Check,
 }
 
 /// How often a connection moved bytes, and how many requests it has in flight: counted, not

@@ -154,6 +154,21 @@ impl Host {
         });
     }
 
+    /// Ends invocation `id` (its response is sent, its `waitUntil` work settled). Within an
+    /// entry it is reported when the entry ends, with its part of the entry's CPU time.
+    fn finish(&mut self, id: u32) {
+        let Some(mut live) = self.live.remove(&id) else { return };
+        // The JS side answers or fails every invocation before it is done; this is a guard.
+        if live.reply.is_some() {
+            live.fail(Outcome::Internal, "the invocation ended without a response");
+        }
+        // Dropping the stream sender ends a streamed body cleanly, now.
+        live.stream = None;
+        if let Some(started) = self.entry_started {
+            self.finishing.push((live, started.elapsed()));
+        }
+    }
+
     /// Reports the invocations that finished during the entry now ending, each charged the
     /// part of the entry's CPU time (`used`) up to its finish: the CPU clock is read only at
     /// the entry's ends, and the wall clock (cheap) splits it.
@@ -612,18 +627,7 @@ fn op_isola_fail(
 /// Marks an invocation finished: its response is sent and its `waitUntil` work settled.
 #[op2(fast)]
 fn op_isola_done(state: &mut OpState, #[smi] id: u32) {
-    let host = state.borrow_mut::<Host>();
-    let Some(mut live) = host.live.remove(&id) else { return };
-    // The JS side answers or fails every invocation before it is done; this is a guard.
-    if live.reply.is_some() {
-        live.fail(Outcome::Internal, "the invocation ended without a response");
-    }
-    // Dropping the stream sender ends a streamed body cleanly, now.
-    live.stream = None;
-    // Within an entry, the invocation is reported when the entry ends, with its part of it.
-    if let Some(started) = host.entry_started {
-        host.finishing.push((live, started.elapsed()));
-    }
+    state.borrow_mut::<Host>().finish(id);
 }
 
 /// Every extension of an isolate, in load order. The snapshot build and the runtime use this
@@ -646,3 +650,64 @@ pub fn extensions(fetch: deno_fetch::Options) -> Vec<deno_core::Extension> {
 
 /// `navigator.userAgent` and the User-Agent of outbound `fetch`.
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    struct NoLogs;
+
+    impl LogSink for NoLogs {
+        fn log(&self, _record: LogRecord) {}
+    }
+
+    /// Takes an event invocation into `host`; its charged CPU time lands in `reported`.
+    fn take(host: &mut Host, reported: &Arc<Mutex<Option<Duration>>>) -> u32 {
+        let (reply, _answer) = tokio::sync::oneshot::channel();
+        let reported = reported.clone();
+        let invocation = Invocation {
+            invocation_id: "test".into(),
+            work: Work::Event(Event {
+                handler: "scheduled",
+                payload: "{}".into(),
+                blobs: Vec::new(),
+            }),
+            reply,
+            finished: Some(Box::new(move |end: InvocationEnd| {
+                *reported.lock().unwrap() = Some(end.cpu_time);
+            })),
+        };
+        begin(host, Box::new(invocation)).id
+    }
+
+    #[test]
+    fn an_invocation_finished_inside_an_entry_is_charged_its_part_when_the_entry_ends() {
+        let (_inbox, rx) = mpsc::unbounded_channel();
+        let second = Duration::from_secs(1);
+        let mut host = Host::new("f".into(), Arc::new(NoLogs), rx, second, 30 * second);
+        let (early, late) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
+        let first = take(&mut host, &early);
+        take(&mut host, &late);
+
+        host.enter();
+        std::thread::sleep(Duration::from_millis(40));
+        host.finish(first);
+        assert_eq!(*early.lock().unwrap(), None, "reported when the entry ends, not before");
+        std::thread::sleep(Duration::from_millis(40));
+        host.charge(Duration::from_millis(100));
+
+        // It finished about halfway through the entry: about half of the entry's CPU time.
+        let charged = early.lock().unwrap().expect("reported at the end of the entry");
+        assert!(
+            charged >= Duration::from_millis(20) && charged <= Duration::from_millis(80),
+            "charged {charged:?} of an entry of 100ms that it left halfway"
+        );
+        // The one still live is charged the whole entry and not reported.
+        assert_eq!(*late.lock().unwrap(), None);
+        assert_eq!(
+            host.live.values().map(|l| l.cpu_used).collect::<Vec<_>>(),
+            [100 * Duration::from_millis(1)]
+        );
+    }
+}
