@@ -17,14 +17,8 @@ trap 'rm -rf "$scratch"' EXIT
 # Each server keeps its dev data under its own temporary directory.
 mkdir -p "$scratch/old" "$scratch/new"
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    curl -fs "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "server on port $1 did not start" >&2
-  return 1
-}
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
 
 for _ in $(seq 1 "$rounds"); do
   TMPDIR="$scratch/old" EDGE_LOG=warn taskset -c 0 "$old" dev "$root/benches/hello-fn" \

@@ -19,14 +19,8 @@ deno_bin="$(python3 -c 'import deno, os; print(deno.find_deno_bin())' 2>/dev/nul
 scripts/cargo build --release -q -p edge-node -p benches
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    curl -fs "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "server on port $1 did not start" >&2
-  return 1
-}
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
 
 measure() { # name port command...
   local name="$1" port="$2"; shift 2
