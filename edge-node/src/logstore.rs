@@ -347,12 +347,8 @@ mod tests {
         let bounds = Bounds { max_size: 512 * 1024, max_age: Duration::from_secs(3600) };
         let store = LogStore::open(dir.path().to_path_buf(), bounds).unwrap();
         for i in 0..20_000u64 {
-            let mut r = Record::log(
-                "f",
-                SystemTime::now(),
-                "info",
-                &format!("line {i} {}", "x".repeat(40)),
-            );
+            let mut r =
+                Record::log("f", SystemTime::now(), "info", format!("line {i} {}", "x".repeat(40)));
             r.invocation_id = Some(format!("inv-{}", i % 100).into());
             store.append(r);
         }
