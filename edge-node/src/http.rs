@@ -68,6 +68,9 @@ impl Protocol {
     }
 }
 
+/// Made once, not parsed from a string on every response.
+const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
 fn new_request_id() -> Arc<str> {
     let mut text = uuid::Uuid::encode_buffer();
     Arc::from(&*uuid::Uuid::now_v7().simple().encode_lower(&mut text))
@@ -143,7 +146,7 @@ where
         *response.body_mut() = OutBody::Full(None);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
     if let Some(alt_svc) = alt_svc {
         response.headers_mut().insert(header::ALT_SVC, alt_svc);
