@@ -80,19 +80,11 @@ impl Record {
     /// An invocation's summary.
     pub fn invocation(function: Arc<str>, outcome: &'static str) -> Record {
         Record {
-            ts: millis(SystemTime::now()),
             kind: Cow::Borrowed("invocation"),
-            function,
-            version: None,
-            invocation_id: None,
-            trigger: None,
             level: None,
             message: None,
             outcome: Some(Cow::Borrowed(outcome)),
-            status: None,
-            duration_ms: None,
-            cpu_ms: None,
-            cold: None,
+            ..Record::log(function, SystemTime::now(), "", "")
         }
     }
 }

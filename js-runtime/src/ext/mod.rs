@@ -707,7 +707,7 @@ mod tests {
         assert_eq!(*late.lock().unwrap(), None);
         assert_eq!(
             host.live.values().map(|l| l.cpu_used).collect::<Vec<_>>(),
-            [100 * Duration::from_millis(1)]
+            [Duration::from_millis(100)]
         );
     }
 }

@@ -283,18 +283,17 @@ const EMPTY = new Uint8Array(0);
 function respondWhole(id, res) {
   const inner = response.toInnerResponse(res);
   const innerBody = inner.body;
-  if (innerBody === null) {
-    sendHeaders(id, inner.headerList);
-    op_isola_respond(id, inner.status, EMPTY);
-    return true;
-  }
-  const streamOrStatic = innerBody.streamOrStatic;
+  const streamOrStatic = innerBody === null ? null : innerBody.streamOrStatic;
   if (ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
     return false;
   }
+  sendHeaders(id, inner.headerList);
+  if (innerBody === null) {
+    op_isola_respond(id, inner.status, EMPTY);
+    return true;
+  }
   streamOrStatic.consumed = true;
   const staticBody = streamOrStatic.body;
-  sendHeaders(id, inner.headerList);
   if (typeof staticBody === "string") {
     op_isola_respond_text(id, inner.status, staticBody);
   } else {
