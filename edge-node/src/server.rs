@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -42,10 +42,11 @@ impl Listeners {
         // The head buffer holds the request line and the headers; each has its own limit,
         // checked per request (414, 431).
         let head = (http.max_header_size + http.max_url_length + 1024).max(8192);
+        // hyper's own header read timeout arms a timer for every request; the connection loop
+        // checks slow heads from counters instead (`HeadSince`).
         builder
             .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(http.header_read_timeout)
+            .header_read_timeout(None)
             .max_buf_size(usize::try_from(head).unwrap_or(usize::MAX))
             .max_headers(http.max_headers);
         builder
@@ -150,16 +151,15 @@ impl Listeners {
     ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity =
-            Arc::new(Activity { moved: AtomicU64::new(0), in_flight: AtomicUsize::new(0) });
-        let io = IdleIo { inner: io, activity: activity.clone() };
+        let activity = Arc::new(Activity::default());
+        let io = IdleIo { inner: io, activity: activity.clone(), first_read: true };
         let app = self.app.clone();
         let service_activity = activity.clone();
         let service = hyper::service::service_fn(move |req| {
             let app = app.clone();
             let activity = service_activity.clone();
             let protocol = protocol.clone();
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
+            activity.dispatched();
             async move {
                 let response = handle(&app, req, remote, protocol).await;
                 activity.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -168,8 +168,11 @@ impl Listeners {
         });
         let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
         let idle = self.http.idle_timeout;
-        let period = (idle / 4).max(Duration::from_millis(50));
-        let mut idle_since = IdleSince { moved: 0, at: Instant::now() };
+        let head_timeout = self.http.header_read_timeout;
+        let period = (idle.min(head_timeout) / 4).max(Duration::from_millis(50));
+        let now = Instant::now();
+        let mut idle_since = IdleSince { moved: 0, at: now };
+        let mut head_since = HeadSince { since: Some((now, 0)) };
         let mut closing = false;
         // Shutdown and the idle check wait in a set of their own: it has its own waker, so
         // the connection's many wake-ups (a read, a response) do not poll them again.
@@ -190,6 +193,10 @@ impl Listeners {
                         Control::Stop => {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
+                        }
+                        Control::Check if head_since.check(&activity) >= head_timeout => {
+                            tracing::debug!(%remote, "closing a connection whose request head is too slow");
+                            return;
                         }
                         Control::Check => {
                             if idle_since.check(&activity) >= idle {
@@ -232,15 +239,73 @@ enum Control {
 }
 
 /// How often a connection moved bytes, and how many requests it has in flight: counted, not
-/// timed, so reading and writing cost no clock reads; [`IdleSince`] turns it into idle time.
+/// timed, so reading and writing cost no clock reads; [`IdleSince`] turns it into idle time
+/// and [`HeadSince`] into the time a request head has been arriving.
+#[derive(Default)]
 struct Activity {
     moved: AtomicU64,
+    /// Reads that brought bytes.
+    reads: AtomicU64,
+    /// `reads` when the last request was dispatched.
+    reads_at_dispatch: AtomicU64,
+    /// Requests dispatched.
+    requests: AtomicU64,
     in_flight: AtomicUsize,
+    /// The client spoke HTTP/2 (whose heads hyper reads on streams, under its own limits).
+    h2: AtomicBool,
 }
 
 impl Activity {
     fn touch(&self) {
         self.moved.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) {
+        self.touch();
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request's head has been read whole and goes to its function.
+    fn dispatched(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.reads_at_dispatch.store(self.reads.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// An HTTP/1 request head is under way: nothing is in flight, and the connection has sent
+    /// no request yet or has sent bytes since its last one.
+    fn head_under_way(&self) -> bool {
+        !self.h2.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && (self.requests.load(Ordering::Relaxed) == 0
+                || self.reads.load(Ordering::Relaxed)
+                    != self.reads_at_dispatch.load(Ordering::Relaxed))
+    }
+}
+
+/// When the request head a connection is sending began, as the periodic check samples it:
+/// the slowloris defence (`header_read_timeout`). A new connection's first head begins when
+/// it is accepted.
+struct HeadSince {
+    /// The start, and how many requests the connection had dispatched then.
+    since: Option<(Instant, u64)>,
+}
+
+impl HeadSince {
+    /// How long the current head has been arriving, to within one check; zero if none is.
+    fn check(&mut self, activity: &Activity) -> Duration {
+        if !activity.head_under_way() {
+            self.since = None;
+            return Duration::ZERO;
+        }
+        let requests = activity.requests.load(Ordering::Relaxed);
+        match self.since {
+            Some((at, seen)) if seen == requests => at.elapsed(),
+            _ => {
+                self.since = Some((Instant::now(), requests));
+                Duration::ZERO
+            }
+        }
     }
 }
 
@@ -263,10 +328,12 @@ impl IdleSince {
     }
 }
 
-/// An IO stream that records when it last read or wrote anything.
+/// An IO stream that counts its reads and writes.
 struct IdleIo<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// Nothing read yet: the first bytes tell HTTP/2's preface apart.
+    first_read: bool,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
@@ -279,7 +346,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.activity.touch();
+            if this.first_read {
+                this.first_read = false;
+                if buf.filled()[before..].starts_with(b"PRI ") {
+                    this.activity.h2.store(true, Ordering::Relaxed);
+                }
+            }
+            this.activity.read();
         }
         polled
     }

@@ -179,6 +179,33 @@ async fn slowloris_and_idle_connections_are_closed_while_others_are_served() {
     node.shutdown().await;
 }
 
+/// The head timeout is for heads under way: a keep-alive connection waiting for its next
+/// request is governed by `idle_timeout`, however much longer that is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_outlives_the_header_timeout_until_it_is_idle_too_long() {
+    let mut config = config::NodeConfig::default();
+    config.http.header_read_timeout = Duration::from_millis(300);
+    config.http.idle_timeout = Duration::from_secs(30);
+    let node = TestNode::start_with(config, &[function_dir("proto")]).await;
+    let mut stream = TcpStream::connect(node.addr).await.unwrap();
+    for _ in 0..2 {
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 12];
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        let mut rest = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut rest)).await;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+    }
+    // A head that does not finish is still cut off.
+    let mut slow = TcpStream::connect(node.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(3), slow.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the slow head was not cut off: {read:?}");
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_holds() {
     let mut config = config::NodeConfig::default();
