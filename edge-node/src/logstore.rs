@@ -89,6 +89,69 @@ impl Record {
     }
 }
 
+impl Record {
+    /// Appends the record as one line of JSON, the same object serde writes, without the
+    /// newline. Written by hand because the writer thread does this for every invocation:
+    /// the keys are fixed, and most values need no escaping.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut ints = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"ts\":");
+        out.extend_from_slice(ints.format(self.ts).as_bytes());
+        out.extend_from_slice(b",\"kind\":");
+        write_str(out, &self.kind);
+        out.extend_from_slice(b",\"function\":");
+        write_str(out, &self.function);
+        if let Some(version) = self.version {
+            out.extend_from_slice(b",\"version\":");
+            out.extend_from_slice(ints.format(version).as_bytes());
+        }
+        let texts = [
+            (&b",\"invocation_id\":"[..], self.invocation_id.as_deref()),
+            (b",\"trigger\":", self.trigger.as_deref()),
+            (b",\"level\":", self.level.as_deref()),
+            (b",\"message\":", self.message.as_deref()),
+            (b",\"outcome\":", self.outcome.as_deref()),
+        ];
+        for (key, value) in texts {
+            if let Some(value) = value {
+                out.extend_from_slice(key);
+                write_str(out, value);
+            }
+        }
+        if let Some(status) = self.status {
+            out.extend_from_slice(b",\"status\":");
+            out.extend_from_slice(ints.format(status).as_bytes());
+        }
+        for (key, value) in
+            [(&b",\"duration_ms\":"[..], self.duration_ms), (b",\"cpu_ms\":", self.cpu_ms)]
+        {
+            if let Some(value) = value {
+                out.extend_from_slice(key);
+                write_f64(out, value);
+            }
+        }
+        if let Some(cold) = self.cold {
+            out.extend_from_slice(if cold { b",\"cold\":true" } else { b",\"cold\":false" });
+        }
+        out.push(b'}');
+    }
+}
+
+/// A JSON string: copied as it is unless something in it needs escaping.
+fn write_str(out: &mut Vec<u8>, value: &str) {
+    if value.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        serde_json::to_writer(&mut *out, value).expect("a string serialises");
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    }
+}
+
+fn write_f64(out: &mut Vec<u8>, value: f64) {
+    serde_json::to_writer(&mut *out, &value).expect("a number serialises");
+}
+
 pub fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
@@ -240,9 +303,7 @@ fn write_loop(dir: &Path, bounds: Bounds, rx: mpsc::Receiver<Arc<Record>>) {
         batch.extend(rx.try_iter());
         for record in batch {
             line.clear();
-            if serde_json::to_writer(&mut line, &*record).is_err() {
-                continue;
-            }
+            record.write_json(&mut line);
             line.push(b'\n');
             let function = &*record.function;
             if !is_safe_name(function) {
@@ -331,6 +392,30 @@ mod tests {
         assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
         assert!(cut.ends_with("… [truncated 5 characters]"), "{}", &cut[cut.len() - 40..]);
         assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn records_are_written_as_serde_writes_them() {
+        let mut summary = Record::invocation("fn-1".into(), "exceeded_cpu");
+        summary.version = Some(7);
+        summary.invocation_id = Some("0190a1b2c3d4".into());
+        summary.trigger = Some("http".into());
+        summary.status = Some(503);
+        summary.duration_ms = Some(12.345678);
+        summary.cpu_ms = Some(0.0001);
+        summary.cold = Some(false);
+        let awkward = "quote \" backslash \\ newline \n tab \t nul \u{0} é ✓ \u{1F600}";
+        let console = Record::log("f", SystemTime::now(), "warn", awkward);
+        let bare = Record::log("g", UNIX_EPOCH, "log", "");
+        for record in [summary, console, bare] {
+            let mut line = Vec::new();
+            record.write_json(&mut line);
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                serde_json::to_string(&record).unwrap(),
+                "{record:?}"
+            );
+        }
     }
 
     #[test]
