@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
@@ -358,14 +358,17 @@ impl Function {
         let version = self.version;
         Box::new(move |end: InvocationEnd| {
             let duration = received.elapsed();
+            let ended = SystemTime::now();
             meters.invocation(&InvocationStats {
                 trigger,
                 outcome: end.outcome,
                 duration,
                 cpu_time: end.cpu_time,
                 cold_start,
+                ended,
             });
-            let mut summary = Record::invocation(meters.function().clone(), end.outcome.as_str());
+            let mut summary =
+                Record::invocation(meters.function().clone(), ended, end.outcome.as_str());
             summary.version = version;
             summary.invocation_id = Some(invocation_id);
             summary.trigger = Some(Cow::Borrowed(trigger));

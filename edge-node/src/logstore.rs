@@ -77,14 +77,14 @@ impl Record {
         }
     }
 
-    /// An invocation's summary.
-    pub fn invocation(function: Arc<str>, outcome: &'static str) -> Record {
+    /// The summary of an invocation that ended at `ended`.
+    pub fn invocation(function: Arc<str>, ended: SystemTime, outcome: &'static str) -> Record {
         Record {
             kind: Cow::Borrowed("invocation"),
             level: None,
             message: None,
             outcome: Some(Cow::Borrowed(outcome)),
-            ..Record::log(function, SystemTime::now(), "", "")
+            ..Record::log(function, ended, "", "")
         }
     }
 }
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn records_are_written_as_serde_writes_them() {
-        let mut summary = Record::invocation("fn-1".into(), "exceeded_cpu");
+        let mut summary = Record::invocation("fn-1".into(), SystemTime::now(), "exceeded_cpu");
         summary.version = Some(7);
         summary.invocation_id = Some("0190a1b2c3d4".into());
         summary.trigger = Some("http".into());

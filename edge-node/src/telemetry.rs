@@ -49,6 +49,8 @@ pub struct InvocationStats<'a> {
     pub cpu_time: Duration,
     /// The isolate start this invocation waited for, if it was a cold start.
     pub cold_start: Option<Duration>,
+    /// When it ended (the same reading stamps its log summary).
+    pub ended: SystemTime,
 }
 
 /// One function's meters, looked up once: looking a series up in its family builds the
@@ -392,7 +394,7 @@ impl Series {
         if self.buckets.is_empty() {
             self.buckets = (0..BUCKETS).map(|_| Bucket::empty(u64::MAX)).collect();
         }
-        let index = bucket_of(SystemTime::now());
+        let index = bucket_of(s.ended);
         let slot = &mut self.buckets[(index % BUCKETS as u64) as usize];
         if slot.index != index {
             *slot = Bucket::empty(index);

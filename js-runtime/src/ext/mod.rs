@@ -249,9 +249,10 @@ enum Protocol {
     Http09 = 5,
 }
 
-/// An invocation as `op_isola_next` hands it to JavaScript: an array in field order, which
-/// `runtime.js` reads into an object of one shape (cheaper than building an object here,
-/// whose keys V8 would look up as new strings every time).
+/// An invocation as `op_isola_next` hands it to JavaScript: one array, the fields in order
+/// and then the request's headers (name, value, name, value, ...), which `runtime.js` reads
+/// into an object of one shape (cheaper than building an object here, whose keys V8 would
+/// look up as new strings every time, or a second array).
 struct NextRequest {
     id: u32,
     invocation_id: std::sync::Arc<str>,
@@ -267,6 +268,22 @@ struct NextRequest {
     /// The request's protocol, for `request.cf.httpProtocol`.
     http_protocol: Protocol,
 }
+
+/// The fields before the headers in what `op_isola_next` hands over (`Next` in runtime.js).
+const NEXT_FIELDS: usize = 8;
+
+/// Methods sent by their index, as `METHODS` in runtime.js lists them.
+const METHODS: [http::Method; 9] = [
+    http::Method::GET,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::DELETE,
+    http::Method::HEAD,
+    http::Method::OPTIONS,
+    http::Method::PATCH,
+    http::Method::CONNECT,
+    http::Method::TRACE,
+];
 
 impl<'a> ToV8<'a> for NextRequest {
     type Error = std::convert::Infallible;
@@ -289,31 +306,42 @@ impl<'a> ToV8<'a> for NextRequest {
                 .unwrap_or_else(|| v8::String::empty(scope))
                 .into()
         }
-        // One flat array, name then value: JavaScript pairs them up if the function reads
-        // them (an array made here costs far more than one made there).
-        let mut headers: Vec<v8::Local<v8::Value>> = Vec::with_capacity(self.headers.len() * 2);
-        for (name, value) in &self.headers {
-            headers.push(latin1(scope, name.as_str().as_bytes()));
-            headers.push(latin1(scope, value.as_bytes()));
-        }
-        let method = self.method.as_ref().map_or("", http::Method::as_str);
-        // `fetch` and the protocol go as small numbers: no string made, none compared.
+        // `fetch`, the common methods and the protocol go as small numbers: no string made,
+        // none compared.
         let handler = if self.handler == "fetch" {
             v8::Integer::new(scope, 0).into()
         } else {
             text(scope, self.handler)
         };
-        let fields = [
+        let method = match &self.method {
+            None => v8::String::empty(scope).into(),
+            Some(method) => match METHODS.iter().position(|m| m == method) {
+                Some(index) => v8::Integer::new(scope, index as i32).into(),
+                None => text(scope, method.as_str()),
+            },
+        };
+        let payload = if self.payload.is_empty() {
+            v8::String::empty(scope).into()
+        } else {
+            text(scope, &self.payload)
+        };
+        let mut fields: Vec<v8::Local<v8::Value>> =
+            Vec::with_capacity(NEXT_FIELDS + self.headers.len() * 2);
+        fields.extend([
             v8::Integer::new_from_unsigned(scope, self.id).into(),
             text(scope, &self.invocation_id),
             handler,
-            text(scope, &self.payload),
-            text(scope, method),
+            payload,
+            method,
             text(scope, &self.url),
-            v8::Array::new_with_elements(scope, &headers).into(),
             v8::Boolean::new(scope, self.has_body).into(),
             v8::Integer::new(scope, self.http_protocol as i32).into(),
-        ];
+        ]);
+        // Name then value: JavaScript pairs them up if the function reads them.
+        for (name, value) in &self.headers {
+            fields.push(latin1(scope, name.as_str().as_bytes()));
+            fields.push(latin1(scope, value.as_bytes()));
+        }
         Ok(v8::Array::new_with_elements(scope, &fields).into())
     }
 }
@@ -375,7 +403,9 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
         reply: Some(reply),
         stream: None,
         cpu_used: Duration::ZERO,
-        deadline: Instant::now() + host.wall_time,
+        // Within an entry (always, but for a worker not enforcing limits), its start stands
+        // for now: the wall clock runs from at most that much earlier.
+        deadline: host.entry_started.unwrap_or_else(Instant::now) + host.wall_time,
         status: None,
         failed: None,
         finished,
@@ -512,7 +542,7 @@ fn op_isola_header(
         live.bad_header = Some("invalid header name");
         return;
     };
-    if HOP_BY_HOP.contains(&name.as_str()) {
+    if HOP_BY_HOP.contains(&name) {
         return;
     }
     match http::HeaderValue::from_bytes(&value) {
@@ -524,13 +554,13 @@ fn op_isola_header(
 }
 
 /// Headers that describe one connection, which the node sets itself.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "upgrade",
-    "keep-alive",
-    "proxy-connection",
+static HOP_BY_HOP: [http::HeaderName; 6] = [
+    http::header::CONNECTION,
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
 ];
 
 /// Builds the response from `status`, the headers added so far and `body`, and hands it to
@@ -577,9 +607,9 @@ fn op_isola_respond_text(
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
-    #[string] body: String,
+    #[string] body: &str,
 ) -> Result<(), JsErrorBox> {
-    respond(state, id, status, ResponseBody::Full(Bytes::from(body)))
+    respond(state, id, status, ResponseBody::Full(Bytes::copy_from_slice(body.as_bytes())))
 }
 
 /// Answers with a head now and a body that follows through `op_isola_write`.

@@ -382,9 +382,11 @@ async function settle(waitUntil) {
 // Its headers come as one flat array (name, value, name, value, ...), made into deno_fetch's
 // list of pairs only if the function looks at them.
 class IncomingInnerRequest {
-  constructor(method, url, flatHeaders, body) {
+  // `flatHeaders` from index `flatFrom` on.
+  constructor(method, url, flatHeaders, flatFrom, body) {
     this.methodInner = method;
     this.flatHeaders = flatHeaders;
+    this.flatFrom = flatFrom;
     this.headerListInner = null;
     this.body = body;
     this.redirectMode = "follow";
@@ -404,7 +406,9 @@ class IncomingInnerRequest {
     if (this.headerListInner === null) {
       const flat = this.flatHeaders;
       const list = [];
-      for (let i = 0; i < flat.length; i += 2) ArrayPrototypePush(list, [flat[i], flat[i + 1]]);
+      for (let i = this.flatFrom; i < flat.length; i += 2) {
+        ArrayPrototypePush(list, [flat[i], flat[i + 1]]);
+      }
       this.headerListInner = list;
       this.flatHeaders = null;
     }
@@ -458,7 +462,8 @@ function incomingRequest(next) {
   const inner = new IncomingInnerRequest(
     next.method,
     next.url,
-    next.headers,
+    next.fields,
+    HEADERS_AT,
     bodyStream === null ? null : new body.InnerBody(bodyStream),
   );
   const req = request.fromInnerRequest(inner, "immutable");
@@ -710,6 +715,11 @@ function binding(name, kind) {
 }
 
 // An invocation from `op_isola_next`, which hands it over as an array in this order.
+// Methods Rust sends by index (`METHODS` in ext/mod.rs).
+const METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+// Where the request's headers start in what Rust sends (`NEXT_FIELDS` in ext/mod.rs).
+const HEADERS_AT = 8;
+
 class Next {
   constructor(fields) {
     this.id = fields[0];
@@ -717,11 +727,13 @@ class Next {
     // 0 is `fetch`; an event's handler comes by name.
     this.handler = fields[2] === 0 ? "fetch" : fields[2];
     this.payload = fields[3];
-    this.method = fields[4];
+    const method = fields[4];
+    this.method = typeof method === "number" ? METHODS[method] : method;
     this.url = fields[5];
-    this.headers = fields[6];
-    this.hasBody = fields[7];
-    this.protocol = fields[8];
+    this.hasBody = fields[6];
+    this.protocol = fields[7];
+    // The headers, flat, from HEADERS_AT on.
+    this.fields = fields;
   }
 }
 
@@ -793,6 +805,7 @@ for (let i = 0; i < 2; i++) {
     "POST",
     "http://localhost/warm-up?q=1",
     ["content-type", "text/plain", "x-warm", "up"],
+    0,
     null,
   );
   const req = request.fromInnerRequest(inner, "immutable");
