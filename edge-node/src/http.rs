@@ -71,9 +71,30 @@ impl Protocol {
 /// Made once, not parsed from a string on every response.
 const X_REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
+thread_local! {
+    /// The random part of this thread's request ids, drawn once; each id adds a count to it.
+    static ID_RANDOM: std::cell::Cell<(u16, u64)> = std::cell::Cell::new({
+        let random = uuid::Uuid::new_v4().as_u64_pair();
+        (random.0 as u16, random.1)
+    });
+}
+
+/// A UUIDv7 (time-ordered): the millisecond, then a random part drawn once per thread and
+/// counted up per id, so ids stay unique without drawing random bytes or taking a lock for
+/// each request.
 fn new_request_id() -> Arc<str> {
+    let (high, low) = ID_RANDOM.with(|random| {
+        let (high, low) = random.get();
+        random.set((high, low.wrapping_add(1)));
+        (high, low)
+    });
+    let mut rest = [0u8; 10];
+    rest[..2].copy_from_slice(&high.to_be_bytes());
+    rest[2..].copy_from_slice(&low.to_be_bytes());
+    let millis = crate::logstore::millis(std::time::SystemTime::now());
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid();
     let mut text = uuid::Uuid::encode_buffer();
-    Arc::from(&*uuid::Uuid::now_v7().simple().encode_lower(&mut text))
+    Arc::from(&*id.simple().encode_lower(&mut text))
 }
 
 /// The error body every failure answers with.
@@ -232,17 +253,22 @@ where
         }
         return response;
     }
-    let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let scheme = if protocol.tls { "https://" } else { "http://" };
-    let mut url = String::with_capacity(scheme.len() + authority.len() + path_and_query.len());
-    url.push_str(scheme);
-    url.push_str(authority);
-    url.push_str(path_and_query);
+    // The absolute URL the function sees, from parts hyper has parsed already.
+    let mut uri = http::uri::Parts::default();
+    uri.scheme =
+        Some(if protocol.tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+    uri.authority = http::uri::Authority::try_from(authority).ok();
+    uri.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    let rooted = uri.path_and_query.as_ref().is_some_and(|p| p.as_str().starts_with('/'));
     let (mut parts, incoming) = req.into_parts();
-    // From a String, the URI keeps its bytes without a copy.
-    parts.uri = match http::Uri::try_from(url) {
-        Ok(uri) => uri,
-        Err(_) => {
+    parts.uri = match http::Uri::from_parts(uri) {
+        Ok(uri) if rooted => uri,
+        _ => {
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -273,7 +299,28 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::{new_request_id, strip_port};
+
+    #[test]
+    fn request_ids_are_distinct_time_ordered_uuid_v7s() {
+        let ids: Vec<_> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..10_000).map(|_| new_request_id()).collect::<Vec<_>>()))
+                .collect();
+            threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+        });
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let now = crate::logstore::millis(std::time::SystemTime::now());
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(id.len(), 32, "{id}");
+            let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+            let millis = secs * 1000 + u64::from(nanos) / 1_000_000;
+            assert!(now.abs_diff(millis) < 60_000, "{id} is not stamped with the time");
+        }
+    }
 
     #[test]
     fn ports_are_stripped() {

@@ -71,7 +71,8 @@ pub fn decide(
 
 struct Slot {
     id: u64,
-    handle: WorkerHandle,
+    /// Shared with the leases: one count to take and give back per request.
+    handle: Arc<WorkerHandle>,
     load: usize,
     /// When the isolate last became idle (its load fell to 0).
     last_used: Instant,
@@ -91,7 +92,7 @@ enum Grant {
     /// Run on this isolate (its load already counts the request).
     Use {
         id: u64,
-        handle: WorkerHandle,
+        handle: Arc<WorkerHandle>,
     },
     /// Start an isolate (the caller does, then reports it with [`State::started`]).
     Start {
@@ -136,7 +137,7 @@ impl Drop for Shared {
 pub struct Lease {
     shared: Arc<Shared>,
     id: u64,
-    pub handle: WorkerHandle,
+    pub handle: Arc<WorkerHandle>,
     /// How long starting the isolate took, when this lease started it (a cold start).
     pub cold: Option<Duration>,
 }
@@ -173,7 +174,7 @@ struct StartTicket {
 }
 
 impl StartTicket {
-    fn report(mut self, result: Result<WorkerHandle, Outcome>) {
+    fn report(mut self, result: Result<Arc<WorkerHandle>, Outcome>) {
         let ticket = self.ticket.take().expect("reported once");
         self.shared.settle(|state| state.started(ticket, result));
     }
@@ -243,7 +244,7 @@ impl Isolates {
                 let guard = StartTicket { shared: self.shared.clone(), ticket: Some(ticket) };
                 self.cold_starts.fetch_add(1, Ordering::Relaxed);
                 let starting = Instant::now();
-                let started = start().await;
+                let started = start().await.map(Arc::new);
                 let took = starting.elapsed();
                 guard.report(started.clone());
                 match started {
@@ -389,7 +390,7 @@ impl State {
     }
 
     /// A start granted earlier has ended.
-    fn started(&mut self, ticket: u64, result: Result<WorkerHandle, Outcome>) {
+    fn started(&mut self, ticket: u64, result: Result<Arc<WorkerHandle>, Outcome>) {
         self.starting -= 1;
         match result {
             Ok(handle) => {

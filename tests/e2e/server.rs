@@ -179,6 +179,20 @@ async fn slowloris_and_idle_connections_are_closed_while_others_are_served() {
     node.shutdown().await;
 }
 
+/// Methods reach the function as sent (the common ones travel as numbers, the rest as
+/// text), and a Host that is no authority is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_reach_the_function_as_sent_and_a_bad_host_is_refused() {
+    let node = TestNode::start_with(config::NodeConfig::default(), &[function_dir("proto")]).await;
+    for method in ["GET", "DELETE", "PATCH", "OPTIONS", "PROPFIND"] {
+        let res = curl(method, &node.url("/"), &[], None).await;
+        assert_eq!((res.status, json(&res)["method"].clone()), (200, serde_json::json!(method)));
+    }
+    let bad_host = b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n".to_vec();
+    assert_eq!(raw_status(node.addr, &[bad_host]).await, 400);
+    node.shutdown().await;
+}
+
 /// The head timeout is for heads under way: a keep-alive connection waiting for its next
 /// request is governed by `idle_timeout`, however much longer that is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
