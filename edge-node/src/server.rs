@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::body::OutBody;
 use crate::http::{handle, App, Protocol};
 use crate::tls::TlsConfig;
 
@@ -166,8 +167,7 @@ impl Listeners {
             activity.dispatched();
             async move {
                 let response = handle(&app, req, remote, protocol).await;
-                activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-                Ok::<_, std::convert::Infallible>(response)
+                Ok::<_, std::convert::Infallible>(response.map(|body| InFlight { body, activity }))
             }
         });
         let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
@@ -242,9 +242,10 @@ enum Control {
     Check,
 }
 
-/// How often a connection moved bytes, and how many requests it has in flight: counted, not
-/// timed, so reading and writing cost no clock reads; [`IdleSince`] turns it into idle time
-/// and [`HeadSince`] into the time a request head has been arriving.
+/// How often a connection moved bytes, and how many requests it has in flight (until their
+/// response bodies are sent, [`InFlight`]): counted, not timed, so reading and writing cost
+/// no clock reads; [`IdleSince`] turns it into idle time and [`HeadSince`] into the time a
+/// request head has been arriving.
 #[derive(Default)]
 struct Activity {
     moved: AtomicU64,
@@ -284,6 +285,40 @@ impl Activity {
             && (self.requests.load(Ordering::Relaxed) == 0
                 || self.reads.load(Ordering::Relaxed)
                     != self.reads_at_dispatch.load(Ordering::Relaxed))
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is dropped (sent whole,
+/// or its connection gone): while a body streams, its connection is neither idle nor reading
+/// a new head, whatever the client sends meanwhile (the rest of an upload, say).
+struct InFlight {
+    body: OutBody,
+    activity: Arc<Activity>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl http_body::Body for InFlight {
+    type Data = bytes::Bytes;
+    type Error = <OutBody as http_body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -220,6 +220,40 @@ async fn a_keep_alive_connection_outlives_the_header_timeout_until_it_is_idle_to
     node.shutdown().await;
 }
 
+/// A response that streams while the client still uploads is in flight the whole time:
+/// the bytes it sends meanwhile are no slow request head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_streamed_back_outlasts_the_header_timeout() {
+    let mut config = config::NodeConfig::default();
+    config.http.header_read_timeout = Duration::from_millis(300);
+    let node = TestNode::start_with(config, &[function_dir("echo")]).await;
+    let stream = TcpStream::connect(node.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    write.write_all(head.as_bytes()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.ends_with(b"0\r\n\r\n") {
+            match tokio::time::timeout(PATIENCE, read.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    for _ in 0..12 {
+        write.write_all(b"5\r\nhello\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    write.write_all(b"0\r\n\r\n").await.unwrap();
+    let seen = reader.await.unwrap();
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert_eq!(seen.matches("hello").count(), 12, "the echo was cut off: {seen}");
+    assert!(seen.ends_with("0\r\n\r\n"), "{seen}");
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_holds() {
     let mut config = config::NodeConfig::default();
