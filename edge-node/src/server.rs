@@ -198,11 +198,11 @@ impl Listeners {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
                         }
-                        Control::Check if head_since.check(&activity) >= head_timeout => {
-                            tracing::debug!(%remote, "closing a connection whose request head is too slow");
-                            return;
-                        }
                         Control::Check => {
+                            if head_since.check(&activity) >= head_timeout {
+                                tracing::debug!(%remote, "closing a connection whose request head is too slow");
+                                return;
+                            }
                             if idle_since.check(&activity) >= idle {
                                 tracing::debug!(%remote, "closing an idle connection");
                                 conn.as_mut().graceful_shutdown();

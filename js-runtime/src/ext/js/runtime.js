@@ -714,12 +714,12 @@ function binding(name, kind) {
   throw new TypeError(`binding ${name}: unknown kind ${kind}`);
 }
 
-// An invocation from `op_isola_next`, which hands it over as an array in this order.
 // Methods Rust sends by index (`METHODS` in ext/mod.rs).
 const METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
 // Where the request's headers start in what Rust sends (`NEXT_FIELDS` in ext/mod.rs).
 const HEADERS_AT = 8;
 
+// An invocation from `op_isola_next`, which hands it over as an array in this order.
 class Next {
   constructor(fields) {
     this.id = fields[0];
