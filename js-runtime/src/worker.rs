@@ -307,6 +307,11 @@ impl Isolate {
         let loader = Rc::new(BundleLoader::default());
         let mut js = JsRuntime::new(RuntimeOptions {
             startup_snapshot: Some(crate::SNAPSHOT),
+            // Not in the snapshot (nothing loads it while the snapshot is made).
+            residual_lazy_esm_sources: &[(
+                "ext:isola/fast_calls.js",
+                include_str!("ext/js/fast_calls.js"),
+            )],
             extensions: ext::extensions(fetch),
             module_loader: Some(loader.clone()),
             create_params: Some(create_params),
@@ -320,6 +325,9 @@ impl Isolate {
             current.saturating_mul(2)
         });
         js.op_state().borrow_mut().put(outbound_permissions());
+        // The snapshot holds the ops' slow versions; this has the fast ones attached.
+        js.execute_script("isola:fast-calls", "globalThis.__isolaUseFastCalls()")
+            .expect("the runtime attaches the ops' fast calls");
         let js = OwnedRuntime::new(js);
         Isolate { js, guard, budget, loader, resolver, memory }
     }
@@ -398,6 +406,7 @@ impl Isolate {
 const HIDE_HOST: &str = "(() => {
   const start = globalThis.__isolaStart;
   delete globalThis.__isolaStart;
+  delete globalThis.__isolaUseFastCalls;
   delete globalThis.__bootstrap;
   delete globalThis.Deno;
   delete globalThis.SharedArrayBuffer;

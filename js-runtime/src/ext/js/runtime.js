@@ -28,7 +28,9 @@ const {
   TypeError,
   TypedArrayPrototypeGetSymbolToStringTag,
 } = primordials;
-const {
+// The ops, bound again by `useFastCalls` once the isolate is made: what the snapshot holds
+// are the ops' slow versions.
+let {
   op_isola_log,
   op_isola_next,
   op_isola_take,
@@ -44,6 +46,29 @@ const {
   op_isola_event_result,
   op_isola_binding,
 } = core.ops;
+
+// Called by Rust on every isolate made from the snapshot, before it gets a function: has
+// deno_core attach the ops' fast-call overloads (it does so on the first lazy module load)
+// and binds the ops again, so the request path calls them without V8's API callback.
+function useFastCalls() {
+  core.createLazyLoader("ext:isola/fast_calls.js")();
+  ({
+    op_isola_log,
+    op_isola_next,
+    op_isola_take,
+    op_isola_read,
+    op_isola_header,
+    op_isola_respond,
+    op_isola_respond_text,
+    op_isola_respond_stream,
+    op_isola_write,
+    op_isola_fail,
+    op_isola_done,
+    op_isola_event_blob,
+    op_isola_event_result,
+    op_isola_binding,
+  } = core.ops);
+}
 
 const load = core.loadExtScript;
 
@@ -827,3 +852,4 @@ cfByProtocol = { __proto__: null };
 // Rust takes this out, together with deno_core's own `Deno` and `__bootstrap` globals, before
 // any function code runs (deno_core needs those while it restores the snapshot).
 ObjectDefineProperty(globalThis, "__isolaStart", nonEnumerable(start));
+ObjectDefineProperty(globalThis, "__isolaUseFastCalls", nonEnumerable(useFastCalls));
