@@ -9,3 +9,14 @@ wait_port() {
   echo "server on port $1 did not start" >&2
   return 1
 }
+
+# Installs what the HTTP comparisons use (wrk, taskset, Deno from PyPI), builds edge-node and
+# the baseline servers, and sets `deno_bin` and `target` (the release binaries' folder).
+comparison_setup() {
+  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
+  if ! python3 -c 'import deno' 2>/dev/null; then python3 -m pip install -q deno; fi
+  deno_bin="$(python3 -c 'import deno; print(deno.find_deno_bin())' 2>/dev/null || command -v deno)"
+  scripts/cargo build --release -q -p edge-node -p benches
+  target="${CARGO_TARGET_DIR:-$root/target}/release"
+}

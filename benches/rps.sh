@@ -11,16 +11,9 @@ cd "$root"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-50}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
-if ! python3 -c 'import deno' 2>/dev/null; then python3 -m pip install -q deno; fi
-deno_bin="$(python3 -c 'import deno, os; print(deno.find_deno_bin())' 2>/dev/null || command -v deno)"
-
-scripts/cargo build --release -q -p edge-node -p benches
-target="${CARGO_TARGET_DIR:-$root/target}/release"
-
 # shellcheck source=benches/common.sh
 source "$root/benches/common.sh"
+comparison_setup
 
 measure() { # name port command...
   local name="$1" port="$2"; shift 2
