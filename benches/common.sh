@@ -1,9 +1,10 @@
 # Shared by the benchmark scripts (sourced, not run).
 
-# Waits until a server answers on 127.0.0.1:PORT (10 s at most).
-wait_port() {
+# Waits until a server answers PATH (default /) on 127.0.0.1:PORT with a success (10 s at
+# most).
+wait_port() { # port [path]
   for _ in $(seq 1 200); do
-    curl -fs "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
+    curl -fs "http://127.0.0.1:$1${2:-/}" >/dev/null 2>&1 && return 0
     sleep 0.05
   done
   echo "server on port $1 did not start" >&2

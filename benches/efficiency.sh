@@ -43,26 +43,17 @@ listen = []
 dir = "functions"
 TOML
 
-# Waits until something answers on 127.0.0.1:PORT, whatever the status (10 s at most).
-listening() {
-  for _ in $(seq 1 200); do
-    curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
-    sleep 0.05
-  done
-  echo "server on port $1 did not start" >&2
-  return 1
-}
-
-# Runs plain hyper on 8190 and the server on 8194 at once; prints "NAME RATIO".
-pair() { # name command...
-  local name="$1"; shift
+# Runs plain hyper on 8190 and the server on 8194 at once; prints "NAME RATIO". The server
+# is up once READY_PATH answers.
+pair() { # name ready_path command...
+  local name="$1" ready="$2"; shift 2
   local data="$scratch/data-$name"
   mkdir -p "$data"
   taskset -c 0 "$target/hyper-hello" 127.0.0.1:8190 >/dev/null 2>&1 &
   local base=$!
   TMPDIR="$data" EDGE_LOG=warn taskset -c 0 "$@" >/dev/null 2>&1 &
   local server=$!
-  listening 8190 && listening 8194
+  wait_port 8190 && wait_port 8194 "$ready"
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s http://127.0.0.1:8190/ >/dev/null &
   local w=$!
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s http://127.0.0.1:8194/ >/dev/null
@@ -83,10 +74,10 @@ pair() { # name command...
 
 results=$(
   for _ in $(seq 1 "$rounds"); do
-    pair edge-node "$target/edge-node" dev benches/hello-fn --listen 127.0.0.1:8194
-    pair front "$target/edge-node" serve --config "$scratch/front/node.toml"
-    pair deno "$deno_bin" run --allow-net benches/deno-hello.js 8194
-    pair node node benches/node-hello.mjs 8194
+    pair edge-node / "$target/edge-node" dev benches/hello-fn --listen 127.0.0.1:8194
+    pair front /elsewhere/ "$target/edge-node" serve --config "$scratch/front/node.toml"
+    pair deno / "$deno_bin" run --allow-net benches/deno-hello.js 8194
+    pair node / node benches/node-hello.mjs 8194
   done
 )
 echo "side by side with plain hyper on CPU 0, wrk -t1 -c$CONNECTIONS -d$DURATION each on CPU 1;"

@@ -307,7 +307,9 @@ impl Isolate {
         let loader = Rc::new(BundleLoader::default());
         let mut js = JsRuntime::new(RuntimeOptions {
             startup_snapshot: Some(crate::SNAPSHOT),
-            // Not in the snapshot (nothing loads it while the snapshot is made).
+            // The empty module whose loading has deno_core attach the ops' fast calls
+            // (`useFastCalls` in runtime.js). A runtime made from a snapshot finds lazy
+            // modules only here.
             residual_lazy_esm_sources: &[(
                 "ext:isola/fast_calls.js",
                 include_str!("ext/js/fast_calls.js"),

@@ -43,7 +43,6 @@ deno_core::extension!(
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [dir "src/ext/js", "runtime.js"],
-    lazy_loaded_esm = [dir "src/ext/js", "fast_calls.js"],
 );
 
 // deno_fetch loads `ext:deno_net/02_tls.js` for custom HTTP clients; this stands in for it.
