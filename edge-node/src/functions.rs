@@ -275,7 +275,10 @@ impl Function {
                                     .into(),
                         },
                         Refusal::Broken(outcome) => {
-                            Failure { outcome, message: "the function cannot start".into() }
+                            let message = "the function's last start failed (its log says why); \
+                                           it is started again after a backoff"
+                                .into();
+                            Failure { outcome, message }
                         }
                     };
                     let end = InvocationEnd {

@@ -318,7 +318,7 @@ impl Isolates {
         self.cold_starts.load(Ordering::Relaxed)
     }
 
-    /// Whether the function could start.
+    /// Whether the function's last start failed.
     pub fn is_broken(&self) -> bool {
         self.lock().broken.is_some()
     }
@@ -342,6 +342,25 @@ async fn shed_expired(shared: Weak<Shared>, timer: Arc<Notify>) {
     }
 }
 
+/// A function whose last start failed.
+#[derive(Debug, Clone, Copy)]
+struct Broken {
+    outcome: Outcome,
+    /// Failed starts in a row.
+    failures: u32,
+    /// Until then requests are refused with `outcome`; the first one after starts again.
+    retry_at: Instant,
+}
+
+/// How long after the `failures`-th failed start in a row the next start is tried: 1 s, then
+/// doubling up to a minute. A start that failed on something passing (a dependency down at
+/// start-up) recovers by itself; one that always fails costs one start a minute.
+pub fn start_backoff(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MOST: Duration = Duration::from_secs(60);
+    FIRST.saturating_mul(1 << failures.saturating_sub(1).min(6)).min(MOST)
+}
+
 /// A function's isolates and the requests waiting for them.
 struct State {
     settings: PoolSettings,
@@ -352,8 +371,9 @@ struct State {
     starting: usize,
     /// Requests waiting for room, oldest first, with the time they give up.
     waiters: VecDeque<(oneshot::Sender<Grant>, tokio::time::Instant)>,
-    /// Set when the function cannot start; every request answers this outcome.
-    broken: Option<Outcome>,
+    /// Set while the function's last start failed: requests answer its outcome until the
+    /// next start may be tried.
+    broken: Option<Broken>,
     next_id: u64,
     /// Scratch room for `decide`'s view of the slots, kept so a request allocates nothing.
     loads: Vec<usize>,
@@ -371,11 +391,17 @@ impl State {
     /// in the wait queue.
     fn grant(&mut self, here: Option<usize>) -> Result<Grant, oneshot::Receiver<Grant>> {
         self.prune();
-        if let Some(outcome) = self.broken {
-            return Ok(Grant::Refused(Refusal::Broken(outcome)));
-        }
+        // After a failed start, requests are refused until the next start may be tried; then
+        // one start is tried at a time, and the requests meanwhile wait for it.
+        let retrying = match self.broken {
+            Some(broken) if Instant::now() < broken.retry_at => {
+                return Ok(Grant::Refused(Refusal::Broken(broken.outcome)));
+            }
+            Some(_) => self.starting > 0,
+            None => false,
+        };
         // Those already waiting go first.
-        if self.waiters.is_empty() {
+        if self.waiters.is_empty() && !retrying {
             if let Some(grant) = self.decide(here) {
                 return Ok(grant);
             }
@@ -394,12 +420,15 @@ impl State {
         self.starting -= 1;
         match result {
             Ok(handle) => {
+                self.broken = None;
                 self.node_isolates.fetch_add(1, Ordering::Relaxed);
                 self.slots.push(Slot { id: ticket, handle, load: 1, last_used: Instant::now() });
             }
             Err(Outcome::Canceled) => {}
             Err(outcome) => {
-                self.broken = Some(outcome);
+                let failures = self.broken.map_or(0, |b| b.failures) + 1;
+                let retry_at = Instant::now() + start_backoff(failures);
+                self.broken = Some(Broken { outcome, failures, retry_at });
                 for (waiter, _) in self.waiters.drain(..) {
                     let _ = waiter.send(Grant::Refused(Refusal::Broken(outcome)));
                 }
@@ -522,6 +551,13 @@ mod tests {
         assert_eq!(shed, Decision::Shed, "and the queue is full");
         let node = decide(&S, &[2], &far, 0, 0, 10, 10);
         assert_eq!(node, Decision::Wait, "at the node's maximum");
+    }
+
+    #[test]
+    fn failed_starts_are_tried_again_later_and_later_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| start_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(start_backoff(u32::MAX), Duration::from_secs(60));
     }
 
     #[test]

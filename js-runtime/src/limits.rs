@@ -242,10 +242,16 @@ impl Watchdog {
 
 /// Counts the bytes of every ArrayBuffer of one isolate. An allocation that would take the
 /// isolate past its memory limit (heap included) stops the isolate with `exceeded_memory`.
+///
+/// Memory V8 holds outside its heap without this allocator (buffers an op made in Rust and
+/// handed over, WebAssembly memories) is V8's "external memory": it is looked at before every
+/// garbage collection (which V8 starts as external memory grows) and after every entry.
 pub(crate) struct ArrayBufferBudget {
     used: AtomicUsize,
     /// The V8 heap's size at the last look, kept by the worker after each entry.
     heap_used: AtomicUsize,
+    /// V8's external memory at the last look.
+    external: AtomicUsize,
     limit: usize,
     guard: Arc<Guard>,
 }
@@ -255,24 +261,50 @@ impl ArrayBufferBudget {
         Arc::new(ArrayBufferBudget {
             used: AtomicUsize::new(0),
             heap_used: AtomicUsize::new(0),
+            external: AtomicUsize::new(0),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             guard,
         })
     }
 
-    pub fn set_heap_used(&self, bytes: usize) {
-        self.heap_used.store(bytes, Ordering::Relaxed);
+    /// Takes in what V8 reports of the isolate now (its heap, and its external memory, which
+    /// includes this allocator's buffers); stops the isolate if together they pass the limit.
+    pub fn observe(&self, stats: &v8::HeapStatistics) {
+        self.heap_used.store(stats.used_heap_size(), Ordering::Relaxed);
+        self.external.store(stats.external_memory(), Ordering::Relaxed);
+        if self.in_use() > self.limit {
+            self.guard.trip(Tripped::Memory);
+        }
     }
 
-    /// The V8 heap at the last look plus the ArrayBuffer bytes now.
+    /// Whether the isolate is within its limit with `external` bytes outside its heap (V8's
+    /// external memory now); stops it if not.
+    pub fn within_limit(&self, external: usize) -> bool {
+        self.external.store(external, Ordering::Relaxed);
+        if self.in_use() > self.limit {
+            self.guard.trip(Tripped::Memory);
+            return false;
+        }
+        true
+    }
+
+    /// Bytes outside the heap: this allocator's, or V8's external memory at the last look if
+    /// it is more (it counts the allocator's buffers too, and those made elsewhere).
+    fn outside_heap(&self, allocated: usize) -> usize {
+        allocated.max(self.external.load(Ordering::Relaxed))
+    }
+
+    /// The V8 heap and the external memory at the last look, or the ArrayBuffer bytes now.
     pub fn in_use(&self) -> usize {
-        self.used.load(Ordering::Relaxed).saturating_add(self.heap_used.load(Ordering::Relaxed))
+        self.outside_heap(self.used.load(Ordering::Relaxed))
+            .saturating_add(self.heap_used.load(Ordering::Relaxed))
     }
 
     fn reserve(&self, len: usize) -> bool {
         let before = self.used.fetch_add(len, Ordering::Relaxed);
-        let total =
-            before.saturating_add(len).saturating_add(self.heap_used.load(Ordering::Relaxed));
+        let total = self
+            .outside_heap(before.saturating_add(len))
+            .saturating_add(self.heap_used.load(Ordering::Relaxed));
         if total > self.limit {
             self.used.fetch_sub(len, Ordering::Relaxed);
             self.guard.trip(Tripped::Memory);
@@ -290,6 +322,23 @@ impl ArrayBufferBudget {
         // vtable's functions expect exactly this type.
         unsafe { v8::new_rust_allocator(handle, &VTABLE) }
     }
+}
+
+/// A GC prologue callback (`data` is the isolate's [`ArrayBufferBudget`]): V8 collects when
+/// its external memory grows, so a function holding buffers that no allocator of ours made is
+/// stopped here, within one collection's growth of its limit.
+pub(crate) unsafe extern "C" fn check_before_gc(
+    isolate: v8::UnsafeRawIsolatePtr,
+    _type: v8::GCType,
+    _flags: v8::GCCallbackFlags,
+    data: *mut c_void,
+) {
+    // SAFETY: V8 calls this on the isolate's own thread, with the isolate alive; `data` is the
+    // budget the isolate's allocator keeps alive for as long as the isolate.
+    let (mut isolate, budget) = unsafe {
+        (v8::Isolate::from_raw_isolate_ptr_unchecked(isolate), &*(data as *const ArrayBufferBudget))
+    };
+    budget.observe(&isolate.get_heap_statistics());
 }
 
 unsafe extern "C" fn allocate(budget: &ArrayBufferBudget, len: usize) -> *mut c_void {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::code_cache::CodeCache;
 use crate::ext::{
     self, Bindings, BindingsService, Event, Failure, Finished, Host, HttpResponse, Invocation,
-    LogSink, Outcome, Reply, Work,
+    Level, LogSink, Outcome, Reply, Work,
 };
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
@@ -148,8 +148,14 @@ impl Worker {
         let (ready_tx, ready_rx) = oneshot::channel();
         let memory = options.limits.memory;
         let in_use = Arc::new(AtomicU64::new(0));
-        let job =
-            Job { options, services, inbox: rx, ready: ready_tx, memory_in_use: in_use.clone() };
+        let job = Job {
+            options,
+            services,
+            inbox: rx,
+            senders: inbox.downgrade(),
+            ready: ready_tx,
+            memory_in_use: in_use.clone(),
+        };
         let thread = match spare::take(memory) {
             Some((spare, thread)) => match spare.send(job) {
                 Ok(()) => thread,
@@ -271,6 +277,8 @@ pub(crate) struct Job {
     pub options: WorkerOptions,
     pub services: WorkerServices,
     pub inbox: mpsc::UnboundedReceiver<Box<Invocation>>,
+    /// The inbox's senders, without keeping it open (see [`Host::abandoned`]).
+    pub senders: mpsc::WeakUnboundedSender<Box<Invocation>>,
     pub ready: oneshot::Sender<Result<(), StartError>>,
     /// Where the isolate publishes the memory it holds, for [`WorkerHandle::memory_used`].
     pub memory_in_use: Arc<AtomicU64>,
@@ -308,7 +316,7 @@ impl Isolate {
         let mut js = JsRuntime::new(RuntimeOptions {
             startup_snapshot: Some(crate::SNAPSHOT),
             // The empty module whose loading has deno_core attach the ops' fast calls
-            // (`useFastCalls` in runtime.js). A runtime made from a snapshot finds lazy
+            // (`prepare` in runtime.js). A runtime made from a snapshot finds lazy
             // modules only here.
             residual_lazy_esm_sources: &[(
                 "ext:isola/fast_calls.js",
@@ -320,6 +328,13 @@ impl Isolate {
             ..Default::default()
         });
         guard.set_isolate(js.v8_isolate().thread_safe_handle());
+        // The allocator holds the budget for as long as the isolate lives.
+        let budget_ptr = Arc::as_ptr(&budget) as *mut std::ffi::c_void;
+        js.v8_isolate().add_gc_prologue_callback(
+            crate::limits::check_before_gc,
+            budget_ptr,
+            v8::GCType::kGCTypeAll,
+        );
         let memory_guard = guard.clone();
         js.add_near_heap_limit_callback(move |current, _initial| {
             // Stop the function, and give V8 room to unwind instead of aborting the process.
@@ -327,9 +342,10 @@ impl Isolate {
             current.saturating_mul(2)
         });
         js.op_state().borrow_mut().put(outbound_permissions());
-        // The snapshot holds the ops' slow versions; this has the fast ones attached.
-        js.execute_script("isola:fast-calls", "globalThis.__isolaUseFastCalls()")
-            .expect("the runtime attaches the ops' fast calls");
+        // What the snapshot cannot hold: the ops' fast calls, the WebAssembly streaming
+        // handler, globalThis's prototype.
+        js.execute_script("isola:prepare", "globalThis.__isolaPrepare()")
+            .expect("the runtime prepares a new isolate");
         let js = OwnedRuntime::new(js);
         Isolate { js, guard, budget, loader, resolver, memory }
     }
@@ -349,7 +365,7 @@ impl Isolate {
         let Isolate { mut js, guard, budget, loader, resolver, .. } = self;
         let cell = js.cell();
         let js = &mut *js;
-        let Job { options, services, inbox, ready, memory_in_use } = job;
+        let Job { options, services, inbox, senders, ready, memory_in_use } = job;
         let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
         *cell.policy.borrow_mut() = Some(policy.clone());
         fetch_policy::install(Some(policy.clone()));
@@ -359,9 +375,13 @@ impl Isolate {
             options.name.clone(),
             services.log_sink.clone(),
             inbox,
+            senders,
             options.limits.cpu_time,
             options.limits.wall_time,
         );
+        let mut host = host;
+        let memory = budget.clone();
+        host.set_memory_check(Box::new(move |external| memory.within_limit(external)));
         js.op_state().borrow_mut().put(host);
         if let Some(bindings) = &services.bindings {
             js.op_state().borrow_mut().put(BindingsService(bindings.clone()));
@@ -387,6 +407,17 @@ impl Isolate {
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
         host.return_unstarted();
+        if !host.busy() {
+            match guard.tripped() {
+                Some(Tripped::Cpu) => host.log_note(Level::Error, BACKGROUND_STOPPED.into()),
+                Some(Tripped::Memory) => host.log_note(
+                    Level::Error,
+                    "the isolate was stopped: it reached its memory limit outside any invocation"
+                        .into(),
+                ),
+                None => {}
+            }
+        }
         let failure = match (result, guard.tripped()) {
             (_, Some(Tripped::Cpu)) => {
                 Some((Outcome::ExceededCpu, "the isolate used up its CPU time".to_string()))
@@ -403,12 +434,16 @@ impl Isolate {
     }
 }
 
+/// What the function's log says when background work used up its budget.
+const BACKGROUND_STOPPED: &str = "the isolate was stopped: work outside any invocation (a timer, \
+    or a promise after the response) used up its CPU budget, one cpu_time after each invocation";
+
 /// Takes the runtime's start function out of the global scope and removes every global that
 /// belongs to the host rather than to the function.
 const HIDE_HOST: &str = "(() => {
   const start = globalThis.__isolaStart;
   delete globalThis.__isolaStart;
-  delete globalThis.__isolaUseFastCalls;
+  delete globalThis.__isolaPrepare;
   delete globalThis.__bootstrap;
   delete globalThis.Deno;
   delete globalThis.SharedArrayBuffer;
@@ -493,6 +528,10 @@ async fn drive(
     let clock = guard.clock();
     let mut wall_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     std::future::poll_fn(|cx| loop {
+        if state.borrow().borrow::<Host>().abandoned() {
+            // Nothing in flight and no handle left: end now, pending timers or not.
+            return Poll::Ready(Ok(()));
+        }
         if !enforce {
             let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
             let mut state = state.borrow_mut();
@@ -500,12 +539,13 @@ async fn drive(
             return match polled {
                 Poll::Ready(Ok(())) => {
                     host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
-                    if host.inbox_closed {
+                    if host.abandoned() {
                         Poll::Ready(Ok(()))
                     } else {
                         Poll::Pending
                     }
                 }
+                Poll::Pending if host.abandoned() => continue,
                 other => other,
             };
         }
@@ -515,20 +555,24 @@ async fn drive(
         guard.arm(before, cpu_budget);
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
         guard.disarm();
+        let used = clock.now().saturating_sub(before);
+        // Memory outside the heap that no collection looked at yet stops the isolate here.
+        budget.observe(&js.v8_isolate().get_heap_statistics());
         if guard.tripped().is_some() {
             // deno_core absorbs a termination inside its event loop tick; the isolate is
             // done for all the same. What the entry used still counts.
-            let used = clock.now().saturating_sub(before);
             state.borrow_mut().borrow_mut::<Host>().add_cpu(used);
             return Poll::Ready(Ok(()));
         }
-        let used = clock.now().saturating_sub(before);
-        budget.set_heap_used(heap_used(js));
         memory_in_use.store(budget.in_use() as u64, Ordering::Relaxed);
 
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
         host.charge(used);
+        if host.background_spent() {
+            host.log_note(Level::Error, BACKGROUND_STOPPED.into());
+            return Poll::Ready(Ok(()));
+        }
         let next_deadline = host.expire(Instant::now());
         match polled {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -536,10 +580,11 @@ async fn drive(
                 if host.busy() {
                     host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
                 }
-                if host.inbox_closed {
+                if host.abandoned() {
                     return Poll::Ready(Ok(()));
                 }
             }
+            Poll::Pending if host.abandoned() => continue,
             Poll::Pending => {}
         }
         match next_deadline {
@@ -559,11 +604,6 @@ async fn drive(
         return Poll::Pending;
     })
     .await
-}
-
-fn heap_used(js: &mut JsRuntime) -> usize {
-    let stats = js.v8_isolate().get_heap_statistics();
-    stats.used_heap_size()
 }
 
 /// The permissions deno_fetch checks before an outbound request: all granted, because the

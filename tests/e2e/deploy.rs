@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use bundler::Bundle;
 use config::NodeConfig;
 use tests::{
-    curl, edge_node_bin, versioned_app as app, write_file, CurlResponse, NodeProcess, TestNode,
-    ADMIN_TOKEN,
+    bundle_of, curl, edge_node_bin, versioned_app as app, write_file, CurlResponse, NodeProcess,
+    TestNode, ADMIN_TOKEN,
 };
 
 const TOKEN: &str = "cli-test-token-5b1f";
@@ -142,13 +142,6 @@ async fn a_secret_reaches_env_and_nothing_else() {
 }
 
 // ---- the API on in-process nodes ----------------------------------------------------------
-
-/// The deployable bundle of a function folder, as `edge-node deploy` builds it.
-fn bundle_of(dir: &Path) -> Vec<u8> {
-    let config = config::EdgeConfig::load(dir).unwrap();
-    let text = std::fs::read_to_string(dir.join("edge.toml")).unwrap();
-    Bundle::from_dir(dir, &config.name, &config.entry).unwrap().with_config(text).encode()
-}
 
 async fn api(
     node: &TestNode,

@@ -7,6 +7,7 @@ mod deploy;
 mod examples;
 mod fetch;
 mod h3;
+mod hostile;
 mod isolation;
 mod limits;
 mod observe;

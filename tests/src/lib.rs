@@ -186,6 +186,13 @@ pub fn versioned_app(root: &Path, version: &str) -> PathBuf {
     dir
 }
 
+/// The deployable bundle of a function folder, as `edge-node deploy` builds it.
+pub fn bundle_of(dir: &Path) -> Vec<u8> {
+    let config = config::EdgeConfig::load(dir).unwrap();
+    let text = std::fs::read_to_string(dir.join("edge.toml")).unwrap();
+    bundler::Bundle::from_dir(dir, &config.name, &config.entry).unwrap().with_config(text).encode()
+}
+
 /// Copies a folder tree.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

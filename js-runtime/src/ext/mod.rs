@@ -40,10 +40,55 @@ deno_core::extension!(
         op_isola_event_blob,
         op_isola_event_result,
         op_isola_binding,
+        op_isola_set_uncaught,
+        op_isola_uncaught,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [dir "src/ext/js", "runtime.js"],
+    // deno_core's `op_dispatch_exception` terminates the isolate, and with it every invocation
+    // on it; deno_web calls it for an error event nobody prevented. Ours reports the error.
+    middleware = |op| match op.name {
+        "op_dispatch_exception" => op.with_implementation_from(&op_isola_uncaught()),
+        _ => op,
+    },
 );
+
+/// The runtime's handler of uncaught errors (`onDispatchedException` in runtime.js).
+struct UncaughtHandler(v8::Global<v8::Function>);
+
+/// Registers the handler `op_isola_uncaught` calls.
+#[op2(fast)]
+fn op_isola_set_uncaught(
+    scope: &mut v8::PinScope,
+    state: &mut OpState,
+    handler: v8::Local<v8::Function>,
+) {
+    state.put(UncaughtHandler(v8::Global::new(scope, handler)));
+}
+
+/// Stands in for deno_core's `op_dispatch_exception`: hands the error to the runtime's handler,
+/// which logs it and ends the invocation it belongs to, instead of terminating the isolate.
+/// Before the handler is registered (while the snapshot is made) it does what the original
+/// does.
+#[op2(fast, reentrant)]
+fn op_isola_uncaught<'s, 'i>(
+    scope: &mut v8::PinScope<'s, 'i>,
+    state: Rc<RefCell<OpState>>,
+    exception: v8::Local<'s, v8::Value>,
+    promise: bool,
+) {
+    let handler = state.borrow().try_borrow::<UncaughtHandler>().map(|h| h.0.clone());
+    let Some(handler) = handler else {
+        deno_core::error::dispatch_exception(scope, exception, promise);
+        return;
+    };
+    let handler = v8::Local::new(scope, handler);
+    let receiver = v8::undefined(scope).into();
+    let promise = v8::Boolean::new(scope, promise).into();
+    v8::tc_scope!(let tc, scope);
+    // The handler does not throw; whatever it might is dropped here, never rethrown.
+    let _ = handler.call(tc, receiver, &[exception, promise]);
+}
 
 // deno_fetch loads `ext:deno_net/02_tls.js` for custom HTTP clients; this stands in for it.
 deno_core::extension!(deno_net, lazy_loaded_js = [dir "src/ext/js/deno_net", "02_tls.js"],);
@@ -55,12 +100,24 @@ pub struct Host {
     pub inbox: Rc<RefCell<Option<mpsc::UnboundedReceiver<Box<Invocation>>>>>,
     /// Set once the inbox is closed and drained: no invocation will come any more.
     pub inbox_closed: bool,
+    /// The inbox's senders, not keeping it open: when none is left (every handle on the
+    /// worker dropped: scale to zero, redeploy, delete), no invocation can come any more.
+    senders: mpsc::WeakUnboundedSender<Box<Invocation>>,
     cpu_time: Duration,
+    /// CPU time that work outside any invocation (a timer, a continuation after the response)
+    /// may still use: a whole `cpu_time` again each time an invocation begins, spent by the
+    /// entries into the isolate during which no invocation is live.
+    background_left: Duration,
+    /// Whether the current entry began with no invocation live and none has begun in it.
+    entry_background: bool,
     wall_time: Duration,
     live: HashMap<u32, Live>,
     next_id: u32,
     /// When the current entry into the isolate began (wall clock).
     entry_started: Option<Instant>,
+    /// Whether the isolate is within its memory limit with the given bytes outside its V8 heap
+    /// (it stops the isolate if not); checked before a response leaves.
+    memory_check: Option<Box<dyn Fn(usize) -> bool>>,
     /// Invocations finished during the current entry, with the wall time into the entry at
     /// which each finished: reported when the entry ends, charged their share of its CPU time
     /// (so finishing one costs no read of the thread's CPU clock, a system call).
@@ -72,6 +129,7 @@ impl Host {
         function: std::sync::Arc<str>,
         log_sink: std::sync::Arc<dyn LogSink>,
         inbox: mpsc::UnboundedReceiver<Box<Invocation>>,
+        senders: mpsc::WeakUnboundedSender<Box<Invocation>>,
         cpu_time: Duration,
         wall_time: Duration,
     ) -> Host {
@@ -80,18 +138,49 @@ impl Host {
             log_sink,
             inbox: Rc::new(RefCell::new(Some(inbox))),
             inbox_closed: false,
+            senders,
             cpu_time,
+            background_left: cpu_time,
+            entry_background: false,
             wall_time,
             live: HashMap::new(),
             next_id: 0,
             entry_started: None,
             finishing: Vec::new(),
+            memory_check: None,
         }
+    }
+
+    /// Sets the check `respond` makes of the memory held outside the V8 heap.
+    pub fn set_memory_check(&mut self, check: Box<dyn Fn(usize) -> bool>) {
+        self.memory_check = Some(check);
     }
 
     /// Whether any invocation is in flight.
     pub fn busy(&self) -> bool {
         !self.live.is_empty()
+    }
+
+    /// Whether the worker should end now: no invocation in flight and none can come (every
+    /// handle dropped), whatever timers or promises the function left pending.
+    pub fn abandoned(&self) -> bool {
+        self.live.is_empty() && (self.inbox_closed || self.senders.strong_count() == 0)
+    }
+
+    /// Whether work done outside any invocation has used up its CPU budget.
+    pub fn background_spent(&self) -> bool {
+        self.background_left.is_zero()
+    }
+
+    /// Logs a line of the node's about the function (no invocation), to the function's log.
+    pub fn log_note(&self, level: Level, message: String) {
+        self.log_sink.log(LogRecord {
+            ts: SystemTime::now(),
+            level,
+            function: self.function.clone(),
+            invocation_id: None,
+            message,
+        });
     }
 
     /// Closes the inbox and hands every invocation not yet taken back to its caller.
@@ -127,6 +216,7 @@ impl Host {
     /// Adds CPU time to every live invocation without ending any (the isolate is being
     /// stopped, and they end with the reason it stops).
     pub fn add_cpu(&mut self, used: Duration) {
+        self.charge_background(used);
         self.report_finished(used);
         for live in self.live.values_mut() {
             live.cpu_used += used;
@@ -137,11 +227,20 @@ impl Host {
     /// the entry is charged its part of it.
     pub fn enter(&mut self) {
         self.entry_started = Some(Instant::now());
+        self.entry_background = self.live.is_empty();
+    }
+
+    /// Charges an entry that ran no invocation to the background budget.
+    fn charge_background(&mut self, used: Duration) {
+        if std::mem::take(&mut self.entry_background) {
+            self.background_left = self.background_left.saturating_sub(used);
+        }
     }
 
     /// Ends the current entry, which used `used` of CPU time: charges it to every invocation
     /// live during it, and ends those whose budget is spent with `exceeded_cpu`.
     pub fn charge(&mut self, used: Duration) {
+        self.charge_background(used);
         self.report_finished(used);
         let limit = self.cpu_time;
         self.live.retain(|_, live| {
@@ -379,6 +478,7 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
     let next = rx.recv().await;
     *inbox.borrow_mut() = Some(rx);
     let Some(invocation) = next else {
+        state.borrow_mut().borrow_mut::<Host>().inbox_closed = true;
         return Ok(None);
     };
     Ok(Some(begin(state.borrow_mut().borrow_mut::<Host>(), invocation)))
@@ -396,6 +496,10 @@ fn op_isola_take(state: &mut OpState) -> Option<NextRequest> {
 /// Makes an invocation live and describes it for JavaScript.
 fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
     let Invocation { invocation_id, work, reply, finished } = *invocation;
+    // Work after this invocation may use a CPU budget of its own again; the entry it begins
+    // in is the invocation's, not background work.
+    host.background_left = host.cpu_time;
+    host.entry_background = false;
     let id = host.next_id;
     host.next_id = host.next_id.wrapping_add(1);
     let mut live = Live {
@@ -564,8 +668,11 @@ static HOP_BY_HOP: [http::HeaderName; 6] = [
 ];
 
 /// Builds the response from `status`, the headers added so far and `body`, and hands it to
-/// the invocation's caller.
+/// the invocation's caller. A function over its memory limit (counting what V8 holds outside
+/// its heap, which no collection may have looked at yet) sends nothing: it is being stopped,
+/// and the caller gets `exceeded_memory`.
 fn respond(
+    isolate: &mut v8::Isolate,
     state: &mut OpState,
     id: u32,
     status: u32,
@@ -575,7 +682,14 @@ fn respond(
         .ok()
         .and_then(|s| http::StatusCode::from_u16(s).ok())
         .ok_or_else(|| JsErrorBox::range_error(format!("invalid status {status}")))?;
-    let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) else { return Ok(()) };
+    let host = state.borrow_mut::<Host>();
+    if let Some(check) = &host.memory_check {
+        let external = isolate.adjust_amount_of_external_allocated_memory(0);
+        if !check(usize::try_from(external).unwrap_or(0)) {
+            return Ok(());
+        }
+    }
+    let Some(live) = host.live.get_mut(&id) else { return Ok(()) };
     if let Some(problem) = live.bad_header.take() {
         live.headers.clear();
         return Err(JsErrorBox::type_error(problem));
@@ -593,28 +707,31 @@ fn respond(
 /// Answers with a complete body.
 #[op2]
 fn op_isola_respond(
+    isolate: &mut v8::Isolate,
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
     #[buffer] body: JsBuffer,
 ) -> Result<(), JsErrorBox> {
-    respond(state, id, status, ResponseBody::Full(Bytes::copy_from_slice(&body)))
+    respond(isolate, state, id, status, ResponseBody::Full(Bytes::copy_from_slice(&body)))
 }
 
 /// Answers with a complete text body (UTF-8), without a round trip through a Uint8Array.
 #[op2(fast)]
 fn op_isola_respond_text(
+    isolate: &mut v8::Isolate,
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
     #[string] body: &str,
 ) -> Result<(), JsErrorBox> {
-    respond(state, id, status, ResponseBody::Full(Bytes::copy_from_slice(body.as_bytes())))
+    respond(isolate, state, id, status, ResponseBody::Full(Bytes::copy_from_slice(body.as_bytes())))
 }
 
 /// Answers with a head now and a body that follows through `op_isola_write`.
 #[op2(fast)]
 fn op_isola_respond_stream(
+    isolate: &mut v8::Isolate,
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
@@ -623,7 +740,7 @@ fn op_isola_respond_stream(
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.stream = Some(tx);
     }
-    respond(state, id, status, ResponseBody::Stream(rx))
+    respond(isolate, state, id, status, ResponseBody::Stream(rx))
 }
 
 /// Sends one chunk of a streamed response; `false` when the client is gone.
@@ -713,9 +830,10 @@ mod tests {
 
     #[test]
     fn an_invocation_finished_inside_an_entry_is_charged_its_part_when_the_entry_ends() {
-        let (_inbox, rx) = mpsc::unbounded_channel();
+        let (inbox, rx) = mpsc::unbounded_channel();
         let second = Duration::from_secs(1);
-        let mut host = Host::new("f".into(), Arc::new(NoLogs), rx, second, 30 * second);
+        let mut host =
+            Host::new("f".into(), Arc::new(NoLogs), rx, inbox.downgrade(), second, 30 * second);
         let (early, late) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
         let first = take(&mut host, &early);
         take(&mut host, &late);

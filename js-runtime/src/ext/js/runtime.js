@@ -13,6 +13,7 @@ const {
   FunctionPrototypeCall,
   JSONParse,
   JSONStringify,
+  Number: NumberCtor,
   ObjectKeys,
   ObjectDefineProperty,
   ObjectFreeze,
@@ -20,10 +21,14 @@ const {
   ObjectSetPrototypeOf,
   PromisePrototypeThen,
   PromiseReject,
+  ReflectApply,
+  ArrayPrototypeSlice,
+  SafeArrayIterator,
   SafeMap,
   SafePromiseAllSettled,
   StringPrototypeEndsWith,
   StringPrototypeSlice,
+  StringPrototypeToUpperCase,
   Symbol,
   TypeError,
   TypedArrayPrototypeGetSymbolToStringTag,
@@ -47,10 +52,15 @@ let {
   op_isola_binding,
 } = core.ops;
 
-// Called by Rust on every isolate made from the snapshot, before it gets a function: has
-// deno_core attach the ops' fast-call overloads (it does so on the first lazy module load)
-// and binds the ops again, so the request path calls them without V8's API callback.
-function useFastCalls() {
+// Called by Rust on every isolate made from the snapshot, before it gets a function: what a
+// snapshot cannot hold. It has deno_core attach the ops' fast-call overloads (it does so on
+// the first lazy module load) and binds the ops again, so the request path calls them without
+// V8's API callback; it registers the WebAssembly streaming handler (kept by deno_core
+// outside the heap); and it makes globalThis an EventTarget again.
+function prepare() {
+  core.setWasmStreamingCallback(fetchMod.handleWasmStreaming);
+  core.ops.op_isola_set_uncaught(onDispatchedException);
+  ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
   core.createLazyLoader("ext:isola/fast_calls.js")();
   ({
     op_isola_log,
@@ -125,26 +135,42 @@ function readOnly(value) {
 
 // ---- logging -------------------------------------------------------------------------------
 
-// console levels as deno_web's Console reports them: 0 debug, 1 log/info, 2 warn, 3 error.
-function currentInvocation() {
-  const id = core.getAsyncContext();
-  return typeof id === "string" ? id : null;
+// The invocation the running code belongs to: its `Next`, the async context that
+// `runInvocation` and `invoke` set and that promise reactions and timers carry along. `null`
+// outside any invocation (module start, background work).
+function currentNext() {
+  const next = core.getAsyncContext();
+  return next !== undefined && next !== null && ObjectPrototypeIsPrototypeOf(NextPrototype, next)
+    ? next
+    : null;
 }
+function currentInvocation() {
+  const next = currentNext();
+  return next === null ? null : next.invocationId;
+}
+// console levels as deno_web's Console reports them: 0 debug, 1 log/info, 2 warn, 3 error.
 function print(message, level) {
   if (StringPrototypeEndsWith(message, "\n")) {
     message = StringPrototypeSlice(message, 0, -1);
   }
-  op_isola_log(level, message, currentInvocation());
+  op_isola_log(level, message, currentInvocation() ?? "");
 }
 // Log records are plain text: no terminal colours in messages or stacks.
 consoleMod.setNoColorFns(() => true, () => true);
 const console = new consoleMod.Console(print);
 
+// An error as the log shows it: its stack when it has one. A function's value may be hostile
+// (a throwing getter, a proxy): describing it never throws.
 function describe(error) {
-  if (error !== null && typeof error === "object" && typeof error.stack === "string") {
-    return error.stack;
+  try {
+    if (error !== null && typeof error === "object") {
+      const stack = error.stack;
+      if (typeof stack === "string") return stack;
+    }
+    return consoleMod.inspect(error);
+  } catch {
+    return "(a thrown value that cannot be described)";
   }
-  return consoleMod.inspect(error);
 }
 
 // ---- the global scope (WinterTC Minimum Common API) ----------------------------------------
@@ -197,9 +223,9 @@ const globals = {
   clearInterval: timers.clearInterval,
   clearTimeout: timers.clearTimeout,
   fetch: fetchMod.fetch,
-  reportError: event.reportError,
-  setInterval: timers.setInterval,
-  setTimeout: timers.setTimeout,
+  reportError,
+  setInterval,
+  setTimeout,
   structuredClone: structuredCloneMod.structuredClone,
   // objects
   console,
@@ -213,40 +239,167 @@ const navigator = ObjectFreeze({ __proto__: null, userAgent: "Isola/0.1" });
 ObjectDefineProperty(globalThis, "navigator", getter(() => navigator));
 ObjectDefineProperty(globalThis, "self", getter(() => globalThis));
 
-// globalThis is an EventTarget: `error` and `unhandledrejection` are dispatched on it.
+// globalThis is an EventTarget (a branded WorkerGlobalScope): `error` and
+// `unhandledrejection` are dispatched on it. Its prototype is set again by `prepare`: the
+// global object's prototype is not kept in the snapshot.
 ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
+ObjectDefineProperty(globalThis, webidl.brand, nonEnumerable(webidl.brand));
 event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
 event.defineEventHandler(globalThis, "error");
 event.defineEventHandler(globalThis, "unhandledrejection");
+event.defineEventHandler(globalThis, "rejectionhandled");
 
-// An exception nobody caught (a timer callback, a microtask) and a rejection nobody handled
-// are dispatched on globalThis; unless a listener calls preventDefault they are logged as
-// errors of the invocation they belong to. They never stop the isolate.
-core.setReportExceptionCallback((error) => {
-  const ev = new event.ErrorEvent("error", {
-    cancelable: true,
-    message: error?.message ?? String(error),
-    error,
-  });
-  globalThis.dispatchEvent(ev);
-  if (!ev.defaultPrevented) {
-    print(`Uncaught ${describe(error)}`, 3);
+// EventTarget's own dispatchEvent: the function may replace `globalThis.dispatchEvent`.
+const dispatchEvent = event.EventTarget.prototype.dispatchEvent;
+
+// Dispatches `ev` on globalThis; whether a listener called preventDefault. A listener that
+// throws is reported by deno_web (as an uncaught error of its own); a hostile event object
+// or an isolate being stopped ends the dispatch, never the isolate.
+function dispatchOnGlobal(ev) {
+  try {
+    FunctionPrototypeCall(dispatchEvent, globalThis, ev);
+    return ev.defaultPrevented;
+  } catch (error) {
+    reportUncaught("Uncaught (in an error listener)", error);
+    return false;
   }
-});
+}
+
+// An error nobody handled: logged with the user's stack, and the invocation it belongs to
+// (the async context it was thrown or rejected in) ends with `exception`. Its neighbours on
+// the same isolate go on. Outside any invocation it is only logged.
+function reportUncaught(prefix, error) {
+  const text = describe(error);
+  print(`${prefix} ${text}`, 3);
+  const next = currentNext();
+  if (next !== null) op_isola_fail(next.id, "exception", text);
+}
+
+function errorMessage(error) {
+  try {
+    const message = error?.message;
+    return typeof message === "string" ? message : "";
+  } catch {
+    return "";
+  }
+}
+
+// An exception nobody caught (a timer callback, a microtask, `reportError`) and a rejection
+// nobody handled are dispatched on globalThis; unless a listener calls preventDefault they are
+// reported as above. None of these paths may throw back into deno_core, which would end the
+// whole isolate (every invocation on it) with an internal error.
+function reportException(error) {
+  const ev = new event.ErrorEvent("error", { cancelable: true, message: errorMessage(error), error });
+  if (!dispatchOnGlobal(ev)) reportUncaught("Uncaught", error);
+}
+core.setReportExceptionCallback(reportException);
+
+// `reportError`, on the same path (deno_web's looks up `globalThis.dispatchEvent`, which the
+// function may have replaced).
+function reportError(error) {
+  webidl.requiredArguments(arguments.length, 1, "Failed to execute 'reportError'");
+  reportException(error);
+}
+
+// A timer's callback reports its own exception, while the async context of the invocation
+// that set the timer is still current (deno_web's timers restore the previous context before
+// an exception leaves them).
+function reportingCallback(callback) {
+  if (typeof callback !== "function") return callback;
+  return function () {
+    try {
+      return ReflectApply(callback, this, arguments);
+    } catch (error) {
+      reportException(error);
+    }
+  };
+}
+function setTimeout(callback, timeout = 0, ...args) {
+  return ReflectApply(timers.setTimeout, this, [reportingCallback(callback), timeout, ...new SafeArrayIterator(args)]);
+}
+function setInterval(callback, timeout = 0, ...args) {
+  return ReflectApply(timers.setInterval, this, [reportingCallback(callback), timeout, ...new SafeArrayIterator(args)]);
+}
+// What would otherwise stop the isolate: deno_core's `op_dispatch_exception`, which
+// deno_web's `reportError` and a throwing event listener reach when nobody prevented the
+// `error` event, is replaced by an op that calls this instead (registered by `prepare`).
+function onDispatchedException(error, promise) {
+  reportUncaught(promise ? "Uncaught (in promise)" : "Uncaught", error);
+}
 core.setUnhandledPromiseRejectionHandler((promise, reason) => {
   const ev = new event.PromiseRejectionEvent("unhandledrejection", {
     cancelable: true,
     promise,
     reason,
   });
-  globalThis.dispatchEvent(ev);
-  if (!ev.defaultPrevented) {
-    print(`Uncaught (in promise) ${describe(reason)}`, 3);
-  }
+  if (!dispatchOnGlobal(ev)) reportUncaught("Uncaught (in promise)", reason);
   return true;
 });
 core.setHandledPromiseRejectionHandler(() => {});
+
+// ---- WebCrypto bounds -----------------------------------------------------------------------
+
+// deno_crypto derives bits on a blocking thread, off the isolate's CPU clock; as on Workers,
+// PBKDF2 takes at most 100,000 iterations, so that one call's cost stays bounded.
+const PBKDF2_MAX_ITERATIONS = 100000;
+// Every member of the derivation algorithms' dictionaries (ECDH, X25519, HKDF, PBKDF2).
+const DERIVE_MEMBERS = ["name", "hash", "salt", "iterations", "info", "public", "length"];
+
+// The algorithm as a plain object whose members were each read once (a getter cannot show
+// the check one count and deno_crypto another), refused if it asks PBKDF2 for too much.
+function boundedDerivation(algorithm) {
+  if (algorithm === null || typeof algorithm !== "object") return algorithm;
+  const copy = {};
+  for (let i = 0; i < DERIVE_MEMBERS.length; i++) {
+    const value = algorithm[DERIVE_MEMBERS[i]];
+    if (value !== undefined) copy[DERIVE_MEMBERS[i]] = value;
+  }
+  if (typeof copy.name === "string" && StringPrototypeToUpperCase(copy.name) === "PBKDF2") {
+    const iterations = NumberCtor(copy.iterations);
+    copy.iterations = iterations;
+    if (iterations > PBKDF2_MAX_ITERATIONS) {
+      throw new domException.DOMException(
+        `Pbkdf2 failed: iteration counts above ${PBKDF2_MAX_ITERATIONS} are not supported (requested ${iterations})`,
+        "NotSupportedError",
+      );
+    }
+  }
+  return copy;
+}
+
+{
+  const SubtleCryptoPrototype = cryptoMod.SubtleCrypto.prototype;
+  const deriveBits = SubtleCryptoPrototype.deriveBits;
+  const deriveKey = SubtleCryptoPrototype.deriveKey;
+  const bounded = {
+    // The declared parameters keep each method's `length` (2 and 5) as the spec has it.
+    async deriveBits(algorithm, baseKey, length = undefined) {
+      return await FunctionPrototypeCall(
+        deriveBits,
+        this,
+        boundedDerivation(algorithm),
+        baseKey,
+        length,
+      );
+    },
+    async deriveKey(algorithm, baseKey, derivedKeyType, extractable, keyUsages) {
+      return await ReflectApply(deriveKey, this, [
+        boundedDerivation(algorithm),
+        ...new SafeArrayIterator(ArrayPrototypeSlice(arguments, 1)),
+      ]);
+    },
+  };
+  for (const name of ["deriveBits", "deriveKey"]) {
+    ObjectDefineProperty(SubtleCryptoPrototype, name, {
+      __proto__: null,
+      value: bounded[name],
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
+}
 
 // ---- outbound fetch ------------------------------------------------------------------------
 
@@ -382,7 +535,7 @@ async function runInvocation(next, work) {
   const waitUntil = [];
   const ctx = new ExecutionContext(waitUntil);
   const prev = core.getAsyncContext();
-  core.setAsyncContext(next.invocationId);
+  core.setAsyncContext(next);
   try {
     await work(id, ctx, waitUntil);
   } catch (error) {
@@ -511,7 +664,7 @@ function invoke(handler, env, next) {
   const waitUntil = [];
   const ctx = new ExecutionContext(waitUntil);
   const prev = core.getAsyncContext();
-  core.setAsyncContext(next.invocationId);
+  core.setAsyncContext(next);
   try {
     let res;
     let answered = false;
@@ -761,6 +914,7 @@ class Next {
     this.fields = fields;
   }
 }
+const NextPrototype = Next.prototype;
 
 // Invocations taken in one go before the event loop gets a turn.
 const BATCH = 32;
@@ -852,4 +1006,4 @@ cfByProtocol = { __proto__: null };
 // Rust takes this out, together with deno_core's own `Deno` and `__bootstrap` globals, before
 // any function code runs (deno_core needs those while it restores the snapshot).
 ObjectDefineProperty(globalThis, "__isolaStart", nonEnumerable(start));
-ObjectDefineProperty(globalThis, "__isolaUseFastCalls", nonEnumerable(useFastCalls));
+ObjectDefineProperty(globalThis, "__isolaPrepare", nonEnumerable(prepare));
