@@ -363,3 +363,47 @@ async fn memory_held_outside_the_heap_counts_against_the_limit() {
         assert_eq!(curl("GET", &url("ok"), &[], None).await.text(), "ok", "after {case}");
     }
 }
+
+// ---- the hostile-call walk ------------------------------------------------------------------
+
+/// Methods called per request of the walk.
+const WALK_CHUNK: usize = 100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_global_called_with_hostile_arguments_leaves_the_node_serving() {
+    let node = TestNode::start(&[function_dir("walker")]).await;
+    let count: serde_json::Value = serde_json::from_slice(&get(&node, "/w/count").await.body).unwrap();
+    let count = count["count"].as_u64().unwrap() as usize;
+    assert!(count > 1000, "the walk reaches only {count} functions");
+    let (mut calls, mut stopped) = (0, Vec::new());
+    for from in (0..count).step_by(WALK_CHUNK) {
+        let to = from + WALK_CHUNK;
+        let res = get(&node, &format!("/w/run?from={from}&to={to}")).await;
+        match res.status {
+            200 => {
+                let done: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+                calls += done["calls"].as_u64().unwrap();
+            }
+            // A call may run into a limit (a huge allocation), which ends the isolate cleanly,
+            // or report an error as uncaught (`reportError`), which ends the invocation.
+            503 if res.text().starts_with("{\"error\":\"exceeded_") => stopped.push(from),
+            500 if res.text().starts_with("{\"error\":\"exception\"") => {}
+            status => {
+                let id = res.header("x-request-id").unwrap_or_default().to_string();
+                let logged: Vec<String> = node
+                    .logs
+                    .records()
+                    .into_iter()
+                    .filter(|r| r.invocation_id.as_deref() == Some(id.as_str()))
+                    .map(|r| r.message.chars().take(400).collect())
+                    .collect();
+                panic!("functions {from}..{to}: {status} {}: {logged:#?}", res.text())
+            }
+        }
+        let ok = get(&node, "/w/ok").await;
+        assert_eq!((ok.status, ok.text().as_str()), (200, "ok"), "after functions {from}..{to}");
+    }
+    eprintln!("hostile walk: {count} functions, {calls} calls, limits stopped {stopped:?}");
+    assert!(calls > 100_000, "only {calls} calls were made");
+    assert!(stopped.len() * 10 < count / WALK_CHUNK, "limits stopped chunks {stopped:?}");
+}
