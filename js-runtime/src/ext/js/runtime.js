@@ -16,9 +16,11 @@ const {
   Number: NumberCtor,
   ObjectKeys,
   ObjectDefineProperty,
+  ObjectGetOwnPropertyDescriptor,
   ObjectFreeze,
   ObjectPrototypeIsPrototypeOf,
   ObjectSetPrototypeOf,
+  PromisePrototypeCatch,
   PromisePrototypeThen,
   PromiseReject,
   ReflectApply,
@@ -32,6 +34,7 @@ const {
   Symbol,
   TypeError,
   TypedArrayPrototypeGetSymbolToStringTag,
+  TypedArrayPrototypeSubarray,
 } = primordials;
 // The ops, bound again by `useFastCalls` once the isolate is made: what the snapshot holds
 // are the ops' slow versions.
@@ -173,6 +176,48 @@ function describe(error) {
   }
 }
 
+// ---- decompression in bounded pieces ----------------------------------------------------------
+
+// deno_web inflates each written chunk in one native call, which neither the CPU watchdog nor
+// the memory checks can interrupt: a 1 MiB gzip chunk becomes 1 GiB before JavaScript runs
+// again. Here the compressed input reaches it in pieces of at most 4 KiB: deflate and gzip
+// inflate at most about 1032:1, so one call makes at most about 4 MiB.
+const INFLATE_PIECE = 4096;
+const innerWritable = ObjectGetOwnPropertyDescriptor(
+  compression.DecompressionStream.prototype,
+  "writable",
+).get;
+
+class DecompressionStream extends compression.DecompressionStream {
+  #writable;
+  constructor(format) {
+    super(...new SafeArrayIterator(arguments));
+    const pieces = new streams.TransformStream({
+      transform(chunk, controller) {
+        let bytes = null;
+        if (ArrayBufferIsView(chunk)) {
+          bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+        } else if (ObjectPrototypeIsPrototypeOf(ArrayBufferPrototype, chunk)) {
+          bytes = new Uint8Array(chunk);
+        }
+        if (bytes === null || bytes.byteLength <= INFLATE_PIECE) {
+          controller.enqueue(chunk); // as it is: deno_web checks and converts it
+          return;
+        }
+        for (let at = 0; at < bytes.byteLength; at += INFLATE_PIECE) {
+          controller.enqueue(TypedArrayPrototypeSubarray(bytes, at, at + INFLATE_PIECE));
+        }
+      },
+    });
+    PromisePrototypeCatch(pieces.readable.pipeTo(FunctionPrototypeCall(innerWritable, this)), noop);
+    this.#writable = pieces.writable;
+  }
+
+  get writable() {
+    return this.#writable;
+  }
+}
+
 // ---- the global scope (WinterTC Minimum Common API) ----------------------------------------
 
 const globals = {
@@ -186,7 +231,7 @@ const globals = {
   Crypto: cryptoMod.Crypto,
   CryptoKey: cryptoMod.CryptoKey,
   CustomEvent: event.CustomEvent,
-  DecompressionStream: compression.DecompressionStream,
+  DecompressionStream,
   DOMException: domException.DOMException,
   ErrorEvent: event.ErrorEvent,
   Event: event.Event,

@@ -25,6 +25,17 @@ const cases = {
     for (let i = 0; i < 64; i++) held.push(new Blob([chunk, String(i)]));
     return `held ${held.length}`;
   },
+  // The request's body (a gzip bomb) read whole, then written into a DecompressionStream in
+  // one write.
+  async "decompress-once"(request) {
+    const bomb = new Uint8Array(await request.arrayBuffer());
+    const stream = new DecompressionStream("gzip");
+    const writer = stream.writable.getWriter();
+    writer.write(bomb).catch(() => {});
+    writer.close().catch(() => {});
+    const all = await new Response(stream.readable).arrayBuffer();
+    return `inflated ${all.byteLength}`;
+  },
   // The request's body (a gzip bomb: a few hundred KiB that inflate to hundreds of MiB),
   // inflated and read whole.
   async decompress(request) {
