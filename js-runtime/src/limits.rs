@@ -244,8 +244,12 @@ impl Watchdog {
 /// isolate past its memory limit (heap included) stops the isolate with `exceeded_memory`.
 ///
 /// Memory V8 holds outside its heap without this allocator (buffers an op made in Rust and
-/// handed over, WebAssembly memories) is V8's "external memory": it is looked at before every
-/// garbage collection (which V8 starts as external memory grows) and after every entry.
+/// handed over, WebAssembly memories) is V8's "external memory". It counts buffers that are
+/// garbage until a collection frees them, so the exact check is made where the worker can
+/// collect first ([`ArrayBufferBudget::over_after_collecting`]: after every entry and before a
+/// response leaves); inside a long entry a coarser guard stops an isolate whose heap and
+/// external memory pass twice its limit after a collection (V8 collects as external memory
+/// grows).
 pub(crate) struct ArrayBufferBudget {
     used: AtomicUsize,
     /// The V8 heap's size at the last look, kept by the worker after each entry.
@@ -267,25 +271,34 @@ impl ArrayBufferBudget {
         })
     }
 
-    /// Takes in what V8 reports of the isolate now (its heap, and its external memory, which
-    /// includes this allocator's buffers); stops the isolate if together they pass the limit.
-    pub fn observe(&self, stats: &v8::HeapStatistics) {
-        self.heap_used.store(stats.used_heap_size(), Ordering::Relaxed);
-        self.external.store(stats.external_memory(), Ordering::Relaxed);
-        if self.in_use() > self.limit {
-            self.guard.trip(Tripped::Memory);
-        }
+    /// Notes the size of the V8 heap now.
+    pub fn set_heap_used(&self, bytes: usize) {
+        self.heap_used.store(bytes, Ordering::Relaxed);
     }
 
-    /// Whether the isolate is within its limit with `external` bytes outside its heap (V8's
-    /// external memory now); stops it if not.
-    pub fn within_limit(&self, external: usize) -> bool {
-        self.external.store(external, Ordering::Relaxed);
-        if self.in_use() > self.limit {
-            self.guard.trip(Tripped::Memory);
+    /// Whether the isolate is over its limit once its garbage is collected: a collection is
+    /// made only when the heap at the last look and the external memory now (garbage
+    /// included) are over it. Stops the isolate if it is. Cheap when under: one read of a
+    /// counter.
+    pub fn over_after_collecting(&self, isolate: &mut v8::Isolate) -> bool {
+        if !self.external_over(isolate) {
             return false;
         }
-        true
+        isolate.low_memory_notification();
+        self.heap_used.store(isolate.get_heap_statistics().used_heap_size(), Ordering::Relaxed);
+        let over = self.external_over(isolate);
+        if over {
+            self.guard.trip(Tripped::Memory);
+        }
+        over
+    }
+
+    /// Reads V8's external memory now (its own counter: the heap statistics' figure leaves out
+    /// WebAssembly memories); whether with the heap at the last look it is over the limit.
+    fn external_over(&self, isolate: &mut v8::Isolate) -> bool {
+        let external = isolate.adjust_amount_of_external_allocated_memory(0);
+        self.external.store(usize::try_from(external).unwrap_or(0), Ordering::Relaxed);
+        self.in_use() > self.limit
     }
 
     /// Bytes outside the heap: this allocator's, or V8's external memory at the last look if
@@ -302,9 +315,8 @@ impl ArrayBufferBudget {
 
     fn reserve(&self, len: usize) -> bool {
         let before = self.used.fetch_add(len, Ordering::Relaxed);
-        let total = self
-            .outside_heap(before.saturating_add(len))
-            .saturating_add(self.heap_used.load(Ordering::Relaxed));
+        let total =
+            before.saturating_add(len).saturating_add(self.heap_used.load(Ordering::Relaxed));
         if total > self.limit {
             self.used.fetch_sub(len, Ordering::Relaxed);
             self.guard.trip(Tripped::Memory);
@@ -324,10 +336,11 @@ impl ArrayBufferBudget {
     }
 }
 
-/// A GC prologue callback (`data` is the isolate's [`ArrayBufferBudget`]): V8 collects when
-/// its external memory grows, so a function holding buffers that no allocator of ours made is
-/// stopped here, within one collection's growth of its limit.
-pub(crate) unsafe extern "C" fn check_before_gc(
+/// A GC epilogue callback (`data` is the isolate's [`ArrayBufferBudget`]): V8 collects as its
+/// external memory grows, so a function piling up buffers that no allocator of ours made is
+/// stopped here within one long entry, once its heap and external memory pass twice its limit
+/// (external memory may still count buffers this collection found dead).
+pub(crate) unsafe extern "C" fn check_after_gc(
     isolate: v8::UnsafeRawIsolatePtr,
     _type: v8::GCType,
     _flags: v8::GCCallbackFlags,
@@ -338,7 +351,11 @@ pub(crate) unsafe extern "C" fn check_before_gc(
     let (mut isolate, budget) = unsafe {
         (v8::Isolate::from_raw_isolate_ptr_unchecked(isolate), &*(data as *const ArrayBufferBudget))
     };
-    budget.observe(&isolate.get_heap_statistics());
+    budget.set_heap_used(isolate.get_heap_statistics().used_heap_size());
+    budget.external_over(&mut isolate);
+    if budget.in_use() / 2 > budget.limit {
+        budget.guard.trip(Tripped::Memory);
+    }
 }
 
 unsafe extern "C" fn allocate(budget: &ArrayBufferBudget, len: usize) -> *mut c_void {

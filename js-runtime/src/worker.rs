@@ -330,8 +330,8 @@ impl Isolate {
         guard.set_isolate(js.v8_isolate().thread_safe_handle());
         // The allocator holds the budget for as long as the isolate lives.
         let budget_ptr = Arc::as_ptr(&budget) as *mut std::ffi::c_void;
-        js.v8_isolate().add_gc_prologue_callback(
-            crate::limits::check_before_gc,
+        js.v8_isolate().add_gc_epilogue_callback(
+            crate::limits::check_after_gc,
             budget_ptr,
             v8::GCType::kGCTypeAll,
         );
@@ -381,7 +381,7 @@ impl Isolate {
         );
         let mut host = host;
         let memory = budget.clone();
-        host.set_memory_check(Box::new(move |external| memory.within_limit(external)));
+        host.set_memory_check(Box::new(move |isolate| memory.over_after_collecting(isolate)));
         js.op_state().borrow_mut().put(host);
         if let Some(bindings) = &services.bindings {
             js.op_state().borrow_mut().put(BindingsService(bindings.clone()));
@@ -557,7 +557,8 @@ async fn drive(
         guard.disarm();
         let used = clock.now().saturating_sub(before);
         // Memory outside the heap that no collection looked at yet stops the isolate here.
-        budget.observe(&js.v8_isolate().get_heap_statistics());
+        budget.set_heap_used(js.v8_isolate().get_heap_statistics().used_heap_size());
+        budget.over_after_collecting(js.v8_isolate());
         if guard.tripped().is_some() {
             // deno_core absorbs a termination inside its event loop tick; the isolate is
             // done for all the same. What the entry used still counts.

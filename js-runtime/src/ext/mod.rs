@@ -42,6 +42,8 @@ deno_core::extension!(
         op_isola_binding,
         op_isola_set_uncaught,
         op_isola_uncaught,
+        op_isola_live,
+        op_isola_charge,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [dir "src/ext/js", "runtime.js"],
@@ -93,11 +95,14 @@ fn op_isola_uncaught<'s, 'i>(
 // deno_fetch loads `ext:deno_net/02_tls.js` for custom HTTP clients; this stands in for it.
 deno_core::extension!(deno_net, lazy_loaded_js = [dir "src/ext/js/deno_net", "02_tls.js"],);
 
+/// Whether the isolate is over its memory limit (stopping it if so).
+pub type MemoryCheck = Box<dyn Fn(&mut v8::Isolate) -> bool>;
+
 /// What the ops need from the worker, put into the `OpState` when a worker starts.
 pub struct Host {
     pub function: std::sync::Arc<str>,
     pub log_sink: std::sync::Arc<dyn LogSink>,
-    pub inbox: Rc<RefCell<Option<mpsc::UnboundedReceiver<Box<Invocation>>>>>,
+    pub inbox: Rc<RefCell<mpsc::UnboundedReceiver<Box<Invocation>>>>,
     /// Set once the inbox is closed and drained: no invocation will come any more.
     pub inbox_closed: bool,
     /// The inbox's senders, not keeping it open: when none is left (every handle on the
@@ -115,9 +120,9 @@ pub struct Host {
     next_id: u32,
     /// When the current entry into the isolate began (wall clock).
     entry_started: Option<Instant>,
-    /// Whether the isolate is within its memory limit with the given bytes outside its V8 heap
-    /// (it stops the isolate if not); checked before a response leaves.
-    memory_check: Option<Box<dyn Fn(usize) -> bool>>,
+    /// Whether the isolate is over its memory limit, counting what V8 holds outside its heap
+    /// (it stops the isolate if so); checked before a response leaves.
+    memory_check: Option<MemoryCheck>,
     /// Invocations finished during the current entry, with the wall time into the entry at
     /// which each finished: reported when the entry ends, charged their share of its CPU time
     /// (so finishing one costs no read of the thread's CPU clock, a system call).
@@ -136,7 +141,7 @@ impl Host {
         Host {
             function,
             log_sink,
-            inbox: Rc::new(RefCell::new(Some(inbox))),
+            inbox: Rc::new(RefCell::new(inbox)),
             inbox_closed: false,
             senders,
             cpu_time,
@@ -152,7 +157,7 @@ impl Host {
     }
 
     /// Sets the check `respond` makes of the memory held outside the V8 heap.
-    pub fn set_memory_check(&mut self, check: Box<dyn Fn(usize) -> bool>) {
+    pub fn set_memory_check(&mut self, check: MemoryCheck) {
         self.memory_check = Some(check);
     }
 
@@ -167,9 +172,11 @@ impl Host {
         self.live.is_empty() && (self.inbox_closed || self.senders.strong_count() == 0)
     }
 
-    /// Whether work done outside any invocation has used up its CPU budget.
+    /// Whether work done outside any invocation has used up its CPU budget while no invocation
+    /// is in flight (those in flight are not ended for it: the isolate stops once they are
+    /// done, unless one of them gives the budget back).
     pub fn background_spent(&self) -> bool {
-        self.background_left.is_zero()
+        self.background_left.is_zero() && self.live.is_empty()
     }
 
     /// Logs a line of the node's about the function (no invocation), to the function's log.
@@ -185,12 +192,12 @@ impl Host {
 
     /// Closes the inbox and hands every invocation not yet taken back to its caller.
     pub fn return_unstarted(&mut self) {
-        if let Some(rx) = self.inbox.borrow_mut().as_mut() {
-            rx.close();
-            while let Ok(invocation) = rx.try_recv() {
-                let _ = invocation.reply.send(Reply::Returned(invocation.work));
-            }
+        let mut rx = self.inbox.borrow_mut();
+        rx.close();
+        while let Ok(invocation) = rx.try_recv() {
+            let _ = invocation.reply.send(Reply::Returned(invocation.work));
         }
+        drop(rx);
         self.inbox_closed = true;
     }
 
@@ -251,6 +258,24 @@ impl Host {
             }
             true
         });
+    }
+
+    /// Charges CPU time used for invocation `id` (or, with `None` or an invocation that has
+    /// ended, for work outside any invocation) on another thread; an invocation whose budget
+    /// it spends ends with `exceeded_cpu`.
+    pub fn charge_off_thread(&mut self, id: Option<u32>, used: Duration) {
+        let Some(live) = id.and_then(|id| self.live.get_mut(&id)) else {
+            // Work for an invocation that has ended is background work now.
+            self.background_left = self.background_left.saturating_sub(used);
+            return;
+        };
+        live.cpu_used += used;
+        if live.cpu_used > self.cpu_time {
+            live.fail(Outcome::ExceededCpu, "the invocation used up its CPU time");
+            if let Some(id) = id {
+                self.live.remove(&id);
+            }
+        }
     }
 
     /// Ends invocation `id` (its response is sent, its `waitUntil` work settled). Within an
@@ -468,15 +493,12 @@ fn op_isola_log(
     });
 }
 
-/// Waits for the next invocation; `null` once the worker is shutting down.
+/// Waits for the next invocation; `null` once the worker is shutting down. The receiver stays
+/// in the host while this waits, so that a worker ending meanwhile hands back what is queued.
 #[op2]
 async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest>, JsErrorBox> {
     let inbox = state.borrow().borrow::<Host>().inbox.clone();
-    let Some(mut rx) = inbox.borrow_mut().take() else {
-        return Err(JsErrorBox::generic("op_isola_next is already waiting"));
-    };
-    let next = rx.recv().await;
-    *inbox.borrow_mut() = Some(rx);
+    let next = std::future::poll_fn(|cx| inbox.borrow_mut().poll_recv(cx)).await;
     let Some(invocation) = next else {
         state.borrow_mut().borrow_mut::<Host>().inbox_closed = true;
         return Ok(None);
@@ -489,7 +511,7 @@ async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest
 #[op2]
 fn op_isola_take(state: &mut OpState) -> Option<NextRequest> {
     let host = state.borrow_mut::<Host>();
-    let invocation = host.inbox.borrow_mut().as_mut()?.try_recv().ok()?;
+    let invocation = host.inbox.borrow_mut().try_recv().ok()?;
     Some(begin(host, invocation))
 }
 
@@ -683,13 +705,12 @@ fn respond(
         .and_then(|s| http::StatusCode::from_u16(s).ok())
         .ok_or_else(|| JsErrorBox::range_error(format!("invalid status {status}")))?;
     let host = state.borrow_mut::<Host>();
-    if let Some(check) = &host.memory_check {
-        let external = isolate.adjust_amount_of_external_allocated_memory(0);
-        if !check(usize::try_from(external).unwrap_or(0)) {
-            return Ok(());
-        }
-    }
+    let over = host.memory_check.as_ref().is_some_and(|over| over(isolate));
     let Some(live) = host.live.get_mut(&id) else { return Ok(()) };
+    if over {
+        live.fail(Outcome::ExceededMemory, "the isolate reached its memory limit");
+        return Ok(());
+    }
     if let Some(problem) = live.bad_header.take() {
         live.headers.clear();
         return Err(JsErrorBox::type_error(problem));
@@ -769,6 +790,20 @@ fn op_isola_fail(
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.fail(outcome, message);
     }
+}
+
+/// Whether invocation `id` is still in flight.
+#[op2(fast)]
+fn op_isola_live(state: &mut OpState, #[smi] id: u32) -> bool {
+    state.borrow::<Host>().live.contains_key(&id)
+}
+
+/// Charges `micros` of CPU time spent for invocation `id` off the isolate thread (WebCrypto
+/// on the blocking pool); `id` -1 charges the background budget.
+#[op2(fast)]
+fn op_isola_charge(state: &mut OpState, #[smi] id: i32, #[smi] micros: i32) {
+    let used = Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    state.borrow_mut::<Host>().charge_off_thread(u32::try_from(id).ok(), used);
 }
 
 /// Marks an invocation finished: its response is sent and its `waitUntil` work settled.

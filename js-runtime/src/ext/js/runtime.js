@@ -23,6 +23,8 @@ const {
   PromisePrototypeCatch,
   PromisePrototypeThen,
   PromiseReject,
+  PromiseResolve,
+  MathRound,
   ReflectApply,
   ArrayPrototypeSlice,
   SafeArrayIterator,
@@ -53,6 +55,8 @@ let {
   op_isola_event_blob,
   op_isola_event_result,
   op_isola_binding,
+  op_isola_live,
+  op_isola_charge,
 } = core.ops;
 
 // Called by Rust on every isolate made from the snapshot, before it gets a function: what a
@@ -80,6 +84,8 @@ function prepare() {
     op_isola_event_blob,
     op_isola_event_result,
     op_isola_binding,
+    op_isola_live,
+    op_isola_charge,
   } = core.ops);
 }
 
@@ -439,6 +445,67 @@ function boundedDerivation(algorithm) {
     ObjectDefineProperty(SubtleCryptoPrototype, name, {
       __proto__: null,
       value: bounded[name],
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  }
+}
+
+// Key derivation and key generation run on the blocking pool, off the isolate thread's CPU
+// clock, for as long as their parameters ask (iterations, a modulus length). An isolate's
+// calls of these run one at a time, and each one's time is charged to the invocation that
+// made it (or to the background budget): an invocation that spends its CPU time this way ends
+// with `exceeded_cpu` like any other, and the calls it left queued do not run. One call at a
+// time, its wall time is its thread's CPU time, or more when the machine is busy (then it is
+// charged more, never less). The other methods cost in proportion to their input, which the
+// memory limit bounds, and are not charged.
+const performanceNow = performanceMod.Performance.prototype.now;
+const BLOCKING_SUBTLE = ["deriveBits", "deriveKey", "generateKey"];
+let blockingTail = PromiseResolve();
+
+function chargedSubtle(name, method) {
+  const wrapper = {
+    async [name]() {
+      const next = currentNext();
+      const turn = blockingTail;
+      let done;
+      blockingTail = new Promise((resolve) => {
+        done = resolve;
+      });
+      try {
+        await turn;
+        if (next !== null && !op_isola_live(next.id)) {
+          throw new domException.DOMException(
+            "the invocation that asked for this has ended",
+            "AbortError",
+          );
+        }
+        const started = FunctionPrototypeCall(performanceNow, performanceMod.performance);
+        try {
+          return await ReflectApply(method, this, arguments);
+        } finally {
+          const took = FunctionPrototypeCall(performanceNow, performanceMod.performance) - started;
+          op_isola_charge(next === null ? -1 : next.id, MathRound(took * 1000));
+        }
+      } finally {
+        done();
+      }
+    },
+  }[name];
+  ObjectDefineProperty(wrapper, "length", nonEnumerable(method.length));
+  return wrapper;
+}
+
+{
+  const SubtleCryptoPrototype = cryptoMod.SubtleCrypto.prototype;
+  for (let i = 0; i < BLOCKING_SUBTLE.length; i++) {
+    const name = BLOCKING_SUBTLE[i];
+    const method = SubtleCryptoPrototype[name];
+    if (typeof method !== "function") continue;
+    ObjectDefineProperty(SubtleCryptoPrototype, name, {
+      __proto__: null,
+      value: chargedSubtle(name, method),
       writable: true,
       enumerable: true,
       configurable: true,

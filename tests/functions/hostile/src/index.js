@@ -102,6 +102,16 @@ const cases = {
     const params = { name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(16), iterations: n };
     return outcome(crypto.subtle.deriveBits(params, key, 256).then((bits) => bits.byteLength));
   },
+  // Eight unawaited PBKDF2 derivations of 100,000 iterations each, then an answer once they
+  // are all done: the blocking pool's time is charged to this invocation.
+  async "pbkdf2-storm"() {
+    const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("pw"), "PBKDF2", false, ["deriveBits"]);
+    const params = { name: "PBKDF2", hash: "SHA-512", salt: new Uint8Array(16), iterations: 100000 };
+    const all = [];
+    for (let i = 0; i < 8; i++) all.push(crypto.subtle.deriveBits(params, key, 512));
+    await Promise.allSettled(all);
+    return "all derived";
+  },
   // A timer left burning CPU after the response: `ms` busy every millisecond, for ever.
   async zombie(url) {
     const busy = Number(url.searchParams.get("ms") ?? "40");
