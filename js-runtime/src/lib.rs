@@ -22,7 +22,10 @@ pub use ext::{
 pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use spare::{keep_spares, spares_ready};
-pub use threads::{current_isolate_thread, isolate_threads, set_isolate_threads, spawn_connection};
+pub use threads::{
+    current_isolate_thread, isolate_threads, running_isolate_threads, set_isolate_threads,
+    spawn_connection,
+};
 pub use worker::{
     EventError, InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices,
 };

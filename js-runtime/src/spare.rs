@@ -1,4 +1,4 @@
-//! Spare isolates: made from the snapshot ahead of time on the isolate threads, waiting to be
+//! Spare isolates: made from the snapshot ahead of time, each on its thread, waiting to be
 //! given a function. Creating an isolate is most of a cold start (V8 deserialising the
 //! snapshot into fresh memory); with a spare at hand a cold start is only binding the
 //! function and loading its modules. Off until [`keep_spares`] asks for some.
@@ -53,16 +53,15 @@ pub(crate) fn take(memory: u64) -> Option<(oneshot::Sender<Job>, usize)> {
 }
 
 /// Starts making spares with this memory limit until the wanted number are ready or coming,
-/// on threads other than `avoid` (that of an isolate just started, about to serve) when there
-/// are others.
-pub(crate) fn replenish(memory: u64, avoid: Option<usize>) {
+/// each on a thread of its own.
+pub(crate) fn replenish(memory: u64) {
     let wanted = WANTED.load(Ordering::Relaxed);
     let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
     let have = spares.ready.get(&memory).map_or(0, Vec::len)
         + spares.making.get(&memory).copied().unwrap_or(0);
     for _ in have..wanted {
         *spares.making.entry(memory).or_default() += 1;
-        crate::threads::spawn(avoid, move |thread| spare(memory, thread));
+        crate::threads::spawn(move |thread| spare(memory, thread));
     }
 }
 

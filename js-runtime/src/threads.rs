@@ -1,11 +1,18 @@
-//! The isolate threads: a fixed set (one per core unless [`set_isolate_threads`] says
-//! otherwise), each running a current-thread tokio runtime on which any number of isolates
-//! live as tasks. A new isolate goes to the thread holding the fewest.
+//! Threads: the front threads serve connections, and every isolate has a thread of its own.
+//!
+//! The front threads are a fixed set (one per core unless [`set_isolate_threads`] says
+//! otherwise), each running a current-thread tokio runtime; a connection goes to the one
+//! serving the fewest. An isolate runs on a thread made for it (a current-thread runtime too),
+//! which ends with it. So an isolate busy for as long as its CPU limit allows (a loop, a long
+//! collection near its heap limit, a large `JSON.parse`) holds up nothing but its own
+//! function's invocations on it: the kernel shares the cores between its thread, the front
+//! threads and every other isolate's. The price is a thread switch per request between the
+//! connection's thread and the isolate's (amortised under load: an isolate takes every
+//! invocation waiting in one go).
 //!
 //! V8 keeps one "entered" isolate per thread, and rusty_v8 enters an isolate when it is made
-//! and insists it is the entered one when it is dropped. With many isolates on a thread that
-//! order cannot hold, so an isolate here is entered only while its task is polled
-//! ([`Entered`]) and when it is dropped ([`OwnedRuntime`]); between polls none is.
+//! and insists it is the entered one when it is dropped. An isolate here is entered only
+//! while its task is polled ([`Entered`]) and when it is dropped ([`OwnedRuntime`]).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -18,40 +25,44 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use deno_core::{v8, JsRuntime};
-use tokio::sync::mpsc;
 
 use crate::fetch_policy::{self, FetchPolicy};
 
-type Task = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
-
+/// A front thread.
 struct Thread {
-    tasks: mpsc::UnboundedSender<Task>,
-    /// The thread's runtime, for the `Send` tasks it also runs (connections).
+    /// The thread's runtime, for the connections it serves.
     runtime: tokio::runtime::Handle,
-    /// Isolates living on the thread (and isolates being made there).
-    isolates: Arc<AtomicUsize>,
     /// Connections served on the thread.
     connections: Arc<AtomicUsize>,
 }
 
 thread_local! {
-    /// The index of the isolate thread this is, on isolate threads.
+    /// The number of the thread this is, on front threads and isolate threads.
     static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
-/// Threads asked for; 0 means one per core.
+/// Front threads asked for; 0 means one per core.
 static WANTED: AtomicUsize = AtomicUsize::new(0);
 static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
+/// The number the next isolate thread gets; front threads have the first ones.
+static NEXT_ISOLATE_THREAD: AtomicUsize = AtomicUsize::new(1 << 20);
+/// Isolate threads running now.
+static ISOLATE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets how many isolate threads the process runs (0: one per core). Only the first isolate
-/// made fixes the set, so call this before starting any.
+/// Sets how many front threads the process runs (0: one per core). Only the first connection
+/// served fixes the set, so call this before serving any.
 pub fn set_isolate_threads(count: usize) {
     WANTED.store(count, Ordering::Relaxed);
 }
 
-/// How many isolate threads there are (starting them if they are not running yet).
+/// How many front threads there are (starting them if they are not running yet).
 pub fn isolate_threads() -> usize {
     threads().len()
+}
+
+/// How many isolate threads run now (one per isolate, spares included).
+pub fn running_isolate_threads() -> usize {
+    ISOLATE_THREADS.load(Ordering::Relaxed)
 }
 
 fn threads() -> &'static [Thread] {
@@ -62,53 +73,39 @@ fn threads() -> &'static [Thread] {
         };
         (0..wanted)
             .map(|i| {
-                let (tasks, rx) = mpsc::unbounded_channel();
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .expect("an isolate thread's runtime starts");
+                    .expect("a front thread's runtime starts");
                 let runtime = rt.handle().clone();
                 std::thread::Builder::new()
-                    .name(format!("isolates-{i}"))
-                    .spawn(move || run_thread(i, rt, rx))
-                    .expect("an isolate thread starts");
-                Thread {
-                    tasks,
-                    runtime,
-                    isolates: Arc::new(AtomicUsize::new(0)),
-                    connections: Arc::new(AtomicUsize::new(0)),
-                }
+                    .name(format!("front-{i}"))
+                    .spawn(move || {
+                        CURRENT.with(|c| c.set(Some(i)));
+                        rt.block_on(std::future::pending::<()>());
+                    })
+                    .expect("a front thread starts");
+                Thread { runtime, connections: Arc::new(AtomicUsize::new(0)) }
             })
             .collect()
     })
 }
 
-fn run_thread(index: usize, rt: tokio::runtime::Runtime, mut tasks: mpsc::UnboundedReceiver<Task>) {
-    CURRENT.with(|c| c.set(Some(index)));
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        while let Some(task) = tasks.recv().await {
-            tokio::task::spawn_local(task());
-        }
-    });
-}
+/// One of a thread's counted tasks (or one isolate thread); its count goes down when it ends.
+struct Counted<C: std::ops::Deref<Target = AtomicUsize>>(C);
 
-/// One of a thread's counted tasks; its count goes down when it ends.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
+impl<C: std::ops::Deref<Target = AtomicUsize>> Drop for Counted<C> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// The index of the isolate thread the caller runs on; `None` off the isolate threads.
+/// The number of the front or isolate thread the caller runs on; `None` off them.
 pub fn current_isolate_thread() -> Option<usize> {
     CURRENT.with(Cell::get)
 }
 
-/// Runs `connection` on the isolate thread serving the fewest connections, so its requests
-/// reach the isolates there without a thread switch.
+/// Runs `connection` on the front thread serving the fewest connections.
 pub fn spawn_connection<F>(connection: F)
 where
     F: Future<Output = ()> + Send + 'static,
@@ -116,7 +113,7 @@ where
     let thread = threads()
         .iter()
         .min_by_key(|t| t.connections.load(Ordering::Relaxed))
-        .expect("at least one isolate thread");
+        .expect("at least one front thread");
     let count = thread.connections.clone();
     count.fetch_add(1, Ordering::Relaxed);
     thread.runtime.spawn(async move {
@@ -125,34 +122,30 @@ where
     });
 }
 
-/// Runs the future `make` returns (given the thread's index) on the isolate thread holding
-/// the fewest isolates (other than `avoid`, when there is another), counted there until it
-/// ends. Answers the thread's index.
-pub(crate) fn spawn<F, Fut>(avoid: Option<usize>, make: F) -> usize
+/// Runs the future `make` returns (given the thread's number) on a new isolate thread, which
+/// ends when the future does. Answers the thread's number.
+pub(crate) fn spawn<F, Fut>(make: F) -> usize
 where
     F: FnOnce(usize) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let threads = threads();
-    let (index, thread) = threads
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| threads.len() == 1 || Some(*i) != avoid)
-        .min_by_key(|(_, t)| t.isolates.load(Ordering::Relaxed))
-        .expect("at least one isolate thread");
-    let count = thread.isolates.clone();
-    count.fetch_add(1, Ordering::Relaxed);
-    let task: Task = Box::new(move || {
-        Box::pin(async move {
-            let _counted = Counted(count);
-            make(index).await;
-        })
+    let number = NEXT_ISOLATE_THREAD.fetch_add(1, Ordering::Relaxed);
+    ISOLATE_THREADS.fetch_add(1, Ordering::Relaxed);
+    let started = std::thread::Builder::new().name(format!("isolate-{number}")).spawn(move || {
+        let _counted = Counted(&ISOLATE_THREADS);
+        CURRENT.with(|c| c.set(Some(number)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("an isolate thread's runtime starts");
+        tokio::task::LocalSet::new().block_on(&rt, make(number));
     });
-    if let Err(mpsc::error::SendError(_)) = thread.tasks.send(task) {
-        // The thread is gone (it only ends if its runtime panicked).
-        thread.isolates.fetch_sub(1, Ordering::Relaxed);
+    if started.is_err() {
+        // No thread could be made (a process limit): the isolate is not made, and whoever
+        // waits for it is told so when `make`'s channels are dropped.
+        ISOLATE_THREADS.fetch_sub(1, Ordering::Relaxed);
     }
-    index
+    number
 }
 
 /// What the entering and the dropping of one isolate share.

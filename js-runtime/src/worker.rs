@@ -164,9 +164,9 @@ impl Worker {
             None => start_on_demand(job),
         };
         let ready = ready_rx.await;
-        // The next spare is made once this start is done, so making it (on whichever thread
-        // holds the fewest isolates) does not hold up this one.
-        spare::replenish(memory, Some(thread));
+        // The next spare is made once this start is done, so making it does not hold up this
+        // one.
+        spare::replenish(memory);
         match ready {
             Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use, thread }),
             Ok(Err(e)) => Err(e),
@@ -177,7 +177,7 @@ impl Worker {
 
 /// Makes an isolate for `job` on an isolate thread; answers the thread.
 fn start_on_demand(job: Job) -> usize {
-    crate::threads::spawn(None, move |_| async move {
+    crate::threads::spawn(move |_| async move {
         let isolate = Isolate::create(job.options.limits.memory);
         isolate.run(job).await;
     })

@@ -172,7 +172,9 @@ fn main() {
             .chain(CASES.iter().map(|(name, _, _, n)| (*name, Some((*name, *n)))));
         for (label, attack) in loads {
             let (latencies, failed) = measure(&client, &base, attack, seconds).await;
-            let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+            let at = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
             let attackers = attack.map_or(String::new(), |(_, n)| format!(" ({n} clients)"));
             println!(
                 "| {label}{attackers} | {} | {:.1}% | {:.1} | {:.1} | {:.1} |",
