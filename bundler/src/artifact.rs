@@ -205,4 +205,39 @@ mod tests {
         bytes.extend_from_slice(&json);
         assert!(matches!(Bundle::decode(&bytes), Err(BundleError::TooLarge { .. })));
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any bytes: refused or read, never a panic.
+            #[test]
+            fn any_bytes_decode_or_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let _ = Bundle::decode(&bytes);
+            }
+
+            /// A real artifact with bytes changed, cut or added: refused, or read back to a
+            /// bundle that encodes to what it read.
+            #[test]
+            fn a_mangled_artifact_is_refused_or_consistent(
+                at in any::<prop::sample::Index>(),
+                value in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+                grow in proptest::collection::vec(any::<u8>(), 0..8),
+            ) {
+                let mut bytes = sample().encode();
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+                bytes.truncate(cut.index(bytes.len() + 1).max(1));
+                bytes.extend_from_slice(&grow);
+                if let Ok(bundle) = Bundle::decode(&bytes) {
+                    let again = Bundle::decode(&bundle.encode()).unwrap();
+                    prop_assert_eq!(again.hash(), bundle.hash());
+                }
+            }
+        }
+    }
 }

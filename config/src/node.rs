@@ -200,7 +200,8 @@ pub struct PoolConfig {
     /// The memory all isolates together may reserve (each counts its function's memory
     /// limit); above it the least recently used idle isolates are dropped. Default: `"16GiB"`.
     pub memory_budget: u64,
-    /// The threads every isolate runs on; `0` means one per core. Default: `0`.
+    /// The front threads, which serve connections (every isolate has a thread of its own);
+    /// `0` means one per core. Default: `0`.
     pub threads: usize,
 }
 
@@ -762,5 +763,47 @@ mod tests {
         .unwrap_err();
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["version", "http.port", "http.listen[0]", "runtime.allow_eval"]);
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// TOML-ish text: the keys and values node.toml uses, in any order and shape.
+        fn tomlish() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("version = 1\n".to_string()),
+                Just("[http]\n".to_string()),
+                Just("[limits]\n".to_string()),
+                Just("[limits.max]\n".to_string()),
+                Just("[pool]\n".to_string()),
+                Just("[cluster]\n".to_string()),
+                "[a-z_.]{1,12} = \"[0-9a-zA-Z:./ ]{0,12}\"\n",
+                "[a-z_]{1,10} = -?[0-9]{1,20}\n",
+                "[a-z_]{1,10} = \\[\"[0-9.:]{0,20}\"\\]\n",
+                any::<String>(),
+            ];
+            proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any text: a config or a list of problems, never a panic.
+            #[test]
+            fn any_text_parses_or_is_refused(text in tomlish()) {
+                let _ = NodeConfig::parse(&text, Path::new("/base"));
+                let _ = NodeConfig::parse_with_env(&text, Path::new("/base"), &[("EDGE__HTTP__LISTEN".into(), text.clone())]);
+                let _ = crate::EdgeConfig::parse(&text, Path::new("/base"));
+            }
+
+            /// Durations, sizes and routes as a user may write them.
+            #[test]
+            fn units_and_routes_parse_or_are_refused(text in any::<String>()) {
+                let _ = crate::units::parse_duration(&text);
+                let _ = crate::units::parse_size(&text);
+                let _ = crate::Route::parse(&text);
+            }
+        }
     }
 }

@@ -622,3 +622,24 @@ impl ListParams {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// A queue's POST body of any bytes, or any JSON-like text: bodies or a 400, never a
+        /// panic.
+        #[test]
+        fn any_message_body_is_read_or_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+            text in r#"\{("(body|messages)": ?(\[|\{|null|"x"|1|\[\{"body": ?1\}\]),?)*\}?"#,
+        ) {
+            let _ = message_bodies(&bytes);
+            let _ = message_bodies(text.as_bytes());
+        }
+    }
+}

@@ -136,6 +136,7 @@ impl Node {
         };
         js_runtime::keep_spares(config.pool.spare_isolates);
         js_runtime::set_isolate_threads(config.pool.threads);
+        js_runtime::raise_open_files_limit();
         let data = &config.node.data_dir;
         let data_error =
             |path: std::path::PathBuf| move |source| NodeError::DataDir { path, source };

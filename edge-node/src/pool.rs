@@ -28,8 +28,7 @@ pub struct PoolSettings {
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Run it on isolate `i`: one with room on the caller's thread if there is one, else the
-    /// least loaded one with room.
+    /// Run it on isolate `i`, the least loaded one with room.
     Use(usize),
     /// Start a new isolate for it.
     Start,
@@ -39,14 +38,12 @@ pub enum Decision {
     Shed,
 }
 
-/// The pool's policy. `loads[i]` is how many invocations isolate `i` runs and `local[i]`
-/// whether it lives on the caller's thread (no thread switch to reach it); `starting` how
+/// The pool's policy. `loads[i]` is how many invocations isolate `i` runs; `starting` how
 /// many isolates of this function are being started; `waiting` how many requests wait;
 /// `node_isolates` how many isolates the node has, of `node_max`.
 pub fn decide(
     settings: &PoolSettings,
     loads: &[usize],
-    local: &[bool],
     starting: usize,
     waiting: usize,
     node_isolates: usize,
@@ -56,7 +53,7 @@ pub fn decide(
         .iter()
         .enumerate()
         .filter(|(_, load)| **load < settings.concurrency)
-        .min_by_key(|(i, load)| (!local.get(*i).copied().unwrap_or(false), **load));
+        .min_by_key(|(_, load)| **load);
     if let Some((i, _)) = roomiest {
         return Decision::Use(i);
     }
@@ -206,7 +203,6 @@ impl Isolates {
             broken: None,
             next_id: 0,
             loads: Vec::new(),
-            local: Vec::new(),
         };
         let shared = Arc::new(Shared { state: Mutex::new(state), timer: timer.clone() });
         tokio::spawn(shed_expired(Arc::downgrade(&shared), timer));
@@ -224,8 +220,7 @@ impl Isolates {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<WorkerHandle, Outcome>>,
     {
-        let here = js_runtime::current_isolate_thread();
-        let granted = self.lock().grant(here);
+        let granted = self.lock().grant();
         let grant = match granted {
             Ok(grant) => grant,
             Err(answer) => {
@@ -377,7 +372,6 @@ struct State {
     next_id: u64,
     /// Scratch room for `decide`'s view of the slots, kept so a request allocates nothing.
     loads: Vec<usize>,
-    local: Vec<bool>,
 }
 
 impl Drop for State {
@@ -387,9 +381,8 @@ impl Drop for State {
 }
 
 impl State {
-    /// A grant for a request from isolate thread `here` (if it comes from one), or its place
-    /// in the wait queue.
-    fn grant(&mut self, here: Option<usize>) -> Result<Grant, oneshot::Receiver<Grant>> {
+    /// A grant for a request, or its place in the wait queue.
+    fn grant(&mut self) -> Result<Grant, oneshot::Receiver<Grant>> {
         self.prune();
         // After a failed start, requests are refused until the next start may be tried; then
         // one start is tried at a time, and the requests meanwhile wait for it.
@@ -402,7 +395,7 @@ impl State {
         };
         // Those already waiting go first.
         if self.waiters.is_empty() && !retrying {
-            if let Some(grant) = self.decide(here) {
+            if let Some(grant) = self.decide() {
                 return Ok(grant);
             }
         }
@@ -446,15 +439,12 @@ impl State {
         }
     }
 
-    /// Applies the policy for one request from thread `here`; `None` means it waits.
-    fn decide(&mut self, here: Option<usize>) -> Option<Grant> {
+    /// Applies the policy for one request; `None` means it waits.
+    fn decide(&mut self) -> Option<Grant> {
         self.loads.clear();
         self.loads.extend(self.slots.iter().map(|s| s.load));
-        self.local.clear();
-        self.local.extend(self.slots.iter().map(|s| here == Some(s.handle.thread())));
         let node = self.node_isolates.load(Ordering::Relaxed);
-        let (loads, local) = (&self.loads, &self.local);
-        match decide(&self.settings, loads, local, self.starting, 0, node, self.node_max) {
+        match decide(&self.settings, &self.loads, self.starting, 0, node, self.node_max) {
             Decision::Use(i) => {
                 let slot = &mut self.slots[i];
                 slot.load += 1;
@@ -480,7 +470,7 @@ impl State {
                 self.waiters.pop_front();
                 continue;
             }
-            match self.decide(None) {
+            match self.decide() {
                 Some(Grant::Refused(_)) | None => break,
                 Some(grant) => {
                     let (waiter, _) = self.waiters.pop_front().expect("a waiter");
@@ -536,20 +526,19 @@ mod tests {
 
     #[test]
     fn reuse_start_wait_shed() {
-        let far = [false; 2];
-        assert_eq!(decide(&S, &[], &[], 0, 0, 0, 10), Decision::Start, "cold start");
-        assert_eq!(decide(&S, &[1], &far, 0, 0, 1, 10), Decision::Use(0), "warm start");
-        let least = decide(&S, &[2, 1], &far, 0, 0, 2, 10);
+        assert_eq!(decide(&S, &[], 0, 0, 0, 10), Decision::Start, "cold start");
+        assert_eq!(decide(&S, &[1], 0, 0, 1, 10), Decision::Use(0), "warm start");
+        let least = decide(&S, &[2, 1], 0, 0, 2, 10);
         assert_eq!(least, Decision::Use(1), "least loaded with room");
-        let busy = decide(&S, &[2], &far, 0, 0, 1, 10);
+        let busy = decide(&S, &[2], 0, 0, 1, 10);
         assert_eq!(busy, Decision::Start, "all busy: another isolate");
-        let starting = decide(&S, &[2], &far, 1, 0, 1, 10);
+        let starting = decide(&S, &[2], 1, 0, 1, 10);
         assert_eq!(starting, Decision::Wait, "the second is starting");
-        let full = decide(&S, &[2, 2], &far, 0, 0, 2, 10);
+        let full = decide(&S, &[2, 2], 0, 0, 2, 10);
         assert_eq!(full, Decision::Wait, "at the function's maximum");
-        let shed = decide(&S, &[2, 2], &far, 0, 1, 2, 10);
+        let shed = decide(&S, &[2, 2], 0, 1, 2, 10);
         assert_eq!(shed, Decision::Shed, "and the queue is full");
-        let node = decide(&S, &[2], &far, 0, 0, 10, 10);
+        let node = decide(&S, &[2], 0, 0, 10, 10);
         assert_eq!(node, Decision::Wait, "at the node's maximum");
     }
 
@@ -558,15 +547,5 @@ mod tests {
         let waits: Vec<u64> = (1..=9).map(|n| start_backoff(n).as_secs()).collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(start_backoff(u32::MAX), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn an_isolate_on_the_callers_thread_goes_first_while_it_has_room() {
-        let s = PoolSettings { concurrency: 4, ..S };
-        let second_is_local = [false, true];
-        let local = decide(&s, &[0, 3], &second_is_local, 0, 0, 2, 10);
-        assert_eq!(local, Decision::Use(1), "the local one although it is busier");
-        let full = decide(&s, &[0, 4], &second_is_local, 0, 0, 2, 10);
-        assert_eq!(full, Decision::Use(0), "the local one is full: the other");
     }
 }

@@ -364,4 +364,22 @@ mod tests {
         assert_eq!(&dead[0].body[..], b"3");
         assert_eq!(dead[0].attempts, 1, "a dead-lettered message starts over");
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// A stored message of any bytes: decoded or refused, never a panic; what decodes
+            /// keeps its body.
+            #[test]
+            fn any_stored_message_decodes_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                if let Some(decoded) = decode(&bytes) {
+                    prop_assert_eq!(decoded.body, &bytes[21..]);
+                }
+            }
+        }
+    }
 }

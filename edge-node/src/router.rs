@@ -129,4 +129,32 @@ mod tests {
         assert_eq!(r.find("h", "/files/a/b.jpg"), None);
         assert_eq!(r.find("h", "/"), None);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any routes, any host and path: an answer or none, never a panic, and the answer
+            /// names one of the routes' functions.
+            #[test]
+            fn any_request_finds_a_route_or_none(
+                patterns in proptest::collection::vec("[a-z*./]{0,16}", 0..8),
+                host in any::<String>(),
+                path in any::<String>(),
+            ) {
+                let routes: Vec<Vec<config::Route>> = patterns
+                    .iter()
+                    .filter_map(|p| config::Route::parse(p).ok())
+                    .map(|r| vec![r])
+                    .collect();
+                let router = Router::new(routes.iter().enumerate().map(|(i, r)| (i, r.as_slice())));
+                if let Some(found) = router.find(&host, &path) {
+                    prop_assert!(found < routes.len());
+                }
+            }
+        }
+    }
 }

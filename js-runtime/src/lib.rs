@@ -23,7 +23,7 @@ pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use spare::{keep_spares, spares_ready};
 pub use threads::{
-    current_isolate_thread, isolate_threads, running_isolate_threads, set_isolate_threads,
+    isolate_threads, raise_open_files_limit, running_isolate_threads, set_isolate_threads,
     spawn_connection,
 };
 pub use worker::{

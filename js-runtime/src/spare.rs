@@ -19,8 +19,8 @@ static WANTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Ready spares by memory limit, and how many are being made.
 struct Spares {
-    /// Ready spares and the isolate thread each lives on.
-    ready: HashMap<u64, Vec<(oneshot::Sender<Job>, usize)>>,
+    /// Ready spares, each waiting on its thread for a job.
+    ready: HashMap<u64, Vec<oneshot::Sender<Job>>>,
     making: HashMap<u64, usize>,
 }
 
@@ -37,15 +37,15 @@ pub fn keep_spares(count: usize) {
 /// How many spares with this memory limit are ready now.
 pub fn spares_ready(memory: u64) -> usize {
     let spares = spares().lock().unwrap_or_else(|e| e.into_inner());
-    spares.ready.get(&memory).map_or(0, |list| list.iter().filter(|(s, _)| !s.is_closed()).count())
+    spares.ready.get(&memory).map_or(0, |list| list.iter().filter(|s| !s.is_closed()).count())
 }
 
-/// A ready spare with this memory limit, if there is one, and its isolate thread.
-pub(crate) fn take(memory: u64) -> Option<(oneshot::Sender<Job>, usize)> {
+/// A ready spare with this memory limit, if there is one.
+pub(crate) fn take(memory: u64) -> Option<oneshot::Sender<Job>> {
     let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
     let list = spares.ready.get_mut(&memory)?;
     while let Some(spare) = list.pop() {
-        if !spare.0.is_closed() {
+        if !spare.is_closed() {
             return Some(spare);
         }
     }
@@ -61,22 +61,22 @@ pub(crate) fn replenish(memory: u64) {
         + spares.making.get(&memory).copied().unwrap_or(0);
     for _ in have..wanted {
         *spares.making.entry(memory).or_default() += 1;
-        crate::threads::spawn(move |thread| spare(memory, thread));
+        crate::threads::spawn(move || spare(memory));
     }
 }
 
-/// Makes a spare on isolate thread `thread` and waits for its function. It is made a moment
+/// Makes a spare on the current thread and waits for its function. It is made a moment
 /// after it is asked for: it is asked for when a spare was just taken, and making one (several
 /// milliseconds of V8 deserialising the snapshot, a core busy) would compete with that start's
 /// first request.
-async fn spare(memory: u64, thread: usize) {
+async fn spare(memory: u64) {
     tokio::time::sleep(SPARE_DELAY).await;
     let isolate = Isolate::create(memory);
     let (tx, rx) = oneshot::channel();
     {
         let mut spares = spares().lock().unwrap_or_else(|e| e.into_inner());
         *spares.making.entry(isolate.memory()).or_default() -= 1;
-        spares.ready.entry(isolate.memory()).or_default().push((tx, thread));
+        spares.ready.entry(isolate.memory()).or_default().push(tx);
     }
     // Wait to be given a function; when the process needs no more spares the sender is
     // dropped and so is the isolate.

@@ -36,16 +36,11 @@ struct Thread {
     connections: Arc<AtomicUsize>,
 }
 
-thread_local! {
-    /// The number of the thread this is, on front threads and isolate threads.
-    static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
 /// Front threads asked for; 0 means one per core.
 static WANTED: AtomicUsize = AtomicUsize::new(0);
 static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
-/// The number the next isolate thread gets; front threads have the first ones.
-static NEXT_ISOLATE_THREAD: AtomicUsize = AtomicUsize::new(1 << 20);
+/// The number in the next isolate thread's name.
+static NEXT_ISOLATE_THREAD: AtomicUsize = AtomicUsize::new(0);
 /// Isolate threads running now.
 static ISOLATE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -58,6 +53,26 @@ pub fn set_isolate_threads(count: usize) {
 /// How many front threads there are (starting them if they are not running yet).
 pub fn isolate_threads() -> usize {
     threads().len()
+}
+
+/// Raises the process's soft limit of open files to its hard limit, and answers it: every
+/// isolate thread's reactor holds two file descriptors, so a few thousand isolates pass the
+/// usual soft limit (1,024, or whatever the shell set) long before the hard one.
+pub fn raise_open_files_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid out-pointer; the calls only read and set this process's limit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// How many isolate threads run now (one per isolate, spares included).
@@ -80,10 +95,7 @@ fn threads() -> &'static [Thread] {
                 let runtime = rt.handle().clone();
                 std::thread::Builder::new()
                     .name(format!("front-{i}"))
-                    .spawn(move || {
-                        CURRENT.with(|c| c.set(Some(i)));
-                        rt.block_on(std::future::pending::<()>());
-                    })
+                    .spawn(move || rt.block_on(std::future::pending::<()>()))
                     .expect("a front thread starts");
                 Thread { runtime, connections: Arc::new(AtomicUsize::new(0)) }
             })
@@ -98,11 +110,6 @@ impl<C: std::ops::Deref<Target = AtomicUsize>> Drop for Counted<C> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// The number of the front or isolate thread the caller runs on; `None` off them.
-pub fn current_isolate_thread() -> Option<usize> {
-    CURRENT.with(Cell::get)
 }
 
 /// Runs `connection` on the front thread serving the fewest connections.
@@ -122,30 +129,30 @@ where
     });
 }
 
-/// Runs the future `make` returns (given the thread's number) on a new isolate thread, which
-/// ends when the future does. Answers the thread's number.
-pub(crate) fn spawn<F, Fut>(make: F) -> usize
+/// Runs the future `make` returns on a new isolate thread, which ends when the future does.
+pub(crate) fn spawn<F, Fut>(make: F)
 where
-    F: FnOnce(usize) -> Fut + Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let number = NEXT_ISOLATE_THREAD.fetch_add(1, Ordering::Relaxed);
     ISOLATE_THREADS.fetch_add(1, Ordering::Relaxed);
     let started = std::thread::Builder::new().name(format!("isolate-{number}")).spawn(move || {
         let _counted = Counted(&ISOLATE_THREADS);
-        CURRENT.with(|c| c.set(Some(number)));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("an isolate thread's runtime starts");
-        tokio::task::LocalSet::new().block_on(&rt, make(number));
+        // Its reactor takes two file descriptors (see `raise_open_files_limit`). Without one
+        // the isolate is not made: dropping `make` tells whoever waits for it.
+        let Ok(rt) =
+            tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()
+        else {
+            return;
+        };
+        tokio::task::LocalSet::new().block_on(&rt, make());
     });
     if started.is_err() {
         // No thread could be made (a process limit): the isolate is not made, and whoever
         // waits for it is told so when `make`'s channels are dropped.
         ISOLATE_THREADS.fetch_sub(1, Ordering::Relaxed);
     }
-    number
 }
 
 /// What the entering and the dropping of one isolate share.

@@ -133,8 +133,6 @@ pub struct WorkerHandle {
     /// Boxed: the channel allocates room for 32 messages up front, per isolate.
     inbox: mpsc::UnboundedSender<Box<Invocation>>,
     memory: Arc<AtomicU64>,
-    /// The isolate thread the worker runs on.
-    thread: usize,
 }
 
 impl Worker {
@@ -156,28 +154,29 @@ impl Worker {
             ready: ready_tx,
             memory_in_use: in_use.clone(),
         };
-        let thread = match spare::take(memory) {
-            Some((spare, thread)) => match spare.send(job) {
-                Ok(()) => thread,
-                Err(job) => start_on_demand(job),
-            },
+        match spare::take(memory) {
+            Some(spare) => {
+                if let Err(job) = spare.send(job) {
+                    start_on_demand(job);
+                }
+            }
             None => start_on_demand(job),
-        };
+        }
         let ready = ready_rx.await;
         // The next spare is made once this start is done, so making it does not hold up this
         // one.
         spare::replenish(memory);
         match ready {
-            Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use, thread }),
+            Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
         }
     }
 }
 
-/// Makes an isolate for `job` on an isolate thread; answers the thread.
-fn start_on_demand(job: Job) -> usize {
-    crate::threads::spawn(move |_| async move {
+/// Makes an isolate for `job` on a thread of its own.
+fn start_on_demand(job: Job) {
+    crate::threads::spawn(move || async move {
         let isolate = Isolate::create(job.options.limits.memory);
         isolate.run(job).await;
     })
@@ -257,12 +256,6 @@ impl WorkerHandle {
     /// each entry into the isolate).
     pub fn memory_used(&self) -> u64 {
         self.memory.load(Ordering::Relaxed)
-    }
-
-    /// The index of the isolate thread the worker runs on (see
-    /// [`crate::current_isolate_thread`]).
-    pub fn thread(&self) -> usize {
-        self.thread
     }
 
     /// Whether the worker is still running: a worker stopped by a limit is gone for good and

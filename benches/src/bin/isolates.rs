@@ -33,6 +33,8 @@ fn rss_bytes() -> u64 {
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let gc = std::env::args().any(|a| a == "--gc");
+    // As the node does: every isolate's thread holds file descriptors.
+    js_runtime::raise_open_files_limit();
     if gc {
         js_runtime::set_v8_flags(&["--expose-gc"]);
     }
