@@ -17,8 +17,11 @@ use deno_error::JsErrorBox;
 use crate::code_cache::{short_hash, CodeCache};
 
 /// The URL of a bundle's module: `file:///src/index.ts` for the bundle path `src/index.ts`.
-pub(crate) fn module_url(path: &str) -> ModuleSpecifier {
-    ModuleSpecifier::parse(&format!("file:///{path}")).expect("bundle paths form valid URLs")
+/// A path that forms no URL (a bundle's manifest comes from an upload) is an error, not a
+/// panic: this runs inside V8's module resolution callback.
+pub(crate) fn module_url(path: &str) -> Result<ModuleSpecifier, String> {
+    ModuleSpecifier::parse(&format!("file:///{path}"))
+        .map_err(|e| format!("the bundle path `{path}` forms no URL: {e}"))
 }
 
 /// Loads from the bundle of the function the isolate runs; an isolate made ahead of time
@@ -51,7 +54,7 @@ impl BundleLoader {
             .and_then(|path| bundle.module(path))
             .and_then(|module| module.info.imports.get(specifier))
         {
-            return Ok(module_url(target));
+            return module_url(target);
         }
         let resolved = deno_core::resolve_import(specifier, referrer)
             .map_err(|_| "only the function's own modules can be imported".to_string())?;

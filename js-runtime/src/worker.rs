@@ -458,7 +458,7 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
         }
         v8::Global::new(scope, function)
     };
-    let main = module_url(&options.bundle.manifest().entry);
+    let main = module_url(&options.bundle.manifest().entry).map_err(StartError::Module)?;
     let id = js.load_main_es_module(&main).await.map_err(module_error)?;
     let evaluated = js.mod_evaluate(id);
     js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
