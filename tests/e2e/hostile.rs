@@ -321,15 +321,9 @@ async fn a_start_that_failed_on_a_passing_problem_recovers() {
 
 // ---- memory outside the V8 heap -------------------------------------------------------------
 
-/// The most resident memory process `pid` has had (VmHWM), in bytes.
+/// The most resident memory process `pid` has had, in bytes.
 fn peak_rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
+    tests::proc_memory(&pid.to_string(), "VmHWM")
 }
 
 /// `size` bytes of zeros, gzipped: a few hundred KiB that inflate to `size`. Made with
@@ -377,6 +371,12 @@ async fn memory_held_outside_the_heap_counts_against_the_limit() {
 
 // ---- the hostile-call walk ------------------------------------------------------------------
 
+/// The last few lines a function logged, shortened, for a failure's message.
+fn last_lines(logs: &MemorySink) -> Vec<String> {
+    let records = logs.records();
+    records.iter().rev().take(5).map(|r| r.message.chars().take(300).collect()).collect()
+}
+
 /// Methods called per request of the walk.
 const WALK_CHUNK: usize = 100;
 
@@ -400,31 +400,19 @@ async fn every_global_called_with_hostile_arguments_leaves_the_node_serving() {
             // or report an error as uncaught (`reportError`), which ends the invocation.
             503 if res.text().starts_with("{\"error\":\"exceeded_") => stopped.push(from),
             500 if res.text().starts_with("{\"error\":\"exception\"") => {}
-            status => {
-                let id = res.header("x-request-id").unwrap_or_default().to_string();
-                let logged: Vec<String> = node
-                    .logs
-                    .records()
-                    .into_iter()
-                    .filter(|r| r.invocation_id.as_deref() == Some(id.as_str()))
-                    .map(|r| r.message.chars().take(400).collect())
-                    .collect();
-                panic!("functions {from}..{to}: {status} {}: {logged:#?}", res.text())
-            }
+            status => panic!(
+                "functions {from}..{to}: {status} {}; the function's last lines: {:#?}",
+                res.text(),
+                last_lines(&node.logs)
+            ),
         }
         let ok = get(&node, "/w/ok").await;
-        if ok.status != 200 {
-            let tail: Vec<String> = node
-                .logs
-                .records()
-                .into_iter()
-                .rev()
-                .take(5)
-                .map(|r| r.message.chars().take(300).collect())
-                .collect();
-            eprintln!("DEBUG {tail:#?}");
-        }
-        assert_eq!((ok.status, ok.text().as_str()), (200, "ok"), "after functions {from}..{to}");
+        assert_eq!(
+            (ok.status, ok.text().as_str()),
+            (200, "ok"),
+            "after functions {from}..{to}; the function's last lines: {:#?}",
+            last_lines(&node.logs)
+        );
     }
     eprintln!("hostile walk: {count} functions, {calls} calls, limits stopped {stopped:?}");
     assert!(calls > 100_000, "only {calls} calls were made");

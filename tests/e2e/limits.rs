@@ -25,13 +25,7 @@ async fn get(client: &HttpClient, url: &str) -> (u16, Bytes) {
 
 /// The resident set size of this process, in bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
+    tests::proc_memory("self", "VmRSS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,6 +186,18 @@ pub fn versioned_app(root: &Path, version: &str) -> PathBuf {
     dir
 }
 
+/// A memory figure of process `pid` (`"self"` for this one) from `/proc/PID/status`, in bytes:
+/// `VmRSS` (resident now), `VmHWM` (the most it has been).
+pub fn proc_memory(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
 /// The deployable bundle of a function folder, as `edge-node deploy` builds it.
 pub fn bundle_of(dir: &Path) -> Vec<u8> {
     let config = config::EdgeConfig::load(dir).unwrap();
