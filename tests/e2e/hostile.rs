@@ -352,6 +352,10 @@ async fn memory_held_outside_the_heap_counts_against_the_limit() {
     deploy(&node, &function_dir("membomb")).await;
     let url = |case: &str| format!("http://{}/m/{case}", node.http);
     assert_eq!(curl("GET", &url("ok"), &[], None).await.text(), "ok");
+    assert_eq!(
+        curl("GET", &url("brotli"), &[], None).await.text(),
+        "TypeError: Failed to construct 'DecompressionStream': 'brotli' cannot be inflated in bounded pieces here; use 'gzip', 'deflate' or 'deflate-raw'"
+    );
     let bomb = gzip_bomb(2 << 30);
     assert!(bomb.len() < 4 << 20, "the bomb is small: {} bytes", bomb.len());
 

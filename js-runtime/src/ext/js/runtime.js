@@ -187,7 +187,8 @@ function describe(error) {
 // deno_web inflates each written chunk in one native call, which neither the CPU watchdog nor
 // the memory checks can interrupt: a 1 MiB gzip chunk becomes 1 GiB before JavaScript runs
 // again. Here the compressed input reaches it in pieces of at most 4 KiB: deflate and gzip
-// inflate at most about 1032:1, so one call makes at most about 4 MiB.
+// inflate at most about 1032:1, so one call makes at most about 4 MiB. Brotli has no such
+// bound (a few bytes can ask for megabytes), so it is refused, as on Workers.
 const INFLATE_PIECE = 4096;
 const innerWritable = ObjectGetOwnPropertyDescriptor(
   compression.DecompressionStream.prototype,
@@ -197,7 +198,15 @@ const innerWritable = ObjectGetOwnPropertyDescriptor(
 class DecompressionStream extends compression.DecompressionStream {
   #writable;
   constructor(format) {
-    super(...new SafeArrayIterator(arguments));
+    const prefix = "Failed to construct 'DecompressionStream'";
+    webidl.requiredArguments(arguments.length, 1, prefix);
+    format = webidl.converters.DOMString(format, prefix, "Argument 1");
+    if (format === "brotli") {
+      throw new TypeError(
+        `${prefix}: 'brotli' cannot be inflated in bounded pieces here; use 'gzip', 'deflate' or 'deflate-raw'`,
+      );
+    }
+    super(format);
     const pieces = new streams.TransformStream({
       transform(chunk, controller) {
         let bytes = null;

@@ -8,6 +8,15 @@ const cases = {
   ok() {
     return "ok";
   },
+  // Brotli, whose output per input byte has no bound, is refused.
+  brotli() {
+    try {
+      new DecompressionStream("brotli");
+      return "accepted";
+    } catch (e) {
+      return `${e.name}: ${e.message}`;
+    }
+  },
   // 128 buffers of 8 MiB made by TextEncoder's op (Rust-allocated, handed to V8).
   encode() {
     const chunk = "x".repeat(8 << 20);
