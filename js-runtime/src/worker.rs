@@ -364,7 +364,7 @@ impl Isolate {
         fetch_policy::install(Some(policy.clone()));
         resolver.set(policy);
         loader.set(options.bundle.clone(), services.code_cache.clone());
-        let host = Host::new(
+        let mut host = Host::new(
             options.name.clone(),
             services.log_sink.clone(),
             inbox,
@@ -372,7 +372,6 @@ impl Isolate {
             options.limits.cpu_time,
             options.limits.wall_time,
         );
-        let mut host = host;
         let memory = budget.clone();
         host.set_memory_check(Box::new(move |isolate| memory.over_after_collecting(isolate)));
         js.op_state().borrow_mut().put(host);
