@@ -269,7 +269,7 @@ impl Host {
             self.background_left = self.background_left.saturating_sub(used);
             return;
         };
-        live.cpu_used += used;
+        live.cpu_used = live.cpu_used.saturating_add(used);
         if live.cpu_used > self.cpu_time {
             live.fail(Outcome::ExceededCpu, "the invocation used up its CPU time");
             if let Some(id) = id {
