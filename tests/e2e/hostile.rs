@@ -422,3 +422,89 @@ async fn every_global_called_with_hostile_arguments_leaves_the_node_serving() {
     assert!(calls > 100_000, "only {calls} calls were made");
     assert!(stopped.len() * 10 < count / WALK_CHUNK, "limits stopped chunks {stopped:?}");
 }
+
+// ---- neighbours ----------------------------------------------------------------------------
+
+/// A hostile function at `/{name}/` whose handler runs `body` (and answers if it ends).
+fn hostile_function(root: &Path, name: &str, limits: &str, body: &str) -> PathBuf {
+    let dir = root.join(name);
+    let edge = format!(
+        "name = \"{name}\"\nentry = \"index.js\"\nroutes = [\"/{name}/*\"]\n[limits]\n{limits}\n"
+    );
+    write_file(&dir, "edge.toml", &edge);
+    write_file(
+        &dir,
+        "index.js",
+        &format!("export default {{ fetch() {{ {body}\n return new Response('done'); }} }};\n"),
+    );
+    dir
+}
+
+/// While a runaway loop, a heap bomb and a JSON bomb are hammered, every request of a
+/// well-behaved neighbour is answered 200 (how long they take is measured in
+/// benches/neighbours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbour_answers_every_request_beside_hostile_functions() {
+    let root = tempfile::tempdir().unwrap();
+    let hostile = [
+        hostile_function(root.path(), "spin", "", "while (true) {}"),
+        hostile_function(
+            root.path(),
+            "heap",
+            "memory = \"64MiB\"",
+            "const a = []; while (true) a.push(new Array(1e5).fill(Math.random()));",
+        ),
+        hostile_function(
+            root.path(),
+            "json",
+            "",
+            "let s = '[]'; for (let i = 0; i < 22; i++) s = `[${s},${s}]`; JSON.parse(s);",
+        ),
+    ];
+    let mut dirs = vec![function_dir("neighbour")];
+    dirs.extend(hostile.iter().cloned());
+    let node = TestNode::start(&dirs).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let attacks = Arc::new(AtomicUsize::new(0));
+    let mut attackers = Vec::new();
+    for name in ["spin", "heap", "json"] {
+        for _ in 0..2 {
+            let (url, done, attacks) =
+                (node.url(&format!("/{name}/")), done.clone(), attacks.clone());
+            attackers.push(tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    let res = curl("GET", &url, &[], None).await;
+                    assert_eq!(res.status, 503, "{url}: {}", res.text());
+                    attacks.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+    }
+    // Four clients, each making at least 25 requests and going on until the hostile
+    // functions have been stopped 12 times, so the attacks and the requests overlap.
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (url, attacks) = (node.url("/n/work"), attacks.clone());
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while statuses.len() < 25
+                || (attacks.load(Ordering::Relaxed) < 12 && statuses.len() < 2000)
+            {
+                statuses.push(curl("GET", &url, &[], None).await.status);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for c in clients {
+        statuses.extend(c.await.unwrap());
+    }
+    done.store(true, Ordering::Relaxed);
+    for a in attackers {
+        a.await.unwrap();
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(failed, 0, "the neighbour failed {failed} of {} requests", statuses.len());
+    assert!(attacks.load(Ordering::Relaxed) >= 12, "the attacks overlapped too little");
+    node.shutdown().await;
+}
