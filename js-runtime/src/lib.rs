@@ -22,10 +22,7 @@ pub use ext::{
 pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use spare::{keep_spares, spares_ready};
-pub use threads::{
-    isolate_threads, raise_open_files_limit, running_isolate_threads, set_isolate_threads,
-    spawn_connection,
-};
+pub use threads::{isolate_threads, raise_open_files_limit, set_isolate_threads, spawn_connection};
 pub use worker::{
     EventError, InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices,
 };

@@ -41,8 +41,6 @@ static WANTED: AtomicUsize = AtomicUsize::new(0);
 static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
 /// The number in the next isolate thread's name.
 static NEXT_ISOLATE_THREAD: AtomicUsize = AtomicUsize::new(0);
-/// Isolate threads running now.
-static ISOLATE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets how many front threads the process runs (0: one per core). Only the first connection
 /// served fixes the set, so call this before serving any.
@@ -56,8 +54,8 @@ pub fn isolate_threads() -> usize {
 }
 
 /// Raises the process's soft limit of open files to its hard limit, and answers it: every
-/// isolate thread's reactor holds two file descriptors, so a few thousand isolates pass the
-/// usual soft limit (1,024, or whatever the shell set) long before the hard one.
+/// isolate holds about four file descriptors (its thread's reactor among them), so a few
+/// hundred isolates pass the usual soft limit (1,024) long before the hard one.
 pub fn raise_open_files_limit() -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid out-pointer; the calls only read and set this process's limit.
@@ -73,11 +71,6 @@ pub fn raise_open_files_limit() -> u64 {
         }
     }
     limit.rlim_cur
-}
-
-/// How many isolate threads run now (one per isolate, spares included).
-pub fn running_isolate_threads() -> usize {
-    ISOLATE_THREADS.load(Ordering::Relaxed)
 }
 
 fn threads() -> &'static [Thread] {
@@ -103,10 +96,10 @@ fn threads() -> &'static [Thread] {
     })
 }
 
-/// One of a thread's counted tasks (or one isolate thread); its count goes down when it ends.
-struct Counted<C: std::ops::Deref<Target = AtomicUsize>>(C);
+/// One of a thread's counted tasks; its count goes down when it ends.
+struct Counted(Arc<AtomicUsize>);
 
-impl<C: std::ops::Deref<Target = AtomicUsize>> Drop for Counted<C> {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -136,11 +129,10 @@ where
     Fut: Future<Output = ()> + 'static,
 {
     let number = NEXT_ISOLATE_THREAD.fetch_add(1, Ordering::Relaxed);
-    ISOLATE_THREADS.fetch_add(1, Ordering::Relaxed);
-    let started = std::thread::Builder::new().name(format!("isolate-{number}")).spawn(move || {
-        let _counted = Counted(&ISOLATE_THREADS);
-        // Its reactor takes two file descriptors (see `raise_open_files_limit`). Without one
-        // the isolate is not made: dropping `make` tells whoever waits for it.
+    // Without a thread (a process limit), or a reactor for it (it takes file descriptors: see
+    // `raise_open_files_limit`), the isolate is not made: dropping `make` tells whoever waits
+    // for it.
+    let _ = std::thread::Builder::new().name(format!("isolate-{number}")).spawn(move || {
         let Ok(rt) =
             tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()
         else {
@@ -148,11 +140,6 @@ where
         };
         tokio::task::LocalSet::new().block_on(&rt, make());
     });
-    if started.is_err() {
-        // No thread could be made (a process limit): the isolate is not made, and whoever
-        // waits for it is told so when `make`'s channels are dropped.
-        ISOLATE_THREADS.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// What the entering and the dropping of one isolate share.
