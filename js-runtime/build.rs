@@ -5,14 +5,50 @@
 #[path = "src/ext/mod.rs"]
 mod ext;
 
+/// This package's folder as cargo gives it to this run. Cargo may reuse this script, compiled
+/// in another checkout of the repository, in this one (its fingerprint names files relative to
+/// the package), so paths fixed at compile time (`env!`, and the extensions' JavaScript files,
+/// which deno_core's macros name that way) can point at the other checkout, or at one that is
+/// gone; they are taken from here instead.
+fn manifest_dir() -> &'static str {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    Box::leak(dir.into_boxed_str())
+}
+
+/// The extensions, their JavaScript files read from this checkout (see [`manifest_dir`]).
+fn extensions(here: &'static str) -> Vec<deno_core::Extension> {
+    use deno_core::ExtensionFileSourceCode::LoadedFromFsDuringSnapshot;
+    let compiled_in = env!("CARGO_MANIFEST_DIR");
+    let mut extensions = ext::extensions(deno_fetch::Options::default());
+    for extension in &mut extensions {
+        for files in [
+            &mut extension.js_files,
+            &mut extension.esm_files,
+            &mut extension.lazy_loaded_esm_files,
+            &mut extension.lazy_loaded_js_files,
+        ] {
+            for file in files.to_mut() {
+                if let LoadedFromFsDuringSnapshot(path) = file.code {
+                    if let Some(rest) = path.strip_prefix(compiled_in) {
+                        let moved = Box::leak(format!("{here}{rest}").into_boxed_str());
+                        file.code = LoadedFromFsDuringSnapshot(moved);
+                    }
+                }
+            }
+        }
+    }
+    extensions
+}
+
 fn main() {
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set"));
+    let here = manifest_dir();
     let snapshot = deno_core::snapshot::create_snapshot(
         deno_core::snapshot::CreateSnapshotOptions {
-            cargo_manifest_dir: env!("CARGO_MANIFEST_DIR"),
+            cargo_manifest_dir: here,
             startup_snapshot: None,
             skip_op_registration: false,
-            extensions: ext::extensions(deno_fetch::Options::default()),
+            extensions: extensions(here),
             extension_transpiler: None,
             with_runtime_cb: None,
         },
