@@ -175,20 +175,14 @@ async fn node_process(root: &Path) -> NodeProcess {
 
 /// A function that leaves an interval running, busy `busy_ms` of every millisecond.
 fn zombie(root: &Path, name: &str, cpu_time: &str) -> PathBuf {
-    let dir = root.join(name);
-    write_file(
-        &dir,
-        "edge.toml",
-        &format!("name = \"{name}\"\nentry = \"index.js\"\nroutes = [\"/{name}/*\"]\n[limits]\ncpu_time = \"{cpu_time}\"\n"),
-    );
-    write_file(
-        &dir,
-        "index.js",
-        &std::fs::read_to_string(function_dir("hostile").join("src/index.js"))
-            .unwrap()
-            .replace("\"/h/\"", &format!("\"/{name}/\"")),
-    );
-    dir
+    let code = std::fs::read_to_string(function_dir("hostile").join("src/index.js")).unwrap();
+    tests::function_folder(
+        root,
+        name,
+        &format!("/{name}/*"),
+        &format!("[limits]\ncpu_time = \"{cpu_time}\"\n"),
+        &code.replace("\"/h/\"", &format!("\"/{name}/\"")),
+    )
 }
 
 async fn admin(node: &NodeProcess, method: &str, path: &str, body: Option<&[u8]>) -> CurlResponse {
@@ -280,11 +274,11 @@ async fn a_start_that_failed_on_a_passing_problem_recovers() {
     let hits = Arc::new(AtomicUsize::new(0));
     let port = dependency(up.clone(), hits.clone()).await;
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("flaky");
-    write_file(&dir, "edge.toml", "name = \"flaky\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n");
-    write_file(
-        &dir,
-        "index.js",
+    let dir = tests::function_folder(
+        root.path(),
+        "flaky",
+        "/*",
+        "",
         &format!(
             "const res = await fetch('http://127.0.0.1:{port}/config');\n\
              if (!res.ok) throw new Error(`the dependency answered ${{res.status}}`);\n\
@@ -427,17 +421,13 @@ async fn every_global_called_with_hostile_arguments_leaves_the_node_serving() {
 
 /// A hostile function at `/{name}/` whose handler runs `body` (and answers if it ends).
 fn hostile_function(root: &Path, name: &str, limits: &str, body: &str) -> PathBuf {
-    let dir = root.join(name);
-    let edge = format!(
-        "name = \"{name}\"\nentry = \"index.js\"\nroutes = [\"/{name}/*\"]\n[limits]\n{limits}\n"
-    );
-    write_file(&dir, "edge.toml", &edge);
-    write_file(
-        &dir,
-        "index.js",
+    tests::function_folder(
+        root,
+        name,
+        &format!("/{name}/*"),
+        &format!("[limits]\n{limits}\n"),
         &format!("export default {{ fetch() {{ {body}\n return new Response('done'); }} }};\n"),
-    );
-    dir
+    )
 }
 
 /// While a runaway loop, a heap bomb and a JSON bomb are hammered, every request of a

@@ -170,20 +170,26 @@ pub fn write_file(dir: &Path, path: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
+/// A function folder `ROOT/NAME`: `index.js` holding `code`, routed at `route`, with `more`
+/// (sections such as `[limits]`) at the end of its edge.toml.
+pub fn function_folder(root: &Path, name: &str, route: &str, more: &str, code: &str) -> PathBuf {
+    let dir = root.join(name);
+    let edge = format!("name = \"{name}\"\nentry = \"index.js\"\nroutes = [\"{route}\"]\n{more}");
+    write_file(&dir, "edge.toml", &edge);
+    write_file(&dir, "index.js", code);
+    dir
+}
+
 /// A function folder `ROOT/app` whose answer names its version (`version N`, a var) and whose
 /// `/secret` answers `env.API_KEY`.
 pub fn versioned_app(root: &Path, version: &str) -> PathBuf {
-    let dir = root.join("app");
-    let edge = format!(
-        "name = \"app\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n[vars]\nV = \"{version}\"\n"
-    );
-    write_file(&dir, "edge.toml", &edge);
-    write_file(
-        &dir,
-        "index.js",
+    function_folder(
+        root,
+        "app",
+        "/*",
+        &format!("[vars]\nV = \"{version}\"\n"),
         "export default {\n  fetch(request, env) {\n    if (new URL(request.url).pathname === '/secret') return new Response(env.API_KEY ?? 'none');\n    return new Response(`version ${env.V}`);\n  },\n};\n",
-    );
-    dir
+    )
 }
 
 /// A memory figure of process `pid` (`"self"` for this one) from `/proc/PID/status`, in bytes:
