@@ -461,16 +461,29 @@ function boundedDerivation(algorithm) {
   }
 }
 
-// Key derivation and key generation run on the blocking pool, off the isolate thread's CPU
-// clock, for as long as their parameters ask (iterations, a modulus length). An isolate's
-// calls of these run one at a time, and each one's time is charged to the invocation that
-// made it (or to the background budget): an invocation that spends its CPU time this way ends
-// with `exceeded_cpu` like any other, and the calls it left queued do not run. One call at a
-// time, its wall time is its thread's CPU time, or more when the machine is busy (then it is
-// charged more, never less). The other methods cost in proportion to their input, which the
-// memory limit bounds, and are not charged.
+// deno_crypto runs every SubtleCrypto method that does real work (hashing, ciphers,
+// signatures, derivation, key generation and export) on the blocking pool, off the isolate
+// thread's CPU clock, for as long as its input or parameters ask. An isolate's calls of these
+// run one at a time, and each one's time is charged to the invocation that made it (or to the
+// background budget): an invocation that spends its CPU time this way ends with
+// `exceeded_cpu` like any other, and the calls it left queued do not run. One call at a time,
+// its wall time is its thread's CPU time, or more when the machine is busy (then it is charged
+// more, never less). `importKey` and `unwrapKey` run on the isolate's thread, on its clock.
 const performanceNow = performanceMod.Performance.prototype.now;
-const BLOCKING_SUBTLE = ["deriveBits", "deriveKey", "generateKey"];
+const BLOCKING_SUBTLE = [
+  "digest",
+  "encrypt",
+  "decrypt",
+  "sign",
+  "verify",
+  "deriveBits",
+  "deriveKey",
+  "generateKey",
+  "exportKey",
+  "wrapKey",
+  "encapsulateBits",
+  "encapsulateKey",
+];
 let blockingTail = PromiseResolve();
 
 function chargedSubtle(name, method) {

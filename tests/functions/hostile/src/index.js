@@ -112,6 +112,20 @@ const cases = {
     await Promise.allSettled(all);
     return "all derived";
   },
+  // Hashing runs on the blocking pool too: `n` SHA-512 digests of `mib` MiB, unawaited.
+  async "digest-storm"(url) {
+    const data = new Uint8Array(Number(url.searchParams.get("mib")) << 20);
+    const all = [];
+    const n = Number(url.searchParams.get("n"));
+    for (let i = 0; i < n; i++) all.push(crypto.subtle.digest("SHA-512", data));
+    await Promise.allSettled(all);
+    return "all hashed";
+  },
+  // One digest of a small input, well within the invocation's CPU time.
+  async digest() {
+    const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode("abc"));
+    return [...new Uint8Array(hash).slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  },
   // A timer left burning CPU after the response: `ms` busy every millisecond, for ever.
   async zombie(url) {
     const busy = Number(url.searchParams.get("ms") ?? "40");
