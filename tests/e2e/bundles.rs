@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bundler::Bundle;
 use config::NodeConfig;
-use edge_node::caches::{CodeCacheStats, CodeCacheStore};
+use edge_node::{CodeCacheStats, CodeCacheStore};
 use js_runtime::CodeCache;
 use tests::{copy_dir, curl, function_dir, run_edge_node, write_file, TestNode};
 

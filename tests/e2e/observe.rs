@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use edge_node::client::AdminClient;
+use edge_node::AdminClient;
 use tests::{curl, function_dir, TestNode, ADMIN_TOKEN};
 use tokio::sync::mpsc;
 

@@ -14,7 +14,7 @@ static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_node::queues::Encoding;
+use edge_node::Encoding;
 use edge_node::{FunctionSpec, Node, NodeOptions};
 use js_runtime::{LogRecord, LogSink};
 

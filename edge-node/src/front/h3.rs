@@ -12,9 +12,9 @@ use h3::server::RequestStream;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 
-use crate::http::{handle, Protocol};
-use crate::server::Listeners;
-use crate::tls::CertStore;
+use crate::front::http::{handle, Protocol};
+use crate::front::server::Listeners;
+use crate::front::tls::CertStore;
 
 /// A QUIC endpoint for HTTP/3 on `addr` (UDP), presenting the store's certificate.
 pub fn endpoint(
@@ -113,7 +113,7 @@ impl Listeners {
 
 /// Runs one HTTP/3 request through the shared request path and streams the answer back.
 async fn respond(
-    app: &crate::http::App,
+    app: &crate::front::http::App,
     request: http::Request<()>,
     stream: RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
     remote: SocketAddr,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::Notify;
 
-use crate::store::StoreError;
+use crate::backend::local::store::StoreError;
 
 /// (queue, id) -> message: attempts u32 | visible_at ms u64 | enqueued ms u64 | encoding u8 | body.
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_messages");

@@ -1,5 +1,9 @@
 //! Function folders on disk: read, checked and bundled, then started as workers.
 
+pub mod bindings;
+pub mod caches;
+pub mod pool;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,14 +14,14 @@ use std::time::{Duration, Instant, SystemTime};
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
 
-use crate::bindings::NodeBindings;
-use crate::caches::{Bundles, CodeCacheStore};
-use crate::logs::FunctionSink;
-use crate::logstore::{LogStore, Record};
-use crate::objects::Objects;
-use crate::pool::{Isolates, PoolSettings, Refusal};
-use crate::queues::Queues;
-use crate::telemetry::{FunctionMeters, InvocationStats, Telemetry};
+use crate::backend::local::queues::Queues;
+use crate::backend::objects::Objects;
+use crate::functions::bindings::NodeBindings;
+use crate::functions::caches::{Bundles, CodeCacheStore};
+use crate::functions::pool::{Isolates, PoolSettings, Refusal};
+use crate::observe::logs::FunctionSink;
+use crate::observe::logstore::{LogStore, Record};
+use crate::observe::telemetry::{FunctionMeters, InvocationStats, Telemetry};
 use crate::triggers::Triggers;
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{

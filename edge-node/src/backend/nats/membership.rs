@@ -117,7 +117,7 @@ async fn heartbeat(
     let every = config.node_ttl / 3;
     loop {
         if bucket.borrow().is_none() {
-            let store = crate::shared_deploys::open_kv(
+            let store = crate::backend::nats::open_kv(
                 &jetstream,
                 kv::Config {
                     bucket: NODES_BUCKET.to_string(),

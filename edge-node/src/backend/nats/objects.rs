@@ -21,10 +21,10 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::objects::{ObjectMeta, Page, PageBuilder};
-use crate::queues::now_ms;
-use crate::shared_deploys::{open_kv, open_object_store, DeployLink};
-use crate::store::StoreError;
+use crate::backend::local::queues::now_ms;
+use crate::backend::local::store::StoreError;
+use crate::backend::nats::{open_kv, open_object_store, DeployLink};
+use crate::backend::objects::{ObjectMeta, Page, PageBuilder};
 
 pub const OBJECTS_BUCKET: &str = "isola-objects";
 pub const RECORDS_BUCKET: &str = "isola-records";

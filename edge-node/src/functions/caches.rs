@@ -101,12 +101,6 @@ impl Bundles {
             }
         }
     }
-
-    /// Decoded bundles held in memory now.
-    pub fn cached(&self) -> u64 {
-        self.memory.run_pending_tasks();
-        self.memory.entry_count()
-    }
 }
 
 /// How the code cache has been used since the node started.

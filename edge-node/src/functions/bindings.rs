@@ -10,8 +10,8 @@ use config::Binding;
 use js_runtime::Bindings;
 use serde::Deserialize;
 
-use crate::objects::Objects;
-use crate::queues::{Encoding, Queues};
+use crate::backend::local::queues::{Encoding, Queues};
+use crate::backend::objects::Objects;
 use crate::triggers::{Triggers, MAX_MESSAGE_BYTES};
 
 /// The bindings of one function, served on the node's runtime.
@@ -68,15 +68,15 @@ async fn bucket_call(
     raw: &str,
     data: Vec<u8>,
 ) -> Result<String, String> {
-    let e = |e: crate::store::StoreError| e.to_string();
+    let e = |e: crate::backend::local::store::StoreError| e.to_string();
     match method {
         "put" => {
             let a: KeyArgs = args(raw)?;
             key_ok(&a.key)?;
-            if data.len() > crate::objects::MAX_OBJECT_BYTES {
+            if data.len() > crate::backend::objects::MAX_OBJECT_BYTES {
                 return Err(format!(
                     "an object is at most {} bytes",
-                    crate::objects::MAX_OBJECT_BYTES
+                    crate::backend::objects::MAX_OBJECT_BYTES
                 ));
             }
             let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
@@ -124,7 +124,7 @@ async fn table_call(
     method: &str,
     raw: &str,
 ) -> Result<String, String> {
-    let e = |e: crate::store::StoreError| e.to_string();
+    let e = |e: crate::backend::local::store::StoreError| e.to_string();
     match method {
         "get" => {
             let a: KeyArgs = args(raw)?;
@@ -134,10 +134,10 @@ async fn table_call(
             let a: KeyArgs = args(raw)?;
             key_ok(&a.key)?;
             let value = a.value.ok_or("put needs a value")?;
-            if value.len() > crate::objects::MAX_RECORD_BYTES {
+            if value.len() > crate::backend::objects::MAX_RECORD_BYTES {
                 return Err(format!(
                     "a record is at most {} bytes of JSON",
-                    crate::objects::MAX_RECORD_BYTES
+                    crate::backend::objects::MAX_RECORD_BYTES
                 ));
             }
             objects.put_record(routes, table, &a.key, value).await.map_err(e)?;
@@ -229,7 +229,7 @@ impl Bindings for NodeBindings {
 /// (off the async threads, as it syncs to disk).
 pub(crate) async fn send(
     queues: Arc<Queues>,
-    link: Option<Arc<crate::shared_deploys::DeployLink>>,
+    link: Option<Arc<crate::backend::nats::DeployLink>>,
     queue: String,
     encoding: Encoding,
     messages: Vec<Vec<u8>>,

@@ -11,9 +11,9 @@ use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::queues::{now_ms, Encoding, Queues};
-use crate::shared_deploys::DeployLink;
-use crate::store::StoreError;
+use crate::backend::local::queues::{now_ms, Encoding, Queues};
+use crate::backend::local::store::StoreError;
+use crate::backend::nats::DeployLink;
 
 /// (bucket, key) -> [`ObjectMeta`] as JSON.
 const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
@@ -222,7 +222,7 @@ impl LocalObjects {
         let etag: String = Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect();
         let path = self.blobs.join(&etag);
         if !path.exists() {
-            crate::caches::write_atomically(&path, data, true)
+            crate::functions::caches::write_atomically(&path, data, true)
                 .map_err(|e| StoreError::Decode(format!("writing an object: {e}")))?;
         }
         let meta = ObjectMeta {

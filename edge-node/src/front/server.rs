@@ -19,9 +19,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::OutBody;
-use crate::http::{handle, App, Protocol};
-use crate::tls::TlsConfig;
+use crate::front::body::OutBody;
+use crate::front::http::{handle, App, Protocol};
+use crate::front::tls::TlsConfig;
 
 /// What every listener of a node shares.
 pub struct Listeners {

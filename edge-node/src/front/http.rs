@@ -10,10 +10,10 @@ use config::HttpConfig;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use js_runtime::{Failure, Outcome};
 
-use crate::body::{request_body, OutBody};
+use crate::front::body::{request_body, OutBody};
+use crate::front::router::Router;
 use crate::functions::Function;
-use crate::router::Router;
-use crate::telemetry::Telemetry;
+use crate::observe::telemetry::Telemetry;
 use tracing::Instrument;
 
 /// The functions being served and the table that routes to them; swapped whole on reload.
@@ -91,7 +91,7 @@ fn new_request_id() -> Arc<str> {
     let mut rest = [0u8; 10];
     rest[..2].copy_from_slice(&high.to_be_bytes());
     rest[2..].copy_from_slice(&low.to_be_bytes());
-    let millis = crate::logstore::millis(std::time::SystemTime::now());
+    let millis = crate::observe::logstore::millis(std::time::SystemTime::now());
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid();
     let mut text = uuid::Uuid::encode_buffer();
     Arc::from(&*id.simple().encode_lower(&mut text))
@@ -311,7 +311,7 @@ mod tests {
         });
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
-        let now = crate::logstore::millis(std::time::SystemTime::now());
+        let now = crate::observe::logstore::millis(std::time::SystemTime::now());
         for id in &ids {
             let uuid = uuid::Uuid::parse_str(id).unwrap();
             assert_eq!(uuid.get_version_num(), 7, "{id}");

@@ -4,6 +4,9 @@
 //! Every node watches the bucket from its last values on, so a node that was down catches up
 //! when it starts, and fetches each bundle once (then it is in its own bundle store).
 
+pub mod membership;
+pub mod objects;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
-use crate::deploy::Control;
-use crate::queues::Encoding;
-use crate::store::VersionRecord;
+use crate::backend::local::queues::Encoding;
+use crate::backend::local::store::VersionRecord;
+use crate::control::Control;
 
 pub const DEPLOYMENTS_BUCKET: &str = "isola-deployments";
 pub const BUNDLES_BUCKET: &str = "isola-bundles";
@@ -73,7 +76,7 @@ impl DeployLink {
         let (tx, rx) = watch::channel(None);
         let config = config.clone();
         let task = tokio::spawn(async move {
-            let client = match crate::cluster::connect(&config).await {
+            let client = match crate::backend::nats::membership::connect(&config).await {
                 Ok(client) => client,
                 Err(e) => {
                     return tracing::error!(error = %e, "cannot reach the cluster's deployments")
@@ -345,15 +348,16 @@ impl DeployLink {
     /// dead-letter queue, say): every message it holds. Dead-lettering is not counted here.
     pub async fn queue_stats(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::queues::QueueStats>, String> {
-        use crate::queues::QueueStats;
+    ) -> Result<std::collections::BTreeMap<String, crate::backend::local::queues::QueueStats>, String>
+    {
+        use crate::backend::local::queues::QueueStats;
         use futures::TryStreamExt;
         let stores = self.stores()?;
         let stream = stores.js.get_stream(QUEUES_STREAM).await.map_err(|e| e.to_string())?;
         let prefix = format!("{QUEUE_SUBJECT}.");
         let age = |m: &async_nats::jetstream::message::StreamMessage| {
             let published = (m.time.unix_timestamp_nanos() / 1_000_000) as u64;
-            crate::queues::now_ms().saturating_sub(published)
+            crate::backend::local::queues::now_ms().saturating_sub(published)
         };
         let mut out: std::collections::BTreeMap<String, QueueStats> = Default::default();
         let consumers: Vec<_> =
@@ -506,7 +510,7 @@ async fn open(
         },
     )
     .await?;
-    let (objects, records, blobs) = crate::shared_objects::open(js).await?;
+    let (objects, records, blobs) = crate::backend::nats::objects::open(js).await?;
     Ok(Stores {
         client: client.clone(),
         js: js.clone(),

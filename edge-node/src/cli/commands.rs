@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use edge_node::client::{AdminClient, ClientError, Progress};
+use edge_node::{AdminClient, ClientError, Progress};
 use http::Method;
 
-use crate::{build_bundle, FunctionsCommand, Nodes, SecretsCommand};
+use super::args::{FunctionsCommand, Nodes, SecretsCommand};
+use super::bundle::build_bundle;
 
 fn clients(nodes: &Nodes) -> anyhow::Result<Vec<AdminClient>> {
     nodes

@@ -19,8 +19,8 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::deploy::{AdminError, Control, ManualInvoke};
-use crate::queues::Encoding;
+use crate::backend::local::queues::Encoding;
+use crate::control::{AdminError, Control, ManualInvoke};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -38,7 +38,7 @@ pub struct Admin {
     pub token: Option<String>,
     pub max_bundle_size: u64,
     /// Set once every listener is bound.
-    pub membership: Arc<std::sync::OnceLock<crate::cluster::Membership>>,
+    pub membership: Arc<std::sync::OnceLock<crate::backend::nats::membership::Membership>>,
 }
 
 /// Accepts admin connections on `listener` until `stop` is cancelled.
@@ -230,7 +230,9 @@ impl Admin {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("application/octet-stream")
                             .to_string();
-                        let data = self.body(req, crate::objects::MAX_OBJECT_BYTES as u64).await?;
+                        let data = self
+                            .body(req, crate::backend::objects::MAX_OBJECT_BYTES as u64)
+                            .await?;
                         let routes = control.triggers.clone();
                         let meta = control
                             .objects()
@@ -266,7 +268,9 @@ impl Admin {
                 let table = table.to_string();
                 match m {
                     Method::PUT => {
-                        let data = self.body(req, crate::objects::MAX_RECORD_BYTES as u64).await?;
+                        let data = self
+                            .body(req, crate::backend::objects::MAX_RECORD_BYTES as u64)
+                            .await?;
                         let value: serde_json::Value =
                             serde_json::from_slice(&data).map_err(|e| {
                                 AdminError::BadRequest(format!("a record is JSON: {e}"))
@@ -379,12 +383,13 @@ impl Admin {
                 let queues = control.queues_arc();
                 let messages = bodies.into_iter().map(String::into_bytes).collect();
                 let clustered = link.is_some();
-                let ids = crate::bindings::send(queues, link, queue, Encoding::Json, messages)
-                    .await
-                    .map_err(|e| match clustered {
-                        true => AdminError::Unavailable(e),
-                        false => AdminError::Internal(e),
-                    })?;
+                let ids =
+                    crate::functions::bindings::send(queues, link, queue, Encoding::Json, messages)
+                        .await
+                        .map_err(|e| match clustered {
+                            true => AdminError::Unavailable(e),
+                            false => AdminError::Internal(e),
+                        })?;
                 Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
             }
             (Method::POST, ["functions", name, "invoke"]) => {
@@ -508,25 +513,28 @@ impl Admin {
 }
 
 /// One server-sent event carrying a record.
-fn event(record: &crate::logstore::Record) -> String {
+fn event(record: &crate::observe::logstore::Record) -> String {
     format!("data: {}\n\n", serde_json::to_string(record).expect("records serialise"))
 }
 
 /// `?since=&until=&invocation=&kind=&limit=&follow=1`; times as milliseconds since the epoch
 /// or RFC 3339.
 struct LogParams {
-    query: crate::logstore::Query,
+    query: crate::observe::logstore::Query,
     follow: bool,
 }
 
 impl LogParams {
     fn parse(query: &str) -> Result<LogParams, AdminError> {
-        let mut out = LogParams { query: crate::logstore::Query::default(), follow: false };
+        let mut out =
+            LogParams { query: crate::observe::logstore::Query::default(), follow: false };
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             let time = |v: &str| {
                 v.parse::<u64>()
                     .ok()
-                    .or_else(|| humantime::parse_rfc3339_weak(v).ok().map(crate::logstore::millis))
+                    .or_else(|| {
+                        humantime::parse_rfc3339_weak(v).ok().map(crate::observe::logstore::millis)
+                    })
                     .ok_or_else(|| AdminError::BadRequest(format!("`{key}={v}` is not a time")))
             };
             match key.as_ref() {

@@ -5,6 +5,9 @@
 //! commit the store, and only then swap the function in the served site. In-flight requests
 //! finish on the isolates of the version they started on; new requests go to the new one.
 
+pub mod admin;
+pub mod client;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,13 +16,13 @@ use bundler::Bundle;
 use config::{over_max, EdgeConfig, LimitsConfig};
 use serde::Serialize;
 
+use crate::backend::local::queues::{QueueStats, Queues};
+use crate::backend::local::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
+use crate::backend::nats::{DeployLink, Shared as SharedDeployment};
+use crate::front::http::{App, Site};
 use crate::functions::{Function, FunctionSpec, Shared};
-use crate::http::{App, Site};
-use crate::logstore::LogStore;
-use crate::queues::{QueueStats, Queues};
-use crate::shared_deploys::{DeployLink, Shared as SharedDeployment};
-use crate::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
-use crate::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
+use crate::observe::logstore::LogStore;
+use crate::observe::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
 use crate::triggers::Triggers;
 
 /// Why an admin operation was refused; `code` and the HTTP status come from the variant.
@@ -256,13 +259,13 @@ impl Control {
                 let record =
                     link.publish(name, record, bytes).await.map_err(AdminError::Unavailable)?;
                 self.store.apply(name, &record, record.version, self.keep_versions)?;
-                crate::store::Deployed { version: record, pruned: Vec::new() }
+                crate::backend::local::store::Deployed { version: record, pruned: Vec::new() }
             }
         };
         let function = function.with_version(deployed.version.version);
         self.swap(name, Some(Arc::new(function)));
         self.collect_bundles();
-        tracing::info!(function = name, version = deployed.version.version, bundle = %deployed.version.bundle, by = deployed_by, "deployed");
+        tracing::info!(function = name, version = deployed.version.version, bundle = %deployed.version.bundle, by = deployed_by, pruned = ?deployed.pruned, "deployed");
         Ok(deployed.version)
     }
 
@@ -453,8 +456,7 @@ impl Control {
                     .cron
                     .first()
                     .map_or("manual".to_string(), |c| c.schedule.clone());
-                let payload =
-                    serde_json::json!({ "cron": cron, "scheduledTime": crate::queues::now_ms() });
+                let payload = serde_json::json!({ "cron": cron, "scheduledTime": crate::backend::local::queues::now_ms() });
                 (
                     "cron",
                     js_runtime::Event {
@@ -467,7 +469,7 @@ impl Control {
             ManualInvoke::Queue { queue, body } => {
                 let payload = serde_json::json!({
                     "queue": queue,
-                    "messages": [{ "id": "manual", "timestamp": crate::queues::now_ms(), "attempts": 1, "encoding": "json", "blob": 0 }],
+                    "messages": [{ "id": "manual", "timestamp": crate::backend::local::queues::now_ms(), "attempts": 1, "encoding": "json", "blob": 0 }],
                 });
                 let blobs = vec![bytes::Bytes::from(body.to_string())];
                 (
@@ -493,18 +495,13 @@ impl Control {
     }
 
     /// The buckets and tables of the node.
-    pub fn objects(&self) -> &crate::objects::Objects {
+    pub fn objects(&self) -> &crate::backend::objects::Objects {
         &self.shared.objects
     }
 
     /// The queues of the node, shared.
     pub fn queues_arc(&self) -> Arc<Queues> {
         self.shared.queues.clone()
-    }
-
-    /// The queues of the node.
-    pub fn queues(&self) -> &Queues {
-        &self.shared.queues
     }
 
     /// The function log store.

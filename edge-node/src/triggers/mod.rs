@@ -15,10 +15,10 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use crate::backend::local::queues::{now_ms, Encoding, Queues, Verdict};
+use crate::backend::nats::objects::{change_event, ChangeLog, EVENT_PROGRESS};
+use crate::backend::objects::EventRoutes;
 use crate::functions::Function;
-use crate::objects::EventRoutes;
-use crate::queues::{now_ms, Encoding, Queues, Verdict};
-use crate::shared_objects::{change_event, ChangeLog, EVENT_PROGRESS};
 
 /// The largest message a function may send, as on Workers.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
@@ -30,14 +30,14 @@ const CRON_HISTORY: usize = 200;
 
 /// The trigger tasks of the served functions.
 pub struct Triggers {
-    telemetry: Arc<crate::telemetry::Telemetry>,
+    telemetry: Arc<crate::observe::telemetry::Telemetry>,
     queues: Arc<Queues>,
     db: Arc<Database>,
     tasks: Mutex<Vec<(Arc<Function>, tokio::task::JoinHandle<()>)>>,
     /// Served functions' storage and record triggers, for routing change events.
     routes: std::sync::RwLock<Vec<Routes>>,
     /// In a cluster: where runs are claimed, so each fires on one node, and this node's id.
-    cluster: std::sync::OnceLock<(Arc<crate::shared_deploys::DeployLink>, String)>,
+    cluster: std::sync::OnceLock<(Arc<crate::backend::nats::DeployLink>, String)>,
 }
 
 /// A served function's storage and record triggers.
@@ -79,8 +79,8 @@ impl Triggers {
     pub fn new(
         queues: Arc<Queues>,
         db: Arc<Database>,
-        telemetry: Arc<crate::telemetry::Telemetry>,
-    ) -> Result<Triggers, crate::store::StoreError> {
+        telemetry: Arc<crate::observe::telemetry::Telemetry>,
+    ) -> Result<Triggers, crate::backend::local::store::StoreError> {
         let tx = db.begin_write()?;
         tx.open_table(CRON_RUNS)?;
         tx.commit()?;
@@ -200,7 +200,7 @@ impl Triggers {
     }
 
     /// Makes cron runs claim their second in the cluster first (one node fires each run).
-    pub fn join_cluster(&self, link: Arc<crate::shared_deploys::DeployLink>, node: String) {
+    pub fn join_cluster(&self, link: Arc<crate::backend::nats::DeployLink>, node: String) {
         let _ = self.cluster.set((link, node));
     }
 
@@ -224,7 +224,7 @@ impl Triggers {
     }
 
     /// The cluster's link, when the node is in one.
-    pub fn cluster_link(&self) -> Option<&Arc<crate::shared_deploys::DeployLink>> {
+    pub fn cluster_link(&self) -> Option<&Arc<crate::backend::nats::DeployLink>> {
         self.cluster.get().map(|(link, _)| link)
     }
 
@@ -236,7 +236,10 @@ impl Triggers {
     }
 
     /// The newest runs of a function's schedules, newest first.
-    pub fn cron_runs(&self, function: &str) -> Result<Vec<CronRun>, crate::store::StoreError> {
+    pub fn cron_runs(
+        &self,
+        function: &str,
+    ) -> Result<Vec<CronRun>, crate::backend::local::store::StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(CRON_RUNS)?;
         let mut out = Vec::new();
@@ -254,7 +257,7 @@ impl Triggers {
     }
 
     fn record(&self, function: &str, run: &CronRun) {
-        let write = || -> Result<(), crate::store::StoreError> {
+        let write = || -> Result<(), crate::backend::local::store::StoreError> {
             let tx = self.db.begin_write()?;
             {
                 let mut table = tx.open_table(CRON_RUNS)?;
@@ -422,7 +425,7 @@ impl ClusterSource {
 /// every node serving the function) until aborted. JetStream redelivers a message not acked
 /// within the visibility timeout, so a node dying mid-batch loses nothing.
 async fn consume_cluster(
-    link: Arc<crate::shared_deploys::DeployLink>,
+    link: Arc<crate::backend::nats::DeployLink>,
     function: Arc<Function>,
     trigger: QueueTrigger,
     source: ClusterSource,
@@ -464,11 +467,11 @@ async fn consume_cluster(
             for m in messages {
                 match (source.body(&m), m.info()) {
                     (Some(body), Ok(info)) => {
-                        let leased = crate::queues::Leased {
+                        let leased = crate::backend::local::queues::Leased {
                             id: info.stream_sequence,
                             attempts: u32::try_from(info.delivered).unwrap_or(u32::MAX),
                             enqueued_ms: (info.published.unix_timestamp_nanos() / 1_000_000) as u64,
-                            encoding: crate::shared_deploys::encoding_of(&m),
+                            encoding: crate::backend::nats::encoding_of(&m),
                             body,
                         };
                         taken.push((m, leased));
@@ -483,7 +486,8 @@ async fn consume_cluster(
             if taken.is_empty() {
                 continue;
             }
-            let leased: Vec<crate::queues::Leased> = taken.iter().map(|(_, l)| l.clone()).collect();
+            let leased: Vec<crate::backend::local::queues::Leased> =
+                taken.iter().map(|(_, l)| l.clone()).collect();
             let verdicts = if matches!(source, ClusterSource::Changes { .. }) {
                 // Keep the events this node's own while the handler runs (see EVENT_ACK_WAIT).
                 let run = run_batch(&function, &trigger, handler, &leased);
@@ -533,7 +537,7 @@ async fn run_batch(
     function: &Function,
     trigger: &QueueTrigger,
     handler: &'static str,
-    leased: &[crate::queues::Leased],
+    leased: &[crate::backend::local::queues::Leased],
 ) -> Vec<(u64, Verdict)> {
     let name = function.config.name.clone();
     let payload = serde_json::json!({

@@ -2,25 +2,8 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use js_runtime::{Level, LogRecord, LogSink};
-
-/// Milliseconds since the Unix epoch.
-fn epoch_ms(record: &LogRecord) -> u128 {
-    record.ts.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
-}
-
-/// A record as one JSON object: `{ts, level, function, invocation_id, message}`.
-pub fn to_json(record: &LogRecord) -> serde_json::Value {
-    serde_json::json!({
-        "ts": epoch_ms(record) as u64,
-        "level": record.level.as_str(),
-        "function": record.function.as_ref(),
-        "invocation_id": record.invocation_id.as_deref(),
-        "message": record.message,
-    })
-}
 
 /// Writes each record whole, as one block, to standard error: readable for a developer in
 /// `dev`. Records from different isolates never interleave within a line.
@@ -84,15 +67,15 @@ impl LogSink for TracingSink {
 /// A function's sink: each record, its message cut to [`logstore::MAX_MESSAGE_CHARS`], goes to
 /// the node's log store (with the function's version) and on to the node's own sink.
 pub struct FunctionSink {
-    pub store: std::sync::Arc<crate::logstore::LogStore>,
+    pub store: std::sync::Arc<crate::observe::logstore::LogStore>,
     pub next: std::sync::Arc<dyn LogSink>,
     pub version: Option<u64>,
 }
 
 impl LogSink for FunctionSink {
     fn log(&self, mut record: LogRecord) {
-        record.message = crate::logstore::truncate(&record.message);
-        let mut kept = crate::logstore::Record::log(
+        record.message = crate::observe::logstore::truncate(&record.message);
+        let mut kept = crate::observe::logstore::Record::log(
             record.function.clone(),
             record.ts,
             record.level.as_str(),

@@ -1,0 +1,173 @@
+//! The command line: every subcommand and its flags (clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "edge-node",
+    version,
+    about = "Run JavaScript functions in V8 isolates behind HTTP"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a node from its node.toml, serving the functions it names. SIGHUP re-reads the TLS
+    /// certificate; SIGTERM or Ctrl-C drains and stops (a second one stops at once).
+    Serve {
+        /// Path to node.toml. Keys can be overridden by EDGE__<SECTION>__<KEY> variables.
+        #[arg(long, short, default_value = "node.toml")]
+        config: PathBuf,
+        /// Plaintext listen address(es), replacing [http] listen.
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+    },
+    /// Run one function on localhost for development: every path goes to it, it reloads when
+    /// its files change, and its logs print to the terminal.
+    Dev {
+        /// The function folder (holding edge.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Serve HTTPS (HTTP/1.1 and HTTP/2) with a self-signed certificate for localhost
+        /// instead of plaintext HTTP.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Build a function folder into one bundle file: TypeScript and JSX transpiled, imports
+    /// (relative and npm packages from node_modules) followed, modules lz4-compressed under a
+    /// manifest, named by a content hash.
+    Bundle {
+        /// The function folder (holding edge.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Bundle a function folder and upload it to one or more nodes as a new version, active at
+    /// once. Reports per node; exits 1 if any node refused.
+    Deploy {
+        /// The function folder (holding edge.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Manage deployed functions.
+    Functions {
+        #[command(subcommand)]
+        command: FunctionsCommand,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Fire a function's trigger by hand: its `scheduled` handler (--cron), or its `queue`
+    /// handler with one message (--queue Q --body JSON; the message is not stored).
+    Invoke {
+        name: String,
+        #[arg(long, conflicts_with = "queue")]
+        cron: bool,
+        #[arg(long, requires = "body")]
+        queue: Option<String>,
+        /// The message body, JSON.
+        #[arg(long)]
+        body: Option<String>,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// The cluster: `status` lists its nodes (a standalone node lists itself).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Read a function's log (console lines and invocation summaries), or tail it.
+    Logs {
+        name: String,
+        /// Keep printing new records as they come.
+        #[arg(long, short)]
+        follow: bool,
+        /// Records since this time (RFC 3339, or milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the records of this invocation (request id).
+        #[arg(long)]
+        invocation: Option<String>,
+        /// How many of the newest records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Manage a function's secrets (write-only: values are never shown).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+        #[command(flatten)]
+        nodes: Nodes,
+    },
+    /// Check a node.toml (and the function folders it names) and exit: 0 when valid, 64 with
+    /// every problem listed otherwise.
+    Check {
+        /// Path to node.toml.
+        #[arg(long, short, default_value = "node.toml")]
+        config: PathBuf,
+    },
+}
+
+/// The nodes an admin command talks to.
+#[derive(clap::Args)]
+pub struct Nodes {
+    /// A node's admin API URL; repeat for several nodes.
+    #[arg(long = "node", global = true, default_value = "http://127.0.0.1:9090")]
+    pub urls: Vec<String>,
+    /// The admin bearer token.
+    #[arg(long, global = true, env = "EDGE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum FunctionsCommand {
+    /// List deployed functions.
+    List,
+    /// Show a function: its versions and the names of its secrets.
+    Show { name: String },
+    /// Delete a function with its versions and secrets.
+    Rm { name: String },
+    /// Make an earlier version active (default: the one before the active one).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// List the nodes of the cluster with their regions, addresses and load.
+    Status,
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Set a secret; the value comes from --value or, without it, from standard input.
+    Set {
+        name: String,
+        key: String,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// Remove a secret.
+    Unset { name: String, key: String },
+    /// List the names of a function's secrets.
+    List { name: String },
+}

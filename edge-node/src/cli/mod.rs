@@ -1,0 +1,74 @@
+//! The `edge-node` command: its flags, and what each subcommand does.
+
+pub mod args;
+mod bundle;
+mod commands;
+mod dev;
+mod logging;
+mod serve;
+mod signals;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for a configuration the node cannot use (EX_USAGE-style, as sysexits' 64).
+const EXIT_BAD_CONFIG: u8 = 64;
+
+/// An error that means the user's configuration is unusable (exit 64), not a runtime failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadConfig(String);
+
+/// Runs the subcommand the command line names; the process's exit code.
+pub fn run() -> ExitCode {
+    let cli = args::Cli::parse();
+    let _otlp = logging::init_tracing();
+    // Diagnostics only: V8 flags such as `--perf-basic-prof` for profiling JavaScript.
+    if let Ok(flags) = std::env::var("EDGE_V8_FLAGS") {
+        js_runtime::set_v8_flags(&flags.split_whitespace().collect::<Vec<_>>());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            args::Command::Serve { config, listen } => serve::serve(&config, listen).await,
+            args::Command::Dev { dir, listen, tls } => dev::dev(&dir, listen, tls).await,
+            args::Command::Check { config } => {
+                serve::check(&config).map(|()| serve::println_ok(&config))
+            }
+            args::Command::Bundle { dir, output } => bundle::bundle(&dir, &output),
+            args::Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
+            args::Command::Functions { command, nodes } => {
+                commands::functions(command, &nodes).await
+            }
+            args::Command::Secrets { command, nodes } => commands::secrets(command, &nodes).await,
+            args::Command::Cluster { command: args::ClusterCommand::Status, nodes } => {
+                commands::cluster_status(&nodes).await
+            }
+            args::Command::Invoke { name, cron, queue, body, nodes } => {
+                commands::invoke(&name, cron, queue, body, &nodes).await
+            }
+            args::Command::Logs { name, follow, since, invocation, limit, nodes } => {
+                let query = commands::LogQuery { follow, since, invocation, limit };
+                commands::logs(&name, query, &nodes).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<BadConfig>() => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! A node: its stores, functions, listeners and background tasks, started in one place.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use config::NodeConfig;
+use js_runtime::LogSink;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::local::queues::{self, Queues};
+use crate::backend::local::store::{self, Store};
+use crate::backend::nats as shared_deploys;
+use crate::backend::nats::membership as cluster;
+use crate::backend::objects::{LocalObjects, Objects};
+use crate::control::admin::{self, Admin};
+use crate::control::Control;
+use crate::front::h3;
+use crate::front::http::{App, Protocol, Site};
+use crate::front::server::{self, Listeners};
+use crate::front::tls::{self, CertSource, CertStore, TlsError};
+use crate::functions::caches::{Bundles, CodeCacheStats, CodeCacheStore};
+use crate::functions::{pool, Function, FunctionSpec, Shared};
+use crate::observe::logstore::{self, LogStore};
+use crate::observe::telemetry::Telemetry;
+use crate::triggers::{self, Triggers};
+
+/// The memory allocator the node runs with (mimalloc): the request path allocates and frees
+/// many small objects per request on the isolate threads, where glibc's malloc took about a
+/// tenth of the node's CPU under load. The node's binary and the benchmarks that measure the
+/// runtime install it: `#[global_allocator] static A: Allocator = ALLOCATOR;`.
+pub type Allocator = mimalloc::MiMalloc;
+pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The store under `data_dir` could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A folder under `data_dir` could not be created.
+    #[error("cannot use the data folder {}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a node serves and where its function logs go.
+pub struct NodeOptions {
+    pub config: NodeConfig,
+    pub functions: Vec<FunctionSpec>,
+    pub log_sink: Arc<dyn LogSink>,
+    /// Where the `[https]` listeners' certificate comes from; `None` reads the files
+    /// node.toml names.
+    pub tls: Option<CertSource>,
+    /// Keep deployments in `data_dir/store.redb`, serve them, and answer the admin API on
+    /// `[admin] listen`. Off for `dev`.
+    pub deployments: bool,
+    /// The admin API's bearer token (read by the caller from `[admin] token_env`); `None`
+    /// refuses every admin request.
+    pub admin_token: Option<String>,
+}
+
+/// A running node.
+pub struct Node {
+    http_addrs: Vec<SocketAddr>,
+    https_addrs: Vec<SocketAddr>,
+    h3_addrs: Vec<SocketAddr>,
+    admin_addrs: Vec<SocketAddr>,
+    /// Applies the cluster's deployments (stops when the node is dropped).
+    _following: Vec<AbortOnDrop>,
+    /// Cluster membership (the heartbeat stops when the node is dropped).
+    _membership: Arc<std::sync::OnceLock<cluster::Membership>>,
+    accepting: JoinSet<()>,
+    triggers: Arc<Triggers>,
+    listeners: Arc<Listeners>,
+    certs: Option<Arc<CertStore>>,
+    shared: Arc<Shared>,
+    config: NodeConfig,
+}
+
+impl Node {
+    /// Starts every function, then binds every listener. Returns once the node serves.
+    pub async fn start(options: NodeOptions) -> Result<Node, NodeError> {
+        let NodeOptions { config, mut functions, log_sink, tls, deployments, admin_token } =
+            options;
+        let certs = match (&config.https, tls) {
+            (_, Some(source)) => Some(CertStore::load(source)?),
+            (Some(https), None) => Some(CertStore::load(CertSource::Files {
+                cert: https.cert.clone(),
+                key: https.key.clone(),
+            })?),
+            (None, None) => None,
+        };
+        js_runtime::keep_spares(config.pool.spare_isolates);
+        js_runtime::set_isolate_threads(config.pool.threads);
+        js_runtime::raise_open_files_limit();
+        let data = &config.node.data_dir;
+        let data_error =
+            |path: std::path::PathBuf| move |source| NodeError::DataDir { path, source };
+        let bundles = Bundles::open(data.join("bundles"), config.runtime.bundle_cache)
+            .map_err(data_error(data.join("bundles")))?;
+        let code_cache = CodeCacheStore::open(&data.join("code-cache"), config.runtime.code_cache)
+            .map_err(data_error(data.join("code-cache")))?;
+        let logs = LogStore::open(
+            data.join("logs"),
+            logstore::Bounds { max_size: config.logs.max_size, max_age: config.logs.max_age },
+        )
+        .map_err(data_error(data.join("logs")))?;
+        let telemetry = Arc::new(Telemetry::new(&config.node.id, &config.node.region));
+        let store = Store::open(&data.join("store.redb"))?;
+        let queues = Arc::new(Queues::new(store.database())?);
+        let released = queues.release_leases()?;
+        if released > 0 {
+            tracing::info!(
+                messages = released,
+                "messages leased before the restart are delivered again"
+            );
+        }
+        let objects = Arc::new(Objects::new(LocalObjects::new(
+            store.database(),
+            data.join("blobs"),
+            queues.clone(),
+        )?));
+        let triggers =
+            Arc::new(Triggers::new(queues.clone(), store.database(), telemetry.clone())?);
+        let shared = Arc::new(Shared {
+            queues,
+            objects,
+            triggers,
+            runtime: tokio::runtime::Handle::current(),
+            region: Arc::from(config.node.region.as_str()),
+            telemetry,
+            logs: Arc::new(logs),
+            bundles: Arc::new(bundles),
+            code_cache: Arc::new(code_cache),
+            allow_eval: config.runtime.allow_eval,
+            fetch_allow: config.fetch.allow.clone(),
+            log_sink,
+            pool: pool::PoolSettings {
+                max_per_function: config.pool.max_isolates_per_function,
+                concurrency: config.pool.concurrency,
+                max_queue: config.pool.max_queue,
+                queue_timeout: config.pool.queue_timeout,
+            },
+            node_isolates: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            max_isolates: config.pool.max_isolates,
+        });
+        let triggers = shared.triggers.clone();
+        let store = deployments.then_some(store);
+        let folder: HashSet<String> = functions.iter().map(|f| f.config.name.clone()).collect();
+        if let Some(store) = &store {
+            for spec in Control::deployed_specs(store, &shared, &config.limits) {
+                if folder.contains(&spec.config.name) {
+                    tracing::warn!(function = %spec.config.name, "deployed function not served: the functions folder has one of the same name");
+                } else {
+                    functions.push(spec);
+                }
+            }
+        }
+        let site = start_functions(functions, &shared).await;
+        let app = Arc::new(App {
+            site: ArcSwap::from_pointee(site),
+            limits: config.http.clone(),
+            telemetry: shared.telemetry.clone(),
+        });
+        let link = config.cluster.as_ref().map(shared_deploys::DeployLink::connect);
+        if let Some(link) = &link {
+            triggers.join_cluster(link.clone(), config.node.id.clone());
+            shared.objects.join_cluster(link.clone());
+        }
+        let control = store.map(|store| {
+            Arc::new(Control::new(
+                store,
+                app.clone(),
+                shared.clone(),
+                config.limits.clone(),
+                config.admin.keep_versions,
+                folder,
+                link.clone(),
+            ))
+        });
+        let following = match (&link, &control) {
+            (Some(link), Some(control)) => {
+                vec![link.follow(control.clone()), link.follow_secrets(control.clone())]
+            }
+            _ => Vec::new(),
+        };
+        triggers.sync(&app.site.load().functions);
+        let listeners = Arc::new(Listeners {
+            app,
+            http: config.http.clone(),
+            connections: Arc::new(Semaphore::new(config.http.max_connections)),
+            stop: CancellationToken::new(),
+            force: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let mut accepting = JoinSet::new();
+        let http_addrs = bind_all(&config.http.listen, &listeners, None, &mut accepting).await?;
+        let mut https_addrs = Vec::new();
+        let mut h3_addrs = Vec::new();
+        if let (Some(https), Some(certs)) = (&config.https, &certs) {
+            let tls = Some((certs.server_config(), https.http3));
+            https_addrs = bind_all(&https.listen, &listeners, tls, &mut accepting).await?;
+            if https.http3 {
+                for addr in &https_addrs {
+                    let endpoint = h3::endpoint(*addr, certs, &config.http)
+                        .map_err(|source| NodeError::Bind { addr: *addr, source })?;
+                    tracing::info!(%addr, "listening for HTTP/3 (QUIC, UDP)");
+                    h3_addrs.push(*addr);
+                    accepting.spawn(listeners.clone().serve_h3(endpoint));
+                }
+            }
+        }
+        let mut admin_addrs = Vec::new();
+        let membership = Arc::new(std::sync::OnceLock::new());
+        if let Some(control) = &control {
+            let admin = Arc::new(Admin {
+                control: control.clone(),
+                token: admin_token,
+                max_bundle_size: config.admin.max_bundle_size,
+                membership: membership.clone(),
+            });
+            if admin.token.is_none() && !config.admin.listen.is_empty() {
+                tracing::warn!(token_env = %config.admin.token_env, "no admin token set: the admin API refuses every request");
+            }
+            let bound = admin::bind(&config.admin.listen)
+                .await
+                .map_err(|(addr, source)| NodeError::Bind { addr, source })?;
+            for (addr, listener) in bound {
+                tracing::info!(%addr, "listening for the admin API");
+                admin_addrs.push(addr);
+                accepting.spawn(admin::serve(admin.clone(), listener, listeners.stop.clone()));
+            }
+        }
+        let report = node_report(&config, &http_addrs, &https_addrs, &admin_addrs, &listeners.app);
+        let cluster = config.cluster.as_ref().map(|c| cluster::Cluster::join(c, report.clone()));
+        let _ = membership.set(cluster::Membership { report, cluster });
+        accepting.spawn(sweep_idle(
+            listeners.clone(),
+            config.pool.idle_timeout,
+            config.pool.memory_budget,
+        ));
+        Ok(Node {
+            http_addrs,
+            https_addrs,
+            h3_addrs,
+            admin_addrs,
+            _membership: membership,
+            _following: following.into_iter().map(AbortOnDrop).collect(),
+            accepting,
+            triggers,
+            listeners,
+            certs,
+            shared,
+            config,
+        })
+    }
+
+    /// The bound plaintext addresses (useful with port 0).
+    pub fn http_addrs(&self) -> &[SocketAddr] {
+        &self.http_addrs
+    }
+
+    /// The queues of the node.
+    pub fn queues(&self) -> &queues::Queues {
+        &self.shared.queues
+    }
+
+    /// The recorded runs of a function's cron schedules, newest first.
+    pub fn cron_runs(&self, function: &str) -> Vec<triggers::CronRun> {
+        self.triggers.cron_runs(function).unwrap_or_default()
+    }
+
+    /// The bound admin API addresses.
+    pub fn admin_addrs(&self) -> &[SocketAddr] {
+        &self.admin_addrs
+    }
+
+    /// The bound TLS addresses.
+    pub fn https_addrs(&self) -> &[SocketAddr] {
+        &self.https_addrs
+    }
+
+    /// The bound HTTP/3 (UDP) addresses: the TLS ports, when `[https] http3` is on.
+    pub fn h3_addrs(&self) -> &[SocketAddr] {
+        &self.h3_addrs
+    }
+
+    /// The certificate the TLS listeners present, PEM-encoded.
+    pub fn cert_pem(&self) -> Option<String> {
+        self.certs.as_ref().map(|c| c.cert_pem())
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP). Open connections keep going; new
+    /// handshakes get the new certificate. On failure the old one stays.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.certs {
+            Some(certs) => certs.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// How many isolates the served functions hold now.
+    pub fn isolates(&self) -> usize {
+        self.listeners.app.site.load().functions.iter().map(|f| f.isolates()).sum()
+    }
+
+    /// How many isolates the function named `name` holds now.
+    pub fn isolates_of(&self, name: &str) -> usize {
+        let site = self.listeners.app.site.load();
+        site.functions.iter().filter(|f| f.config.name == name).map(|f| f.isolates()).sum()
+    }
+
+    /// How many isolates the served functions have started (cold starts), first ones included.
+    pub fn cold_starts(&self) -> u64 {
+        self.listeners.app.site.load().functions.iter().map(|f| f.cold_starts()).sum()
+    }
+
+    /// How the V8 code cache has been used since the node started.
+    pub fn code_cache_stats(&self) -> CodeCacheStats {
+        self.shared.code_cache.stats()
+    }
+
+    /// The file under `data_dir` holding the code cache of the module with this SHA-256.
+    pub fn code_cache_file(&self, module_hash: &str) -> std::path::PathBuf {
+        self.shared.code_cache.path(module_hash)
+    }
+
+    /// Replaces the served functions: new requests go to the new set at once.
+    pub async fn replace_functions(&self, functions: Vec<FunctionSpec>) {
+        let site = start_functions(functions, &self.shared).await;
+        self.triggers.sync(&site.functions);
+        self.listeners.app.site.store(Arc::new(site));
+    }
+
+    /// Stops accepting (new connections are refused), lets requests in flight finish within
+    /// `[node] shutdown_grace_period`, then closes what is left. Returns whether everything
+    /// finished in time.
+    pub async fn shutdown(mut self) -> bool {
+        self.triggers.stop();
+        self.listeners.stop.cancel();
+        while self.accepting.join_next().await.is_some() {}
+        server::drain(&self.listeners, self.config.node.shutdown_grace_period).await
+    }
+}
+
+/// Binds TCP listeners; with `tls`, TLS ones that advertise HTTP/3 on the same port when the
+/// flag is set.
+async fn bind_all(
+    addrs: &[SocketAddr],
+    listeners: &Arc<Listeners>,
+    tls: Option<(tls::TlsConfig, bool)>,
+    accepting: &mut JoinSet<()>,
+) -> Result<Vec<SocketAddr>, NodeError> {
+    let mut bound = Vec::new();
+    for addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Bind { addr: *addr, source })?;
+        let local =
+            listener.local_addr().map_err(|source| NodeError::Bind { addr: *addr, source })?;
+        let kind = if tls.is_some() { "HTTPS (HTTP/1.1, HTTP/2)" } else { "HTTP (HTTP/1.1, h2c)" };
+        tracing::info!(addr = %local, "listening for {kind}");
+        bound.push(local);
+        let (acceptor, protocol) = match &tls {
+            None => (None, Protocol::plain()),
+            Some((acceptor, http3)) => {
+                let alt_svc = http3
+                    .then(|| {
+                        ::http::HeaderValue::from_str(&format!(
+                            "h3=\":{}\"; ma=86400",
+                            local.port()
+                        ))
+                        .ok()
+                    })
+                    .flatten();
+                (Some(acceptor.clone()), Protocol::tls(alt_svc))
+            }
+        };
+        accepting.spawn(listeners.clone().serve(listener, acceptor, protocol));
+    }
+    Ok(bound)
+}
+
+/// Drops the isolates of functions idle for `idle_timeout`, and the least recently used idle
+/// isolates while the isolates reserve more memory than `memory_budget`, until the node stops.
+async fn sweep_idle(
+    listeners: Arc<Listeners>,
+    idle_timeout: std::time::Duration,
+    memory_budget: u64,
+) {
+    let period = (idle_timeout / 4)
+        .clamp(std::time::Duration::from_millis(50), std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = listeners.stop.cancelled() => return,
+            _ = tick.tick() => {
+                let site = listeners.app.site.load();
+                for function in &site.functions {
+                    function.evict_if_idle(idle_timeout);
+                }
+                loop {
+                    let reserved: u64 = site.functions.iter().map(|f| f.memory_reserved()).sum();
+                    if reserved <= memory_budget {
+                        break;
+                    }
+                    let oldest = site
+                        .functions
+                        .iter()
+                        .filter_map(|f| f.oldest_idle().map(|at| (at, f)))
+                        .min_by_key(|(at, _)| *at);
+                    let Some((_, function)) = oldest else { break }; // nothing idle to drop
+                    if !function.evict_oldest_idle() {
+                        break;
+                    }
+                    tracing::debug!(function = %function.config.name, "idle isolate dropped under memory pressure");
+                }
+            }
+        }
+    }
+}
+
+/// A task stopped when its owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What this node says about itself to the cluster.
+fn node_report(
+    config: &NodeConfig,
+    http: &[SocketAddr],
+    https: &[SocketAddr],
+    admin: &[SocketAddr],
+    app: &Arc<App>,
+) -> cluster::Report {
+    let strings = |addrs: &[SocketAddr]| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let (http, https, admin) = (strings(http), strings(https), strings(admin));
+    let (id, region) = (config.node.id.clone(), config.node.region.clone());
+    let started_ms = queues::now_ms();
+    let app = app.clone();
+    Arc::new(move || {
+        let site = app.site.load();
+        cluster::NodeInfo {
+            id: id.clone(),
+            region: region.clone(),
+            http: http.clone(),
+            https: https.clone(),
+            admin: admin.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_ms,
+            seen_ms: queues::now_ms(),
+            functions: site.functions.len(),
+            isolates: site.functions.iter().map(|f| f.isolates()).sum(),
+        }
+    })
+}
+
+async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site {
+    let started = futures::future::join_all(
+        specs.into_iter().map(|spec| Function::start(spec, shared.clone())),
+    )
+    .await;
+    for f in &started {
+        let state = if f.is_ready() { "ready" } else { "failed to start" };
+        let routes: Vec<String> = f.config.routes.iter().map(|r| r.to_string()).collect();
+        tracing::info!(function = %f.config.name, bundle = %f.bundle, routes = ?routes, "{state}");
+    }
+    Site::new(started.into_iter().map(Arc::new).collect())
+}
