@@ -8,16 +8,14 @@ use arc_swap::ArcSwap;
 use config::NodeConfig;
 use js_runtime::LogSink;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::local::queues::{self, Queues};
-use crate::backend::local::store::{self, Store};
-use crate::backend::nats as shared_deploys;
-use crate::backend::nats::membership as cluster;
-use crate::backend::objects::{LocalObjects, Objects};
+use crate::backend::{
+    local, nats, now_ms, AbortOnDrop, Backend, Encoding, NodeInfo, Report, Store, StoreError,
+};
 use crate::control::admin::{self, Admin};
 use crate::control::Control;
 use crate::front::h3;
@@ -52,7 +50,7 @@ pub enum NodeError {
     Tls(#[from] TlsError),
     /// The store under `data_dir` could not be opened.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] StoreError),
     /// A folder under `data_dir` could not be created.
     #[error("cannot use the data folder {}", path.display())]
     DataDir {
@@ -84,10 +82,10 @@ pub struct Node {
     https_addrs: Vec<SocketAddr>,
     h3_addrs: Vec<SocketAddr>,
     admin_addrs: Vec<SocketAddr>,
-    /// Applies the cluster's deployments (stops when the node is dropped).
-    _following: Vec<AbortOnDrop>,
-    /// Cluster membership (the heartbeat stops when the node is dropped).
-    _membership: Arc<std::sync::OnceLock<cluster::Membership>>,
+    /// Applies the deployments and secrets changed through other nodes (stops when the node
+    /// is dropped).
+    _following: Option<AbortOnDrop>,
+    backend: Backend,
     accepting: JoinSet<()>,
     triggers: Arc<Triggers>,
     listeners: Arc<Listeners>,
@@ -126,25 +124,21 @@ impl Node {
         .map_err(data_error(data.join("logs")))?;
         let telemetry = Arc::new(Telemetry::new(&config.node.id, &config.node.region));
         let store = Store::open(&data.join("store.redb"))?;
-        let queues = Arc::new(Queues::new(store.database())?);
-        let released = queues.release_leases()?;
-        if released > 0 {
-            tracing::info!(
-                messages = released,
-                "messages leased before the restart are delivered again"
-            );
-        }
-        let objects = Arc::new(Objects::new(LocalObjects::new(
+        // Standalone or in a cluster: decided here, once.
+        let mut backend = match &config.cluster {
+            None => local::backend(&store, data.join("blobs"))?,
+            Some(cluster) => nats::backend(cluster, &store, &config.node.id),
+        };
+        let changes = std::mem::replace(&mut backend.changes, mpsc::channel(1).1);
+        let triggers = Arc::new(Triggers::new(
+            backend.queues.clone(),
+            backend.claims.clone(),
             store.database(),
-            data.join("blobs"),
-            queues.clone(),
-        )?));
-        let triggers =
-            Arc::new(Triggers::new(queues.clone(), store.database(), telemetry.clone())?);
+            telemetry.clone(),
+        )?);
         let shared = Arc::new(Shared {
-            queues,
-            objects,
-            triggers,
+            storage: backend.storage.clone(),
+            queues: backend.queues.clone(),
             runtime: tokio::runtime::Handle::current(),
             region: Arc::from(config.node.region.as_str()),
             telemetry,
@@ -163,7 +157,6 @@ impl Node {
             node_isolates: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             max_isolates: config.pool.max_isolates,
         });
-        let triggers = shared.triggers.clone();
         let store = deployments.then_some(store);
         let folder: HashSet<String> = functions.iter().map(|f| f.config.name.clone()).collect();
         if let Some(store) = &store {
@@ -181,28 +174,19 @@ impl Node {
             limits: config.http.clone(),
             telemetry: shared.telemetry.clone(),
         });
-        let link = config.cluster.as_ref().map(shared_deploys::DeployLink::connect);
-        if let Some(link) = &link {
-            triggers.join_cluster(link.clone(), config.node.id.clone());
-            shared.objects.join_cluster(link.clone());
-        }
         let control = store.map(|store| {
             Arc::new(Control::new(
                 store,
+                backend.deployments.clone(),
                 app.clone(),
                 shared.clone(),
+                triggers.clone(),
                 config.limits.clone(),
                 config.admin.keep_versions,
                 folder,
-                link.clone(),
             ))
         });
-        let following = match (&link, &control) {
-            (Some(link), Some(control)) => {
-                vec![link.follow(control.clone()), link.follow_secrets(control.clone())]
-            }
-            _ => Vec::new(),
-        };
+        let following = control.as_ref().map(|control| control.follow(changes));
         triggers.sync(&app.site.load().functions);
         let listeners = Arc::new(Listeners {
             app,
@@ -230,13 +214,12 @@ impl Node {
             }
         }
         let mut admin_addrs = Vec::new();
-        let membership = Arc::new(std::sync::OnceLock::new());
         if let Some(control) = &control {
             let admin = Arc::new(Admin {
                 control: control.clone(),
                 token: admin_token,
                 max_bundle_size: config.admin.max_bundle_size,
-                membership: membership.clone(),
+                membership: backend.membership.clone(),
             });
             if admin.token.is_none() && !config.admin.listen.is_empty() {
                 tracing::warn!(token_env = %config.admin.token_env, "no admin token set: the admin API refuses every request");
@@ -251,8 +234,7 @@ impl Node {
             }
         }
         let report = node_report(&config, &http_addrs, &https_addrs, &admin_addrs, &listeners.app);
-        let cluster = config.cluster.as_ref().map(|c| cluster::Cluster::join(c, report.clone()));
-        let _ = membership.set(cluster::Membership { report, cluster });
+        backend.membership.join(report);
         accepting.spawn(sweep_idle(
             listeners.clone(),
             config.pool.idle_timeout,
@@ -263,8 +245,8 @@ impl Node {
             https_addrs,
             h3_addrs,
             admin_addrs,
-            _membership: membership,
-            _following: following.into_iter().map(AbortOnDrop).collect(),
+            _following: following,
+            backend,
             accepting,
             triggers,
             listeners,
@@ -279,9 +261,20 @@ impl Node {
         &self.http_addrs
     }
 
-    /// The queues of the node.
-    pub fn queues(&self) -> &queues::Queues {
-        &self.shared.queues
+    /// Sends messages to a queue of the node (the cluster's, in a cluster); their ids.
+    pub async fn send(
+        &self,
+        queue: &str,
+        encoding: Encoding,
+        messages: Vec<Vec<u8>>,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.backend.queues.send(queue, encoding, messages).await
+    }
+
+    /// The messages in `queue`, in flight included.
+    pub async fn queue_depth(&self, queue: &str) -> Result<u64, StoreError> {
+        let stats = self.backend.queues.stats().await?;
+        Ok(stats.get(queue).map_or(0, |s| s.depth))
     }
 
     /// The recorded runs of a function's cron schedules, newest first.
@@ -439,15 +432,6 @@ async fn sweep_idle(
     }
 }
 
-/// A task stopped when its owner is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// What this node says about itself to the cluster.
 fn node_report(
     config: &NodeConfig,
@@ -455,15 +439,15 @@ fn node_report(
     https: &[SocketAddr],
     admin: &[SocketAddr],
     app: &Arc<App>,
-) -> cluster::Report {
+) -> Report {
     let strings = |addrs: &[SocketAddr]| addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let (http, https, admin) = (strings(http), strings(https), strings(admin));
     let (id, region) = (config.node.id.clone(), config.node.region.clone());
-    let started_ms = queues::now_ms();
+    let started_ms = now_ms();
     let app = app.clone();
     Arc::new(move || {
         let site = app.site.load();
-        cluster::NodeInfo {
+        NodeInfo {
             id: id.clone(),
             region: region.clone(),
             http: http.clone(),
@@ -471,7 +455,7 @@ fn node_report(
             admin: admin.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_ms,
-            seen_ms: queues::now_ms(),
+            seen_ms: now_ms(),
             functions: site.functions.len(),
             isolates: site.functions.iter().map(|f| f.isolates()).sum(),
         }

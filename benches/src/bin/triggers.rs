@@ -72,21 +72,16 @@ fn main() {
         let sender = {
             let node = node.clone();
             let body = body.clone();
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(async move {
                 for _ in 0..messages / 500 {
-                    let batch: Vec<(Encoding, &[u8])> =
-                        (0..500).map(|_| (Encoding::Json, body.as_bytes())).collect();
-                    node.queues().send("bench", &batch).expect("send");
+                    let batch: Vec<Vec<u8>> = (0..500).map(|_| body.clone().into_bytes()).collect();
+                    node.send("bench", Encoding::Json, batch).await.expect("send");
                 }
                 started.elapsed()
             })
         };
         let sent_in = sender.await.expect("sender");
-        loop {
-            let stats = node.queues().stats("bench").expect("stats");
-            if stats.depth == 0 {
-                break;
-            }
+        while node.queue_depth("bench").await.expect("stats") > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let drained_in = started.elapsed();

@@ -38,7 +38,7 @@ pub struct Admin {
     pub token: Option<String>,
     pub max_bundle_size: u64,
     /// Set once every listener is bound.
-    pub membership: Arc<std::sync::OnceLock<crate::backend::nats::membership::Membership>>,
+    pub membership: Arc<dyn crate::backend::Membership>,
 }
 
 /// Accepts admin connections on `listener` until `stop` is cancelled.
@@ -203,7 +203,7 @@ impl Admin {
                 valid_queue(bucket)?;
                 let params = ListParams::parse(req.uri().query().unwrap_or(""))?;
                 let (bucket, is_bucket) = (bucket.to_string(), segments[0] == "buckets");
-                let objects = control.objects();
+                let objects = control.storage();
                 let (prefix, limit, cursor) =
                     (&params.prefix, params.limit, params.cursor.as_deref());
                 let page = if is_bucket {
@@ -230,18 +230,13 @@ impl Admin {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("application/octet-stream")
                             .to_string();
-                        let data = self
-                            .body(req, crate::backend::objects::MAX_OBJECT_BYTES as u64)
-                            .await?;
-                        let routes = control.triggers.clone();
-                        let meta = control
-                            .objects()
-                            .put(routes, &bucket, &key, data, &content_type)
-                            .await?;
+                        let data = self.body(req, crate::backend::MAX_OBJECT_BYTES as u64).await?;
+                        let meta =
+                            control.storage().put(&bucket, &key, data, &content_type).await?;
                         json(StatusCode::CREATED, &meta)
                     }
                     Method::GET => {
-                        let found = control.objects().get(&bucket, &key).await?;
+                        let found = control.storage().get(&bucket, &key).await?;
                         let Some((meta, data)) = found else {
                             return Err(AdminError::NotFound("no such object".into()));
                         };
@@ -252,8 +247,7 @@ impl Admin {
                             .expect("a valid response")
                     }
                     Method::DELETE => {
-                        let routes = control.triggers.clone();
-                        let deleted = control.objects().delete(routes, &bucket, &key).await?;
+                        let deleted = control.storage().delete(&bucket, &key).await?;
                         if !deleted {
                             return Err(AdminError::NotFound("no such object".into()));
                         }
@@ -268,30 +262,23 @@ impl Admin {
                 let table = table.to_string();
                 match m {
                     Method::PUT => {
-                        let data = self
-                            .body(req, crate::backend::objects::MAX_RECORD_BYTES as u64)
-                            .await?;
+                        let data = self.body(req, crate::backend::MAX_RECORD_BYTES as u64).await?;
                         let value: serde_json::Value =
                             serde_json::from_slice(&data).map_err(|e| {
                                 AdminError::BadRequest(format!("a record is JSON: {e}"))
                             })?;
-                        let routes = control.triggers.clone();
-                        control
-                            .objects()
-                            .put_record(routes, &table, &key, value.to_string())
-                            .await?;
+                        control.storage().put_record(&table, &key, value.to_string()).await?;
                         json(StatusCode::OK, &serde_json::json!({ "written": true }))
                     }
                     Method::GET => {
-                        let found = control.objects().get_record(&table, &key).await?;
+                        let found = control.storage().get_record(&table, &key).await?;
                         let Some(text) = found else {
                             return Err(AdminError::NotFound("no such record".into()));
                         };
                         text_json(text)
                     }
                     Method::DELETE => {
-                        let routes = control.triggers.clone();
-                        let deleted = control.objects().delete_record(routes, &table, &key).await?;
+                        let deleted = control.storage().delete_record(&table, &key).await?;
                         if !deleted {
                             return Err(AdminError::NotFound("no such record".into()));
                         }
@@ -350,11 +337,8 @@ impl Admin {
             }
             (Method::GET, ["stats"]) => Ok(json(StatusCode::OK, &control.stats())),
             (Method::GET, ["cluster"]) => {
-                let membership = self
+                let status = self
                     .membership
-                    .get()
-                    .ok_or_else(|| AdminError::Internal("the node is still starting".into()))?;
-                let status = membership
                     .status()
                     .await
                     .map_err(|e| AdminError::Internal(format!("cluster: {e}")))?;
@@ -379,17 +363,8 @@ impl Admin {
                 valid_queue(&queue)?;
                 let bytes = self.body(req, 16 * 1024 * 1024).await?;
                 let bodies = message_bodies(&bytes)?;
-                let link = control.triggers.cluster_link().cloned();
-                let queues = control.queues_arc();
                 let messages = bodies.into_iter().map(String::into_bytes).collect();
-                let clustered = link.is_some();
-                let ids =
-                    crate::functions::bindings::send(queues, link, queue, Encoding::Json, messages)
-                        .await
-                        .map_err(|e| match clustered {
-                            true => AdminError::Unavailable(e),
-                            false => AdminError::Internal(e),
-                        })?;
+                let ids = control.queues().send(&queue, Encoding::Json, messages).await?;
                 Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
             }
             (Method::POST, ["functions", name, "invoke"]) => {
@@ -579,10 +554,10 @@ fn message_bodies(bytes: &[u8]) -> Result<Vec<String>, AdminError> {
         _ => return Err(bad("expected {\"body\": ...} or {\"messages\": [{\"body\": ...}]}")),
     };
     let out: Vec<String> = bodies.iter().map(|b| b.to_string()).collect();
-    if out.iter().any(|b| b.len() > crate::triggers::MAX_MESSAGE_BYTES) {
+    if out.iter().any(|b| b.len() > crate::backend::MAX_MESSAGE_BYTES) {
         return Err(AdminError::BadRequest(format!(
             "a message is larger than {} bytes",
-            crate::triggers::MAX_MESSAGE_BYTES
+            crate::backend::MAX_MESSAGE_BYTES
         )));
     }
     Ok(out)

@@ -11,14 +11,17 @@ pub mod client;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bundler::Bundle;
 use config::{over_max, EdgeConfig, LimitsConfig};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
-use crate::backend::local::queues::{QueueStats, Queues};
-use crate::backend::local::store::{FunctionRecord, NewVersion, Store, StoreError, VersionRecord};
-use crate::backend::nats::{DeployLink, Shared as SharedDeployment};
+use crate::backend::{
+    AbortOnDrop, Change, Deployments, FunctionRecord, NewVersion, QueueStats, Queueing, Storage,
+    Store, StoreError, VersionRecord,
+};
 use crate::front::http::{App, Site};
 use crate::functions::{Function, FunctionSpec, Shared};
 use crate::observe::logstore::LogStore;
@@ -133,23 +136,25 @@ pub struct Control {
     folder: HashSet<String>,
     lock: tokio::sync::Mutex<()>,
     pub triggers: Arc<Triggers>,
-    /// The cluster's shared deployments, when the node is in one.
-    link: Option<Arc<DeployLink>>,
+    /// Where deployments and secrets are written (and, in a cluster, shared first).
+    deployments: Arc<dyn Deployments>,
 }
 
 impl Control {
+    #[allow(clippy::too_many_arguments, reason = "each is one part the control plane joins")]
     pub fn new(
         store: Store,
+        deployments: Arc<dyn Deployments>,
         app: Arc<App>,
         shared: Arc<Shared>,
+        triggers: Arc<Triggers>,
         limits: LimitsConfig,
         keep_versions: usize,
         folder: HashSet<String>,
-        link: Option<Arc<DeployLink>>,
     ) -> Control {
         Control {
-            link,
-            triggers: shared.triggers.clone(),
+            deployments,
+            triggers,
             store,
             app,
             shared,
@@ -241,27 +246,7 @@ impl Control {
                 "its first isolate did not start; the error is in the function's log".into(),
             ));
         }
-        let deployed = match &self.link {
-            None => self.store.deploy(name, new, self.keep_versions)?,
-            Some(link) => {
-                let record = VersionRecord {
-                    version: 0,
-                    bundle: new.bundle,
-                    entry: new.entry,
-                    modules: new.modules,
-                    size: new.size,
-                    config: new.config,
-                    deployed_at: humantime::format_rfc3339_millis(std::time::SystemTime::now())
-                        .to_string(),
-                    deployed_by: new.deployed_by,
-                };
-                // Published first: nothing is acknowledged that the cluster does not have.
-                let record =
-                    link.publish(name, record, bytes).await.map_err(AdminError::Unavailable)?;
-                self.store.apply(name, &record, record.version, self.keep_versions)?;
-                crate::backend::local::store::Deployed { version: record, pruned: Vec::new() }
-            }
-        };
+        let deployed = self.deployments.deploy(name, new, bytes, self.keep_versions).await?;
         let function = function.with_version(deployed.version.version);
         self.swap(name, Some(Arc::new(function)));
         self.collect_bundles();
@@ -272,11 +257,7 @@ impl Control {
     /// Makes another kept version the active one (`None`: the one before the active one).
     pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, AdminError> {
         let _guard = self.lock.lock().await;
-        if let Some(link) = &self.link {
-            let target = self.rollback_target(name, to)?;
-            link.activate(name, &target).await.map_err(AdminError::Unavailable)?;
-        }
-        let version = self.store.rollback(name, to)?;
+        let version = self.deployments.rollback(name, to).await?;
         self.restart(name, &version).await?;
         tracing::info!(function = name, version = version.version, "rolled back");
         Ok(version)
@@ -285,12 +266,7 @@ impl Control {
     /// Deletes a function: it stops serving, its versions and secrets are gone.
     pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
         let _guard = self.lock.lock().await;
-        if let Some(link) = &self.link {
-            if self.store.function(name)?.is_some() {
-                link.retract(name).await.map_err(AdminError::Unavailable)?;
-            }
-        }
-        if !self.store.delete(name)? {
+        if !self.deployments.delete(name).await? {
             return Err(AdminError::NotFound(format!("no function `{name}` is deployed")));
         }
         self.swap(name, None);
@@ -307,17 +283,14 @@ impl Control {
             )));
         }
         let _guard = self.lock.lock().await;
-        if let Some(link) = &self.link {
-            link.secret(name, key, Some(value)).await.map_err(AdminError::Unavailable)?;
-        }
-        self.store.set_secret(name, key, value)?;
+        self.deployments.set_secret(name, key, value).await?;
         self.restart_active(name).await?;
         tracing::info!(function = name, secret = key, "secret set");
         Ok(())
     }
 
     /// Applies a secret set (`Some`) or removed (`None`) through another node of the cluster.
-    pub async fn apply_secret(
+    async fn apply_secret(
         &self,
         name: &str,
         key: &str,
@@ -346,10 +319,7 @@ impl Control {
         if !self.store.secrets(name)?.contains_key(key) {
             return Err(AdminError::NotFound(format!("function `{name}` has no secret `{key}`")));
         }
-        if let Some(link) = &self.link {
-            link.secret(name, key, None).await.map_err(AdminError::Unavailable)?;
-        }
-        self.store.unset_secret(name, key)?;
+        self.deployments.unset_secret(name, key).await?;
         self.restart_active(name).await?;
         tracing::info!(function = name, secret = key, "secret unset");
         Ok(())
@@ -368,22 +338,9 @@ impl Control {
         Ok(FunctionView { record, versions, secrets })
     }
 
-    /// The figures of every queue: the cluster's in a cluster, else this node's.
+    /// The figures of every queue.
     pub async fn queue_stats(&self) -> Result<BTreeMap<String, QueueStats>, AdminError> {
-        if let Some(link) = &self.link {
-            return link.queue_stats().await.map_err(AdminError::Unavailable);
-        }
-        let queues = self.shared.queues.clone();
-        let stats = tokio::task::spawn_blocking(move || {
-            let mut out = BTreeMap::new();
-            for name in queues.names()? {
-                let stats = queues.stats(&name)?;
-                out.insert(name, stats);
-            }
-            Ok::<_, StoreError>(out)
-        })
-        .await??;
-        Ok(stats)
+        Ok(self.shared.queues.stats().await?)
     }
 
     /// The metrics, with the gauges read from the functions and queues as they are now.
@@ -495,13 +452,13 @@ impl Control {
     }
 
     /// The buckets and tables of the node.
-    pub fn objects(&self) -> &crate::backend::objects::Objects {
-        &self.shared.objects
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.shared.storage
     }
 
-    /// The queues of the node, shared.
-    pub fn queues_arc(&self) -> Arc<Queues> {
-        self.shared.queues.clone()
+    /// The queues of the node.
+    pub fn queues(&self) -> &dyn Queueing {
+        &*self.shared.queues
     }
 
     /// The function log store.
@@ -513,32 +470,46 @@ impl Control {
         Ok(self.store.secrets(name)?.into_keys().collect())
     }
 
-    /// The version a rollback to `to` (or to the one before the active one) makes active.
-    fn rollback_target(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, AdminError> {
-        let (record, versions) = self
-            .store
-            .function(name)?
-            .ok_or_else(|| AdminError::NotFound(format!("no function `{name}` is deployed")))?;
-        let found = match to {
-            Some(n) => versions.into_iter().find(|v| v.version == n),
-            None => versions.into_iter().find(|v| v.version < record.active),
-        };
-        found.ok_or_else(|| AdminError::NotFound(format!("function `{name}` has no such version")))
+    /// Applies the changes made through other nodes until their stream ends. A change that
+    /// fails (NATS gone mid-fetch, say) is tried again a few times.
+    pub fn follow(self: &Arc<Self>, mut changes: mpsc::Receiver<Change>) -> AbortOnDrop {
+        let control = self.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                for attempt in 1..=5u32 {
+                    let applied = match &change {
+                        Change::Deployment { name, active } => {
+                            control.apply_deployment(name, active.clone()).await
+                        }
+                        Change::Secret { name, key, value } => {
+                            control.apply_secret(name, key, value.as_deref()).await
+                        }
+                    };
+                    match applied {
+                        Ok(()) => break,
+                        Err(e) if attempt == 5 => {
+                            tracing::error!(change = ?change, error = %e, "cluster change not applied");
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await,
+                    }
+                }
+            }
+        }))
     }
 
-    /// Applies the cluster's entry for `name` (`None`: deleted) to this node: fetches the
-    /// bundle if this node lacks it, records the version and serves it.
-    pub async fn apply_shared(
+    /// Applies the cluster's active version of `name` and the highest version number given
+    /// out (`None`: deleted) to this node: fetches the bundle if this node lacks it, records
+    /// the version and serves it.
+    async fn apply_deployment(
         &self,
-        link: &DeployLink,
         name: &str,
-        shared: Option<SharedDeployment>,
+        active: Option<(VersionRecord, u64)>,
     ) -> Result<(), AdminError> {
         let _guard = self.lock.lock().await;
         if self.folder.contains(name) {
             return Ok(());
         }
-        let Some(shared) = shared else {
+        let Some((active, latest)) = active else {
             if self.store.delete(name)? {
                 self.swap(name, None);
                 self.collect_bundles();
@@ -546,7 +517,6 @@ impl Control {
             }
             return Ok(());
         };
-        let active = shared.active;
         if self
             .store
             .active_version(name)?
@@ -555,7 +525,7 @@ impl Control {
             return Ok(());
         }
         if self.shared.bundles.get(&active.bundle).is_err() {
-            let bytes = link.fetch(&active.bundle).await.map_err(AdminError::Unavailable)?;
+            let bytes = self.deployments.fetch_bundle(&active.bundle).await?;
             let bundle =
                 Bundle::decode(&bytes).map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
             if bundle.hash() != active.bundle {
@@ -568,7 +538,7 @@ impl Control {
                 .keep(Arc::new(bundle))
                 .map_err(|e| AdminError::Internal(e.to_string()))?;
         }
-        self.store.apply(name, &active, shared.latest, self.keep_versions)?;
+        self.store.apply(name, &active, latest, self.keep_versions)?;
         self.restart(name, &active).await?;
         tracing::info!(function = name, version = active.version, "deployed (cluster)");
         Ok(())

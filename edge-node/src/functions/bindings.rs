@@ -10,16 +10,15 @@ use config::Binding;
 use js_runtime::Bindings;
 use serde::Deserialize;
 
-use crate::backend::local::queues::{Encoding, Queues};
-use crate::backend::objects::Objects;
-use crate::triggers::{Triggers, MAX_MESSAGE_BYTES};
+use crate::backend::{
+    Encoding, Queueing, Storage, StoreError, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES, MAX_RECORD_BYTES,
+};
 
 /// The bindings of one function, served on the node's runtime.
 pub struct NodeBindings {
     pub bindings: BTreeMap<String, Binding>,
-    pub queues: Arc<Queues>,
-    pub objects: Arc<Objects>,
-    pub routes: Arc<Triggers>,
+    pub queues: Arc<dyn Queueing>,
+    pub storage: Arc<dyn Storage>,
     pub runtime: tokio::runtime::Handle,
 }
 
@@ -61,27 +60,23 @@ fn key_ok(key: &str) -> Result<(), String> {
 
 /// A bucket binding's method, run on the node.
 async fn bucket_call(
-    objects: &Objects,
-    routes: Arc<Triggers>,
+    objects: &dyn Storage,
     bucket: &str,
     method: &str,
     raw: &str,
     data: Vec<u8>,
 ) -> Result<String, String> {
-    let e = |e: crate::backend::local::store::StoreError| e.to_string();
+    let e = |e: StoreError| e.to_string();
     match method {
         "put" => {
             let a: KeyArgs = args(raw)?;
             key_ok(&a.key)?;
-            if data.len() > crate::backend::objects::MAX_OBJECT_BYTES {
-                return Err(format!(
-                    "an object is at most {} bytes",
-                    crate::backend::objects::MAX_OBJECT_BYTES
-                ));
+            if data.len() > MAX_OBJECT_BYTES {
+                return Err(format!("an object is at most {} bytes", MAX_OBJECT_BYTES));
             }
             let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
             let data = bytes::Bytes::from(data);
-            let meta = objects.put(routes, bucket, &a.key, data, &content_type).await.map_err(e)?;
+            let meta = objects.put(bucket, &a.key, data, &content_type).await.map_err(e)?;
             Ok(serde_json::to_string(&meta).expect("metadata serialises"))
         }
         "get" => {
@@ -97,7 +92,7 @@ async fn bucket_call(
         }
         "delete" => {
             let a: KeyArgs = args(raw)?;
-            Ok(objects.delete(routes, bucket, &a.key).await.map_err(e)?.to_string())
+            Ok(objects.delete(bucket, &a.key).await.map_err(e)?.to_string())
         }
         "list" => {
             let a: ListArgs = args(raw)?;
@@ -118,13 +113,12 @@ async fn bucket_call(
 
 /// A table binding's method, run on the node.
 async fn table_call(
-    objects: &Objects,
-    routes: Arc<Triggers>,
+    objects: &dyn Storage,
     table: &str,
     method: &str,
     raw: &str,
 ) -> Result<String, String> {
-    let e = |e: crate::backend::local::store::StoreError| e.to_string();
+    let e = |e: StoreError| e.to_string();
     match method {
         "get" => {
             let a: KeyArgs = args(raw)?;
@@ -134,18 +128,15 @@ async fn table_call(
             let a: KeyArgs = args(raw)?;
             key_ok(&a.key)?;
             let value = a.value.ok_or("put needs a value")?;
-            if value.len() > crate::backend::objects::MAX_RECORD_BYTES {
-                return Err(format!(
-                    "a record is at most {} bytes of JSON",
-                    crate::backend::objects::MAX_RECORD_BYTES
-                ));
+            if value.len() > MAX_RECORD_BYTES {
+                return Err(format!("a record is at most {} bytes of JSON", MAX_RECORD_BYTES));
             }
-            objects.put_record(routes, table, &a.key, value).await.map_err(e)?;
+            objects.put_record(table, &a.key, value).await.map_err(e)?;
             Ok("true".into())
         }
         "delete" => {
             let a: KeyArgs = args(raw)?;
-            Ok(objects.delete_record(routes, table, &a.key).await.map_err(e)?.to_string())
+            Ok(objects.delete_record(table, &a.key).await.map_err(e)?.to_string())
         }
         "list" => {
             let a: ListArgs = args(raw)?;
@@ -182,19 +173,19 @@ impl Bindings for NodeBindings {
         let queue = match (self.bindings.get(binding), method) {
             (Some(Binding::Queue(queue)), "send") => queue.clone(),
             (Some(Binding::Bucket(bucket)), _) => {
-                let (objects, routes) = (self.objects.clone(), self.routes.clone());
+                let storage = self.storage.clone();
                 let (bucket, method) = (bucket.clone(), method.to_string());
                 let work = self.runtime.spawn(async move {
-                    bucket_call(&objects, routes, &bucket, &method, &args, data).await
+                    bucket_call(&*storage, &bucket, &method, &args, data).await
                 });
                 return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
             }
             (Some(Binding::Table(table)), _) => {
-                let (objects, routes) = (self.objects.clone(), self.routes.clone());
+                let storage = self.storage.clone();
                 let (table, method) = (table.clone(), method.to_string());
-                let work = self.runtime.spawn(async move {
-                    table_call(&objects, routes, &table, &method, &args).await
-                });
+                let work = self
+                    .runtime
+                    .spawn(async move { table_call(&*storage, &table, &method, &args).await });
                 return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
             }
             _ => {
@@ -203,7 +194,6 @@ impl Bindings for NodeBindings {
             }
         };
         let queues = self.queues.clone();
-        let link = self.routes.cluster_link().cloned();
         let work = self.runtime.spawn(async move {
             let args: SendArgs = serde_json::from_str(&args).map_err(|e| e.to_string())?;
             if args.sizes.iter().sum::<usize>() != data.len() {
@@ -218,34 +208,10 @@ impl Bindings for NodeBindings {
                 messages.push(data[at..at + n].to_vec());
                 at += n;
             }
-            let ids = send(queues, link, queue, Encoding::V8, messages).await?;
+            let ids =
+                queues.send(&queue, Encoding::V8, messages).await.map_err(|e| e.to_string())?;
             Ok(serde_json::json!({ "ids": ids }).to_string())
         });
         Box::pin(async move { work.await.map_err(|e| e.to_string())? })
-    }
-}
-
-/// Sends messages to a queue: the cluster's when the node is in one, else this node's store
-/// (off the async threads, as it syncs to disk).
-pub(crate) async fn send(
-    queues: Arc<Queues>,
-    link: Option<Arc<crate::backend::nats::DeployLink>>,
-    queue: String,
-    encoding: Encoding,
-    messages: Vec<Vec<u8>>,
-) -> Result<Vec<u64>, String> {
-    match link {
-        Some(link) => {
-            let refs: Vec<(Encoding, &[u8])> =
-                messages.iter().map(|m| (encoding, m.as_slice())).collect();
-            link.send(&queue, &refs).await
-        }
-        None => tokio::task::spawn_blocking(move || {
-            let refs: Vec<(Encoding, &[u8])> =
-                messages.iter().map(|m| (encoding, m.as_slice())).collect();
-            queues.send(&queue, &refs).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?,
     }
 }

@@ -1,7 +1,6 @@
 //! What makes a cold start cheap: decoded bundles in memory (backed by their artifacts under
 //! `data_dir/bundles`) and V8 code caches (in memory and under `data_dir/code-cache`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,6 +9,8 @@ use bundler::{Bundle, BundleError};
 use js_runtime::CodeCache;
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+
+use crate::backend::local::write_atomically;
 
 /// Why a bundle could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -215,28 +216,4 @@ impl CodeCache for CodeCacheStore {
 
 fn deno_core_v8_version() -> &'static str {
     js_runtime::v8_version()
-}
-
-/// Writes `path` through a temporary file and a rename, so it is whole or absent; with `sync`
-/// the data and the directory entry reach the disk before this returns.
-pub(crate) fn write_atomically(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
-        if sync {
-            file.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if sync {
-            if let Some(dir) = path.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

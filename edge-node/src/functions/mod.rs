@@ -14,15 +14,13 @@ use std::time::{Duration, Instant, SystemTime};
 use bundler::Bundle;
 use config::{over_max, Limits, LimitsConfig};
 
-use crate::backend::local::queues::Queues;
-use crate::backend::objects::Objects;
+use crate::backend::{Queueing, Storage, Subscriber};
 use crate::functions::bindings::NodeBindings;
 use crate::functions::caches::{Bundles, CodeCacheStore};
 use crate::functions::pool::{Isolates, PoolSettings, Refusal};
 use crate::observe::logs::FunctionSink;
 use crate::observe::logstore::{LogStore, Record};
 use crate::observe::telemetry::{FunctionMeters, InvocationStats, Telemetry};
-use crate::triggers::Triggers;
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,
@@ -144,10 +142,9 @@ pub struct Shared {
     pub code_cache: Arc<CodeCacheStore>,
     pub telemetry: Arc<Telemetry>,
     pub logs: Arc<LogStore>,
-    pub queues: Arc<Queues>,
-    pub objects: Arc<Objects>,
-    /// The node's trigger tasks, and where storage and record events go.
-    pub triggers: Arc<Triggers>,
+    /// The node's buckets and tables, and its queues (the backend's).
+    pub storage: Arc<dyn Storage>,
+    pub queues: Arc<dyn Queueing>,
     /// The node's async runtime, where bindings do their work (not the isolate's thread).
     pub runtime: tokio::runtime::Handle,
     /// The node's region (`[node] region`).
@@ -205,6 +202,11 @@ impl Function {
     pub fn serves_here(&self) -> bool {
         let regions = &self.config.regions;
         regions.is_empty() || regions.iter().any(|r| **r == *self.shared.region)
+    }
+
+    /// The function as its trigger consumers see it.
+    pub fn subscriber(&self) -> Subscriber<'_> {
+        Subscriber { name: &self.config.name, triggers: &self.config.triggers, since: self.started }
     }
 
     /// Whether the function could start.
@@ -436,8 +438,7 @@ impl Function {
             Arc::new(NodeBindings {
                 bindings: self.config.bindings.clone(),
                 queues: shared.queues.clone(),
-                objects: shared.objects.clone(),
-                routes: shared.triggers.clone(),
+                storage: shared.storage.clone(),
                 runtime: shared.runtime.clone(),
             }) as Arc<dyn Bindings>
         });

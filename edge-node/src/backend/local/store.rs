@@ -104,6 +104,7 @@ pub struct Deployed {
 }
 
 /// The redb database of a node.
+#[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<Database>,
 }
@@ -125,6 +126,36 @@ fn prune_versions(
         versions.remove((name, *n))?;
     }
     Ok(pruned)
+}
+
+/// The function `name` and the version a rollback to `to` (`None`: the one before the active
+/// one) makes active.
+fn rollback_target(
+    functions: &impl ReadableTable<&'static str, &'static [u8]>,
+    versions: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    name: &str,
+    to: Option<u64>,
+) -> Result<(FunctionRecord, VersionRecord), StoreError> {
+    let record: FunctionRecord = match functions.get(name)? {
+        Some(v) => decode(v.value(), name)?,
+        None => return Err(StoreError::NoFunction(name.to_string())),
+    };
+    let target = match to {
+        Some(n) => n,
+        None => match versions.range((name, 0)..(name, record.active))?.next_back() {
+            Some(entry) => entry?.0.value().1,
+            None => {
+                return Err(StoreError::NoVersion {
+                    name: name.to_string(),
+                    version: record.active.saturating_sub(1),
+                })
+            }
+        },
+    };
+    match versions.get((name, target))? {
+        Some(v) => Ok((record, decode(v.value(), name)?)),
+        None => Err(StoreError::NoVersion { name: name.to_string(), version: target }),
+    }
 }
 
 fn now() -> String {
@@ -241,38 +272,25 @@ impl Store {
         let version = {
             let mut functions = tx.open_table(FUNCTIONS)?;
             let versions = tx.open_table(VERSIONS)?;
-            let mut record: FunctionRecord = match functions.get(name)? {
-                Some(v) => decode(v.value(), name)?,
-                None => return Err(StoreError::NoFunction(name.to_string())),
-            };
-            let target = match to {
-                Some(n) => n,
-                None => {
-                    let older = versions.range((name, 0)..(name, record.active))?.next_back();
-                    match older {
-                        Some(entry) => entry?.0.value().1,
-                        None => {
-                            return Err(StoreError::NoVersion {
-                                name: name.to_string(),
-                                version: record.active.saturating_sub(1),
-                            })
-                        }
-                    }
-                }
-            };
-            let version: VersionRecord = match versions.get((name, target))? {
-                Some(v) => decode(v.value(), name)?,
-                None => {
-                    return Err(StoreError::NoVersion { name: name.to_string(), version: target })
-                }
-            };
-            record.active = target;
+            let (mut record, version) = rollback_target(&functions, &versions, name, to)?;
+            record.active = version.version;
             record.updated_at = now();
             functions.insert(name, encode(&record).as_slice())?;
             version
         };
         tx.commit()?;
         Ok(version)
+    }
+
+    /// The version a rollback of `name` to `to` would make active, changing nothing.
+    pub fn rollback_target(
+        &self,
+        name: &str,
+        to: Option<u64>,
+    ) -> Result<VersionRecord, StoreError> {
+        let tx = self.db.begin_read()?;
+        let (functions, versions) = (tx.open_table(FUNCTIONS)?, tx.open_table(VERSIONS)?);
+        Ok(rollback_target(&functions, &versions, name, to)?.1)
     }
 
     /// Deletes a function with its versions and secrets. Returns whether it existed.

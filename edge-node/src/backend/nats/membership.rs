@@ -3,41 +3,17 @@
 //! `node_ttl` after the last one. The node connects in the background and retries, so it
 //! starts and serves whether or not NATS is up.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use config::ClusterConfig;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+use crate::backend::{Membership, NodeInfo, Report, StoreError};
 
 /// The KV bucket of the cluster's nodes.
 pub const NODES_BUCKET: &str = "isola-nodes";
-
-/// One node as the cluster lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub id: String,
-    pub region: String,
-    /// Plaintext HTTP addresses.
-    pub http: Vec<String>,
-    /// TLS addresses.
-    pub https: Vec<String>,
-    /// Admin API addresses.
-    pub admin: Vec<String>,
-    pub version: String,
-    /// When the node started, ms since the epoch.
-    pub started_ms: u64,
-    /// When this entry was written, ms since the epoch.
-    pub seen_ms: u64,
-    /// Functions served and isolates alive at the last heartbeat.
-    pub functions: usize,
-    pub isolates: usize,
-}
-
-/// What the heartbeat reports about the node now.
-pub type Report = Arc<dyn Fn() -> NodeInfo + Send + Sync>;
 
 /// A node's membership: the heartbeat task and the bucket once connected.
 pub struct Cluster {
@@ -145,21 +121,21 @@ async fn heartbeat(
     }
 }
 
-/// This node in the cluster (or alone): what it reports, and its membership when clustered.
-pub struct Membership {
-    pub report: Report,
-    pub cluster: Option<Cluster>,
+/// This node's membership of the cluster, once it has joined.
+pub(super) struct NatsMembership {
+    pub config: ClusterConfig,
+    pub cluster: std::sync::OnceLock<Cluster>,
 }
 
-impl Membership {
-    /// `{"mode": "cluster" | "standalone", "nodes": [...]}`.
-    pub async fn status(&self) -> Result<serde_json::Value, String> {
-        match &self.cluster {
-            Some(cluster) => {
-                let nodes = cluster.nodes().await?;
-                Ok(serde_json::json!({ "mode": "cluster", "nodes": nodes }))
-            }
-            None => Ok(serde_json::json!({ "mode": "standalone", "nodes": [(self.report)()] })),
-        }
+#[async_trait::async_trait]
+impl Membership for NatsMembership {
+    fn join(&self, report: Report) {
+        let _ = self.cluster.set(Cluster::join(&self.config, report));
+    }
+
+    async fn status(&self) -> Result<serde_json::Value, StoreError> {
+        let cluster = self.cluster.get().ok_or(StoreError::Cluster("not joined yet".into()))?;
+        let nodes = cluster.nodes().await.map_err(StoreError::Cluster)?;
+        Ok(serde_json::json!({ "mode": "cluster", "nodes": nodes }))
     }
 }

@@ -10,10 +10,12 @@
 //! (the event) and then deletes the key. The buckets keep the last 64 entries of each key,
 //! so events of a key changed 64 times before a consumer caught up are lost but the latest.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{kv, object_store};
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -21,10 +23,10 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use crate::backend::local::queues::now_ms;
-use crate::backend::local::store::StoreError;
-use crate::backend::nats::{open_kv, open_object_store, DeployLink};
-use crate::backend::objects::{ObjectMeta, Page, PageBuilder};
+use super::{open_kv, open_object_store, Link};
+use crate::backend::now_ms;
+use crate::backend::{ObjectMeta, Page, PageBuilder};
+use crate::backend::{Storage, StoreError};
 
 pub const OBJECTS_BUCKET: &str = "isola-objects";
 pub const RECORDS_BUCKET: &str = "isola-records";
@@ -140,7 +142,7 @@ pub fn change_event(log: ChangeLog, message: &async_nats::jetstream::Message) ->
     }
 }
 
-impl DeployLink {
+impl Link {
     /// Writes `value` at `key` unless it changed since `entry` was read (then `Ok(false)`).
     async fn write(
         store: &kv::Store,
@@ -416,6 +418,66 @@ impl DeployLink {
             )
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The cluster's buckets and tables.
+pub(super) struct NatsStorage(pub Arc<Link>);
+
+#[async_trait]
+impl Storage for NatsStorage {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Bytes,
+        content_type: &str,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.0.object_put(bucket, key, data, content_type).await
+    }
+
+    async fn get(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(ObjectMeta, Bytes)>, StoreError> {
+        self.0.object_get(bucket, key).await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<bool, StoreError> {
+        self.0.object_delete(bucket, key).await
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ObjectMeta>, StoreError> {
+        self.0.object_list(bucket, prefix, limit, cursor).await
+    }
+
+    async fn get_record(&self, table: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.0.record_get(table, key).await
+    }
+
+    async fn put_record(&self, table: &str, key: &str, json: String) -> Result<(), StoreError> {
+        self.0.record_put(table, key, &json).await
+    }
+
+    async fn delete_record(&self, table: &str, key: &str) -> Result<bool, StoreError> {
+        self.0.record_delete(table, key).await
+    }
+
+    async fn list_records(
+        &self,
+        table: &str,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<(String, String)>, StoreError> {
+        self.0.record_list(table, prefix, limit, cursor).await
     }
 }
 

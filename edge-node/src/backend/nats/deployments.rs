@@ -1,0 +1,271 @@
+//! Deployments shared by a cluster: the active version of every function in the JetStream KV
+//! bucket `isola-deployments` (`{latest, active}` per function, written with compare-and-set so
+//! version numbers never repeat), bundles in the Object Store `isola-bundles` by content hash,
+//! secrets in `isola-secrets`. Every node watches the buckets from their last values on, so a
+//! node that was down catches up when it starts, and fetches each bundle once (then it is in
+//! its own bundle store). A change is shared first and written to this node's store after, so
+//! nothing is acknowledged that the cluster does not have.
+
+use std::sync::Arc;
+
+use async_nats::jetstream::kv;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::{Link, DEPLOYMENTS_BUCKET, SECRETS_BUCKET};
+use crate::backend::{
+    AbortOnDrop, Change, Claims, Deployed, Deployments, NewVersion, Store, StoreError,
+    VersionRecord,
+};
+
+/// A function's entry in the deployments bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeploymentEntry {
+    /// The highest version number given out.
+    pub latest: u64,
+    /// The version every node serves.
+    pub active: VersionRecord,
+}
+
+impl Link {
+    /// Publishes a new version of `name` (its number is chosen here) with its bundle; answers
+    /// the version as every node will serve it.
+    pub async fn publish(
+        &self,
+        name: &str,
+        mut record: VersionRecord,
+        bundle: &[u8],
+    ) -> Result<VersionRecord, String> {
+        let stores = self.ready().await?;
+        if stores.bundles.info(&record.bundle).await.is_err() {
+            let mut data = bundle;
+            stores
+                .bundles
+                .put(record.bundle.as_str(), &mut data)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        loop {
+            let current = stores.deployments.entry(name).await.map_err(|e| e.to_string())?;
+            let live = current.as_ref().filter(|e| e.operation == kv::Operation::Put);
+            let latest = live
+                .and_then(|e| serde_json::from_slice::<DeploymentEntry>(&e.value).ok())
+                .map_or(0, |s| s.latest);
+            record.version = latest + 1;
+            let value = serde_json::to_vec(&DeploymentEntry {
+                latest: record.version,
+                active: record.clone(),
+            })
+            .expect("deployments serialise");
+            let written = match &current {
+                None => stores
+                    .deployments
+                    .create(name, value.into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                Some(entry) => stores
+                    .deployments
+                    .update(name, value.into(), entry.revision)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            match written {
+                Ok(()) => return Ok(record),
+                // Another node deployed meanwhile: number again.
+                Err(e) if e.contains("wrong last sequence") || e.contains("key exists") => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Makes a kept version the active one everywhere.
+    pub async fn activate(&self, name: &str, record: &VersionRecord) -> Result<(), String> {
+        let stores = self.ready().await?;
+        loop {
+            let current = stores.deployments.entry(name).await.map_err(|e| e.to_string())?;
+            let Some(entry) = current.filter(|e| e.operation == kv::Operation::Put) else {
+                return Err(format!("function `{name}` is not deployed in the cluster"));
+            };
+            let latest = serde_json::from_slice::<DeploymentEntry>(&entry.value)
+                .map_or(record.version, |s| s.latest);
+            let value = serde_json::to_vec(&DeploymentEntry { latest, active: record.clone() })
+                .expect("serialises");
+            match stores.deployments.update(name, value.into(), entry.revision).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.to_string().contains("wrong last sequence") => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Removes a function everywhere.
+    pub async fn retract(&self, name: &str) -> Result<(), String> {
+        self.ready().await?.deployments.delete(name).await.map_err(|e| e.to_string())
+    }
+
+    /// Sets (`Some`) or removes (`None`) a secret everywhere.
+    pub async fn secret(&self, name: &str, key: &str, value: Option<&str>) -> Result<(), String> {
+        let stores = self.ready().await?;
+        let entry = format!("{name}.{key}");
+        match value {
+            Some(value) => stores
+                .secrets
+                .put(entry, value.to_string().into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => stores.secrets.delete(entry).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A bundle's artifact from the cluster.
+    pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
+        let mut object = self.ready().await?.bundles.get(hash).await.map_err(|e| e.to_string())?;
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+        Ok(bytes)
+    }
+
+    /// Claims one run of a schedule for this node: `true` if no other node claimed it first.
+    pub async fn claim(&self, key: &str, node: &str) -> Result<bool, String> {
+        let stores = self.stores()?;
+        match stores.cron.create(key, node.to_string().into()).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), kv::CreateErrorKind::AlreadyExists) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Sends the cluster's deployments to `changes`, from their current values on.
+    pub fn follow_deployments(
+        self: &Arc<Self>,
+        changes: mpsc::Sender<Change>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.follow_bucket(
+            DEPLOYMENTS_BUCKET,
+            |s| &s.deployments,
+            move |_, entry| {
+                let changes = changes.clone();
+                async move {
+                    let active = match entry.operation {
+                        kv::Operation::Put => {
+                            serde_json::from_slice::<DeploymentEntry>(&entry.value)
+                                .ok()
+                                .map(|e| (e.active, e.latest))
+                        }
+                        _ => None,
+                    };
+                    let _ = changes.send(Change::Deployment { name: entry.key, active }).await;
+                }
+            },
+        )
+    }
+
+    /// Sends the cluster's secrets to `changes`, from their current values on.
+    pub fn follow_secrets(
+        self: &Arc<Self>,
+        changes: mpsc::Sender<Change>,
+    ) -> tokio::task::JoinHandle<()> {
+        self.follow_bucket(
+            SECRETS_BUCKET,
+            |s| &s.secrets,
+            move |_, entry| {
+                let changes = changes.clone();
+                async move {
+                    let Some((name, key)) = entry.key.split_once('.') else { return };
+                    let value = match entry.operation {
+                        kv::Operation::Put => {
+                            Some(String::from_utf8_lossy(&entry.value).into_owned())
+                        }
+                        _ => None,
+                    };
+                    let (name, key) = (name.to_string(), key.to_string());
+                    let _ = changes.send(Change::Secret { name, key, value }).await;
+                }
+            },
+        )
+    }
+}
+
+fn unavailable(e: String) -> StoreError {
+    StoreError::Cluster(e)
+}
+
+/// Deployments and secrets shared through the cluster first, then kept in this node's store.
+pub(super) struct NatsDeployments {
+    pub link: Arc<Link>,
+    pub store: Store,
+    /// The watches feeding the change stream (stopped with the backend).
+    pub _follow: Vec<AbortOnDrop>,
+}
+
+#[async_trait]
+impl Deployments for NatsDeployments {
+    async fn deploy(
+        &self,
+        name: &str,
+        new: NewVersion,
+        bundle: &[u8],
+        keep: usize,
+    ) -> Result<Deployed, StoreError> {
+        let record = VersionRecord {
+            version: 0,
+            bundle: new.bundle,
+            entry: new.entry,
+            modules: new.modules,
+            size: new.size,
+            config: new.config,
+            deployed_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            deployed_by: new.deployed_by,
+        };
+        // Published first: nothing is acknowledged that the cluster does not have.
+        let record = self.link.publish(name, record, bundle).await.map_err(unavailable)?;
+        self.store.apply(name, &record, record.version, keep)?;
+        Ok(Deployed { version: record, pruned: Vec::new() })
+    }
+
+    async fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, StoreError> {
+        let target = self.store.rollback_target(name, to)?;
+        self.link.activate(name, &target).await.map_err(unavailable)?;
+        self.store.rollback(name, to)
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        if self.store.function(name)?.is_some() {
+            self.link.retract(name).await.map_err(unavailable)?;
+        }
+        self.store.delete(name)
+    }
+
+    async fn set_secret(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        self.link.secret(name, key, Some(value)).await.map_err(unavailable)?;
+        self.store.set_secret(name, key, value)
+    }
+
+    async fn unset_secret(&self, name: &str, key: &str) -> Result<bool, StoreError> {
+        self.link.secret(name, key, None).await.map_err(unavailable)?;
+        self.store.unset_secret(name, key)
+    }
+
+    async fn fetch_bundle(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
+        self.link.fetch(hash).await.map_err(unavailable)
+    }
+}
+
+/// Cron runs claimed in the KV bucket `isola-cron`: the first node to create a run's key
+/// fires it.
+pub(super) struct NatsClaims {
+    pub link: Arc<Link>,
+    pub node: String,
+}
+
+#[async_trait]
+impl Claims for NatsClaims {
+    async fn claim(&self, key: &str) -> Result<bool, StoreError> {
+        self.link.claim(key, &self.node).await.map_err(unavailable)
+    }
+}
