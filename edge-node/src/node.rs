@@ -224,13 +224,14 @@ impl Node {
             if admin.token.is_none() && !config.admin.listen.is_empty() {
                 tracing::warn!(token_env = %config.admin.token_env, "no admin token set: the admin API refuses every request");
             }
+            let router = admin::router(admin);
             let bound = admin::bind(&config.admin.listen)
                 .await
                 .map_err(|(addr, source)| NodeError::Bind { addr, source })?;
             for (addr, listener) in bound {
                 tracing::info!(%addr, "listening for the admin API");
                 admin_addrs.push(addr);
-                accepting.spawn(admin::serve(admin.clone(), listener, listeners.stop.clone()));
+                accepting.spawn(admin::serve(router.clone(), listener, listeners.stop.clone()));
             }
         }
         let report = node_report(&config, &http_addrs, &https_addrs, &admin_addrs, &listeners.app);

@@ -1,32 +1,35 @@
-//! The admin API: HTTP/JSON on the admin listener (loopback by default), every `/v1` route
-//! behind a bearer token compared in constant time. Routes are in docs/api.md.
+//! The admin API: HTTP/JSON on the admin listener (loopback by default), an axum router;
+//! every `/v1` route behind a bearer token compared in constant time. Routes are in
+//! docs/api.md.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::Frame;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
-use crate::backend::local::queues::Encoding;
+use crate::backend::{Encoding, MAX_OBJECT_BYTES, MAX_RECORD_BYTES};
 use crate::control::{AdminError, Control, ManualInvoke};
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).boxed()
-}
+use crate::observe::logstore::{millis, Query as LogQuery, Record};
 
 /// The dashboard: one static page reading the JSON and event-stream endpoints.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -37,12 +40,53 @@ pub struct Admin {
     /// The bearer token; `None` refuses every `/v1` request.
     pub token: Option<String>,
     pub max_bundle_size: u64,
-    /// Set once every listener is bound.
     pub membership: Arc<dyn crate::backend::Membership>,
 }
 
+type Shared = State<Arc<Admin>>;
+
+/// Every route of the admin API.
+pub fn router(admin: Arc<Admin>) -> Router {
+    let v1 = Router::new()
+        .route("/functions", get(list_functions))
+        .route("/functions/{name}", get(show_function).put(deploy).delete(delete_function))
+        .route("/functions/{name}/rollback", post(rollback))
+        .route("/functions/{name}/invoke", post(invoke))
+        .route("/functions/{name}/cron", get(cron_runs))
+        .route("/functions/{name}/logs", get(logs))
+        .route("/functions/{name}/secrets", get(secret_names))
+        .route("/functions/{name}/secrets/{key}", put(set_secret).delete(unset_secret))
+        .route("/stats", get(stats))
+        .route("/cluster", get(cluster))
+        .route("/queues", get(queues))
+        .route("/queues/{queue}", get(queue))
+        .route("/queues/{queue}/messages", post(send))
+        .route("/buckets/{bucket}/objects", get(list_objects))
+        .route(
+            "/buckets/{bucket}/objects/{*key}",
+            put(put_object).get(get_object).delete(delete_object),
+        )
+        .route("/tables/{table}/records", get(list_records))
+        .route(
+            "/tables/{table}/records/{*key}",
+            put(put_record).get(get_record).delete(delete_record),
+        )
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .layer(middleware::from_fn_with_state(admin.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { json(StatusCode::OK, &"ok") }))
+        .route("/readyz", get(|| async { json(StatusCode::OK, &"ready") }))
+        .route("/metrics", get(metrics))
+        .route("/", get(|| async { text("text/html; charset=utf-8", DASHBOARD) }))
+        .nest("/v1", v1)
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .with_state(admin)
+}
+
 /// Accepts admin connections on `listener` until `stop` is cancelled.
-pub async fn serve(admin: Arc<Admin>, listener: TcpListener, stop: CancellationToken) {
+pub async fn serve(router: Router, listener: TcpListener, stop: CancellationToken) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);
@@ -58,13 +102,10 @@ pub async fn serve(admin: Arc<Admin>, listener: TcpListener, stop: CancellationT
                 }
             },
         };
-        let admin = admin.clone();
-        let builder = builder.clone();
-        let stop = stop.clone();
+        let (router, builder, stop) = (router.clone(), builder.clone(), stop.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                router.clone().oneshot(req.map(Body::new))
             });
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -88,38 +129,194 @@ pub async fn bind(
     Ok(out)
 }
 
-fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
     let body = serde_json::to_vec_pretty(value).expect("responses serialise");
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(full(body))
-        .expect("a valid response")
+    (status, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn text(content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    Response::builder()
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(full(body))
-        .expect("a valid response")
+fn text(content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    ([(http::header::CONTENT_TYPE, content_type)], body.into()).into_response()
 }
 
-fn error(e: &AdminError) -> Response<Body> {
-    let mut response = json(
-        e.status(),
-        &serde_json::json!({ "error": { "code": e.code(), "message": e.to_string() } }),
-    );
-    if matches!(e, AdminError::Unauthorized) {
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "admin request failed");
+        }
+        let mut response = json(
+            self.status(),
+            &serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } }),
+        );
+        if matches!(self, AdminError::Unauthorized) {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
-            .headers_mut()
-            .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
     }
-    response
+}
+
+type Answer = Result<Response, AdminError>;
+
+async fn no_route(method: Method, uri: Uri) -> AdminError {
+    AdminError::NotFound(format!("no route {method} {}", uri.path()))
+}
+
+/// Lets a `/v1` request through only with the bearer token.
+async fn authorize(State(admin): Shared, req: Request, next: Next) -> Answer {
+    let Some(token) = &admin.token else { return Err(AdminError::Unauthorized) };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Lengths differ → unequal; equal lengths are compared without early exit.
+    if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return Err(AdminError::Unauthorized);
+    }
+    Ok(next.run(req).await)
+}
+
+/// Path parameters, percent-decoded; a malformed one is a 400 like every other.
+struct Params<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Params(value)),
+            Err(e) => Err(AdminError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// The query string's parameters; an unknown or malformed one is a 400.
+struct Asked<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Asked<T> {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Asked(value)),
+            Err(e) => Err(AdminError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// Reads a whole request body of at most `limit` bytes.
+async fn read(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, AdminError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(AdminError::TooLarge(limit));
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(AdminError::TooLarge(limit)),
+        Err(e) => Err(AdminError::BadRequest(format!("the request body was cut off: {e}"))),
+    }
+}
+
+async fn metrics(State(admin): Shared) -> Response {
+    text(
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        admin.control.metrics().await,
+    )
+}
+
+// ---- functions ------------------------------------------------------------------------------
+
+async fn list_functions(State(admin): Shared) -> Answer {
+    Ok(json(StatusCode::OK, &serde_json::json!({ "functions": admin.control.list()? })))
+}
+
+async fn show_function(State(admin): Shared, Params(name): Params<String>) -> Answer {
+    Ok(json(StatusCode::OK, &admin.control.show(&name)?))
+}
+
+async fn deploy(
+    State(admin): Shared,
+    Params(name): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let deployer: String = headers
+        .get("x-isola-deployer")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+        .chars()
+        .take(200)
+        .collect();
+    let bytes = read(&headers, body, admin.max_bundle_size).await?;
+    let version = admin.control.deploy(&name, &bytes, &deployer).await?;
+    Ok(json(StatusCode::CREATED, &version))
+}
+
+async fn delete_function(State(admin): Shared, Params(name): Params<String>) -> Answer {
+    admin.control.delete(&name).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
 }
 
 #[derive(Deserialize)]
 struct RollbackBody {
     version: Option<u64>,
+}
+
+async fn rollback(
+    State(admin): Shared,
+    Params(name): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let bytes = read(&headers, body, 64 * 1024).await?;
+    let body: RollbackBody = if bytes.is_empty() {
+        RollbackBody { version: None }
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AdminError::BadRequest(format!("expected {{\"version\": N}}: {e}")))?
+    };
+    Ok(json(StatusCode::OK, &admin.control.rollback(&name, body.version).await?))
+}
+
+async fn invoke(
+    State(admin): Shared,
+    Params(name): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let bytes = read(&headers, body, 1024 * 1024).await?;
+    let asked: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| AdminError::BadRequest(format!("expected JSON: {e}")))?;
+    let manual = match asked["trigger"].as_str() {
+        Some("cron") => ManualInvoke::Cron,
+        Some("queue") => ManualInvoke::Queue {
+            queue: asked["queue"].as_str().unwrap_or("manual").to_string(),
+            body: asked["body"].clone(),
+        },
+        _ => {
+            return Err(AdminError::BadRequest(
+                "expected {\"trigger\": \"cron\"} or {\"trigger\": \"queue\", \"queue\": ..., \"body\": ...}"
+                    .into(),
+            ))
+        }
+    };
+    Ok(json(StatusCode::OK, &admin.control.invoke(&name, manual).await?))
+}
+
+async fn cron_runs(State(admin): Shared, Params(name): Params<String>) -> Answer {
+    let runs = admin.control.triggers.cron_runs(&name)?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "runs": runs })))
+}
+
+async fn secret_names(State(admin): Shared, Params(name): Params<String>) -> Answer {
+    let secrets = admin.control.secret_names(&name)?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "secrets": secrets })))
 }
 
 #[derive(Deserialize)]
@@ -128,408 +325,285 @@ struct SecretBody {
     value: String,
 }
 
-impl Admin {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        match self.route(req).await {
-            Ok(response) => response,
-            Err(e) => {
-                if e.status().is_server_error() {
-                    tracing::error!(%method, %path, error = %e, "admin request failed");
-                }
-                error(&e)
-            }
-        }
-    }
-
-    fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(token) = &self.token else { return false };
-        let given = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        // Lengths differ → unequal; equal lengths are compared without early exit.
-        given.as_bytes().ct_eq(token.as_bytes()).into()
-    }
-
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<Body>, AdminError> {
-        let path = req.uri().path().to_string();
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let method = req.method().clone();
-        match (method.clone(), segments.as_slice()) {
-            (Method::GET, ["healthz"]) => return Ok(json(StatusCode::OK, &"ok")),
-            (Method::GET, ["readyz"]) => return Ok(json(StatusCode::OK, &"ready")),
-            (Method::GET, ["metrics"]) => {
-                return Ok(text(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    self.control.metrics().await,
-                ))
-            }
-            (Method::GET, [""]) => return Ok(text("text/html; charset=utf-8", DASHBOARD)),
-            _ => {}
-        }
-        if segments.first() != Some(&"v1") {
-            return Err(AdminError::NotFound(format!("no route {path}")));
-        }
-        if !self.authorized(&req) {
-            return Err(AdminError::Unauthorized);
-        }
-        if matches!(segments.get(1), Some(&"buckets") | Some(&"tables")) {
-            let found = self.objects_route(&method, &segments[1..], req).await?;
-            return found.ok_or_else(|| AdminError::NotFound(format!("no route {method} {path}")));
-        }
-        self.route_v1(req, method, &path).await
-    }
-
-    /// The buckets and tables routes; `None` when none matches.
-    async fn objects_route(
-        &self,
-        method: &Method,
-        segments: &[&str],
-        req: Request<Incoming>,
-    ) -> Result<Option<Response<Body>>, AdminError> {
-        let control = self.control.clone();
-        let decode = |s: &str| {
-            percent_decode(s).ok_or_else(|| {
-                AdminError::BadRequest(format!("`{s}` is not valid percent-encoding"))
-            })
-        };
-        let response = match (method.clone(), segments) {
-            (Method::GET, ["buckets", bucket, "objects"])
-            | (Method::GET, ["tables", bucket, "records"]) => {
-                valid_queue(bucket)?;
-                let params = ListParams::parse(req.uri().query().unwrap_or(""))?;
-                let (bucket, is_bucket) = (bucket.to_string(), segments[0] == "buckets");
-                let objects = control.storage();
-                let (prefix, limit, cursor) =
-                    (&params.prefix, params.limit, params.cursor.as_deref());
-                let page = if is_bucket {
-                    let page = objects.list(&bucket, prefix, limit, cursor).await?;
-                    serde_json::json!({ "objects": page.items, "cursor": page.cursor })
-                } else {
-                    let page = objects.list_records(&bucket, prefix, limit, cursor).await?;
-                    let records: Vec<serde_json::Value> = page.items.iter().map(|(k, v)| {
-                        serde_json::json!({ "key": k, "value": serde_json::from_str::<serde_json::Value>(v).unwrap_or_default() })
-                    }).collect();
-                    serde_json::json!({ "records": records, "cursor": page.cursor })
-                };
-                json(StatusCode::OK, &page)
-            }
-            (m, ["buckets", bucket, "objects", key @ ..]) if !key.is_empty() => {
-                valid_queue(bucket)?;
-                let key = decode(&key.join("/"))?;
-                let bucket = bucket.to_string();
-                match m {
-                    Method::PUT => {
-                        let content_type = req
-                            .headers()
-                            .get(http::header::CONTENT_TYPE)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("application/octet-stream")
-                            .to_string();
-                        let data = self.body(req, crate::backend::MAX_OBJECT_BYTES as u64).await?;
-                        let meta =
-                            control.storage().put(&bucket, &key, data, &content_type).await?;
-                        json(StatusCode::CREATED, &meta)
-                    }
-                    Method::GET => {
-                        let found = control.storage().get(&bucket, &key).await?;
-                        let Some((meta, data)) = found else {
-                            return Err(AdminError::NotFound("no such object".into()));
-                        };
-                        Response::builder()
-                            .header(http::header::CONTENT_TYPE, meta.content_type)
-                            .header(http::header::ETAG, format!("\"{}\"", meta.etag))
-                            .body(full(data))
-                            .expect("a valid response")
-                    }
-                    Method::DELETE => {
-                        let deleted = control.storage().delete(&bucket, &key).await?;
-                        if !deleted {
-                            return Err(AdminError::NotFound("no such object".into()));
-                        }
-                        json(StatusCode::OK, &serde_json::json!({ "deleted": true }))
-                    }
-                    _ => return Ok(None),
-                }
-            }
-            (m, ["tables", table, "records", key @ ..]) if !key.is_empty() => {
-                valid_queue(table)?;
-                let key = decode(&key.join("/"))?;
-                let table = table.to_string();
-                match m {
-                    Method::PUT => {
-                        let data = self.body(req, crate::backend::MAX_RECORD_BYTES as u64).await?;
-                        let value: serde_json::Value =
-                            serde_json::from_slice(&data).map_err(|e| {
-                                AdminError::BadRequest(format!("a record is JSON: {e}"))
-                            })?;
-                        control.storage().put_record(&table, &key, value.to_string()).await?;
-                        json(StatusCode::OK, &serde_json::json!({ "written": true }))
-                    }
-                    Method::GET => {
-                        let found = control.storage().get_record(&table, &key).await?;
-                        let Some(text) = found else {
-                            return Err(AdminError::NotFound("no such record".into()));
-                        };
-                        text_json(text)
-                    }
-                    Method::DELETE => {
-                        let deleted = control.storage().delete_record(&table, &key).await?;
-                        if !deleted {
-                            return Err(AdminError::NotFound("no such record".into()));
-                        }
-                        json(StatusCode::OK, &serde_json::json!({ "deleted": true }))
-                    }
-                    _ => return Ok(None),
-                }
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(response))
-    }
-
-    async fn route_v1(
-        &self,
-        req: Request<Incoming>,
-        method: Method,
-        path: &str,
-    ) -> Result<Response<Body>, AdminError> {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let control = &self.control;
-        match (method, &segments[1..]) {
-            (Method::GET, ["functions"]) => {
-                Ok(json(StatusCode::OK, &serde_json::json!({ "functions": control.list()? })))
-            }
-            (Method::GET, ["functions", name]) => Ok(json(StatusCode::OK, &control.show(name)?)),
-            (Method::PUT, ["functions", name]) => {
-                let deployer = req
-                    .headers()
-                    .get("x-isola-deployer")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("unknown")
-                    .chars()
-                    .take(200)
-                    .collect::<String>();
-                let name = name.to_string();
-                let bytes = self.body(req, self.max_bundle_size).await?;
-                let version = control.deploy(&name, &bytes, &deployer).await?;
-                Ok(json(StatusCode::CREATED, &version))
-            }
-            (Method::DELETE, ["functions", name]) => {
-                control.delete(name).await?;
-                Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
-            }
-            (Method::POST, ["functions", name, "rollback"]) => {
-                let name = name.to_string();
-                let bytes = self.body(req, 64 * 1024).await?;
-                let body: RollbackBody = if bytes.is_empty() {
-                    RollbackBody { version: None }
-                } else {
-                    serde_json::from_slice(&bytes).map_err(|e| {
-                        AdminError::BadRequest(format!("expected {{\"version\": N}}: {e}"))
-                    })?
-                };
-                Ok(json(StatusCode::OK, &control.rollback(&name, body.version).await?))
-            }
-            (Method::GET, ["stats"]) => Ok(json(StatusCode::OK, &control.stats())),
-            (Method::GET, ["cluster"]) => {
-                let status = self
-                    .membership
-                    .status()
-                    .await
-                    .map_err(|e| AdminError::Internal(format!("cluster: {e}")))?;
-                Ok(json(StatusCode::OK, &status))
-            }
-            (Method::GET, ["queues"]) => {
-                let out: Vec<serde_json::Value> = control
-                    .queue_stats()
-                    .await?
-                    .into_iter()
-                    .map(|(name, stats)| serde_json::json!({ "queue": name, "stats": stats }))
-                    .collect();
-                Ok(json(StatusCode::OK, &serde_json::json!({ "queues": out })))
-            }
-            (Method::GET, ["queues", queue]) => {
-                valid_queue(queue)?;
-                let stats = control.queue_stats().await?.remove(*queue).unwrap_or_default();
-                Ok(json(StatusCode::OK, &stats))
-            }
-            (Method::POST, ["queues", queue, "messages"]) => {
-                let queue = queue.to_string();
-                valid_queue(&queue)?;
-                let bytes = self.body(req, 16 * 1024 * 1024).await?;
-                let bodies = message_bodies(&bytes)?;
-                let messages = bodies.into_iter().map(String::into_bytes).collect();
-                let ids = control.queues().send(&queue, Encoding::Json, messages).await?;
-                Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
-            }
-            (Method::POST, ["functions", name, "invoke"]) => {
-                let name = name.to_string();
-                let bytes = self.body(req, 1024 * 1024).await?;
-                let asked: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| AdminError::BadRequest(format!("expected JSON: {e}")))?;
-                let manual = match asked["trigger"].as_str() {
-                    Some("cron") => ManualInvoke::Cron,
-                    Some("queue") => ManualInvoke::Queue {
-                        queue: asked["queue"].as_str().unwrap_or("manual").to_string(),
-                        body: asked["body"].clone(),
-                    },
-                    _ => {
-                        return Err(AdminError::BadRequest(
-                            "expected {\"trigger\": \"cron\"} or {\"trigger\": \"queue\", \"queue\": ..., \"body\": ...}".into(),
-                        ))
-                    }
-                };
-                Ok(json(StatusCode::OK, &control.invoke(&name, manual).await?))
-            }
-            (Method::GET, ["functions", name, "cron"]) => Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "runs": control.triggers.cron_runs(name)? }),
-            )),
-            (Method::GET, ["functions", name, "logs"]) => {
-                let params = LogParams::parse(req.uri().query().unwrap_or(""))?;
-                self.logs(name, params)
-            }
-            (Method::GET, ["functions", name, "secrets"]) => Ok(json(
-                StatusCode::OK,
-                &serde_json::json!({ "secrets": control.secret_names(name)? }),
-            )),
-            (Method::PUT, ["functions", name, "secrets", key]) => {
-                let (name, key) = (name.to_string(), key.to_string());
-                let bytes = self.body(req, 64 * 1024).await?;
-                // The value is never echoed, not even in a parse error.
-                let body: SecretBody = serde_json::from_slice(&bytes).map_err(|_| {
-                    AdminError::BadRequest("expected a JSON body {\"value\": \"...\"}".into())
-                })?;
-                control.set_secret(&name, &key, &body.value).await?;
-                Ok(json(StatusCode::OK, &serde_json::json!({ "set": key })))
-            }
-            (Method::DELETE, ["functions", name, "secrets", key]) => {
-                control.unset_secret(name, key).await?;
-                Ok(json(StatusCode::OK, &serde_json::json!({ "unset": key })))
-            }
-            _ => Err(AdminError::NotFound(format!("no route {} {path}", req.method()))),
-        }
-    }
-
-    /// A function's log: stored records, or with `follow` an event stream of new ones (after
-    /// the stored ones `since` asks for).
-    fn logs(&self, name: &str, params: LogParams) -> Result<Response<Body>, AdminError> {
-        let store = self.control.logs();
-        if !params.follow {
-            let records = store
-                .query(name, &params.query)
-                .map_err(|e| AdminError::Internal(format!("reading the log: {e}")))?;
-            return Ok(json(StatusCode::OK, &serde_json::json!({ "records": records })));
-        }
-        let live = store.subscribe();
-        let backlog = match params.query.since {
-            Some(_) => store
-                .query(name, &params.query)
-                .map_err(|e| AdminError::Internal(format!("reading the log: {e}")))?,
-            None => Vec::new(),
-        };
-        let mut first = String::from(": following\n\n");
-        for record in backlog {
-            first.push_str(&event(&record));
-        }
-        let name = name.to_string();
-        let stream = futures::stream::unfold(
-            (Some(first), live, name),
-            |(first, mut live, name)| async move {
-                if let Some(first) = first {
-                    return Some((Ok(Frame::data(Bytes::from(first))), (None, live, name)));
-                }
-                loop {
-                    use tokio::sync::broadcast::error::RecvError;
-                    let frame = match tokio::time::timeout(Duration::from_secs(15), live.recv())
-                        .await
-                    {
-                        Err(_) => ": keep-alive\n\n".to_string(),
-                        Ok(Ok(record)) if *record.function == *name => event(&record),
-                        Ok(Ok(_)) => continue,
-                        Ok(Err(RecvError::Lagged(n))) => format!("event: lagged\ndata: {n}\n\n"),
-                        Ok(Err(RecvError::Closed)) => return None,
-                    };
-                    return Some((Ok(Frame::data(Bytes::from(frame))), (None, live, name)));
-                }
-            },
-        );
-        Ok(Response::builder()
-            .header(http::header::CONTENT_TYPE, "text/event-stream")
-            .header(http::header::CACHE_CONTROL, "no-store")
-            .body(BoxBody::new(StreamBody::new(stream)))
-            .expect("a valid response"))
-    }
-
-    /// Reads a whole request body of at most `limit` bytes.
-    async fn body(&self, req: Request<Incoming>, limit: u64) -> Result<Bytes, AdminError> {
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(AdminError::TooLarge(limit));
-        }
-        let limited = Limited::new(req.into_body(), usize::try_from(limit).unwrap_or(usize::MAX));
-        match limited.collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(AdminError::TooLarge(limit))
-            }
-            Err(e) => Err(AdminError::BadRequest(format!("the request body was cut off: {e}"))),
-        }
-    }
+async fn set_secret(
+    State(admin): Shared,
+    Params((name, key)): Params<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let bytes = read(&headers, body, 64 * 1024).await?;
+    // The value is never echoed, not even in a parse error.
+    let body: SecretBody = serde_json::from_slice(&bytes)
+        .map_err(|_| AdminError::BadRequest("expected a JSON body {\"value\": \"...\"}".into()))?;
+    admin.control.set_secret(&name, &key, &body.value).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "set": key })))
 }
 
-/// One server-sent event carrying a record.
-fn event(record: &crate::observe::logstore::Record) -> String {
-    format!("data: {}\n\n", serde_json::to_string(record).expect("records serialise"))
+async fn unset_secret(
+    State(admin): Shared,
+    Params((name, key)): Params<(String, String)>,
+) -> Answer {
+    admin.control.unset_secret(&name, &key).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "unset": key })))
 }
+
+// ---- node -----------------------------------------------------------------------------------
+
+async fn stats(State(admin): Shared) -> Answer {
+    Ok(json(StatusCode::OK, &admin.control.stats()))
+}
+
+async fn cluster(State(admin): Shared) -> Answer {
+    let status = admin
+        .membership
+        .status()
+        .await
+        .map_err(|e| AdminError::Internal(format!("cluster: {e}")))?;
+    Ok(json(StatusCode::OK, &status))
+}
+
+// ---- logs -----------------------------------------------------------------------------------
 
 /// `?since=&until=&invocation=&kind=&limit=&follow=1`; times as milliseconds since the epoch
 /// or RFC 3339.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LogParams {
-    query: crate::observe::logstore::Query,
-    follow: bool,
+    since: Option<String>,
+    until: Option<String>,
+    invocation: Option<String>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    follow: Option<String>,
 }
 
 impl LogParams {
-    fn parse(query: &str) -> Result<LogParams, AdminError> {
-        let mut out =
-            LogParams { query: crate::observe::logstore::Query::default(), follow: false };
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let time = |v: &str| {
-                v.parse::<u64>()
-                    .ok()
-                    .or_else(|| {
-                        humantime::parse_rfc3339_weak(v).ok().map(crate::observe::logstore::millis)
-                    })
-                    .ok_or_else(|| AdminError::BadRequest(format!("`{key}={v}` is not a time")))
-            };
-            match key.as_ref() {
-                "since" => out.query.since = Some(time(&value)?),
-                "until" => out.query.until = Some(time(&value)?),
-                "invocation" => out.query.invocation_id = Some(value.into_owned()),
-                "kind" => out.query.kind = Some(value.into_owned()),
-                "limit" => {
-                    out.query.limit = Some(value.parse().map_err(|_| {
-                        AdminError::BadRequest(format!("`limit={value}` is not a number"))
-                    })?)
-                }
-                "follow" => out.follow = matches!(value.as_ref(), "1" | "true"),
-                other => {
-                    return Err(AdminError::BadRequest(format!("unknown parameter `{other}`")))
-                }
-            }
-        }
-        Ok(out)
+    fn query(&self) -> Result<LogQuery, AdminError> {
+        let time = |key: &str, v: &Option<String>| -> Result<Option<u64>, AdminError> {
+            let Some(v) = v else { return Ok(None) };
+            v.parse::<u64>()
+                .ok()
+                .or_else(|| humantime::parse_rfc3339_weak(v).ok().map(millis))
+                .map(Some)
+                .ok_or_else(|| AdminError::BadRequest(format!("`{key}={v}` is not a time")))
+        };
+        Ok(LogQuery {
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            invocation_id: self.invocation.clone(),
+            kind: self.kind.clone(),
+            limit: self.limit,
+        })
     }
+}
+
+/// A function's log: stored records, or with `follow` an event stream of new ones (after the
+/// stored ones `since` asks for).
+async fn logs(
+    State(admin): Shared,
+    Params(name): Params<String>,
+    Asked(params): Asked<LogParams>,
+) -> Answer {
+    let store = admin.control.logs();
+    let query = params.query()?;
+    let read_failed = |e: std::io::Error| AdminError::Internal(format!("reading the log: {e}"));
+    if !params.follow.as_deref().is_some_and(|f| f == "1" || f == "true") {
+        let records = store.query(&name, &query).map_err(read_failed)?;
+        return Ok(json(StatusCode::OK, &serde_json::json!({ "records": records })));
+    }
+    let live = store.subscribe();
+    let backlog = match query.since {
+        Some(_) => store.query(&name, &query).map_err(read_failed)?,
+        None => Vec::new(),
+    };
+    let first = std::iter::once(Event::default().comment("following"))
+        .chain(backlog.iter().map(event).collect::<Vec<_>>())
+        .map(Ok::<_, Infallible>);
+    let stream = futures::stream::unfold((live, name), |(mut live, name)| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let event = match live.recv().await {
+                Ok(record) if *record.function == *name => event(&record),
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), (live, name)));
+        }
+    });
+    let stream = futures::StreamExt::chain(futures::stream::iter(first), stream);
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// One server-sent event carrying a record.
+fn event(record: &Record) -> Event {
+    Event::default().data(serde_json::to_string(record).expect("records serialise"))
+}
+
+// ---- queues ---------------------------------------------------------------------------------
+
+async fn queues(State(admin): Shared) -> Answer {
+    let out: Vec<serde_json::Value> = admin
+        .control
+        .queue_stats()
+        .await?
+        .into_iter()
+        .map(|(name, stats)| serde_json::json!({ "queue": name, "stats": stats }))
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "queues": out })))
+}
+
+async fn queue(State(admin): Shared, Params(queue): Params<String>) -> Answer {
+    valid_queue(&queue)?;
+    let stats = admin.control.queue_stats().await?.remove(&queue).unwrap_or_default();
+    Ok(json(StatusCode::OK, &stats))
+}
+
+async fn send(
+    State(admin): Shared,
+    Params(queue): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    valid_queue(&queue)?;
+    let bytes = read(&headers, body, 16 * 1024 * 1024).await?;
+    let messages = message_bodies(&bytes)?.into_iter().map(String::into_bytes).collect();
+    let ids = admin.control.queues().send(&queue, Encoding::Json, messages).await?;
+    Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
+}
+
+// ---- buckets and tables ---------------------------------------------------------------------
+
+/// `?prefix=&limit=&cursor=` of a listing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(1000).clamp(1, 1000)
+    }
+}
+
+async fn list_objects(
+    State(admin): Shared,
+    Params(bucket): Params<String>,
+    Asked(asked): Asked<ListParams>,
+) -> Answer {
+    valid_queue(&bucket)?;
+    let storage = admin.control.storage();
+    let page = storage.list(&bucket, &asked.prefix, asked.limit(), asked.cursor.as_deref()).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "objects": page.items, "cursor": page.cursor })))
+}
+
+async fn put_object(
+    State(admin): Shared,
+    Params((bucket, key)): Params<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    valid_queue(&bucket)?;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let data = read(&headers, body, MAX_OBJECT_BYTES as u64).await?;
+    let meta = admin.control.storage().put(&bucket, &key, data, &content_type).await?;
+    Ok(json(StatusCode::CREATED, &meta))
+}
+
+async fn get_object(
+    State(admin): Shared,
+    Params((bucket, key)): Params<(String, String)>,
+) -> Answer {
+    valid_queue(&bucket)?;
+    let Some((meta, data)) = admin.control.storage().get(&bucket, &key).await? else {
+        return Err(AdminError::NotFound("no such object".into()));
+    };
+    let headers = [
+        (http::header::CONTENT_TYPE, meta.content_type),
+        (http::header::ETAG, format!("\"{}\"", meta.etag)),
+    ];
+    Ok((headers, data).into_response())
+}
+
+async fn delete_object(
+    State(admin): Shared,
+    Params((bucket, key)): Params<(String, String)>,
+) -> Answer {
+    valid_queue(&bucket)?;
+    if !admin.control.storage().delete(&bucket, &key).await? {
+        return Err(AdminError::NotFound("no such object".into()));
+    }
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": true })))
+}
+
+async fn list_records(
+    State(admin): Shared,
+    Params(table): Params<String>,
+    Asked(asked): Asked<ListParams>,
+) -> Answer {
+    valid_queue(&table)?;
+    let storage = admin.control.storage();
+    let page =
+        storage.list_records(&table, &asked.prefix, asked.limit(), asked.cursor.as_deref()).await?;
+    let records: Vec<serde_json::Value> = page
+        .items
+        .iter()
+        .map(|(k, v)| {
+            let value = serde_json::from_str::<serde_json::Value>(v).unwrap_or_default();
+            serde_json::json!({ "key": k, "value": value })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &serde_json::json!({ "records": records, "cursor": page.cursor })))
+}
+
+async fn put_record(
+    State(admin): Shared,
+    Params((table, key)): Params<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    valid_queue(&table)?;
+    let data = read(&headers, body, MAX_RECORD_BYTES as u64).await?;
+    let value: serde_json::Value = serde_json::from_slice(&data)
+        .map_err(|e| AdminError::BadRequest(format!("a record is JSON: {e}")))?;
+    admin.control.storage().put_record(&table, &key, value.to_string()).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "written": true })))
+}
+
+async fn get_record(
+    State(admin): Shared,
+    Params((table, key)): Params<(String, String)>,
+) -> Answer {
+    valid_queue(&table)?;
+    let Some(text_json) = admin.control.storage().get_record(&table, &key).await? else {
+        return Err(AdminError::NotFound("no such record".into()));
+    };
+    Ok(text("application/json", text_json))
+}
+
+async fn delete_record(
+    State(admin): Shared,
+    Params((table, key)): Params<(String, String)>,
+) -> Answer {
+    valid_queue(&table)?;
+    if !admin.control.storage().delete_record(&table, &key).await? {
+        return Err(AdminError::NotFound("no such record".into()));
+    }
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": true })))
 }
 
 fn valid_queue(name: &str) -> Result<(), AdminError> {
@@ -561,49 +635,6 @@ fn message_bodies(bytes: &[u8]) -> Result<Vec<String>, AdminError> {
         )));
     }
     Ok(out)
-}
-
-/// A record's stored JSON text as a response.
-fn text_json(json_text: String) -> Response<Body> {
-    text("application/json", json_text)
-}
-
-/// Decodes `%XX` escapes of a path segment; `None` for invalid UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    url::form_urlencoded::parse(format!("k={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-}
-
-/// `?prefix=&limit=&cursor=` of a listing.
-struct ListParams {
-    prefix: String,
-    limit: usize,
-    cursor: Option<String>,
-}
-
-impl ListParams {
-    fn parse(query: &str) -> Result<ListParams, AdminError> {
-        let mut out = ListParams { prefix: String::new(), limit: 1000, cursor: None };
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "prefix" => out.prefix = value.into_owned(),
-                "cursor" => out.cursor = Some(value.into_owned()),
-                "limit" => {
-                    out.limit = value
-                        .parse::<usize>()
-                        .map_err(|_| {
-                            AdminError::BadRequest(format!("`limit={value}` is not a number"))
-                        })?
-                        .clamp(1, 1000)
-                }
-                other => {
-                    return Err(AdminError::BadRequest(format!("unknown parameter `{other}`")))
-                }
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
