@@ -27,9 +27,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::backend::{Encoding, MAX_OBJECT_BYTES, MAX_RECORD_BYTES};
+use self::storage::{
+    delete_object, delete_record, get_object, get_record, list_objects, list_records, put_object,
+    put_record,
+};
+
+use crate::backend::Encoding;
 use crate::control::{AdminError, Control, ManualInvoke};
 use crate::observe::logstore::{millis, Query as LogQuery, Record};
+
+mod storage;
 
 /// The dashboard: one static page reading the JSON and event-stream endpoints.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -43,7 +50,7 @@ pub struct Admin {
     pub membership: Arc<dyn crate::backend::Membership>,
 }
 
-type Shared = State<Arc<Admin>>;
+pub(super) type Shared = State<Arc<Admin>>;
 
 /// Every route of the admin API.
 pub fn router(admin: Arc<Admin>) -> Router {
@@ -156,7 +163,7 @@ impl IntoResponse for AdminError {
     }
 }
 
-type Answer = Result<Response, AdminError>;
+pub(super) type Answer = Result<Response, AdminError>;
 
 async fn no_route(method: Method, uri: Uri) -> AdminError {
     AdminError::NotFound(format!("no route {method} {}", uri.path()))
@@ -179,7 +186,7 @@ async fn authorize(State(admin): Shared, req: Request, next: Next) -> Answer {
 }
 
 /// Path parameters, percent-decoded; a malformed one is a 400 like every other.
-struct Params<T>(T);
+pub(super) struct Params<T>(T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
     type Rejection = AdminError;
@@ -193,7 +200,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<
 }
 
 /// The query string's parameters; an unknown or malformed one is a 400.
-struct Asked<T>(T);
+pub(super) struct Asked<T>(T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Asked<T> {
     type Rejection = AdminError;
@@ -478,134 +485,7 @@ async fn send(
     Ok(json(StatusCode::CREATED, &serde_json::json!({ "ids": ids })))
 }
 
-// ---- buckets and tables ---------------------------------------------------------------------
-
-/// `?prefix=&limit=&cursor=` of a listing.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListParams {
-    #[serde(default)]
-    prefix: String,
-    limit: Option<usize>,
-    cursor: Option<String>,
-}
-
-impl ListParams {
-    fn limit(&self) -> usize {
-        self.limit.unwrap_or(1000).clamp(1, 1000)
-    }
-}
-
-async fn list_objects(
-    State(admin): Shared,
-    Params(bucket): Params<String>,
-    Asked(asked): Asked<ListParams>,
-) -> Answer {
-    valid_queue(&bucket)?;
-    let storage = admin.control.storage();
-    let page = storage.list(&bucket, &asked.prefix, asked.limit(), asked.cursor.as_deref()).await?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "objects": page.items, "cursor": page.cursor })))
-}
-
-async fn put_object(
-    State(admin): Shared,
-    Params((bucket, key)): Params<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    valid_queue(&bucket)?;
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    let data = read(&headers, body, MAX_OBJECT_BYTES as u64).await?;
-    let meta = admin.control.storage().put(&bucket, &key, data, &content_type).await?;
-    Ok(json(StatusCode::CREATED, &meta))
-}
-
-async fn get_object(
-    State(admin): Shared,
-    Params((bucket, key)): Params<(String, String)>,
-) -> Answer {
-    valid_queue(&bucket)?;
-    let Some((meta, data)) = admin.control.storage().get(&bucket, &key).await? else {
-        return Err(AdminError::NotFound("no such object".into()));
-    };
-    let headers = [
-        (http::header::CONTENT_TYPE, meta.content_type),
-        (http::header::ETAG, format!("\"{}\"", meta.etag)),
-    ];
-    Ok((headers, data).into_response())
-}
-
-async fn delete_object(
-    State(admin): Shared,
-    Params((bucket, key)): Params<(String, String)>,
-) -> Answer {
-    valid_queue(&bucket)?;
-    if !admin.control.storage().delete(&bucket, &key).await? {
-        return Err(AdminError::NotFound("no such object".into()));
-    }
-    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": true })))
-}
-
-async fn list_records(
-    State(admin): Shared,
-    Params(table): Params<String>,
-    Asked(asked): Asked<ListParams>,
-) -> Answer {
-    valid_queue(&table)?;
-    let storage = admin.control.storage();
-    let page =
-        storage.list_records(&table, &asked.prefix, asked.limit(), asked.cursor.as_deref()).await?;
-    let records: Vec<serde_json::Value> = page
-        .items
-        .iter()
-        .map(|(k, v)| {
-            let value = serde_json::from_str::<serde_json::Value>(v).unwrap_or_default();
-            serde_json::json!({ "key": k, "value": value })
-        })
-        .collect();
-    Ok(json(StatusCode::OK, &serde_json::json!({ "records": records, "cursor": page.cursor })))
-}
-
-async fn put_record(
-    State(admin): Shared,
-    Params((table, key)): Params<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    valid_queue(&table)?;
-    let data = read(&headers, body, MAX_RECORD_BYTES as u64).await?;
-    let value: serde_json::Value = serde_json::from_slice(&data)
-        .map_err(|e| AdminError::BadRequest(format!("a record is JSON: {e}")))?;
-    admin.control.storage().put_record(&table, &key, value.to_string()).await?;
-    Ok(json(StatusCode::OK, &serde_json::json!({ "written": true })))
-}
-
-async fn get_record(
-    State(admin): Shared,
-    Params((table, key)): Params<(String, String)>,
-) -> Answer {
-    valid_queue(&table)?;
-    let Some(text_json) = admin.control.storage().get_record(&table, &key).await? else {
-        return Err(AdminError::NotFound("no such record".into()));
-    };
-    Ok(text("application/json", text_json))
-}
-
-async fn delete_record(
-    State(admin): Shared,
-    Params((table, key)): Params<(String, String)>,
-) -> Answer {
-    valid_queue(&table)?;
-    if !admin.control.storage().delete_record(&table, &key).await? {
-        return Err(AdminError::NotFound("no such record".into()));
-    }
-    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": true })))
-}
-
+/// A bucket, table or queue name as edge.toml takes it.
 fn valid_queue(name: &str) -> Result<(), AdminError> {
     if config::valid_queue_name(name) {
         Ok(())
