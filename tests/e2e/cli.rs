@@ -209,3 +209,77 @@ async fn a_second_sigterm_stops_at_once() {
     assert_eq!(status.code(), Some(1));
     drop(held);
 }
+
+/// `edge-node dev` on `dir`, logging JSON; its address once it serves, and its log lines.
+async fn dev_process(dir: &Path) -> (tokio::process::Child, String, tests::StderrLines) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(tests::edge_node_bin())
+        .args(["dev", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("EDGE_LOG_FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let message = record["fields"]["message"].as_str().unwrap_or_default();
+            if let Some(at) = message.find("http://") {
+                return message[at..].split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("dev exited before it served");
+    })
+    .await
+    .expect("dev serves");
+    (child, url, lines)
+}
+
+/// Reads `lines` until one's message starts with `prefix`.
+async fn wait_for_message(lines: &mut tests::StderrLines, prefix: &str) {
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if record["fields"]["message"].as_str().unwrap_or_default().starts_with(prefix) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "dev did not log {prefix:?}");
+}
+
+#[tokio::test]
+async fn dev_reloads_an_edited_function_and_keeps_serving_through_a_broken_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = |answer: &str| {
+        format!("export default {{ fetch() {{ return new Response('{answer}') }} }}")
+    };
+    write(dir.path(), "edge.toml", "name = \"live\"\nentry = \"src/index.js\"\n");
+    write(dir.path(), "src/index.js", &code("one"));
+    let (_child, url, mut lines) = dev_process(dir.path()).await;
+    let get = || async { body_of(&url).await };
+    assert_eq!(get().await, "one");
+
+    write(dir.path(), "src/index.js", &code("two"));
+    wait_for_message(&mut lines, "reloaded live").await;
+    assert_eq!(get().await, "two", "the edit is served");
+
+    // An edit that does not build is refused; the last good version keeps serving.
+    write(dir.path(), "src/index.js", "export default {");
+    wait_for_message(&mut lines, "not reloaded").await;
+    assert_eq!(get().await, "two");
+
+    write(dir.path(), "src/index.js", &code("three"));
+    wait_for_message(&mut lines, "reloaded live").await;
+    assert_eq!(get().await, "three");
+}
+
+/// The body of a GET of `url`, through curl.
+async fn body_of(url: &str) -> String {
+    let res = tests::curl("GET", url, &[], None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    res.text()
+}

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use config::{NodeConfig, Route};
@@ -53,23 +53,20 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
     for addr in node.https_addrs() {
         tracing::info!("{name} is running at https://{addr}/ with a self-signed certificate (curl -k; Ctrl-C to stop)");
     }
-    let mut seen = fingerprint(dir);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut edits = watch(dir)?;
     let mut signals = Signals::new()?;
     loop {
         tokio::select! {
             _ = signals.next_stop() => break,
-            _ = tick.tick() => {
-                let now = fingerprint(dir);
-                if now != seen {
-                    seen = now;
-                    match load_dev(dir) {
-                        Ok(spec) => {
-                            node.replace_functions(vec![spec]).await;
-                            tracing::info!("reloaded {name}");
-                        }
-                        Err(e) => tracing::error!("not reloaded: {e}"),
+            Some(()) = edits.changed.recv() => {
+                // An editor's save is often several events; reload once they settle.
+                while let Ok(Some(())) = tokio::time::timeout(SETTLE, edits.changed.recv()).await {}
+                match load_dev(dir) {
+                    Ok(spec) => {
+                        node.replace_functions(vec![spec]).await;
+                        tracing::info!("reloaded {name}");
                     }
+                    Err(e) => tracing::error!("not reloaded: {e}"),
                 }
             }
         }
@@ -78,28 +75,40 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
     Ok(())
 }
 
-/// Names, sizes and modification times of the files under `dir`, to notice edits.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') || name == "node_modules" {
-                continue;
-            }
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(path);
-            } else {
-                out.push((path, meta.len(), meta.modified().ok()));
-            }
+/// How long a burst of file events must be quiet before the folder is read again.
+const SETTLE: Duration = Duration::from_millis(30);
+
+/// A watch of a function folder: a message for each change of a file the function is made
+/// of (dot-files and `node_modules` left out). Watching stops when it is dropped.
+struct Edits {
+    changed: tokio::sync::mpsc::UnboundedReceiver<()>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+fn watch(dir: &Path) -> anyhow::Result<Edits> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let (tx, changed) = tokio::sync::mpsc::unbounded_channel();
+    let root = dir.canonicalize().with_context(|| format!("reading {}", dir.display()))?;
+    let base = root.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
         }
-    }
-    out.sort();
-    out
+        let counts = |path: &PathBuf| {
+            let relative = path.strip_prefix(&base).unwrap_or(path);
+            !relative.components().any(|c| {
+                let c = c.as_os_str().to_string_lossy();
+                c.starts_with('.') || c == "node_modules"
+            })
+        };
+        if event.paths.iter().any(counts) {
+            let _ = tx.send(());
+        }
+    })
+    .context("watching the function folder")?;
+    watcher
+        .watch(&root, RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", root.display()))?;
+    Ok(Edits { changed, _watcher: watcher })
 }
