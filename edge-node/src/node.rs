@@ -86,6 +86,8 @@ pub struct Node {
     /// is dropped).
     _following: Option<AbortOnDrop>,
     backend: Backend,
+    /// The control plane, when the node keeps deployments.
+    control: Option<Arc<Control>>,
     accepting: JoinSet<()>,
     triggers: Arc<Triggers>,
     listeners: Arc<Listeners>,
@@ -248,6 +250,7 @@ impl Node {
             admin_addrs,
             _following: following,
             backend,
+            control,
             accepting,
             triggers,
             listeners,
@@ -336,6 +339,20 @@ impl Node {
     /// The file under `data_dir` holding the code cache of the module with this SHA-256.
     pub fn code_cache_file(&self, module_hash: &str) -> std::path::PathBuf {
         self.shared.code_cache.path(module_hash)
+    }
+
+    /// Serves `functions` as the functions folder from now on (SIGHUP): unchanged functions
+    /// keep their isolates, deployed functions stay. Without deployments (`dev`), the same as
+    /// [`Node::replace_functions`].
+    pub async fn reload_folder(&self, functions: Vec<FunctionSpec>) {
+        match &self.control {
+            Some(control) => {
+                if let Err(e) = control.reload_folder(functions).await {
+                    tracing::error!(error = %e, "the functions folder was not reloaded");
+                }
+            }
+            None => self.replace_functions(functions).await,
+        }
     }
 
     /// Replaces the served functions: new requests go to the new set at once.

@@ -283,3 +283,76 @@ async fn body_of(url: &str) -> String {
     assert_eq!(res.status, 200, "{}", res.text());
     res.text()
 }
+
+/// A function folder under `root` answering `answer` on `/<name>`.
+fn answering(root: &Path, name: &str, answer: &str) -> std::path::PathBuf {
+    tests::function_folder(
+        root,
+        name,
+        &format!("/{name}"),
+        "",
+        &format!("export default {{ fetch() {{ return new Response('{answer}') }} }}"),
+    )
+}
+
+/// SIGHUP re-reads `[functions] dir`: new and changed functions serve, a removed one stops, a
+/// deployed function of a folder function's name serves again once the folder lets it go, and
+/// a folder that does not load changes nothing.
+#[tokio::test]
+async fn sighup_rereads_the_functions_folder() {
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "node.toml",
+        "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
+    );
+    let fns = root.path().join("fns");
+    answering(&fns, "a", "a one");
+    let mut node = NodeProcess::start(
+        &root.path().join("node.toml"),
+        &[("EDGE_ADMIN_TOKEN", tests::ADMIN_TOKEN)],
+    )
+    .await;
+    let http = node.http;
+    let get = |path: &str| {
+        let url = format!("http://{http}{path}");
+        async move { tests::curl("GET", &url, &[], None).await }
+    };
+    let auth = vec![("authorization".to_string(), format!("Bearer {}", tests::ADMIN_TOKEN))];
+    let deployed = tempfile::tempdir().unwrap();
+    let c = answering(deployed.path(), "c", "c deployed");
+    let url = format!("http://{}/v1/functions/c", node.admin.unwrap());
+    let res = tests::curl("PUT", &url, &auth, Some(&tests::bundle_of(&c))).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(get("/a").await.text(), "a one");
+    assert_eq!(get("/c").await.text(), "c deployed");
+
+    let hup = |pid: u32| {
+        let status = std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status();
+        assert!(status.unwrap().success());
+    };
+    let pid = node.child.id().unwrap();
+    answering(&fns, "a", "a two");
+    answering(&fns, "b", "b one");
+    answering(&fns, "c", "c from the folder");
+    hup(pid);
+    node.wait_for_line("reloaded the functions folder").await;
+    assert_eq!(get("/a").await.text(), "a two", "a changed function serves its new code");
+    assert_eq!(get("/b").await.text(), "b one", "a new function serves");
+    assert_eq!(get("/c").await.text(), "c from the folder", "the folder's function wins");
+
+    std::fs::remove_dir_all(fns.join("c")).unwrap();
+    std::fs::remove_dir_all(fns.join("b")).unwrap();
+    hup(pid);
+    node.wait_for_line("reloaded the functions folder").await;
+    assert_eq!(get("/b").await.status, 404, "a removed function stops");
+    assert_eq!(get("/c").await.text(), "c deployed", "the deployed one serves again");
+
+    // A folder that does not load changes nothing.
+    write(&fns, "bad/edge.toml", "name = \"bad\"\nentry = \"index.js\"\ncolour = \"red\"\n");
+    answering(&fns, "a", "a three");
+    hup(pid);
+    node.wait_for_line("the functions folder was not reloaded").await;
+    assert_eq!(get("/a").await.text(), "a two");
+    assert_eq!(get("/c").await.text(), "c deployed");
+}

@@ -267,8 +267,10 @@ async fn a_cron_schedule_fires_once_per_second_across_three_nodes() {
         );
         nodes.push(NodeProcess::start(&root.path().join(format!("{id}.toml")), &[]).await);
     }
-    // Let the nodes join, then count the runs of a few seconds.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once every node claims its runs in the cluster, count the runs of a few seconds.
+    for node in &mut nodes {
+        node.wait_for_logged("the cluster's streams and buckets are open").await;
+    }
     while rx.try_recv().is_ok() {}
     let until = Instant::now() + Duration::from_secs(5);
     let mut due: Vec<u64> = Vec::new();
@@ -320,8 +322,7 @@ async fn nodes_serve_through_a_nats_outage_and_catch_up_after_it() {
     let (a, b) = two_nodes_serving_v1(root.path(), &nats.url).await;
 
     // NATS goes away for 10 s: both nodes go on serving, a deploy is refused whole.
-    let outage = tokio::spawn(nats.restart_after(Duration::from_secs(10)));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let outage = nats.restart_after(Duration::from_secs(10)).await;
     let dir = app(root.path(), "2");
     let out = tokio::process::Command::new(tests::edge_node_bin())
         .args(["deploy", dir.to_str().unwrap(), "--node", &format!("http://{}", a.admin.unwrap())])

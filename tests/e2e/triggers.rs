@@ -498,9 +498,17 @@ async fn runs_missed_while_down_are_recorded_and_caught_up_once() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let node = start(&config).await;
     let restarted = down.elapsed();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let runs = admin(&node, "GET", "/v1/functions/f/cron", None).await;
-    let runs = runs["runs"].as_array().unwrap();
+    // The catch-up run is made at start; wait for it to be recorded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let runs = admin(&node, "GET", "/v1/functions/f/cron", None).await;
+        let runs = runs["runs"].as_array().unwrap().clone();
+        if runs.iter().any(|r| r["catch_up"] == true && r["outcome"] != "missed") {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "no catch-up run: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let missed = runs.iter().filter(|r| r["outcome"] == "missed").count();
     let caught_up: Vec<&serde_json::Value> =
         runs.iter().filter(|r| r["catch_up"] == true).collect();

@@ -290,7 +290,14 @@ impl NodeProcess {
         NodeProcess { child, http, admin, lines, log }
     }
 
-    /// Reads the node's log until a line contains `needle`.
+    /// Returns once some line the node logged, before now or from now on, contains `needle`.
+    pub async fn wait_for_logged(&mut self, needle: &str) {
+        if !self.log.iter().any(|line| line.contains(needle)) {
+            self.wait_for_line(needle).await;
+        }
+    }
+
+    /// Reads the node's log until a new line contains `needle`.
     pub async fn wait_for_line(&mut self, needle: &str) {
         let found = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(line) = self.lines.next_line().await.unwrap() {
@@ -456,12 +463,16 @@ pub async fn nats() -> Nats {
 }
 
 impl Nats {
-    /// Stops the server, waits `down`, and starts it again on the same port and storage.
-    pub async fn restart_after(self, down: Duration) -> Nats {
+    /// Stops the server now; the returned task starts it again on the same port and storage
+    /// after `down`.
+    pub async fn restart_after(self, down: Duration) -> tokio::task::JoinHandle<Nats> {
         let Nats { mut child, port, dir, .. } = self;
         child.kill().await.unwrap();
-        tokio::time::sleep(down).await;
-        nats_on(port, dir).await
+        child.wait().await.unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(down).await;
+            nats_on(port, dir).await
+        })
     }
 }
 

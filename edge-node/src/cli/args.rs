@@ -19,7 +19,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a node from its node.toml, serving the functions it names. SIGHUP re-reads the TLS
-    /// certificate; SIGTERM or Ctrl-C drains and stops (a second one stops at once).
+    /// certificate and the functions folder; SIGTERM or Ctrl-C drains and stops (a second one
+    /// stops at once).
     Serve {
         /// Path to node.toml. Keys can be overridden by EDGE__<SECTION>__<KEY> variables.
         #[arg(long, short, default_value = "node.toml")]

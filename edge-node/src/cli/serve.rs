@@ -43,6 +43,7 @@ pub async fn serve(path: &Path, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
         "starting"
     );
     let grace = config.node.shutdown_grace_period;
+    let (folder, limits) = (config.functions.clone(), config.limits.clone());
     let admin_token = std::env::var(&config.admin.token_env).ok().filter(|token| !token.is_empty());
     let node = Node::start(NodeOptions {
         config,
@@ -61,6 +62,14 @@ pub async fn serve(path: &Path, listen: Vec<SocketAddr>) -> anyhow::Result<()> {
             Ok(()) => tracing::info!("reloaded the TLS certificate"),
             Err(e) => {
                 tracing::error!(error = %e, "TLS certificate not reloaded; keeping the old one")
+            }
+        }
+        if let Some(folder) = &folder {
+            match FunctionSpec::load_all(&folder.dir, &limits) {
+                Ok(functions) => node.reload_folder(functions).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "the functions folder was not reloaded; serving what was there")
+                }
             }
         }
     }

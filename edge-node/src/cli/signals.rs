@@ -4,7 +4,7 @@ use anyhow::Context;
 
 /// The signals a node acts on.
 pub enum Signal {
-    /// SIGHUP: re-read the TLS certificate.
+    /// SIGHUP: re-read the TLS certificate and the functions folder.
     Reload,
     /// SIGTERM or SIGINT: drain and stop.
     Stop,

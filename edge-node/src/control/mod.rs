@@ -133,7 +133,7 @@ pub struct Control {
     limits: LimitsConfig,
     keep_versions: usize,
     /// Functions served from the functions folder: not deployable by name.
-    folder: HashSet<String>,
+    folder: std::sync::Mutex<HashSet<String>>,
     lock: tokio::sync::Mutex<()>,
     pub triggers: Arc<Triggers>,
     /// Where deployments and secrets are written (and, in a cluster, shared first).
@@ -160,7 +160,7 @@ impl Control {
             shared,
             limits,
             keep_versions,
-            folder,
+            folder: std::sync::Mutex::new(folder),
             lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -217,7 +217,7 @@ impl Control {
         })?;
         let config = parse_config(name, &text, &self.limits)?;
         let _guard = self.lock.lock().await;
-        if self.folder.contains(name) {
+        if self.in_folder(name) {
             return Err(AdminError::Conflict(name.to_string()));
         }
         let secrets = self.store.secrets(name)?;
@@ -506,7 +506,7 @@ impl Control {
         active: Option<(VersionRecord, u64)>,
     ) -> Result<(), AdminError> {
         let _guard = self.lock.lock().await;
-        if self.folder.contains(name) {
+        if self.in_folder(name) {
             return Ok(());
         }
         let Some((active, latest)) = active else {
@@ -550,6 +550,58 @@ impl Control {
             Some(version) => self.restart(name, &version).await,
             None => Ok(()),
         }
+    }
+
+    /// Whether the function called `name` is served from the functions folder.
+    fn in_folder(&self, name: &str) -> bool {
+        self.folder.lock().expect("folder lock").contains(name)
+    }
+
+    /// Serves `specs` as the functions folder from now on (SIGHUP): a function whose bundle,
+    /// edge.toml, limits and secrets are unchanged keeps its isolates; a new one starts; one
+    /// gone from the folder stops. A deployed function of the same name as a folder function
+    /// is not served while the folder has it, and is served again once it does not.
+    pub async fn reload_folder(&self, specs: Vec<FunctionSpec>) -> Result<(), AdminError> {
+        let _guard = self.lock.lock().await;
+        let names: HashSet<String> = specs.iter().map(|s| s.config.name.clone()).collect();
+        let old = self.folder.lock().expect("folder lock").clone();
+        let site = self.app.site.load();
+        let mut functions: Vec<Arc<Function>> = site
+            .functions
+            .iter()
+            .filter(|f| !old.contains(&f.config.name) && !names.contains(&f.config.name))
+            .cloned()
+            .collect();
+        let (mut kept, mut started) = (0, 0);
+        for spec in specs {
+            let same = site.functions.iter().find(|f| {
+                old.contains(&f.config.name) && f.config.name == spec.config.name && f.is(&spec)
+            });
+            match same {
+                Some(f) => {
+                    kept += 1;
+                    functions.push(f.clone())
+                }
+                None => {
+                    started += 1;
+                    functions.push(Arc::new(Function::start(spec, self.shared.clone()).await))
+                }
+            }
+        }
+        // Deployed functions the old folder hid and the new one does not.
+        for spec in Self::deployed_specs(&self.store, &self.shared, &self.limits) {
+            let name = &spec.config.name;
+            if old.contains(name) && !names.contains(name) {
+                functions.push(Arc::new(Function::start(spec, self.shared.clone()).await));
+            }
+        }
+        let stopped = old.difference(&names).count();
+        *self.folder.lock().expect("folder lock") = names;
+        self.triggers.sync(&functions);
+        self.app.site.store(Arc::new(Site::new(functions)));
+        self.collect_bundles();
+        tracing::info!(kept, started, stopped, "reloaded the functions folder");
+        Ok(())
     }
 
     /// Starts `version` of `name` with its current secrets and serves it.

@@ -204,6 +204,16 @@ impl Function {
         regions.is_empty() || regions.iter().any(|r| **r == *self.shared.region)
     }
 
+    /// Whether this function is what `spec` describes: the same bundle, edge.toml, limits
+    /// and secrets.
+    pub fn is(&self, spec: &FunctionSpec) -> bool {
+        self.bundle == spec.bundle.hash()
+            && self.config == spec.config
+            && self.limits == spec.limits
+            && self.secrets == spec.secrets
+            && self.version == spec.version
+    }
+
     /// The function as its trigger consumers see it.
     pub fn subscriber(&self) -> Subscriber<'_> {
         Subscriber { name: &self.config.name, triggers: &self.config.triggers, since: self.started }

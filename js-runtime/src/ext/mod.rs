@@ -127,6 +127,8 @@ pub struct Host {
     /// which each finished: reported when the entry ends, charged their share of its CPU time
     /// (so finishing one costs no read of the thread's CPU clock, a system call).
     finishing: Vec<(Live, Duration)>,
+    /// The wall clock: `Instant::now`, or a clock a test moves by hand.
+    clock: fn() -> Instant,
 }
 
 impl Host {
@@ -153,6 +155,7 @@ impl Host {
             entry_started: None,
             finishing: Vec::new(),
             memory_check: None,
+            clock: Instant::now,
         }
     }
 
@@ -233,7 +236,7 @@ impl Host {
     /// Notes that an entry into the isolate begins, so an invocation that finishes within
     /// the entry is charged its part of it.
     pub fn enter(&mut self) {
-        self.entry_started = Some(Instant::now());
+        self.entry_started = Some((self.clock)());
         self.entry_background = self.live.is_empty();
     }
 
@@ -289,7 +292,7 @@ impl Host {
         // Dropping the stream sender ends a streamed body cleanly, now.
         live.stream = None;
         if let Some(started) = self.entry_started {
-            self.finishing.push((live, started.elapsed()));
+            self.finishing.push((live, (self.clock)().saturating_duration_since(started)));
         }
     }
 
@@ -298,7 +301,7 @@ impl Host {
     /// the entry's ends, and the wall clock (cheap) splits it.
     fn report_finished(&mut self, used: Duration) {
         let Some(started) = self.entry_started.take() else { return };
-        let entry = started.elapsed().as_nanos().max(1);
+        let entry = (self.clock)().saturating_duration_since(started).as_nanos().max(1);
         for (mut live, into) in self.finishing.drain(..) {
             let share = used.as_nanos() * into.as_nanos().min(entry) / entry;
             live.cpu_used += Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX));
@@ -531,7 +534,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
         cpu_used: Duration::ZERO,
         // Within an entry (always, but for a worker not enforcing limits), its start stands
         // for now: the wall clock runs from at most that much earlier.
-        deadline: host.entry_started.unwrap_or_else(Instant::now) + host.wall_time,
+        deadline: host.entry_started.unwrap_or_else(host.clock) + host.wall_time,
         status: None,
         failed: None,
         finished,
@@ -840,6 +843,29 @@ mod tests {
 
     struct NoLogs;
 
+    /// A wall clock that moves only when the test says, one per test thread.
+    mod test_clock {
+        use std::cell::Cell;
+        use std::time::{Duration, Instant};
+
+        thread_local! {
+            static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+        }
+
+        pub fn now() -> Instant {
+            NOW.with(|now| {
+                let at = now.get().unwrap_or_else(Instant::now);
+                now.set(Some(at));
+                at
+            })
+        }
+
+        pub fn advance(by: Duration) {
+            let next = now() + by;
+            NOW.with(|now| now.set(Some(next)));
+        }
+    }
+
     impl LogSink for NoLogs {
         fn log(&self, _record: LogRecord) {}
     }
@@ -873,19 +899,17 @@ mod tests {
         let first = take(&mut host, &early);
         take(&mut host, &late);
 
+        host.clock = test_clock::now;
         host.enter();
-        std::thread::sleep(Duration::from_millis(40));
+        test_clock::advance(Duration::from_millis(40));
         host.finish(first);
         assert_eq!(*early.lock().unwrap(), None, "reported when the entry ends, not before");
-        std::thread::sleep(Duration::from_millis(40));
+        test_clock::advance(Duration::from_millis(60));
         host.charge(Duration::from_millis(100));
 
-        // It finished about halfway through the entry: about half of the entry's CPU time.
+        // It finished 40% into the entry: 40% of the entry's CPU time.
         let charged = early.lock().unwrap().expect("reported at the end of the entry");
-        assert!(
-            charged >= Duration::from_millis(20) && charged <= Duration::from_millis(80),
-            "charged {charged:?} of an entry of 100ms that it left halfway"
-        );
+        assert_eq!(charged, Duration::from_millis(40));
         // The one still live is charged the whole entry and not reported.
         assert_eq!(*late.lock().unwrap(), None);
         assert_eq!(

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use redb::{Database, ReadableDatabase, TableDefinition, WriteTransaction};
 use sha2::{Digest, Sha256};
 
+use super::blocking;
 use super::queues::{now_ms, Encoding, Queues};
 use super::routes::EventRoutes;
 use super::store::StoreError;
@@ -28,15 +29,6 @@ pub struct LocalObjects {
     queues: Arc<Queues>,
     /// Which functions' event queues each change goes to.
     routes: Arc<EventRoutes>,
-}
-
-/// Runs a standalone store's operation off the async threads (it syncs to disk).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Decode(format!("a store task failed: {e}")))?
 }
 
 impl LocalObjects {

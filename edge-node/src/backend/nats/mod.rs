@@ -74,6 +74,7 @@ impl Link {
             loop {
                 match open(&js, &client).await {
                     Ok(stores) => {
+                        tracing::info!(nats = %config.nats_url, "the cluster's streams and buckets are open");
                         let _ = tx.send(Some(stores));
                         return;
                     }

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -185,30 +184,23 @@ async fn authorize(State(admin): Shared, req: Request, next: Next) -> Answer {
     Ok(next.run(req).await)
 }
 
-/// Path parameters, percent-decoded; a malformed one is a 400 like every other.
-pub(super) struct Params<T>(T);
+/// An extractor whose rejection is answered as our 400 like every other: path parameters
+/// (`Checked<Path<T>>`, percent-decoded) and query strings (`Checked<Query<T>>`, an unknown
+/// or malformed parameter refused).
+pub(super) struct Checked<E>(E);
 
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+impl<E, S> FromRequestParts<S> for Checked<E>
+where
+    E: FromRequestParts<S>,
+    E::Rejection: std::fmt::Display,
+    S: Send + Sync,
+{
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(Params(value)),
-            Err(e) => Err(AdminError::BadRequest(e.body_text())),
-        }
-    }
-}
-
-/// The query string's parameters; an unknown or malformed one is a 400.
-pub(super) struct Asked<T>(T);
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Asked<T> {
-    type Rejection = AdminError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AdminError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(Asked(value)),
-            Err(e) => Err(AdminError::BadRequest(e.body_text())),
+        match E::from_request_parts(parts, state).await {
+            Ok(value) => Ok(Checked(value)),
+            Err(e) => Err(AdminError::BadRequest(e.to_string())),
         }
     }
 }
@@ -243,13 +235,13 @@ async fn list_functions(State(admin): Shared) -> Answer {
     Ok(json(StatusCode::OK, &serde_json::json!({ "functions": admin.control.list()? })))
 }
 
-async fn show_function(State(admin): Shared, Params(name): Params<String>) -> Answer {
+async fn show_function(State(admin): Shared, Checked(Path(name)): Checked<Path<String>>) -> Answer {
     Ok(json(StatusCode::OK, &admin.control.show(&name)?))
 }
 
 async fn deploy(
     State(admin): Shared,
-    Params(name): Params<String>,
+    Checked(Path(name)): Checked<Path<String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -265,7 +257,10 @@ async fn deploy(
     Ok(json(StatusCode::CREATED, &version))
 }
 
-async fn delete_function(State(admin): Shared, Params(name): Params<String>) -> Answer {
+async fn delete_function(
+    State(admin): Shared,
+    Checked(Path(name)): Checked<Path<String>>,
+) -> Answer {
     admin.control.delete(&name).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": name })))
 }
@@ -277,7 +272,7 @@ struct RollbackBody {
 
 async fn rollback(
     State(admin): Shared,
-    Params(name): Params<String>,
+    Checked(Path(name)): Checked<Path<String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -293,7 +288,7 @@ async fn rollback(
 
 async fn invoke(
     State(admin): Shared,
-    Params(name): Params<String>,
+    Checked(Path(name)): Checked<Path<String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -316,12 +311,12 @@ async fn invoke(
     Ok(json(StatusCode::OK, &admin.control.invoke(&name, manual).await?))
 }
 
-async fn cron_runs(State(admin): Shared, Params(name): Params<String>) -> Answer {
+async fn cron_runs(State(admin): Shared, Checked(Path(name)): Checked<Path<String>>) -> Answer {
     let runs = admin.control.triggers.cron_runs(&name)?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "runs": runs })))
 }
 
-async fn secret_names(State(admin): Shared, Params(name): Params<String>) -> Answer {
+async fn secret_names(State(admin): Shared, Checked(Path(name)): Checked<Path<String>>) -> Answer {
     let secrets = admin.control.secret_names(&name)?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "secrets": secrets })))
 }
@@ -334,7 +329,7 @@ struct SecretBody {
 
 async fn set_secret(
     State(admin): Shared,
-    Params((name, key)): Params<(String, String)>,
+    Checked(Path((name, key))): Checked<Path<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -348,7 +343,7 @@ async fn set_secret(
 
 async fn unset_secret(
     State(admin): Shared,
-    Params((name, key)): Params<(String, String)>,
+    Checked(Path((name, key))): Checked<Path<(String, String)>>,
 ) -> Answer {
     admin.control.unset_secret(&name, &key).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({ "unset": key })))
@@ -408,8 +403,8 @@ impl LogParams {
 /// stored ones `since` asks for).
 async fn logs(
     State(admin): Shared,
-    Params(name): Params<String>,
-    Asked(params): Asked<LogParams>,
+    Checked(Path(name)): Checked<Path<String>>,
+    Checked(Query(params)): Checked<Query<LogParams>>,
 ) -> Answer {
     let store = admin.control.logs();
     let query = params.query()?;
@@ -466,7 +461,7 @@ async fn queues(State(admin): Shared) -> Answer {
     Ok(json(StatusCode::OK, &serde_json::json!({ "queues": out })))
 }
 
-async fn queue(State(admin): Shared, Params(queue): Params<String>) -> Answer {
+async fn queue(State(admin): Shared, Checked(Path(queue)): Checked<Path<String>>) -> Answer {
     valid_queue(&queue)?;
     let stats = admin.control.queue_stats().await?.remove(&queue).unwrap_or_default();
     Ok(json(StatusCode::OK, &stats))
@@ -474,7 +469,7 @@ async fn queue(State(admin): Shared, Params(queue): Params<String>) -> Answer {
 
 async fn send(
     State(admin): Shared,
-    Params(queue): Params<String>,
+    Checked(Path(queue)): Checked<Path<String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {

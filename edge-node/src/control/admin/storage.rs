@@ -2,12 +2,12 @@
 //! deleted, each change firing the triggers that match it.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::{json, read, text, valid_queue, Answer, Asked, Params, Shared};
+use super::{json, read, text, valid_queue, Answer, Checked, Shared};
 use crate::backend::{MAX_OBJECT_BYTES, MAX_RECORD_BYTES};
 use crate::control::AdminError;
 
@@ -29,8 +29,8 @@ impl ListParams {
 
 pub(super) async fn list_objects(
     State(admin): Shared,
-    Params(bucket): Params<String>,
-    Asked(asked): Asked<ListParams>,
+    Checked(Path(bucket)): Checked<Path<String>>,
+    Checked(Query(asked)): Checked<Query<ListParams>>,
 ) -> Answer {
     valid_queue(&bucket)?;
     let storage = admin.control.storage();
@@ -40,7 +40,7 @@ pub(super) async fn list_objects(
 
 pub(super) async fn put_object(
     State(admin): Shared,
-    Params((bucket, key)): Params<(String, String)>,
+    Checked(Path((bucket, key))): Checked<Path<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -57,7 +57,7 @@ pub(super) async fn put_object(
 
 pub(super) async fn get_object(
     State(admin): Shared,
-    Params((bucket, key)): Params<(String, String)>,
+    Checked(Path((bucket, key))): Checked<Path<(String, String)>>,
 ) -> Answer {
     valid_queue(&bucket)?;
     let Some((meta, data)) = admin.control.storage().get(&bucket, &key).await? else {
@@ -72,7 +72,7 @@ pub(super) async fn get_object(
 
 pub(super) async fn delete_object(
     State(admin): Shared,
-    Params((bucket, key)): Params<(String, String)>,
+    Checked(Path((bucket, key))): Checked<Path<(String, String)>>,
 ) -> Answer {
     valid_queue(&bucket)?;
     if !admin.control.storage().delete(&bucket, &key).await? {
@@ -83,8 +83,8 @@ pub(super) async fn delete_object(
 
 pub(super) async fn list_records(
     State(admin): Shared,
-    Params(table): Params<String>,
-    Asked(asked): Asked<ListParams>,
+    Checked(Path(table)): Checked<Path<String>>,
+    Checked(Query(asked)): Checked<Query<ListParams>>,
 ) -> Answer {
     valid_queue(&table)?;
     let storage = admin.control.storage();
@@ -103,7 +103,7 @@ pub(super) async fn list_records(
 
 pub(super) async fn put_record(
     State(admin): Shared,
-    Params((table, key)): Params<(String, String)>,
+    Checked(Path((table, key))): Checked<Path<(String, String)>>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
@@ -117,7 +117,7 @@ pub(super) async fn put_record(
 
 pub(super) async fn get_record(
     State(admin): Shared,
-    Params((table, key)): Params<(String, String)>,
+    Checked(Path((table, key))): Checked<Path<(String, String)>>,
 ) -> Answer {
     valid_queue(&table)?;
     let Some(text_json) = admin.control.storage().get_record(&table, &key).await? else {
@@ -128,7 +128,7 @@ pub(super) async fn get_record(
 
 pub(super) async fn delete_record(
     State(admin): Shared,
-    Params((table, key)): Params<(String, String)>,
+    Checked(Path((table, key))): Checked<Path<(String, String)>>,
 ) -> Answer {
     valid_queue(&table)?;
     if !admin.control.storage().delete_record(&table, &key).await? {
