@@ -1,13 +1,15 @@
-//! What a function's bindings do (`env.NAME` for a queue, a bucket or a table): each call
-//! runs on the node's runtime, off the isolate's thread.
+//! What a function's bindings do (`env.NAME` for a queue, a bucket or a table). A call is
+//! decoded once into an [`Operation`] (the binding's kind decides which methods it has), then
+//! run on the node's runtime, off the isolate's thread, against the node's backend.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use base64::Engine;
 use config::Binding;
-use js_runtime::Bindings;
+use js_runtime::{BindingError as CallError, Bindings};
 use serde::Deserialize;
 
 use crate::backend::{
@@ -20,6 +22,49 @@ pub struct NodeBindings {
     pub queues: Arc<dyn Queueing>,
     pub storage: Arc<dyn Storage>,
     pub runtime: tokio::runtime::Handle,
+}
+
+/// Why a binding call was refused; the function sees the message as the error it throws.
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    /// The binding does not exist, or has no such method.
+    #[error("binding {binding} has no method {method}")]
+    NoMethod { binding: String, method: String },
+    /// The arguments the runtime passed do not decode.
+    #[error("bad arguments: {0}")]
+    Arguments(#[from] serde_json::Error),
+    /// A key is empty or longer than 1024 bytes.
+    #[error("a key is 1 to 1024 bytes long")]
+    Key,
+    /// An object, record or message is larger than its limit.
+    #[error("{what} is at most {max} bytes")]
+    TooLarge { what: &'static str, max: usize },
+    /// The message sizes of a send do not add up to its data.
+    #[error("the message sizes do not add up")]
+    Sizes,
+    /// A table's put without a value.
+    #[error("put needs a value")]
+    NoValue,
+    /// The backend failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The task running the call failed.
+    #[error("the call did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// One call of a binding's method.
+#[derive(Debug)]
+pub enum Operation {
+    Send { queue: String, messages: Vec<Vec<u8>> },
+    Put { bucket: String, key: String, content_type: String, data: Vec<u8> },
+    Get { bucket: String, key: String },
+    Delete { bucket: String, key: String },
+    List { bucket: String, page: PageArgs },
+    GetRecord { table: String, key: String },
+    PutRecord { table: String, key: String, value: String },
+    DeleteRecord { table: String, key: String },
+    ListRecords { table: String, page: PageArgs },
 }
 
 #[derive(Deserialize)]
@@ -37,8 +82,9 @@ struct KeyArgs {
     value: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ListArgs {
+/// Which page of a listing.
+#[derive(Debug, Deserialize)]
+pub struct PageArgs {
     #[serde(default)]
     prefix: String,
     #[serde(default)]
@@ -47,118 +93,151 @@ struct ListArgs {
     cursor: Option<String>,
 }
 
-fn args<T: for<'de> Deserialize<'de>>(args: &str) -> Result<T, String> {
-    serde_json::from_str(args).map_err(|e| format!("bad arguments: {e}"))
+impl PageArgs {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(1000).clamp(1, 1000)
+    }
 }
 
-fn key_ok(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > 1024 {
-        return Err("a key is 1 to 1024 bytes long".into());
+/// The key of `args`, checked.
+fn key(args: &str) -> Result<KeyArgs, BindingError> {
+    let a: KeyArgs = serde_json::from_str(args)?;
+    if a.key.is_empty() || a.key.len() > 1024 {
+        return Err(BindingError::Key);
+    }
+    Ok(a)
+}
+
+fn at_most(what: &'static str, len: usize, max: usize) -> Result<(), BindingError> {
+    if len > max {
+        return Err(BindingError::TooLarge { what, max });
     }
     Ok(())
 }
 
-/// A bucket binding's method, run on the node.
-async fn bucket_call(
-    objects: &dyn Storage,
-    bucket: &str,
-    method: &str,
-    raw: &str,
-    data: Vec<u8>,
-) -> Result<String, String> {
-    let e = |e: StoreError| e.to_string();
-    match method {
-        "put" => {
-            let a: KeyArgs = args(raw)?;
-            key_ok(&a.key)?;
-            if data.len() > MAX_OBJECT_BYTES {
-                return Err(format!("an object is at most {} bytes", MAX_OBJECT_BYTES));
-            }
-            let content_type = a.content_type.unwrap_or_else(|| "application/octet-stream".into());
-            let data = bytes::Bytes::from(data);
-            let meta = objects.put(bucket, &a.key, data, &content_type).await.map_err(e)?;
-            Ok(serde_json::to_string(&meta).expect("metadata serialises"))
-        }
-        "get" => {
-            let a: KeyArgs = args(raw)?;
-            match objects.get(bucket, &a.key).await.map_err(e)? {
-                None => Ok("null".into()),
-                Some((meta, body)) => {
-                    use base64::Engine;
-                    let body = base64::engine::general_purpose::STANDARD.encode(&body);
-                    Ok(serde_json::json!({ "meta": meta, "body": body }).to_string())
+impl Operation {
+    /// Decodes a call of `method` on `binding` with JSON `args` and a binary part.
+    pub fn decode(
+        binding: Option<&Binding>,
+        name: &str,
+        method: &str,
+        args: &str,
+        data: Vec<u8>,
+    ) -> Result<Operation, BindingError> {
+        let op = match (binding, method) {
+            (Some(Binding::Queue(queue)), "send") => {
+                let a: SendArgs = serde_json::from_str(args)?;
+                let total = a.sizes.iter().try_fold(0usize, |sum, &n| sum.checked_add(n));
+                if total != Some(data.len()) {
+                    return Err(BindingError::Sizes);
                 }
+                let mut messages = Vec::with_capacity(a.sizes.len());
+                let mut at = 0;
+                for &n in &a.sizes {
+                    at_most("a message", n, MAX_MESSAGE_BYTES)?;
+                    messages.push(data[at..at + n].to_vec());
+                    at += n;
+                }
+                Operation::Send { queue: queue.clone(), messages }
             }
-        }
-        "delete" => {
-            let a: KeyArgs = args(raw)?;
-            Ok(objects.delete(bucket, &a.key).await.map_err(e)?.to_string())
-        }
-        "list" => {
-            let a: ListArgs = args(raw)?;
-            let page = objects
-                .list(
-                    bucket,
-                    &a.prefix,
-                    a.limit.unwrap_or(1000).clamp(1, 1000),
-                    a.cursor.as_deref(),
-                )
-                .await
-                .map_err(e)?;
-            Ok(serde_json::json!({ "objects": page.items, "cursor": page.cursor }).to_string())
-        }
-        other => Err(format!("a bucket has no method {other}")),
+            (Some(Binding::Bucket(bucket)), "put") => {
+                let a = key(args)?;
+                at_most("an object", data.len(), MAX_OBJECT_BYTES)?;
+                let content_type =
+                    a.content_type.unwrap_or_else(|| "application/octet-stream".into());
+                Operation::Put { bucket: bucket.clone(), key: a.key, content_type, data }
+            }
+            (Some(Binding::Bucket(bucket)), "get") => Operation::Get {
+                bucket: bucket.clone(),
+                key: serde_json::from_str::<KeyArgs>(args)?.key,
+            },
+            (Some(Binding::Bucket(bucket)), "delete") => Operation::Delete {
+                bucket: bucket.clone(),
+                key: serde_json::from_str::<KeyArgs>(args)?.key,
+            },
+            (Some(Binding::Bucket(bucket)), "list") => {
+                Operation::List { bucket: bucket.clone(), page: serde_json::from_str(args)? }
+            }
+            (Some(Binding::Table(table)), "get") => Operation::GetRecord {
+                table: table.clone(),
+                key: serde_json::from_str::<KeyArgs>(args)?.key,
+            },
+            (Some(Binding::Table(table)), "put") => {
+                let a = key(args)?;
+                let value = a.value.ok_or(BindingError::NoValue)?;
+                at_most("a record's JSON", value.len(), MAX_RECORD_BYTES)?;
+                Operation::PutRecord { table: table.clone(), key: a.key, value }
+            }
+            (Some(Binding::Table(table)), "delete") => Operation::DeleteRecord {
+                table: table.clone(),
+                key: serde_json::from_str::<KeyArgs>(args)?.key,
+            },
+            (Some(Binding::Table(table)), "list") => {
+                Operation::ListRecords { table: table.clone(), page: serde_json::from_str(args)? }
+            }
+            _ => {
+                return Err(BindingError::NoMethod { binding: name.into(), method: method.into() })
+            }
+        };
+        Ok(op)
     }
-}
 
-/// A table binding's method, run on the node.
-async fn table_call(
-    objects: &dyn Storage,
-    table: &str,
-    method: &str,
-    raw: &str,
-) -> Result<String, String> {
-    let e = |e: StoreError| e.to_string();
-    match method {
-        "get" => {
-            let a: KeyArgs = args(raw)?;
-            Ok(objects.get_record(table, &a.key).await.map_err(e)?.unwrap_or_else(|| "null".into()))
-        }
-        "put" => {
-            let a: KeyArgs = args(raw)?;
-            key_ok(&a.key)?;
-            let value = a.value.ok_or("put needs a value")?;
-            if value.len() > MAX_RECORD_BYTES {
-                return Err(format!("a record is at most {} bytes of JSON", MAX_RECORD_BYTES));
+    /// Runs the operation; its answer as the JSON text the runtime hands to the function.
+    pub async fn run(
+        self,
+        storage: &dyn Storage,
+        queues: &dyn Queueing,
+    ) -> Result<String, BindingError> {
+        use serde_json::json;
+        let answer = match self {
+            Operation::Send { queue, messages } => {
+                json!({ "ids": queues.send(&queue, Encoding::V8, messages).await? })
             }
-            objects.put_record(table, &a.key, value).await.map_err(e)?;
-            Ok("true".into())
-        }
-        "delete" => {
-            let a: KeyArgs = args(raw)?;
-            Ok(objects.delete_record(table, &a.key).await.map_err(e)?.to_string())
-        }
-        "list" => {
-            let a: ListArgs = args(raw)?;
-            let page = objects
-                .list_records(
-                    table,
-                    &a.prefix,
-                    a.limit.unwrap_or(1000).clamp(1, 1000),
-                    a.cursor.as_deref(),
-                )
-                .await
-                .map_err(e)?;
-            let records: Vec<serde_json::Value> = page
-                .items
-                .iter()
-                .map(|(key, value)| {
-                    serde_json::json!({ "key": key, "value": serde_json::from_str::<serde_json::Value>(value).unwrap_or_default() })
-                })
-                .collect();
-            Ok(serde_json::json!({ "records": records, "cursor": page.cursor }).to_string())
-        }
-        other => Err(format!("a table has no method {other}")),
+            Operation::Put { bucket, key, content_type, data } => {
+                json!(storage.put(&bucket, &key, data.into(), &content_type).await?)
+            }
+            Operation::Get { bucket, key } => match storage.get(&bucket, &key).await? {
+                None => serde_json::Value::Null,
+                Some((meta, body)) => {
+                    let body = base64::engine::general_purpose::STANDARD.encode(&body);
+                    json!({ "meta": meta, "body": body })
+                }
+            },
+            Operation::Delete { bucket, key } => json!(storage.delete(&bucket, &key).await?),
+            Operation::List { bucket, page } => {
+                let cursor = page.cursor.as_deref();
+                let found = storage.list(&bucket, &page.prefix, page.limit(), cursor).await?;
+                json!({ "objects": found.items, "cursor": found.cursor })
+            }
+            // The record's stored text, as it is.
+            Operation::GetRecord { table, key } => {
+                let found = storage.get_record(&table, &key).await?;
+                return Ok(found.unwrap_or_else(|| "null".into()));
+            }
+            Operation::PutRecord { table, key, value } => {
+                storage.put_record(&table, &key, value).await?;
+                json!(true)
+            }
+            Operation::DeleteRecord { table, key } => {
+                json!(storage.delete_record(&table, &key).await?)
+            }
+            Operation::ListRecords { table, page } => {
+                let cursor = page.cursor.as_deref();
+                let found =
+                    storage.list_records(&table, &page.prefix, page.limit(), cursor).await?;
+                let records: Vec<serde_json::Value> = found
+                    .items
+                    .iter()
+                    .map(|(key, value)| {
+                        let value =
+                            serde_json::from_str::<serde_json::Value>(value).unwrap_or_default();
+                        json!({ "key": key, "value": value })
+                    })
+                    .collect();
+                json!({ "records": records, "cursor": found.cursor })
+            }
+        };
+        Ok(answer.to_string())
     }
 }
 
@@ -169,49 +248,96 @@ impl Bindings for NodeBindings {
         method: &str,
         args: String,
         data: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send>> {
-        let queue = match (self.bindings.get(binding), method) {
-            (Some(Binding::Queue(queue)), "send") => queue.clone(),
-            (Some(Binding::Bucket(bucket)), _) => {
-                let storage = self.storage.clone();
-                let (bucket, method) = (bucket.clone(), method.to_string());
-                let work = self.runtime.spawn(async move {
-                    bucket_call(&*storage, &bucket, &method, &args, data).await
-                });
-                return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
-            }
-            (Some(Binding::Table(table)), _) => {
-                let storage = self.storage.clone();
-                let (table, method) = (table.clone(), method.to_string());
-                let work = self
-                    .runtime
-                    .spawn(async move { table_call(&*storage, &table, &method, &args).await });
-                return Box::pin(async move { work.await.map_err(|e| e.to_string())? });
-            }
-            _ => {
-                let message = format!("binding {binding} has no method {method}");
-                return Box::pin(async move { Err(message) });
-            }
-        };
-        let queues = self.queues.clone();
-        let work = self.runtime.spawn(async move {
-            let args: SendArgs = serde_json::from_str(&args).map_err(|e| e.to_string())?;
-            if args.sizes.iter().sum::<usize>() != data.len() {
-                return Err("the message sizes do not add up".to_string());
-            }
-            if args.sizes.iter().any(|&n| n > MAX_MESSAGE_BYTES) {
-                return Err(format!("a message is larger than {MAX_MESSAGE_BYTES} bytes"));
-            }
-            let mut at = 0;
-            let mut messages = Vec::with_capacity(args.sizes.len());
-            for &n in &args.sizes {
-                messages.push(data[at..at + n].to_vec());
-                at += n;
-            }
-            let ids =
-                queues.send(&queue, Encoding::V8, messages).await.map_err(|e| e.to_string())?;
-            Ok(serde_json::json!({ "ids": ids }).to_string())
-        });
-        Box::pin(async move { work.await.map_err(|e| e.to_string())? })
+    ) -> Pin<Box<dyn Future<Output = Result<String, CallError>> + Send>> {
+        let operation = Operation::decode(self.bindings.get(binding), binding, method, &args, data);
+        let (storage, queues) = (self.storage.clone(), self.queues.clone());
+        let work = operation
+            .map(|op| self.runtime.spawn(async move { op.run(&*storage, &*queues).await }));
+        Box::pin(async move { Ok(work?.await.map_err(BindingError::from)??) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode(binding: &Binding, method: &str, args: &str, data: &[u8]) -> String {
+        match Operation::decode(Some(binding), "B", method, args, data.to_vec()) {
+            Ok(op) => format!("{op:?}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+
+    #[test]
+    fn calls_decode_by_the_kind_of_binding() {
+        let (queue, bucket, table) = (
+            Binding::Queue("jobs".into()),
+            Binding::Bucket("files".into()),
+            Binding::Table("users".into()),
+        );
+        assert_eq!(
+            decode(&queue, "send", r#"{"sizes":[1,2]}"#, b"abc"),
+            r#"Send { queue: "jobs", messages: [[97], [98, 99]] }"#
+        );
+        assert_eq!(decode(&queue, "get", "{}", b""), "error: binding B has no method get");
+        assert_eq!(decode(&bucket, "send", "{}", b""), "error: binding B has no method send");
+        assert_eq!(
+            decode(&table, "put", r#"{"key":"ada","value":"{}"}"#, b""),
+            r#"PutRecord { table: "users", key: "ada", value: "{}" }"#
+        );
+        assert_eq!(
+            Operation::decode(None, "X", "get", "{}", Vec::new()).unwrap_err().to_string(),
+            "binding X has no method get"
+        );
+    }
+
+    #[test]
+    fn bad_calls_are_refused_with_a_reason() {
+        let (queue, bucket, table) = (
+            Binding::Queue("jobs".into()),
+            Binding::Bucket("files".into()),
+            Binding::Table("users".into()),
+        );
+        assert_eq!(
+            decode(&queue, "send", r#"{"sizes":[18446744073709551615,2]}"#, b"ab"),
+            "error: the message sizes do not add up"
+        );
+        assert_eq!(
+            decode(&queue, "send", r#"{"sizes":[4]}"#, b"abc"),
+            "error: the message sizes do not add up"
+        );
+        let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        let args = format!(r#"{{"sizes":[{}]}}"#, big.len());
+        assert_eq!(
+            decode(&queue, "send", &args, &big),
+            format!("error: a message is at most {MAX_MESSAGE_BYTES} bytes")
+        );
+        assert_eq!(
+            decode(&bucket, "put", r#"{"key":""}"#, b"x"),
+            "error: a key is 1 to 1024 bytes long"
+        );
+        let long = format!(r#"{{"key":"{}"}}"#, "k".repeat(1025));
+        assert_eq!(decode(&bucket, "put", &long, b"x"), "error: a key is 1 to 1024 bytes long");
+        assert_eq!(decode(&table, "put", r#"{"key":"a"}"#, b""), "error: put needs a value");
+        assert!(decode(&bucket, "get", "not json", b"").starts_with("error: bad arguments: "));
+    }
+
+    proptest! {
+        /// Whatever the arguments and data, a call decodes or is refused; it never panics.
+        #[test]
+        fn any_call_decodes_or_is_refused(
+            kind in 0..3u8,
+            method in "(send|put|get|delete|list|x)",
+            args in r#"\{("(sizes|key|value|prefix|limit|cursor|contentType)": ?(\[[0-9, ]*\]|"[a-z]*"|[0-9]+|null),?)*\}?"#,
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let binding = match kind {
+                0 => Binding::Queue("q".into()),
+                1 => Binding::Bucket("b".into()),
+                _ => Binding::Table("t".into()),
+            };
+            let _ = Operation::decode(Some(&binding), "B", &method, &args, data);
+        }
     }
 }

@@ -624,7 +624,8 @@ async fn op_isola_binding(
     let Some(service) = service else {
         return Err(JsErrorBox::type_error(format!("binding {binding} is not available")));
     };
-    service.0.call(&binding, &method, args, data).await.map_err(JsErrorBox::generic)
+    let answer = service.0.call(&binding, &method, args, data).await;
+    answer.map_err(|e| JsErrorBox::generic(e.to_string()))
 }
 
 /// An event handler finished: its result (JSON) goes to the caller.

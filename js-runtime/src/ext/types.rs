@@ -213,15 +213,19 @@ pub trait LogSink: Send + Sync {
 /// The node's side of a function's bindings (`env.NAME` for a queue, a bucket or a table):
 /// one call per method the function invokes. Calls run on the node, not on the isolate thread.
 pub trait Bindings: Send + Sync {
-    /// Runs `method` of the binding `binding` with JSON `args` and a binary part; answers JSON.
+    /// Runs `method` of the binding `binding` with JSON `args` and a binary part; answers JSON
+    /// text, or the error the function's call throws.
     fn call(
         &self,
         binding: &str,
         method: &str,
         args: String,
         data: Vec<u8>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, BindingError>> + Send>>;
 }
+
+/// Why a binding call failed: its message is what the function's call throws.
+pub type BindingError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The bindings of the function an isolate runs, kept in its `OpState`.
 #[derive(Clone)]
