@@ -270,15 +270,56 @@ impl Function {
         self.isolates.evict_oldest_idle()
     }
 
-    /// Runs one HTTP invocation on an isolate with room. A request handed back by an isolate
-    /// that stopped before taking it runs once more on another.
+    /// Runs one HTTP invocation on an isolate with room.
     pub async fn invoke(
         &self,
         invocation_id: Arc<str>,
         request: http::Request<RequestBody>,
     ) -> Result<HttpResponse, Failure> {
+        self.run("http", invocation_id, request, |handle, id, request, finished| async move {
+            match handle.invoke_observed(id, request, Some(finished)).await {
+                Ok(response) => Sent::Answer(response),
+                Err(InvokeError::Failed(failure)) => Sent::Failed(failure),
+                Err(InvokeError::Gone(request)) => Sent::Gone(request),
+            }
+        })
+        .await
+    }
+
+    /// Runs an event handler (`trigger`: `cron`, `queue`, `storage`, `record`) on an isolate
+    /// with room; answers the handler's result (JSON).
+    pub async fn invoke_event(
+        &self,
+        trigger: &'static str,
+        invocation_id: Arc<str>,
+        event: Event,
+    ) -> Result<String, Failure> {
+        self.run(trigger, invocation_id, event, |handle, id, event, finished| async move {
+            match handle.invoke_event(id, event, Some(finished)).await {
+                Ok(result) => Sent::Answer(result),
+                Err(EventError::Failed(failure)) => Sent::Failed(failure),
+                Err(EventError::Gone(event)) => Sent::Gone(event),
+            }
+        })
+        .await
+    }
+
+    /// Runs one invocation of either kind: `send` hands `work` to the isolate a lease grants.
+    /// Work handed back by an isolate that stopped before taking it runs once more on
+    /// another. Every invocation, refused ones included, is observed once.
+    async fn run<W, T, F, Fut>(
+        &self,
+        trigger: &'static str,
+        invocation_id: Arc<str>,
+        work: W,
+        send: F,
+    ) -> Result<T, Failure>
+    where
+        F: Fn(Arc<WorkerHandle>, Arc<str>, W, Finished) -> Fut,
+        Fut: std::future::Future<Output = Sent<T, W>>,
+    {
         let received = Instant::now();
-        let mut request = request;
+        let mut work = work;
         for _attempt in 0..2 {
             let lease = match self.isolates.acquire(|| self.start_worker()).await {
                 Ok(lease) => lease,
@@ -302,64 +343,34 @@ impl Function {
                         status: None,
                         cpu_time: Duration::ZERO,
                     };
-                    self.observer("http", invocation_id.clone(), received, None)(end);
+                    self.observer(trigger, invocation_id.clone(), received, None)(end);
                     return Err(failure);
                 }
             };
-            let finished = self.observer("http", invocation_id.clone(), received, lease.cold);
-            match lease.handle.invoke_observed(invocation_id.clone(), request, Some(finished)).await
-            {
-                Ok(response) => return Ok(response),
-                Err(InvokeError::Failed(failure)) => return Err(failure),
-                Err(InvokeError::Gone(returned)) => {
+            let finished = self.observer(trigger, invocation_id.clone(), received, lease.cold);
+            match send(lease.handle.clone(), invocation_id.clone(), work, finished).await {
+                Sent::Answer(answer) => return Ok(answer),
+                Sent::Failed(failure) => return Err(failure),
+                Sent::Gone(returned) => {
                     drop(lease);
                     self.isolates.prune_dead();
-                    request = returned;
+                    work = returned;
                 }
             }
         }
-        Err(Failure { outcome: Outcome::Internal, message: "no isolate took the request".into() })
+        Err(Failure {
+            outcome: Outcome::Internal,
+            message: "no isolate took the invocation".into(),
+        })
     }
 }
 
-impl Function {
-    /// Runs an event handler (`trigger`: `cron`, `queue`) on an isolate with room; answers the
-    /// handler's result (JSON).
-    pub async fn invoke_event(
-        &self,
-        trigger: &'static str,
-        invocation_id: Arc<str>,
-        event: Event,
-    ) -> Result<String, Failure> {
-        let received = Instant::now();
-        let mut event = event;
-        for _attempt in 0..2 {
-            let lease = match self.isolates.acquire(|| self.start_worker()).await {
-                Ok(lease) => lease,
-                Err(refusal) => {
-                    let outcome = match refusal {
-                        Refusal::Shed => Outcome::LoadShed,
-                        Refusal::Broken(outcome) => outcome,
-                    };
-                    let end = InvocationEnd { outcome, status: None, cpu_time: Duration::ZERO };
-                    self.observer(trigger, invocation_id.clone(), received, None)(end);
-                    let message = "the function cannot take the event now".into();
-                    return Err(Failure { outcome, message });
-                }
-            };
-            let finished = self.observer(trigger, invocation_id.clone(), received, lease.cold);
-            match lease.handle.invoke_event(invocation_id.clone(), event, Some(finished)).await {
-                Ok(result) => return Ok(result),
-                Err(EventError::Failed(failure)) => return Err(failure),
-                Err(EventError::Gone(returned)) => {
-                    drop(lease);
-                    self.isolates.prune_dead();
-                    event = returned;
-                }
-            }
-        }
-        Err(Failure { outcome: Outcome::Internal, message: "no isolate took the event".into() })
-    }
+/// How an invocation handed to an isolate went.
+enum Sent<T, W> {
+    Answer(T),
+    Failed(Failure),
+    /// The isolate stopped before taking it: the work comes back.
+    Gone(W),
 }
 
 impl Function {
