@@ -109,8 +109,10 @@ impl Node {
             })?),
             (None, None) => None,
         };
-        js_runtime::keep_spares(config.pool.spare_isolates);
-        js_runtime::set_isolate_threads(config.pool.threads);
+        let threads = js_runtime::Runtime::new(js_runtime::RuntimeOptions {
+            front_threads: config.pool.threads,
+            spare_isolates: config.pool.spare_isolates,
+        });
         js_runtime::raise_open_files_limit();
         let data = &config.node.data_dir;
         let data_error =
@@ -142,6 +144,7 @@ impl Node {
             storage: backend.storage.clone(),
             queues: backend.queues.clone(),
             runtime: tokio::runtime::Handle::current(),
+            threads: threads.clone(),
             region: Arc::from(config.node.region.as_str()),
             telemetry,
             logs: Arc::new(logs),
@@ -197,6 +200,7 @@ impl Node {
             stop: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            threads,
         });
         let mut accepting = JoinSet::new();
         let http_addrs = bind_all(&config.http.listen, &listeners, None, &mut accepting).await?;

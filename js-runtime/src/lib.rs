@@ -1,4 +1,4 @@
-//! One V8 isolate per [`Worker`], built on deno_core with the Web APIs of Deno's extension
+//! One V8 isolate per worker, built on deno_core with the Web APIs of Deno's extension
 //! crates and Isola's own extension, started from a snapshot made at build time.
 //!
 //! This crate knows no sockets, files or config: it takes plain [`WorkerOptions`] and injected
@@ -9,6 +9,7 @@ mod ext;
 mod fetch_policy;
 mod limits;
 mod loader;
+mod runtime;
 mod spare;
 mod threads;
 mod worker;
@@ -21,10 +22,10 @@ pub use ext::{
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;
-pub use spare::{keep_spares, spares_ready};
-pub use threads::{isolate_threads, raise_open_files_limit, set_isolate_threads, spawn_connection};
+pub use runtime::{Runtime, RuntimeOptions};
+pub use threads::raise_open_files_limit;
 pub use worker::{
-    EventError, InvokeError, StartError, Worker, WorkerHandle, WorkerOptions, WorkerServices,
+    EventError, InvokeError, StartError, WorkerHandle, WorkerOptions, WorkerServices,
 };
 
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.

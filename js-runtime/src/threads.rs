@@ -1,8 +1,8 @@
 //! Threads: the front threads serve connections, and every isolate has a thread of its own.
 //!
-//! The front threads are a fixed set (one per core unless [`set_isolate_threads`] says
-//! otherwise), each running a current-thread tokio runtime; a connection goes to the one
-//! serving the fewest. An isolate runs on a thread made for it (a current-thread runtime too),
+//! The front threads are a fixed set per [`Runtime`](crate::Runtime) (one per core unless its
+//! options say otherwise), each running a current-thread tokio runtime; a connection goes to
+//! the one serving the fewest. An isolate runs on a thread made for it (a current-thread runtime too),
 //! which ends with it. So an isolate busy for as long as its CPU limit allows (a loop, a long
 //! collection near its heap limit, a large `JSON.parse`) holds up nothing but its own
 //! function's invocations on it: the kernel shares the cores between its thread, the front
@@ -34,23 +34,74 @@ struct Thread {
     runtime: tokio::runtime::Handle,
     /// Connections served on the thread.
     connections: Arc<AtomicUsize>,
+    /// Dropped with the runtime's front threads: the thread then ends, and with it the
+    /// connections it still serves.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Front threads asked for; 0 means one per core.
-static WANTED: AtomicUsize = AtomicUsize::new(0);
-static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
-/// The number in the next isolate thread's name.
+/// The number in the next isolate thread's name (names only; process-wide so that two
+/// runtimes' threads are told apart).
 static NEXT_ISOLATE_THREAD: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets how many front threads the process runs (0: one per core). Only the first connection
-/// served fixes the set, so call this before serving any.
-pub fn set_isolate_threads(count: usize) {
-    WANTED.store(count, Ordering::Relaxed);
+/// The front threads of one runtime: `wanted` of them (0: one per core), started on first use.
+pub(crate) struct FrontThreads {
+    wanted: usize,
+    threads: OnceLock<Vec<Thread>>,
 }
 
-/// How many front threads there are (starting them if they are not running yet).
-pub fn isolate_threads() -> usize {
-    threads().len()
+impl FrontThreads {
+    pub fn new(wanted: usize) -> FrontThreads {
+        FrontThreads { wanted, threads: OnceLock::new() }
+    }
+
+    fn threads(&self) -> &[Thread] {
+        self.threads.get_or_init(|| {
+            let wanted = match self.wanted {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            };
+            (0..wanted)
+                .map(|i| {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a front thread's runtime starts");
+                    let runtime = rt.handle().clone();
+                    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                    std::thread::Builder::new()
+                        .name(format!("front-{i}"))
+                        .spawn(move || {
+                            let _ = rt.block_on(stopped);
+                        })
+                        .expect("a front thread starts");
+                    Thread { runtime, connections: Arc::new(AtomicUsize::new(0)), _stop: stop }
+                })
+                .collect()
+        })
+    }
+
+    /// How many front threads there are (starting them if they are not running yet).
+    pub fn count(&self) -> usize {
+        self.threads().len()
+    }
+
+    /// Runs `connection` on the front thread serving the fewest connections.
+    pub fn spawn<F>(&self, connection: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let thread = self
+            .threads()
+            .iter()
+            .min_by_key(|t| t.connections.load(Ordering::Relaxed))
+            .expect("at least one front thread");
+        let count = thread.connections.clone();
+        count.fetch_add(1, Ordering::Relaxed);
+        thread.runtime.spawn(async move {
+            let _counted = Counted(count);
+            connection.await;
+        });
+    }
 }
 
 /// Raises the process's soft limit of open files to its hard limit, and answers it: every
@@ -73,29 +124,6 @@ pub fn raise_open_files_limit() -> u64 {
     limit.rlim_cur
 }
 
-fn threads() -> &'static [Thread] {
-    THREADS.get_or_init(|| {
-        let wanted = match WANTED.load(Ordering::Relaxed) {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
-        (0..wanted)
-            .map(|i| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a front thread's runtime starts");
-                let runtime = rt.handle().clone();
-                std::thread::Builder::new()
-                    .name(format!("front-{i}"))
-                    .spawn(move || rt.block_on(std::future::pending::<()>()))
-                    .expect("a front thread starts");
-                Thread { runtime, connections: Arc::new(AtomicUsize::new(0)) }
-            })
-            .collect()
-    })
-}
-
 /// One of a thread's counted tasks; its count goes down when it ends.
 struct Counted(Arc<AtomicUsize>);
 
@@ -103,23 +131,6 @@ impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Runs `connection` on the front thread serving the fewest connections.
-pub fn spawn_connection<F>(connection: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let thread = threads()
-        .iter()
-        .min_by_key(|t| t.connections.load(Ordering::Relaxed))
-        .expect("at least one front thread");
-    let count = thread.connections.clone();
-    count.fetch_add(1, Ordering::Relaxed);
-    thread.runtime.spawn(async move {
-        let _counted = Counted(count);
-        connection.await;
-    });
 }
 
 /// Runs the future `make` returns on a new isolate thread, which ends when the future does.

@@ -1,4 +1,4 @@
-//! A [`Worker`]: one isolate running one function version under its limits, as a task on one
+//! A worker: one isolate running one function version under its limits, as a task on one
 //! of the isolate threads (`threads`).
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use crate::ext::{
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
 use crate::loader::{module_url, BundleLoader};
-use crate::spare;
+use crate::spare::Spares;
 use crate::threads::{Entered, OwnedRuntime};
 
 /// What a worker runs and how: plain data.
@@ -123,9 +123,6 @@ fn event_gone(work: Work) -> EventError {
     }
 }
 
-/// Starts isolates.
-pub struct Worker;
-
 /// A cloneable handle that sends invocations to a running worker. The worker stops when
 /// every handle is dropped and its in-flight invocations are done, or when a limit kills it.
 #[derive(Clone)]
@@ -135,42 +132,41 @@ pub struct WorkerHandle {
     memory: Arc<AtomicU64>,
 }
 
-impl Worker {
-    /// Starts a worker: a thread, an isolate from the snapshot, the function's modules loaded
-    /// and evaluated. Resolves once the function is ready for invocations.
-    pub async fn start(
-        options: WorkerOptions,
-        services: WorkerServices,
-    ) -> Result<WorkerHandle, StartError> {
-        let (inbox, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let memory = options.limits.memory;
-        let in_use = Arc::new(AtomicU64::new(0));
-        let job = Job {
-            options,
-            services,
-            inbox: rx,
-            senders: inbox.downgrade(),
-            ready: ready_tx,
-            memory_in_use: in_use.clone(),
-        };
-        match spare::take(memory) {
-            Some(spare) => {
-                if let Err(job) = spare.send(job) {
-                    start_on_demand(job);
-                }
+/// Starts a worker for `options` (see [`Runtime::start`](crate::Runtime::start)), taking a
+/// spare from `spares` when one is ready.
+pub(crate) async fn start(
+    spares: &Arc<Spares>,
+    options: WorkerOptions,
+    services: WorkerServices,
+) -> Result<WorkerHandle, StartError> {
+    let (inbox, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let memory = options.limits.memory;
+    let in_use = Arc::new(AtomicU64::new(0));
+    let job = Job {
+        options,
+        services,
+        inbox: rx,
+        senders: inbox.downgrade(),
+        ready: ready_tx,
+        memory_in_use: in_use.clone(),
+    };
+    match spares.take(memory) {
+        Some(spare) => {
+            if let Err(job) = spare.send(job) {
+                start_on_demand(job);
             }
-            None => start_on_demand(job),
         }
-        let ready = ready_rx.await;
-        // The next spare is made once this start is done, so making it does not hold up this
-        // one.
-        spare::replenish(memory);
-        match ready {
-            Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
-        }
+        None => start_on_demand(job),
+    }
+    let ready = ready_rx.await;
+    // The next spare is made once this start is done, so making it does not hold up this
+    // one.
+    spares.replenish(memory);
+    match ready {
+        Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
     }
 }
 

@@ -17,9 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bundler::Bundle;
-use js_runtime::{
-    CodeCache, LogRecord, LogSink, ResponseBody, Worker, WorkerOptions, WorkerServices,
-};
+use js_runtime::{CodeCache, LogRecord, LogSink, ResponseBody, WorkerOptions, WorkerServices};
 
 struct Discard;
 impl LogSink for Discard {
@@ -88,6 +86,7 @@ export default {{
 }
 
 async fn cold_start(
+    threads: &js_runtime::Runtime,
     bundle: &Arc<Bundle>,
     cache: Option<Arc<dyn CodeCache>>,
     spare: bool,
@@ -96,7 +95,7 @@ async fn cold_start(
     static FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
     let first = FIRST.swap(false, std::sync::atomic::Ordering::Relaxed);
     let memory = js_runtime::Limits::default().memory;
-    while spare && !first && js_runtime::spares_ready(memory) == 0 {
+    while spare && !first && threads.spares_ready(memory) == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let options = WorkerOptions {
@@ -113,7 +112,7 @@ async fn cold_start(
     let services =
         WorkerServices { log_sink: Arc::new(Discard), code_cache: cache, bindings: None };
     let started = Instant::now();
-    let worker = Worker::start(options, services).await.expect("start");
+    let worker = threads.start(options, services).await.expect("start");
     let request = http::Request::get("http://localhost/a/b").body(None).expect("request");
     let response = worker.invoke(Arc::from("cold"), request).await.expect("response");
     let elapsed = started.elapsed();
@@ -130,9 +129,10 @@ fn percentile(samples: &mut [Duration], q: f64) -> f64 {
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(50);
     let spare = std::env::args().any(|a| a == "--spare");
-    if spare {
-        js_runtime::keep_spares(1);
-    }
+    let threads = js_runtime::Runtime::new(js_runtime::RuntimeOptions {
+        front_threads: 0,
+        spare_isolates: usize::from(spare),
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let big = bundle(20, 70);
     println!(
@@ -144,9 +144,9 @@ fn main() {
     rt.block_on(async {
         // Warm the process, and let V8 make the caches.
         for _ in 0..5 {
-            cold_start(&big, None, spare).await;
+            cold_start(&threads, &big, None, spare).await;
         }
-        cold_start(&big, Some(cache.clone()), spare).await;
+        cold_start(&threads, &big, Some(cache.clone()), spare).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let cached_bytes: usize = cache.0.lock().expect("lock").values().map(|d| d.len()).sum();
         println!(
@@ -157,8 +157,8 @@ fn main() {
         let mut without = Vec::new();
         let mut with = Vec::new();
         for _ in 0..n {
-            without.push(cold_start(&big, None, spare).await);
-            with.push(cold_start(&big, Some(cache.clone()), spare).await);
+            without.push(cold_start(&threads, &big, None, spare).await);
+            with.push(cold_start(&threads, &big, Some(cache.clone()), spare).await);
         }
         let (w50, w99) = (percentile(&mut without, 0.5), percentile(&mut without, 0.99));
         let (c50, c99) = (percentile(&mut with, 0.5), percentile(&mut with, 0.99));

@@ -3,7 +3,6 @@
 //!
 //! Usage: cold-start [N] [--spare]  (default 200). With `--spare`, each start takes an isolate
 //! made ahead of time (and the bench waits for the next one to be ready before it starts).
-//! `ISOLATE_THREADS=N` sets the number of isolate threads (default: one per core).
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -14,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bundler::Bundle;
-use js_runtime::{LogRecord, LogSink, ResponseBody, Worker, WorkerOptions, WorkerServices};
+use js_runtime::{LogRecord, LogSink, ResponseBody, WorkerOptions, WorkerServices};
 
 struct Discard;
 impl LogSink for Discard {
@@ -30,18 +29,16 @@ const HELLO: &str = r#"export default {
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
 fn main() {
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
-    if let Some(t) = std::env::var("ISOLATE_THREADS").ok().and_then(|t| t.parse().ok()) {
-        js_runtime::set_isolate_threads(t);
-    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut sources = BTreeMap::new();
     sources.insert("index.js".to_string(), Arc::from(HELLO));
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
     let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None };
     let spare = std::env::args().any(|a| a == "--spare");
-    if spare {
-        js_runtime::keep_spares(1);
-    }
+    let threads = js_runtime::Runtime::new(js_runtime::RuntimeOptions {
+        front_threads: 0,
+        spare_isolates: usize::from(spare),
+    });
     let memory = js_runtime::Limits::default().memory;
     let mut samples: Vec<Duration> = Vec::with_capacity(n);
     rt.block_on(async {
@@ -49,7 +46,7 @@ fn main() {
             if spare && i > 0 {
                 // Measure the start a spare makes possible: wait until one is ready (the
                 // first start asks for spares of its memory limit).
-                while js_runtime::spares_ready(memory) == 0 {
+                while threads.spares_ready(memory) == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
@@ -65,7 +62,7 @@ fn main() {
                 enforce_limits: true,
             };
             let started = Instant::now();
-            let worker = Worker::start(options, services.clone()).await.expect("start");
+            let worker = threads.start(options, services.clone()).await.expect("start");
             let request = http::Request::get("http://localhost/").body(None).expect("request");
             let response =
                 worker.invoke(Arc::from(format!("cold-{i}")), request).await.expect("response");

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bundler::Bundle;
-use js_runtime::{Limits, LogRecord, LogSink, Worker, WorkerOptions, WorkerServices};
+use js_runtime::{Limits, LogRecord, LogSink, WorkerOptions, WorkerServices};
 
 struct Discard;
 impl LogSink for Discard {
@@ -61,12 +61,13 @@ fn main() {
             fetch_allow: Vec::new(),
             enforce_limits: true,
         };
+        let threads = js_runtime::Runtime::default();
         // One first, so the process's fixed costs are not counted per isolate.
-        let first = Worker::start(start(bundle.clone()), services.clone()).await.expect("start");
+        let first = threads.start(start(bundle.clone()), services.clone()).await.expect("start");
         let baseline = rss_bytes();
         let mut workers = vec![first];
         for i in 0..n {
-            let worker = match Worker::start(start(bundle.clone()), services.clone()).await {
+            let worker = match threads.start(start(bundle.clone()), services.clone()).await {
                 Ok(w) => w,
                 Err(e) => {
                     println!("start {} failed: {e}", i + 1);

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use bundler::Bundle;
 use js_runtime::{
-    InvokeError, Limits, LogRecord, LogSink, Outcome, Worker, WorkerHandle, WorkerOptions,
-    WorkerServices,
+    InvokeError, Limits, LogRecord, LogSink, Outcome, WorkerHandle, WorkerOptions, WorkerServices,
 };
 
 struct Discard;
@@ -49,12 +48,13 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
         fetch_allow: Vec::new(),
         enforce_limits,
     };
-    Worker::start(
-        options,
-        WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None },
-    )
-    .await
-    .expect("start")
+    js_runtime::Runtime::default()
+        .start(
+            options,
+            WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None },
+        )
+        .await
+        .expect("start")
 }
 
 fn request(path: &str) -> http::Request<js_runtime::RequestBody> {

@@ -34,6 +34,8 @@ pub struct Listeners {
     /// Cancelled when the grace period is over: close every connection now.
     pub force: CancellationToken,
     pub tracker: TaskTracker,
+    /// The front threads the connections are served on.
+    pub threads: js_runtime::Runtime,
 }
 
 impl Listeners {
@@ -107,7 +109,7 @@ impl Listeners {
             };
             let (this, builder, tls, protocol) =
                 (self.clone(), builder.clone(), tls.clone(), protocol.clone());
-            js_runtime::spawn_connection(self.tracker.track_future(async move {
+            self.threads.spawn_connection(self.tracker.track_future(async move {
                 let _permit = permit;
                 let stream = match tokio::net::TcpStream::from_std(stream) {
                     Ok(stream) => stream,

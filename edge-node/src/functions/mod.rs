@@ -24,7 +24,7 @@ use crate::observe::telemetry::{FunctionMeters, InvocationStats, Telemetry};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,
-    InvokeError, LogRecord, LogSink, Outcome, RequestBody, Worker, WorkerHandle, WorkerOptions,
+    InvokeError, LogRecord, LogSink, Outcome, RequestBody, WorkerHandle, WorkerOptions,
     WorkerServices,
 };
 
@@ -147,6 +147,8 @@ pub struct Shared {
     pub queues: Arc<dyn Queueing>,
     /// The node's async runtime, where bindings do their work (not the isolate's thread).
     pub runtime: tokio::runtime::Handle,
+    /// The threads and spare isolates the function's isolates start on.
+    pub threads: js_runtime::Runtime,
     /// The node's region (`[node] region`).
     pub region: Arc<str>,
 }
@@ -465,7 +467,7 @@ impl Function {
         });
         let services =
             WorkerServices { log_sink: self.sink(), code_cache: Some(code_cache), bindings };
-        Worker::start(options, services).await.map_err(|e| {
+        shared.threads.start(options, services).await.map_err(|e| {
             self.log_error(format!("the function failed to start: {e}"));
             e.outcome()
         })
