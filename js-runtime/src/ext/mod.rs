@@ -46,7 +46,19 @@ deno_core::extension!(
         op_isola_charge,
     ],
     esm_entry_point = "ext:isola/runtime.js",
-    esm = [dir "src/ext/js", "runtime.js"],
+    esm = [
+        dir "src/ext/js",
+        "00_base.js",
+        "01_invocation.js",
+        "02_logging.js",
+        "03_global_scope.js",
+        "04_webcrypto.js",
+        "05_outbound.js",
+        "06_contract.js",
+        "07_events.js",
+        "08_bindings.js",
+        "runtime.js",
+    ],
     // deno_core's `op_dispatch_exception` terminates the isolate, and with it every invocation
     // on it; deno_web calls it for an error event nobody prevented. Ours reports the error.
     middleware = |op| match op.name {

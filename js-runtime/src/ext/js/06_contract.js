@@ -1,0 +1,360 @@
+// The Workers module contract: a request in, `fetch(request, env, ctx)` called, its Response
+// answered (whole or streamed), `waitUntil` work settled.
+
+import {
+  core,
+  primordials,
+  consoleMod,
+  streams,
+  body,
+  request,
+  response,
+  op_isola_read,
+  op_isola_header,
+  op_isola_respond,
+  op_isola_respond_text,
+  op_isola_respond_stream,
+  op_isola_write,
+  op_isola_fail,
+  op_isola_done,
+} from "ext:isola/00_base.js";
+import {
+  HEADERS_AT,
+} from "ext:isola/01_invocation.js";
+import {
+  describe,
+  print,
+} from "ext:isola/02_logging.js";
+import {
+  subrequestCounts,
+} from "ext:isola/05_outbound.js";
+const {
+  ArrayPrototypePush,
+  ObjectDefineProperty,
+  ObjectFreeze,
+  ObjectPrototypeIsPrototypeOf,
+  SafePromiseAllSettled,
+  Symbol,
+  TypeError,
+  TypedArrayPrototypeGetSymbolToStringTag,
+} = primordials;
+
+
+class ExecutionContext {
+  #pending;
+  constructor(pending) {
+    this.#pending = pending;
+  }
+  /** Keeps the invocation alive until `promise` settles, after the response is sent. */
+  waitUntil(promise) {
+    ArrayPrototypePush(this.#pending, promise);
+  }
+  /** Accepted for Workers compatibility; an exception answers 500 here. */
+  passThroughOnException() {}
+}
+
+function readBody(id) {
+  return new streams.ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      const chunk = await op_isola_read(id);
+      if (chunk.byteLength === 0) {
+        controller.close();
+        controller.byobRequest?.respond(0);
+      } else {
+        controller.enqueue(chunk);
+      }
+    },
+  });
+}
+
+const EMPTY = new Uint8Array(0);
+
+// Answers with a response whose body is whole already (or absent); `false` when the body is
+// a stream, which `streamResponse` sends.
+function respondWhole(id, res) {
+  const inner = response.toInnerResponse(res);
+  const innerBody = inner.body;
+  const streamOrStatic = innerBody === null ? null : innerBody.streamOrStatic;
+  if (ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
+    return false;
+  }
+  sendHeaders(id, inner.headerList);
+  if (innerBody === null) {
+    op_isola_respond(id, inner.status, EMPTY);
+    return true;
+  }
+  streamOrStatic.consumed = true;
+  const staticBody = streamOrStatic.body;
+  if (typeof staticBody === "string") {
+    op_isola_respond_text(id, inner.status, staticBody);
+  } else {
+    op_isola_respond(id, inner.status, staticBody);
+  }
+  return true;
+}
+
+// The response's headers, one fast op call each, before the op that answers.
+function sendHeaders(id, headerList) {
+  for (let i = 0; i < headerList.length; i++) {
+    const header = headerList[i];
+    op_isola_header(id, header[0], header[1]);
+  }
+}
+
+// Answers with a head now and the body's chunks as the stream yields them.
+async function streamResponse(id, res) {
+  const inner = response.toInnerResponse(res);
+  sendHeaders(id, inner.headerList);
+  op_isola_respond_stream(id, inner.status);
+  const reader = inner.body.streamOrStatic.getReader();
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== "Uint8Array") {
+        throw new TypeError("a response body stream must yield Uint8Array chunks");
+      }
+      if (value.byteLength === 0) continue;
+      if (!(await op_isola_write(id, value))) {
+        // The client went away: stop producing.
+        await reader.cancel();
+        return;
+      }
+    }
+  } catch (error) {
+    print(`Uncaught (in response stream) ${describe(error)}`, 3);
+    op_isola_fail(id, "exception", describe(error));
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+// An exception nobody caught ends the invocation with `exception`, logged with its stack.
+function uncaught(id, error) {
+  print(`Uncaught ${describe(error)}`, 3);
+  op_isola_fail(id, "exception", describe(error));
+}
+
+// The end of every invocation: its response is sent and its `waitUntil` work settled.
+function endInvocation(next) {
+  if (subrequestCounts.size !== 0) subrequestCounts.delete(next.invocationId);
+  op_isola_done(next.id);
+}
+
+// Runs one invocation: its ExecutionContext, its async context (for console records), and
+// whatever happens, its end (`op_isola_done`).
+async function runInvocation(next, work) {
+  const id = next.id;
+  const waitUntil = [];
+  const ctx = new ExecutionContext(waitUntil);
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(next);
+  try {
+    await work(id, ctx, waitUntil);
+  } catch (error) {
+    uncaught(id, error);
+  } finally {
+    endInvocation(next);
+    core.setAsyncContext(prev);
+  }
+}
+
+// Waits for every `ctx.waitUntil` promise, those added meanwhile included.
+async function settle(waitUntil) {
+  while (waitUntil.length > 0) {
+    const pending = waitUntil.splice(0, waitUntil.length);
+    await SafePromiseAllSettled(pending);
+  }
+}
+
+// The inner request (deno_fetch's shape) of a request the node received: what
+// `request.newInnerRequest` makes, as a class, so a request costs one closure (its URL list,
+// which deno_fetch calls) instead of six, and no accessor definitions of its own.
+// Its headers come as one flat array (name, value, name, value, ...), made into deno_fetch's
+// list of pairs only if the function looks at them.
+class IncomingInnerRequest {
+  // `flatHeaders` from index `flatFrom` on.
+  constructor(method, url, flatHeaders, flatFrom, body) {
+    this.methodInner = method;
+    this.flatHeaders = flatHeaders;
+    this.flatFrom = flatFrom;
+    this.headerListInner = null;
+    this.body = body;
+    this.redirectMode = "follow";
+    this.redirectCount = 0;
+    this.urlList = [() => url];
+    this.urlListProcessed = [url];
+    this.clientRid = null;
+    this.blobUrlEntry = null;
+  }
+  get method() {
+    return this.methodInner;
+  }
+  set method(value) {
+    this.methodInner = value;
+  }
+  get headerList() {
+    if (this.headerListInner === null) {
+      const flat = this.flatHeaders;
+      const list = [];
+      for (let i = this.flatFrom; i < flat.length; i += 2) {
+        ArrayPrototypePush(list, [flat[i], flat[i + 1]]);
+      }
+      this.headerListInner = list;
+      this.flatHeaders = null;
+    }
+    return this.headerListInner;
+  }
+  set headerList(value) {
+    this.headerListInner = value;
+    this.flatHeaders = null;
+  }
+  url() {
+    return this.urlListProcessed[0];
+  }
+  currentUrl() {
+    const last = this.urlList.length - 1;
+    if (this.urlListProcessed[last] === undefined) {
+      this.urlListProcessed[last] = this.urlList[last]();
+    }
+    return this.urlListProcessed[last];
+  }
+}
+
+// `request.cf`, connection metadata: as in Workers, an accessor of Request.prototype, here
+// reading a slot the node fills on the requests it receives (undefined on others). Its value
+// is one frozen object per protocol, shared by the isolate's requests.
+const cfSlot = Symbol("cf");
+ObjectDefineProperty(request.Request.prototype, "cf", {
+  __proto__: null,
+  get() {
+    return this[cfSlot];
+  },
+  enumerable: true,
+  configurable: true,
+});
+// `request.cf.httpProtocol` by the number Rust sends (`Protocol` in ext/mod.rs).
+const PROTOCOLS = ["", "HTTP/1.1", "HTTP/2", "HTTP/3", "HTTP/1.0", "HTTP/0.9"];
+// No prototype: a missing entry must not be looked up on one the function can change.
+let cfByProtocol = { __proto__: null };
+
+// The region of the node this isolate runs on, set by `start`.
+let nodeRegion = "";
+
+// Sets the node's region, and forgets the `cf` objects made so far (the warm-up's).
+function setRegion(region) {
+  nodeRegion = region;
+  cfByProtocol = { __proto__: null };
+}
+
+function cfOf(protocol) {
+  let cf = cfByProtocol[protocol];
+  if (cf === undefined) {
+    cf = ObjectFreeze({ __proto__: null, httpProtocol: PROTOCOLS[protocol], region: nodeRegion });
+    cfByProtocol[protocol] = cf;
+  }
+  return cf;
+}
+
+// The Request a fetch handler gets for invocation `next`.
+function incomingRequest(next) {
+  const bodyStream = next.hasBody ? readBody(next.id) : null;
+  const inner = new IncomingInnerRequest(
+    next.method,
+    next.url,
+    next.fields,
+    HEADERS_AT,
+    bodyStream === null ? null : new body.InnerBody(bodyStream),
+  );
+  const req = request.fromInnerRequest(inner, "immutable");
+  req[cfSlot] = cfOf(next.protocol);
+  return req;
+}
+
+function checkResponse(res) {
+  if (!ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
+    throw new TypeError(
+      `the fetch handler must return a Response, it returned ${consoleMod.inspect(res)}`,
+    );
+  }
+}
+
+// Runs a fetch invocation. A handler that returns a Response with a whole body at once, and
+// leaves no `waitUntil` work, is answered and ended in the same turn, without a promise of
+// the runtime's own; everything else goes on in `finishFetch`.
+function invoke(handler, env, next) {
+  const waitUntil = [];
+  const ctx = new ExecutionContext(waitUntil);
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(next);
+  try {
+    let res;
+    let answered = false;
+    try {
+      res = handler.fetch(incomingRequest(next), env, ctx);
+      if (ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
+        answered = respondWhole(next.id, res);
+        if (answered && waitUntil.length === 0) {
+          endInvocation(next);
+          return;
+        }
+      }
+    } catch (error) {
+      uncaught(next.id, error);
+      endInvocation(next);
+      return;
+    }
+    finishFetch(next, res, answered, waitUntil);
+  } finally {
+    core.setAsyncContext(prev);
+  }
+}
+
+// The rest of a fetch invocation: the response the handler's promise brings (unless
+// `answered`), a streamed body, the `waitUntil` work.
+async function finishFetch(next, pending, answered, waitUntil) {
+  const id = next.id;
+  try {
+    if (!answered) {
+      let res;
+      try {
+        res = await pending;
+        checkResponse(res);
+      } catch (error) {
+        uncaught(id, error);
+        return;
+      }
+      if (!respondWhole(id, res)) await streamResponse(id, res);
+    }
+    if (waitUntil.length !== 0) await settle(waitUntil);
+  } catch (error) {
+    uncaught(id, error);
+  } finally {
+    endInvocation(next);
+  }
+}
+
+export {
+  ExecutionContext,
+  readBody,
+  EMPTY,
+  respondWhole,
+  sendHeaders,
+  streamResponse,
+  uncaught,
+  endInvocation,
+  runInvocation,
+  settle,
+  IncomingInnerRequest,
+  cfSlot,
+  PROTOCOLS,
+  cfByProtocol,
+  nodeRegion,
+  setRegion,
+  cfOf,
+  incomingRequest,
+  checkResponse,
+  invoke,
+  finishFetch,
+};
