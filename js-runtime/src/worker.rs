@@ -196,25 +196,11 @@ impl WorkerHandle {
         request: http::Request<crate::RequestBody>,
         finished: Option<Finished>,
     ) -> Result<HttpResponse, InvokeError> {
-        let (reply, response) = oneshot::channel();
-        let work = Work::Http(request);
-        if let Err(mpsc::error::SendError(invocation)) =
-            self.inbox.send(Box::new(Invocation { invocation_id, work, reply, finished }))
-        {
-            return Err(gone(invocation.work));
-        }
-        match response.await {
+        match self.run(invocation_id, Work::Http(request), finished).await {
             Ok(Reply::Response(response)) => Ok(response),
-            Ok(Reply::Event(_)) => Err(InvokeError::Failed(Failure {
-                outcome: Outcome::Internal,
-                message: "an HTTP invocation got an event's answer".into(),
-            })),
             Ok(Reply::Failed(failure)) => Err(InvokeError::Failed(failure)),
-            Ok(Reply::Returned(work)) => Err(gone(work)),
-            Err(_) => Err(InvokeError::Failed(Failure {
-                outcome: Outcome::Internal,
-                message: "the isolate stopped".into(),
-            })),
+            Ok(Reply::Event(_)) => Err(InvokeError::Failed(mismatch())),
+            Ok(Reply::Returned(work)) | Err(work) => Err(gone(work)),
         }
     }
 
@@ -226,26 +212,35 @@ impl WorkerHandle {
         event: Event,
         finished: Option<Finished>,
     ) -> Result<String, EventError> {
+        match self.run(invocation_id, Work::Event(event), finished).await {
+            Ok(Reply::Event(result)) => Ok(result),
+            Ok(Reply::Failed(failure)) => Err(EventError::Failed(failure)),
+            Ok(Reply::Response(_)) => Err(EventError::Failed(mismatch())),
+            Ok(Reply::Returned(work)) | Err(work) => Err(event_gone(work)),
+        }
+    }
+
+    /// Hands `work` to the isolate and waits for its reply; the work comes back (`Err`) when
+    /// the isolate had stopped. A reply that never comes (the isolate stopped while it ran the
+    /// work) is an `internal` failure.
+    async fn run(
+        &self,
+        invocation_id: Arc<str>,
+        work: Work,
+        finished: Option<Finished>,
+    ) -> Result<Reply, Work> {
         let (reply, response) = oneshot::channel();
-        let work = Work::Event(event);
         if let Err(mpsc::error::SendError(invocation)) =
             self.inbox.send(Box::new(Invocation { invocation_id, work, reply, finished }))
         {
-            return Err(event_gone(invocation.work));
+            return Err(invocation.work);
         }
-        match response.await {
-            Ok(Reply::Event(result)) => Ok(result),
-            Ok(Reply::Response(_)) => Err(EventError::Failed(Failure {
-                outcome: Outcome::Internal,
-                message: "an event invocation got an HTTP answer".into(),
-            })),
-            Ok(Reply::Failed(failure)) => Err(EventError::Failed(failure)),
-            Ok(Reply::Returned(work)) => Err(event_gone(work)),
-            Err(_) => Err(EventError::Failed(Failure {
+        Ok(response.await.unwrap_or_else(|_| {
+            Reply::Failed(Failure {
                 outcome: Outcome::Internal,
                 message: "the isolate stopped".into(),
-            })),
-        }
+            })
+        }))
     }
 
     /// Bytes the isolate holds now: its V8 heap and its ArrayBuffers, as last measured (after
@@ -258,6 +253,15 @@ impl WorkerHandle {
     /// the caller starts a new one.
     pub fn is_alive(&self) -> bool {
         !self.inbox.is_closed()
+    }
+}
+
+/// The failure of an invocation answered as the other kind (a bug of ours, never the
+/// function's).
+fn mismatch() -> Failure {
+    Failure {
+        outcome: Outcome::Internal,
+        message: "the invocation got the other kind's answer".into(),
     }
 }
 
@@ -389,7 +393,11 @@ impl Isolate {
             return;
         }
         let _ = ready.send(Ok(()));
-        let result = drive(js, &guard, &budget, &memory_in_use, options.enforce_limits).await;
+        let result = if options.enforce_limits {
+            drive(js, &guard, &budget, &memory_in_use).await
+        } else {
+            drive_without_time_limits(js).await
+        };
         memory_in_use.store(0, Ordering::Relaxed);
         let state = js.op_state();
         let mut state = state.borrow_mut();
@@ -510,7 +518,6 @@ async fn drive(
     guard: &Guard,
     budget: &ArrayBufferBudget,
     memory_in_use: &AtomicU64,
-    enforce: bool,
 ) -> Result<(), deno_core::error::CoreError> {
     let state = js.op_state();
     let clock = guard.clock();
@@ -519,23 +526,6 @@ async fn drive(
         if state.borrow().borrow::<Host>().abandoned() {
             // Nothing in flight and no handle left: end now, pending timers or not.
             return Poll::Ready(Ok(()));
-        }
-        if !enforce {
-            let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
-            let mut state = state.borrow_mut();
-            let host = state.borrow_mut::<Host>();
-            return match polled {
-                Poll::Ready(Ok(())) => {
-                    host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
-                    if host.abandoned() {
-                        Poll::Ready(Ok(()))
-                    } else {
-                        Poll::Pending
-                    }
-                }
-                Poll::Pending if host.abandoned() => continue,
-                other => other,
-            };
         }
         let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
         let before = clock.now();
@@ -591,6 +581,33 @@ async fn drive(
             None => wall_timer = None,
         }
         return Poll::Pending;
+    })
+    .await
+}
+
+/// [`drive`] without CPU or wall time measured: only for benchmarks that measure what
+/// enforcing them costs (`WorkerOptions::enforce_limits`); the memory limit still holds.
+async fn drive_without_time_limits(js: &mut JsRuntime) -> Result<(), deno_core::error::CoreError> {
+    let state = js.op_state();
+    std::future::poll_fn(|cx| loop {
+        if state.borrow().borrow::<Host>().abandoned() {
+            return Poll::Ready(Ok(()));
+        }
+        let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
+        let mut state = state.borrow_mut();
+        let host = state.borrow_mut::<Host>();
+        return match polled {
+            Poll::Ready(Ok(())) => {
+                host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
+                if host.abandoned() {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+            Poll::Pending if host.abandoned() => continue,
+            other => other,
+        };
     })
     .await
 }
