@@ -356,3 +356,68 @@ async fn sighup_rereads_the_functions_folder() {
     assert_eq!(get("/a").await.text(), "a two");
     assert_eq!(get("/c").await.text(), "c deployed");
 }
+
+/// What a function logs is one line of the node's own log (plain format): line breaks and
+/// terminal escapes in it are escaped, so it cannot forge another record.
+#[tokio::test]
+async fn a_function_cannot_forge_lines_of_the_node_log() {
+    use tokio::io::AsyncBufReadExt;
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "node.toml",
+        "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[functions]\ndir = \"fns\"\n",
+    );
+    tests::function_folder(
+        &root.path().join("fns"),
+        "forger",
+        "/*",
+        "",
+        r#"export default { fetch() {
+  console.log("done\nFORGED function=\"victim\" ok\r\u001b[31mRED");
+  return new Response("logged");
+} }"#,
+    );
+    let mut child = tokio::process::Command::new(tests::edge_node_bin())
+        .args(["serve", "--config", root.path().join("node.toml").to_str().unwrap()])
+        .env_remove("EDGE_LOG_FORMAT")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            if line.contains("listening for HTTP (") {
+                let at = line.find("addr=").expect("the address is logged") + "addr=".len();
+                return line[at..].split_whitespace().next().unwrap().to_string();
+            }
+        }
+        panic!("the node exited: {seen:#?}");
+    })
+    .await
+    .expect("the node listens");
+    let res = tests::curl("GET", &format!("http://{addr}/"), &[], None).await;
+    assert_eq!((res.status, res.text().as_str()), (200, "logged"));
+    let record = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            if line.contains("done") {
+                return line;
+            }
+        }
+        panic!("the node exited: {seen:#?}");
+    })
+    .await
+    .expect("the function's line is logged");
+    assert!(record.contains(r#"done\nFORGED function="victim" ok\r\u{1b}[31mRED"#), "{record}");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen.push(line);
+    }
+    assert!(!seen.iter().any(|l| l.starts_with("FORGED")), "a forged line: {seen:#?}");
+    assert!(!seen.iter().any(|l| l.contains('\u{1b}') || l.contains('\r')), "{seen:#?}");
+}

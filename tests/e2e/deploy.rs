@@ -218,6 +218,16 @@ async fn every_admin_route_wants_the_token() {
         }
     }
     assert_eq!(state(&node).await, before, "nothing changed");
+    // The scheme's case does not matter (RFC 7235); the token's does.
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let auth = format!("{scheme} {ADMIN_TOKEN}");
+        let res = api(&node, "GET", "/v1/functions", Some(&auth), None).await;
+        assert_eq!(res.status, 200, "{scheme}: {}", res.text());
+    }
+    let upper = format!("Bearer {}", ADMIN_TOKEN.to_uppercase());
+    if upper != format!("Bearer {ADMIN_TOKEN}") {
+        assert_eq!(api(&node, "GET", "/v1/functions", Some(&upper), None).await.status, 401);
+    }
     // Health checks need no token.
     assert_eq!(api(&node, "GET", "/healthz", None, None).await.status, 200);
 }

@@ -9,7 +9,9 @@ pub fn init_tracing() -> Option<otlp::Guard> {
     use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: none in files, pipes or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = if std::env::var("EDGE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         fmt.json().with_filter(filter).boxed()
     } else {

@@ -42,11 +42,29 @@ impl LogSink for TerminalSink {
 /// `function` target.
 pub struct TracingSink;
 
+/// `text` on one line: line breaks and other control characters (terminal escapes among
+/// them) escaped as `\n`, `\r`, `\u{1b}`, so what a function logs is one record of the node's
+/// log and cannot pass for another.
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl LogSink for TracingSink {
     fn log(&self, record: LogRecord) {
         let id = record.invocation_id.as_deref().unwrap_or("");
         let function = record.function.as_ref();
-        let message = record.message.as_str();
+        let message = one_line(&record.message);
         match record.level {
             Level::Debug => {
                 tracing::debug!(target: "function", function, invocation_id = id, "{message}")
@@ -86,5 +104,19 @@ impl LogSink for FunctionSink {
         kept.trigger = record.invocation_id.is_some().then_some(std::borrow::Cow::Borrowed("http"));
         self.store.append(kept);
         self.next.log(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn control_characters_are_escaped_onto_one_line() {
+        assert_eq!(one_line("plain\ttext é"), "plain\ttext é");
+        assert_eq!(
+            one_line("ok\nFORGED function=\"victim\"\r\u{1b}[31mred\u{7f}"),
+            "ok\\nFORGED function=\"victim\"\\r\\u{1b}[31mred\\u{7f}"
+        );
     }
 }

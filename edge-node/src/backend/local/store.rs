@@ -158,6 +158,13 @@ fn rollback_target(
     }
 }
 
+/// Makes `path` readable and writable by its owner only (mode 0600).
+fn restrict_to_owner(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| StoreError::Db(redb::Error::Io(e)))
+}
+
 fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
@@ -174,6 +181,8 @@ impl Store {
     /// Opens (or creates) the store file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::create(path)?;
+        // It holds secrets: readable by the node's user only.
+        restrict_to_owner(path)?;
         let tx = db.begin_write()?;
         tx.open_table(FUNCTIONS)?;
         tx.open_table(VERSIONS)?;
@@ -405,6 +414,23 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let store = Store::open(&path).unwrap();
+        store.set_secret("f", "KEY", "value").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+        // A store made before (0644) is made private when it is opened again.
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _store = Store::open(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode {mode:o}");
+    }
 
     fn version(bundle: &str) -> NewVersion {
         NewVersion {

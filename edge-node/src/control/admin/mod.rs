@@ -171,12 +171,14 @@ async fn no_route(method: Method, uri: Uri) -> AdminError {
 /// Lets a `/v1` request through only with the bearer token.
 async fn authorize(State(admin): Shared, req: Request, next: Next) -> Answer {
     let Some(token) = &admin.token else { return Err(AdminError::Unauthorized) };
+    // The scheme is case-insensitive (RFC 7235); the token is not.
     let given = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token);
     // Lengths differ → unequal; equal lengths are compared without early exit.
     if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         return Err(AdminError::Unauthorized);
