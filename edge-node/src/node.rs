@@ -23,7 +23,7 @@ use crate::front::http::{App, Protocol, Site};
 use crate::front::server::{self, Listeners};
 use crate::front::tls::{self, CertSource, CertStore, TlsError};
 use crate::functions::caches::{Bundles, CodeCacheStats, CodeCacheStore};
-use crate::functions::{pool, Function, FunctionSpec, Shared};
+use crate::functions::{pool, shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::{self, LogStore};
 use crate::observe::telemetry::Telemetry;
 use crate::triggers::{self, Triggers};
@@ -166,8 +166,11 @@ impl Node {
         let folder: HashSet<String> = functions.iter().map(|f| f.config.name.clone()).collect();
         if let Some(store) = &store {
             for spec in Control::deployed_specs(store, &shared, &config.limits) {
+                let clash = shared_route(&spec.config, functions.iter().map(|f| &f.config));
                 if folder.contains(&spec.config.name) {
                     tracing::warn!(function = %spec.config.name, "deployed function not served: the functions folder has one of the same name");
+                } else if let Some((route, other)) = clash {
+                    tracing::warn!(function = %spec.config.name, %route, other = %other.name, "deployed function not served: another function has the same route");
                 } else {
                     functions.push(spec);
                 }

@@ -421,3 +421,26 @@ async fn a_function_cannot_forge_lines_of_the_node_log() {
     assert!(!seen.iter().any(|l| l.starts_with("FORGED")), "a forged line: {seen:#?}");
     assert!(!seen.iter().any(|l| l.contains('\u{1b}') || l.contains('\r')), "{seen:#?}");
 }
+
+/// Two functions of a folder declaring the same route are refused by `check` (and so by
+/// `serve`), naming both and the route.
+#[tokio::test]
+async fn check_refuses_two_functions_with_the_same_route() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "node.toml", "version = 1\n[functions]\ndir = \"fns\"\n");
+    let code = "export default { fetch() { return new Response('x') } }";
+    tests::function_folder(&dir.path().join("fns"), "alpha", "/shared/*", "", code);
+    tests::function_folder(&dir.path().join("fns"), "beta", "/shared/*", "", code);
+    tests::function_folder(&dir.path().join("fns"), "gamma", "/shared/gamma", "", code);
+    let config = dir.path().join("node.toml");
+    let out = run(&["check", "--config", config.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains(
+            "route `/shared/*` of function `beta` is already a route of function `alpha`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("gamma"), "an overlapping route is fine: {stderr}");
+}

@@ -315,3 +315,44 @@ async fn bad_uploads_are_refused_whole_and_change_nothing() {
     assert_eq!(res.status, 201, "{}", res.text());
     assert_eq!(curl("GET", &node.url("/"), &[], None).await.text(), "version 2");
 }
+
+/// A deploy that declares a route another function declares is refused (409
+/// `route_conflict`, both named) and changes nothing; a route that only overlaps is fine, and
+/// the most specific one answers.
+#[tokio::test]
+async fn a_deploy_taking_another_functions_route_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(NodeConfig::default(), &[]).await;
+    let answering = |name: &str, route: &str| {
+        let code = format!("export default {{ fetch() {{ return new Response('{name}') }} }}");
+        bundle_of(&tests::function_folder(root.path(), name, route, "", &code))
+    };
+    let put = |name: &'static str, bundle: Vec<u8>| {
+        let node = &node;
+        async move {
+            api(node, "PUT", &format!("/v1/functions/{name}"), Some(&bearer()), Some(&bundle)).await
+        }
+    };
+    assert_eq!(put("first", answering("first", "/shared/*")).await.status, 201);
+
+    let res = put("second", answering("second", "/shared/*")).await;
+    assert_eq!(res.status, 409, "{}", res.text());
+    let json: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(json["error"]["code"], "route_conflict");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/shared/*") && message.contains("`first`"), "{message}");
+    let listed = api(&node, "GET", "/v1/functions", Some(&bearer()), None).await;
+    assert!(!listed.text().contains("second"), "nothing was deployed: {}", listed.text());
+
+    // Overlapping is not clashing: the most specific route answers.
+    assert_eq!(put("second", answering("second", "/shared/special")).await.status, 201);
+    let get = |path: &str| {
+        let url = node.url(path);
+        async move { curl("GET", &url, &[], None).await }
+    };
+    assert_eq!(get("/shared/special").await.text(), "second");
+    assert_eq!(get("/shared/other").await.text(), "first");
+    // A new version of a function keeps its own routes.
+    assert_eq!(put("first", answering("first", "/shared/*")).await.status, 201);
+    node.shutdown().await;
+}

@@ -23,7 +23,7 @@ use crate::backend::{
     Store, StoreError, VersionRecord,
 };
 use crate::front::http::{App, Site};
-use crate::functions::{Function, FunctionSpec, Shared};
+use crate::functions::{shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::LogStore;
 use crate::observe::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
 use crate::triggers::Triggers;
@@ -49,6 +49,9 @@ pub enum AdminError {
     /// The function is served from the functions folder and cannot be changed through the API.
     #[error("function `{0}` is served from the functions folder, not deployed")]
     Conflict(String),
+    /// The function declares a route another served function declares.
+    #[error("route `{route}` is already a route of function `{function}`")]
+    RouteTaken { route: String, function: String },
     /// The upload is larger than `[admin] max_bundle_size`.
     #[error("the upload is larger than {0} bytes")]
     TooLarge(u64),
@@ -72,6 +75,7 @@ impl AdminError {
             AdminError::BadRequest(_) => "bad_request",
             AdminError::NotFound(_) => "not_found",
             AdminError::Conflict(_) => "conflict",
+            AdminError::RouteTaken { .. } => "route_conflict",
             AdminError::TooLarge(_) => "too_large",
             AdminError::Unauthorized => "unauthorized",
             AdminError::Internal(_) => "internal",
@@ -87,7 +91,7 @@ impl AdminError {
             | AdminError::StartFailed(_)
             | AdminError::BadRequest(_) => S::BAD_REQUEST,
             AdminError::NotFound(_) => S::NOT_FOUND,
-            AdminError::Conflict(_) => S::CONFLICT,
+            AdminError::Conflict(_) | AdminError::RouteTaken { .. } => S::CONFLICT,
             AdminError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             AdminError::Unauthorized => S::UNAUTHORIZED,
             AdminError::Internal(_) => S::INTERNAL_SERVER_ERROR,
@@ -219,6 +223,13 @@ impl Control {
         let _guard = self.lock.lock().await;
         if self.in_folder(name) {
             return Err(AdminError::Conflict(name.to_string()));
+        }
+        let site = self.app.site.load();
+        if let Some((route, other)) =
+            shared_route(&config, site.functions.iter().map(|f| &f.config))
+        {
+            let function = other.name.clone();
+            return Err(AdminError::RouteTaken { route: route.to_string(), function });
         }
         let secrets = self.store.secrets(name)?;
         let bundle = Arc::new(bundle);
@@ -566,12 +577,16 @@ impl Control {
         let names: HashSet<String> = specs.iter().map(|s| s.config.name.clone()).collect();
         let old = self.folder.lock().expect("folder lock").clone();
         let site = self.app.site.load();
-        let mut functions: Vec<Arc<Function>> = site
-            .functions
-            .iter()
-            .filter(|f| !old.contains(&f.config.name) && !names.contains(&f.config.name))
-            .cloned()
-            .collect();
+        // Deployed functions stay, but not one whose name or a route a folder function takes.
+        let mut functions: Vec<Arc<Function>> = Vec::new();
+        for f in site.functions.iter().filter(|f| !old.contains(&f.config.name)) {
+            let clash = shared_route(&f.config, specs.iter().map(|s| &s.config));
+            if let Some((route, other)) = clash {
+                tracing::warn!(function = %f.config.name, %route, other = %other.name, "deployed function not served: a folder function has the same route");
+            } else if !names.contains(&f.config.name) {
+                functions.push(f.clone());
+            }
+        }
         let (mut kept, mut started) = (0, 0);
         for spec in specs {
             let same = site.functions.iter().find(|f| {

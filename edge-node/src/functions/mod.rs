@@ -89,12 +89,23 @@ impl FunctionSpec {
         for folder in folders {
             match FunctionSpec::load(&folder, node_limits) {
                 Ok(spec) => {
+                    let file = folder.join(EDGE_FILE);
                     if let Some(other) = specs.iter().find(|s| s.config.name == spec.config.name) {
                         problems.push(format!(
                             "{}: name `{}` is already used by {}",
-                            folder.join(EDGE_FILE).display(),
+                            file.display(),
                             spec.config.name,
                             other.config.dir.join(EDGE_FILE).display()
+                        ));
+                    } else if let Some((route, other)) =
+                        shared_route(&spec.config, specs.iter().map(|s| &s.config))
+                    {
+                        problems.push(format!(
+                            "{}: route `{route}` of function `{}` is already a route of function `{}` ({})",
+                            file.display(),
+                            spec.config.name,
+                            other.name,
+                            other.dir.join(EDGE_FILE).display()
                         ));
                     } else {
                         specs.push(spec);
@@ -109,6 +120,20 @@ impl FunctionSpec {
             Err(FunctionsError(problems))
         }
     }
+}
+
+/// The first route `config` declares that another function of `others` declares too (the
+/// same host and path pattern), with that function. Routes that only overlap are fine: the
+/// most specific one answers; the same route twice would leave the answer to chance.
+pub fn shared_route<'a>(
+    config: &EdgeConfig,
+    others: impl IntoIterator<Item = &'a EdgeConfig>,
+) -> Option<(config::Route, &'a EdgeConfig)> {
+    let others: Vec<&EdgeConfig> = others.into_iter().filter(|o| o.name != config.name).collect();
+    config.routes.iter().find_map(|route| {
+        let other = others.iter().find(|o| o.routes.contains(route))?;
+        Some((route.clone(), *other))
+    })
 }
 
 /// A started function: its settings, the hash of its bundle (the bundle itself is in the
