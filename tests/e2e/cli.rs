@@ -444,3 +444,66 @@ async fn check_refuses_two_functions_with_the_same_route() {
     );
     assert!(!stderr.contains("gamma"), "an overlapping route is fine: {stderr}");
 }
+
+/// With `HTTP_PROXY` (and the others) set in the node's environment, a function's fetch does
+/// not go to the proxy: the outbound policy sees the real target, and refuses loopback.
+#[tokio::test]
+async fn proxy_variables_do_not_carry_functions_past_the_outbound_policy() {
+    use tokio::io::AsyncReadExt;
+    // A "proxy" that records every connection it gets.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = proxy.accept().await {
+            let mut head = vec![0u8; 1024];
+            let n = stream.read(&mut head).await.unwrap_or(0);
+            let _ = seen_tx.send(String::from_utf8_lossy(&head[..n]).into_owned());
+        }
+    });
+    let (collector, mut collected) = tests::collector().await;
+    let root = tempfile::tempdir().unwrap();
+    write(
+        root.path(),
+        "node.toml",
+        &format!("version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns\"\n"),
+    );
+    tests::function_folder(
+        &root.path().join("fns"),
+        "out",
+        "/*",
+        &format!("[vars]\nALLOWED = \"http://{collector}/allowed\"\n"),
+        r#"export default { async fetch(request, env) {
+  const target = new URL(request.url).searchParams.get("to") ?? env.ALLOWED;
+  try {
+    const res = await fetch(target, { method: "POST", body: "hi" });
+    return new Response(`reached ${res.status}`);
+  } catch (e) {
+    return new Response(`refused: ${e.message}`);
+  }
+} }"#,
+    );
+    let env: Vec<(&str, &str)> = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"]
+        .into_iter()
+        .map(|v| (v, proxy_url.as_str()))
+        .collect();
+    let mut node = NodeProcess::start(&root.path().join("node.toml"), &env).await;
+    node.wait_for_logged("the proxy variables are ignored").await;
+    let get = |query: &str| {
+        let url = format!("http://{}/{query}", node.http);
+        async move { tests::curl("GET", &url, &[], None).await.text() }
+    };
+    // An allowed host is reached directly.
+    assert_eq!(get("").await, "reached 200");
+    let (path, body) = collected.recv().await.unwrap();
+    assert_eq!((path.as_str(), body.as_ref()), ("/allowed", b"hi".as_slice()));
+    // Loopback, a metadata name and an internal name are refused, not handed to the proxy.
+    for target in
+        ["http://localhost:9/", "http://metadata.google.internal/x", "http://127.0.0.2:5984/"]
+    {
+        let answer = get(&format!("?to={target}")).await;
+        assert!(answer.starts_with("refused: "), "{target}: {answer}");
+    }
+    assert!(seen.try_recv().is_err(), "the proxy got a request");
+    node.kill_9().await;
+}

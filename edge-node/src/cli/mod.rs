@@ -24,6 +24,7 @@ struct BadConfig(String);
 pub fn run() -> ExitCode {
     let cli = args::Cli::parse();
     let _otlp = logging::init_tracing();
+    drop_proxy_variables();
     // Diagnostics only: V8 flags such as `--perf-basic-prof` for profiling JavaScript.
     if let Ok(flags) = std::env::var("EDGE_V8_FLAGS") {
         js_runtime::set_v8_flags(&flags.split_whitespace().collect::<Vec<_>>());
@@ -70,5 +71,25 @@ pub fn run() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The proxy variables functions' outbound requests must not follow.
+const PROXY_VARIABLES: [&str; 6] =
+    ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
+
+/// Removes the proxy variables from the environment before anything else starts. deno_fetch
+/// reads them whenever it makes an isolate's HTTP client, with no way to say no, and a request
+/// sent to a proxy reaches whatever host the proxy reaches: past the outbound policy, which
+/// checks the addresses it connects to itself (loopback, private, metadata). So functions'
+/// requests go out directly. The node's own OTLP exporter, made just before, keeps the proxy.
+fn drop_proxy_variables() {
+    let set: Vec<&str> =
+        PROXY_VARIABLES.into_iter().filter(|v| std::env::var_os(v).is_some()).collect();
+    for var in &set {
+        std::env::remove_var(var);
+    }
+    if !set.is_empty() {
+        tracing::warn!(variables = ?set, "functions' outbound requests do not go through a proxy; the proxy variables are ignored");
     }
 }
