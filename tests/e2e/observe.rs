@@ -284,3 +284,56 @@ async fn request_spans_are_exported_over_otlp() {
     );
     node.kill_9().await;
 }
+
+/// A function that logs far more than the node's log takes cannot flood it: the node's log
+/// keeps about a megabyte of it, counts what it left out, and says so; the function's own log
+/// still has its records.
+#[tokio::test]
+async fn a_loud_function_cannot_flood_the_node_log() {
+    let root = tempfile::tempdir().unwrap();
+    tests::write_file(
+        root.path(),
+        "node.toml",
+        "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n[functions]\ndir = \"fns\"\n",
+    );
+    tests::function_folder(
+        &root.path().join("fns"),
+        "loud",
+        "/*",
+        "[limits]\ncpu_time = \"5s\"\n",
+        "export default { fetch() { const line = 'x'.repeat(10000); for (let i = 0; i < 400; i++) console.log(line); return new Response('said'); } }",
+    );
+    let mut node = tests::NodeProcess::start(
+        &root.path().join("node.toml"),
+        &[("EDGE_ADMIN_TOKEN", tests::ADMIN_TOKEN)],
+    )
+    .await;
+    // 2 x 400 records of 10,000 characters: 8 MB of output. The node's log is read meanwhile
+    // (a pipe nobody reads would hold the node up).
+    let url = format!("http://{}/", node.http);
+    let requests = tokio::spawn(async move {
+        for _ in 0..2 {
+            let res = tests::curl("GET", &url, &[], None).await;
+            assert_eq!((res.status, res.text().as_str()), (200, "said"));
+        }
+    });
+    node.wait_for_line("records were left out of it").await;
+    requests.await.unwrap();
+    let auth = vec![("authorization".to_string(), format!("Bearer {}", tests::ADMIN_TOKEN))];
+    let admin = node.admin.unwrap();
+    let metrics = tests::curl("GET", &format!("http://{admin}/metrics"), &auth, None).await.text();
+    let dropped: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("edge_function_log_dropped_total{") && l.contains("loud"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped count: {metrics}"));
+    assert!(dropped >= 600.0, "{dropped} records left out of 800");
+    let url = format!("http://{admin}/v1/functions/loud/logs?limit=10");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&tests::curl("GET", &url, &auth, None).await.body).unwrap();
+    let records = stored["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["message"].as_str().is_some_and(|m| m.len() == 10000)));
+    let log = node.kill_9().await;
+    let bytes: usize = log.iter().map(|l| l.len() + 1).sum();
+    assert!(bytes < 2 << 20, "the node logged {bytes} bytes of 8 MB");
+}

@@ -18,7 +18,7 @@ use crate::backend::{Queueing, Storage, Subscriber};
 use crate::functions::bindings::NodeBindings;
 use crate::functions::caches::{Bundles, CodeCacheStore};
 use crate::functions::pool::{Isolates, PoolSettings, Refusal};
-use crate::observe::logs::FunctionSink;
+use crate::observe::logs::{FunctionSink, NodeLogBudget};
 use crate::observe::logstore::{LogStore, Record};
 use crate::observe::telemetry::{FunctionMeters, InvocationStats, Telemetry};
 use config::{EdgeConfig, EDGE_FILE};
@@ -147,6 +147,8 @@ pub struct Function {
     secrets: BTreeMap<String, String>,
     isolates: Isolates,
     pub meters: Arc<FunctionMeters>,
+    /// Its share of the node's own log, over all its isolates.
+    log_budget: Arc<NodeLogBudget>,
     shared: Arc<Shared>,
     /// When this node began serving it: in a cluster its storage and record triggers see
     /// changes from then on.
@@ -196,6 +198,7 @@ impl Function {
             version,
             secrets,
             isolates,
+            log_budget: Arc::new(NodeLogBudget::new(meters.log_dropped.clone())),
             meters,
             shared,
             started,
@@ -504,6 +507,7 @@ impl Function {
             store: self.shared.logs.clone(),
             next: self.shared.log_sink.clone(),
             version: self.version,
+            budget: self.log_budget.clone(),
         })
     }
 

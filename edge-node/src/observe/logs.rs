@@ -88,6 +88,67 @@ pub struct FunctionSink {
     pub store: std::sync::Arc<crate::observe::logstore::LogStore>,
     pub next: std::sync::Arc<dyn LogSink>,
     pub version: Option<u64>,
+    /// How much of the function's output the node's own log takes.
+    pub budget: std::sync::Arc<NodeLogBudget>,
+}
+
+/// Bytes of one function's output per second the node's own log takes, after a burst of
+/// [`NODE_LOG_BURST`]; the function's log (the store) keeps everything within its own bounds.
+pub const NODE_LOG_RATE: f64 = 64.0 * 1024.0;
+pub const NODE_LOG_BURST: f64 = 1024.0 * 1024.0;
+/// How often at most the node's log says that it left records out.
+const DROP_NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One function's share of the node's own log: a token bucket of bytes. A function that logs
+/// more than its share cannot flood the node's log (or its disk, or journald); what is left
+/// out is counted (`edge_function_log_dropped_total`) and said, at most every 10 s.
+pub struct NodeLogBudget {
+    state: std::sync::Mutex<BudgetState>,
+    dropped: prometheus_client::metrics::counter::Counter,
+}
+
+struct BudgetState {
+    tokens: f64,
+    at: std::time::Instant,
+    /// Records left out since the last notice, and when that was.
+    unsaid: u64,
+    said: Option<std::time::Instant>,
+}
+
+impl NodeLogBudget {
+    pub fn new(dropped: prometheus_client::metrics::counter::Counter) -> NodeLogBudget {
+        let state = BudgetState {
+            tokens: NODE_LOG_BURST,
+            at: std::time::Instant::now(),
+            unsaid: 0,
+            said: None,
+        };
+        NodeLogBudget { state: std::sync::Mutex::new(state), dropped }
+    }
+
+    /// Whether a record of `bytes` goes to the node's log; `Some(n)` alongside when the node
+    /// should now say that `n` records were left out.
+    fn take(&self, bytes: usize) -> (bool, Option<u64>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(s.at).as_secs_f64() * NODE_LOG_RATE;
+        s.tokens = (s.tokens + refill).min(NODE_LOG_BURST);
+        s.at = now;
+        let cost = bytes as f64;
+        let kept = s.tokens >= cost;
+        if kept {
+            s.tokens -= cost;
+        } else {
+            self.dropped.inc();
+            s.unsaid += 1;
+        }
+        let due = s.said.is_none_or(|at| now.duration_since(at) >= DROP_NOTICE_EVERY);
+        let notice = (s.unsaid > 0 && due).then(|| {
+            s.said = Some(now);
+            std::mem::take(&mut s.unsaid)
+        });
+        (kept, notice)
+    }
 }
 
 impl LogSink for FunctionSink {
@@ -103,7 +164,13 @@ impl LogSink for FunctionSink {
         kept.invocation_id = record.invocation_id.as_deref().map(Arc::from);
         kept.trigger = record.invocation_id.is_some().then_some(std::borrow::Cow::Borrowed("http"));
         self.store.append(kept);
-        self.next.log(record);
+        let (goes, notice) = self.budget.take(record.message.len());
+        if let Some(dropped) = notice {
+            tracing::warn!(function = %record.function, dropped, "the function logs more than the node's log takes; records were left out of it (the function's log keeps them)");
+        }
+        if goes {
+            self.next.log(record);
+        }
     }
 }
 

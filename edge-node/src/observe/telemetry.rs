@@ -66,6 +66,8 @@ pub struct FunctionMeters {
     cold_starts: Counter,
     cold_start_duration: Histogram,
     load_shed: Counter,
+    /// Records of the function left out of the node's own log.
+    pub log_dropped: Counter,
     /// The series of the most common invocation: HTTP, answered.
     http_duration: Histogram,
     http_ok: Counter,
@@ -129,6 +131,7 @@ pub struct Telemetry {
     pub memory: Family<FunctionLabels, Gauge>,
     pub queued: Family<FunctionLabels, Gauge>,
     load_shed: Family<FunctionLabels, Counter>,
+    log_dropped: Family<FunctionLabels, Counter>,
     pub bytes_in: Family<FunctionLabels, Counter>,
     pub bytes_out: Family<FunctionLabels, Counter>,
     unrouted: Counter,
@@ -166,6 +169,7 @@ impl Telemetry {
             memory: Family::default(),
             queued: Family::default(),
             load_shed: Family::default(),
+            log_dropped: Family::default(),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             unrouted: Counter::default(),
@@ -225,6 +229,11 @@ impl Telemetry {
             "Requests refused because the pool was full",
             t.load_shed.clone(),
         );
+        registry.register(
+            "function_log_dropped",
+            "Function log records left out of the node's own log (over its rate); the function's log keeps them",
+            t.log_dropped.clone(),
+        );
         registry.register_with_unit(
             "request_body",
             "Request body bytes received",
@@ -275,6 +284,7 @@ impl Telemetry {
             cold_starts: self.cold_starts.get_or_create_owned(&function),
             cold_start_duration: self.cold_start_duration.get_or_create_owned(&function),
             load_shed: self.load_shed.get_or_create_owned(&function),
+            log_dropped: self.log_dropped.get_or_create_owned(&function),
             http_duration: self.duration.get_or_create_owned(&http),
             http_ok: self.invocations.get_or_create_owned(&http_ok),
             series: self
