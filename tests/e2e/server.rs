@@ -354,3 +354,51 @@ async fn a_reloaded_certificate_serves_new_handshakes_and_keeps_open_connections
     assert_eq!(res.status, 200);
     node.shutdown().await;
 }
+
+/// An h2c connection that keeps sending PINGs and never a request (preface, SETTINGS, then a
+/// PING now and then) is closed: after `header_read_timeout` with no request at all, and
+/// HTTP/2 frames that ask nothing do not keep a connection from being idle. While such
+/// connections hold every slot of `max_connections`, a neighbour is served once they go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connections_that_only_ping_are_closed() {
+    let mut config = limited_config();
+    config.http.max_connections = 4;
+    let node = TestNode::start_with(config, &[function_dir("proto")]).await;
+    let addr = node.addr;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const PING: [u8; 17] = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let trickles: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(addr).await.unwrap();
+                stream.write_all(PREFACE).await.unwrap();
+                stream.write_all(&SETTINGS).await.unwrap();
+                // A PING every 200 ms until the node closes the connection (its answers,
+                // PING ACKs and SETTINGS, are read and dropped).
+                let started = std::time::Instant::now();
+                let mut buf = [0u8; 4096];
+                while started.elapsed() < Duration::from_secs(20) {
+                    if stream.write_all(&PING).await.is_err() {
+                        return true;
+                    }
+                    match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf))
+                        .await
+                    {
+                        Ok(Ok(0)) | Ok(Err(_)) => return true,
+                        _ => {}
+                    }
+                }
+                false
+            })
+        })
+        .collect();
+    for trickle in trickles {
+        assert!(trickle.await.unwrap(), "a PING-only connection was kept for 20 s");
+    }
+    let res = tokio::time::timeout(PATIENCE, curl("GET", &node.url("/"), &[], None))
+        .await
+        .expect("the neighbour is served");
+    assert_eq!(res.status, 200);
+    node.shutdown().await;
+}

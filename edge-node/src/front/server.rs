@@ -180,6 +180,9 @@ impl Listeners {
         let mut idle_since = IdleSince { moved: 0, at: now };
         let mut head_since = HeadSince { since: Some((now, 0)) };
         let mut closing = false;
+        // When the connection was asked to close for being idle: a client that does not
+        // close it (an HTTP/2 client ignoring GOAWAY) loses it `header_read_timeout` later.
+        let mut idle_close: Option<Instant> = None;
         // Shutdown and the idle check wait in a set of their own: it has its own waker, so
         // the connection's many wake-ups (a read, a response) do not poll them again.
         let mut control = FuturesUnordered::new();
@@ -205,10 +208,23 @@ impl Listeners {
                                 tracing::debug!(%remote, "closing a connection whose request head is too slow");
                                 return;
                             }
-                            if idle_since.check(&activity) >= idle {
+                            // An HTTP/2 client has `header_read_timeout` from the accept to
+                            // send its first request (frames alone do not count).
+                            if activity.h2.load(Ordering::Relaxed)
+                                && activity.requests.load(Ordering::Relaxed) == 0
+                                && now.elapsed() >= head_timeout
+                            {
+                                tracing::debug!(%remote, "closing an HTTP/2 connection that sent no request");
+                                return;
+                            }
+                            if idle_close.is_some_and(|at| at.elapsed() >= head_timeout) {
+                                tracing::debug!(%remote, "dropping an idle connection its client keeps open");
+                                return;
+                            }
+                            if idle_close.is_none() && idle_since.check(&activity) >= idle {
                                 tracing::debug!(%remote, "closing an idle connection");
                                 conn.as_mut().graceful_shutdown();
-                                closing = true;
+                                idle_close = Some(Instant::now());
                             }
                         }
                     }
@@ -358,9 +374,14 @@ struct IdleSince {
 
 impl IdleSince {
     /// How long the connection has been idle, to within one check: zero while a request is
-    /// in flight or bytes moved since the last check.
+    /// in flight or since the last check bytes moved (HTTP/1) or a request came (HTTP/2,
+    /// where PING, SETTINGS and WINDOW_UPDATE frames move bytes without asking anything).
     fn check(&mut self, activity: &Activity) -> Duration {
-        let moved = activity.moved.load(Ordering::Relaxed);
+        let moved = if activity.h2.load(Ordering::Relaxed) {
+            activity.requests.load(Ordering::Relaxed)
+        } else {
+            activity.moved.load(Ordering::Relaxed)
+        };
         if moved != self.moved || activity.in_flight.load(Ordering::Relaxed) > 0 {
             self.moved = moved;
             self.at = Instant::now();
