@@ -127,6 +127,12 @@ pub struct HttpConfig {
     /// HTTP/2: the most streams a client may reset before being served (Rapid Reset).
     /// Default: `20`.
     pub h2_max_pending_reset_streams: usize,
+    /// How long a response may make no write progress (a client that stopped reading)
+    /// before its connection is closed. Default: `"30s"`.
+    pub write_timeout: Duration,
+    /// The most connections open at once from one client address (TCP and QUIC).
+    /// Default: `256`.
+    pub max_connections_per_ip: usize,
 }
 
 /// `[https]`: TLS listeners: HTTP/1.1 and HTTP/2 (ALPN), and HTTP/3 on the same port (UDP).
@@ -260,6 +266,8 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             h2_max_concurrent_streams: 250,
             h2_max_pending_reset_streams: 20,
+            write_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -618,6 +626,8 @@ fn read_http(r: &mut Reader, s: &Table, http: &mut HttpConfig) {
             "max_connections",
             "h2_max_concurrent_streams",
             "h2_max_pending_reset_streams",
+            "write_timeout",
+            "max_connections_per_ip",
         ],
     );
     if let Some(listen) = listen_list(r, s, "http") {
@@ -643,6 +653,9 @@ fn read_http(r: &mut Reader, s: &Table, http: &mut HttpConfig) {
     if let Some(n) = count(r, "h2_max_pending_reset_streams", 0) {
         http.h2_max_pending_reset_streams = n as usize;
     }
+    if let Some(n) = count(r, "max_connections_per_ip", 1) {
+        http.max_connections_per_ip = n as usize;
+    }
     for (key, field) in [
         ("max_body_size", &mut http.max_body_size),
         ("max_url_length", &mut http.max_url_length),
@@ -655,6 +668,7 @@ fn read_http(r: &mut Reader, s: &Table, http: &mut HttpConfig) {
     for (key, field) in [
         ("header_read_timeout", &mut http.header_read_timeout),
         ("idle_timeout", &mut http.idle_timeout),
+        ("write_timeout", &mut http.write_timeout),
     ] {
         if let Some(v) = r.duration(s, "http", key) {
             *field = v;

@@ -20,7 +20,7 @@ use crate::control::admin::{self, Admin};
 use crate::control::Control;
 use crate::front::h3;
 use crate::front::http::{App, Protocol, Site};
-use crate::front::server::{self, Listeners};
+use crate::front::server::{self, Listeners, PerClient};
 use crate::front::tls::{self, CertSource, CertStore, TlsError};
 use crate::functions::caches::{Bundles, CodeCacheStats, CodeCacheStore};
 use crate::functions::{pool, shared_route, Function, FunctionSpec, Shared};
@@ -200,6 +200,7 @@ impl Node {
             app,
             http: config.http.clone(),
             connections: Arc::new(Semaphore::new(config.http.max_connections)),
+            per_client: Arc::new(PerClient::new(config.http.max_connections_per_ip)),
             stop: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -402,3 +402,57 @@ async fn http2_connections_that_only_ping_are_closed() {
     assert_eq!(res.status, 200);
     node.shutdown().await;
 }
+
+/// A client that stops reading a large answer loses its connection after `write_timeout`,
+/// and a client address holds at most `max_connections_per_ip` connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_are_cut_off_and_one_address_holds_few_connections() {
+    let root = tempfile::tempdir().unwrap();
+    let big = tests::function_folder(
+        root.path(),
+        "big",
+        "/*",
+        "",
+        "export default { fetch() { return new Response(new Uint8Array(32 << 20)) } }",
+    );
+    let mut config = config::NodeConfig::default();
+    config.http.write_timeout = Duration::from_secs(1);
+    config.http.max_connections_per_ip = 3;
+    let node = TestNode::start_with(config, &[big]).await;
+
+    // Ask for 32 MiB through a small receive buffer, and read nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(node.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    // The next connections: the slow one and two more fill the address's three slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(node.addr).await.unwrap());
+    }
+    let mut refused = TcpStream::connect(node.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let got = tokio::time::timeout(PATIENCE, refused.read(&mut buf)).await.expect("closed at once");
+    assert!(matches!(got, Ok(0) | Err(_)), "a fourth connection from one address was served");
+    drop(held);
+
+    // Once the slow reader's writes have been stuck for a second, its connection goes: what
+    // it reads then ends well before 32 MiB.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut total = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(2), slow.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => total += n,
+            Err(_) => break false,
+        }
+        assert!(std::time::Instant::now() < deadline + PATIENCE, "still reading");
+    };
+    assert!(ended && total < 32 << 20, "read {total} bytes; ended: {ended}");
+    // A slot is free again.
+    let res = curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!((res.status, res.body.len()), (200, 32 << 20));
+    node.shutdown().await;
+}

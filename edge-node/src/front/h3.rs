@@ -56,10 +56,14 @@ impl Listeners {
                     None => break,
                 },
             };
+            let remote = incoming.remote_address();
+            let Some(client) = self.per_client.take(remote.ip()) else {
+                incoming.refuse();
+                continue;
+            };
             let this = self.clone();
             self.tracker.spawn(async move {
-                let _permit = permit;
-                let remote = incoming.remote_address();
+                let _permit = (permit, client);
                 match tokio::time::timeout(this.http.header_read_timeout, incoming).await {
                     Ok(Ok(conn)) => this.h3_connection(conn, remote).await,
                     Ok(Err(e)) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),

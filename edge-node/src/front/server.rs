@@ -29,6 +29,8 @@ pub struct Listeners {
     pub http: HttpConfig,
     /// One permit per open connection, over all listeners.
     pub connections: Arc<Semaphore>,
+    /// Connections open per client address, held to `max_connections_per_ip`.
+    pub per_client: Arc<PerClient>,
     /// Cancelled when shutdown begins: stop accepting, finish what is in flight.
     pub stop: CancellationToken,
     /// Cancelled when the grace period is over: close every connection now.
@@ -96,6 +98,10 @@ impl Listeners {
                     }
                 },
             };
+            let Some(client) = self.per_client.take(remote.ip()) else {
+                tracing::debug!(%remote, "closing a connection past max_connections_per_ip");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             // The connection is served on an isolate thread, where its requests mostly find
             // their isolate without a thread switch; its socket moves to that thread's
@@ -110,7 +116,7 @@ impl Listeners {
             let (this, builder, tls, protocol) =
                 (self.clone(), builder.clone(), tls.clone(), protocol.clone());
             self.threads.spawn_connection(self.tracker.track_future(async move {
-                let _permit = permit;
+                let _permit = (permit, client);
                 let stream = match tokio::net::TcpStream::from_std(stream) {
                     Ok(stream) => stream,
                     Err(e) => {
@@ -175,7 +181,9 @@ impl Listeners {
         let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
         let idle = self.http.idle_timeout;
         let head_timeout = self.http.header_read_timeout;
-        let period = (idle.min(head_timeout) / 4).max(Duration::from_millis(50));
+        let write_timeout = self.http.write_timeout;
+        let period = (idle.min(head_timeout).min(write_timeout) / 4).max(Duration::from_millis(50));
+        let mut stall = WriteStall::default();
         let now = Instant::now();
         let mut idle_since = IdleSince { moved: 0, at: now };
         let mut head_since = HeadSince { since: Some((now, 0)) };
@@ -217,6 +225,10 @@ impl Listeners {
                                 tracing::debug!(%remote, "closing an HTTP/2 connection that sent no request");
                                 return;
                             }
+                            if stall.check(&activity) >= write_timeout {
+                                tracing::debug!(%remote, "closing a connection whose client stopped reading");
+                                return;
+                            }
                             if idle_close.is_some_and(|at| at.elapsed() >= head_timeout) {
                                 tracing::debug!(%remote, "dropping an idle connection its client keeps open");
                                 return;
@@ -253,6 +265,47 @@ impl Listeners {
     }
 }
 
+/// Connections open per client address.
+pub struct PerClient {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl PerClient {
+    pub fn new(max: usize) -> PerClient {
+        PerClient { max, open: Default::default() }
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when it has `max` open already.
+    pub fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { of: self.clone(), ip })
+    }
+}
+
+/// One open connection of a client address; given back when dropped.
+pub struct ClientSlot {
+    of: Arc<PerClient>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// What [`Listeners::next_control`] reports.
 enum Control {
     Stop,
@@ -276,6 +329,10 @@ struct Activity {
     in_flight: AtomicUsize,
     /// The client spoke HTTP/2 (whose heads hyper reads on streams, under its own limits).
     h2: AtomicBool,
+    /// Writes that wrote bytes.
+    written: AtomicU64,
+    /// The last write found the socket full (the client is not reading).
+    write_blocked: AtomicBool,
 }
 
 impl Activity {
@@ -286,6 +343,19 @@ impl Activity {
     fn read(&self) {
         self.touch();
         self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes how a write went: bytes out, or a full socket.
+    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.touch();
+                self.written.fetch_add(1, Ordering::Relaxed);
+                self.write_blocked.store(false, Ordering::Relaxed);
+            }
+            Poll::Pending => self.write_blocked.store(true, Ordering::Relaxed),
+            _ => {}
+        }
     }
 
     /// A request's head has been read whole and goes to its function.
@@ -366,6 +436,32 @@ impl HeadSince {
     }
 }
 
+/// How long a connection's writes have been stuck (the client stopped reading), as the
+/// periodic check samples it: the slow-reader defence (`write_timeout`).
+#[derive(Default)]
+struct WriteStall {
+    /// Since when, and how many writes had gone out then.
+    since: Option<(Instant, u64)>,
+}
+
+impl WriteStall {
+    /// How long writes have made no progress, to within one check; zero if they do.
+    fn check(&mut self, activity: &Activity) -> Duration {
+        let written = activity.written.load(Ordering::Relaxed);
+        if !activity.write_blocked.load(Ordering::Relaxed) {
+            self.since = None;
+            return Duration::ZERO;
+        }
+        match self.since {
+            Some((at, seen)) if seen == written => at.elapsed(),
+            _ => {
+                self.since = Some((Instant::now(), written));
+                Duration::ZERO
+            }
+        }
+    }
+}
+
 /// When a connection was last seen active, as the idle check samples it.
 struct IdleSince {
     moved: u64,
@@ -428,9 +524,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
+        this.activity.wrote(&polled);
         polled
     }
 
@@ -441,9 +535,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
+        this.activity.wrote(&polled);
         polled
     }
 
