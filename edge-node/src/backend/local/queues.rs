@@ -17,6 +17,11 @@ use crate::backend::local::store::StoreError;
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue_messages");
 /// queue -> next id u64 | dead-lettered count u64.
 const META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_meta");
+/// (queue, visible_at ms, id) for every message: consumers find the visible ones without
+/// reading the invisible (leased, delayed) ones.
+const VISIBLE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_visible");
+/// Set once [`VISIBLE`] holds every message (stores made before it are indexed on open).
+const INDEXED: TableDefinition<&str, u64> = TableDefinition::new("queue_indexed");
 
 /// How a message body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +117,22 @@ pub struct Queues {
 impl Queues {
     pub fn new(db: Arc<Database>) -> Result<Queues, StoreError> {
         let tx = db.begin_write()?;
-        tx.open_table(MESSAGES)?;
-        tx.open_table(META)?;
+        {
+            let messages = tx.open_table(MESSAGES)?;
+            tx.open_table(META)?;
+            let mut index = tx.open_table(VISIBLE)?;
+            let mut indexed = tx.open_table(INDEXED)?;
+            if indexed.get("visible")?.is_none() {
+                for entry in messages.iter()? {
+                    let (k, v) = entry?;
+                    let (queue, id) = k.value();
+                    if let Some(m) = decode(v.value()) {
+                        index.insert((queue, m.visible_at, id), ())?;
+                    }
+                }
+                indexed.insert("visible", 1)?;
+            }
+        }
         tx.commit()?;
         Ok(Queues { db, sent: Notify::new() })
     }
@@ -140,10 +159,12 @@ impl Queues {
         let now = now_ms();
         let mut meta = tx.open_table(META)?;
         let mut table = tx.open_table(MESSAGES)?;
+        let mut index = tx.open_table(VISIBLE)?;
         let (mut next, dead) = meta.get(queue)?.map(|v| v.value()).unwrap_or((1, 0));
         let mut ids = Vec::with_capacity(messages.len());
         for (encoding, body) in messages {
             table.insert((queue, next), encode(0, now, now, *encoding, body).as_slice())?;
+            index.insert((queue, now, next), ())?;
             ids.push(next);
             next += 1;
         }
@@ -159,6 +180,7 @@ impl Queues {
         let tx = self.db.begin_write()?;
         let released = {
             let mut table = tx.open_table(MESSAGES)?;
+            let mut index = tx.open_table(VISIBLE)?;
             let mut leased = Vec::new();
             for entry in table.iter()? {
                 let (k, v) = entry?;
@@ -166,12 +188,14 @@ impl Queues {
                     if m.attempts > 0 && m.visible_at > now {
                         let (queue, id) = k.value();
                         let value = encode(m.attempts, now, m.enqueued, m.encoding, m.body);
-                        leased.push((queue.to_string(), id, value));
+                        leased.push((queue.to_string(), id, m.visible_at, value));
                     }
                 }
             }
-            for (queue, id, value) in &leased {
+            for (queue, id, was, value) in &leased {
                 table.insert((queue.as_str(), *id), value.as_slice())?;
+                index.remove((queue.as_str(), *was, *id))?;
+                index.insert((queue.as_str(), now, *id), ())?;
             }
             leased.len() as u64
         };
@@ -179,20 +203,20 @@ impl Queues {
         Ok(released)
     }
 
-    /// How many messages are visible now, and when the oldest of them was sent.
+    /// How many messages are visible now, and when the oldest of them was sent. Only the
+    /// visible ones are read.
     pub fn peek(&self, queue: &str) -> Result<(usize, Option<u64>), StoreError> {
         let now = now_ms();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(MESSAGES)?;
+        let index = tx.open_table(VISIBLE)?;
         let mut count = 0;
         let mut oldest: Option<u64> = None;
-        for entry in table.range((queue, 0)..=(queue, u64::MAX))? {
-            let (_, v) = entry?;
-            if let Some(m) = decode(v.value()) {
-                if m.visible_at <= now {
-                    count += 1;
-                    oldest = Some(oldest.map_or(m.enqueued, |o| o.min(m.enqueued)));
-                }
+        for entry in index.range((queue, 0, 0)..=(queue, now, u64::MAX))? {
+            let (_, _, id) = entry?.0.value();
+            if let Some(m) = table.get((queue, id))?.as_ref().and_then(|v| decode(v.value())) {
+                count += 1;
+                oldest = Some(oldest.map_or(m.enqueued, |o| o.min(m.enqueued)));
             }
         }
         Ok((count, oldest))
@@ -211,29 +235,39 @@ impl Queues {
         let tx = self.db.begin_write()?;
         let leased = {
             let mut table = tx.open_table(MESSAGES)?;
+            let mut index = tx.open_table(VISIBLE)?;
             let mut picked = Vec::new();
-            for entry in table.range((queue, 0)..=(queue, u64::MAX))? {
-                let (k, v) = entry?;
-                if let Some(m) = decode(v.value()) {
-                    if m.visible_at <= now {
-                        picked.push(Leased {
-                            id: k.value().1,
+            // The visible ones only, those visible longest first.
+            let visible: Vec<(u64, u64)> = index
+                .range((queue, 0, 0)..=(queue, now, u64::MAX))?
+                .take(max)
+                .map(|entry| entry.map(|(k, _)| (k.value().1, k.value().2)))
+                .collect::<Result<_, _>>()?;
+            for (was, id) in visible {
+                let Some(value) = table.get((queue, id))?.map(|v| v.value().to_vec()) else {
+                    index.remove((queue, was, id))?;
+                    continue;
+                };
+                if let Some(m) = decode(&value) {
+                    picked.push((
+                        was,
+                        Leased {
+                            id,
                             attempts: m.attempts + 1,
                             enqueued_ms: m.enqueued,
                             encoding: m.encoding,
                             body: Bytes::copy_from_slice(m.body),
-                        });
-                        if picked.len() >= max {
-                            break;
-                        }
-                    }
+                        },
+                    ));
                 }
             }
-            for m in &picked {
+            for (was, m) in &picked {
                 let value = encode(m.attempts, until, m.enqueued_ms, m.encoding, &m.body);
                 table.insert((queue, m.id), value.as_slice())?;
+                index.remove((queue, *was, m.id))?;
+                index.insert((queue, until, m.id), ())?;
             }
-            picked
+            picked.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
         };
         tx.commit()?;
         Ok(leased)
@@ -252,12 +286,14 @@ impl Queues {
         {
             let mut table = tx.open_table(MESSAGES)?;
             let mut meta = tx.open_table(META)?;
+            let mut index = tx.open_table(VISIBLE)?;
             let mut dead_count = 0;
             for (id, verdict) in verdicts {
                 let Some(current) = table.get((queue, *id))?.map(|v| v.value().to_vec()) else {
                     continue;
                 };
                 let Some(m) = decode(&current) else { continue };
+                index.remove((queue, m.visible_at, *id))?;
                 match verdict {
                     Verdict::Ack => {
                         table.remove((queue, *id))?;
@@ -266,6 +302,7 @@ impl Queues {
                         let visible = now + delay.as_millis() as u64;
                         let value = encode(m.attempts, visible, m.enqueued, m.encoding, m.body);
                         table.insert((queue, *id), value.as_slice())?;
+                        index.insert((queue, visible, *id), ())?;
                     }
                     Verdict::Dead => {
                         table.remove((queue, *id))?;
@@ -274,6 +311,7 @@ impl Queues {
                             let (next, dead) = meta.get(dlq)?.map(|v| v.value()).unwrap_or((1, 0));
                             let value = encode(0, now, m.enqueued, m.encoding, m.body);
                             table.insert((dlq, next), value.as_slice())?;
+                            index.insert((dlq, now, next), ())?;
                             meta.insert(dlq, (next + 1, dead))?;
                         }
                     }
@@ -365,9 +403,135 @@ mod tests {
         assert_eq!(dead[0].attempts, 1, "a dead-lettered message starts over");
     }
 
+    /// An index entry: queue, visible time, id.
+    type Entry = (String, u64, u64);
+
+    /// The index's entries, and what they should be: one per message, at its visible time.
+    fn index_and_messages(q: &Queues) -> (Vec<Entry>, Vec<Entry>) {
+        let tx = q.db.begin_read().unwrap();
+        let index: Vec<Entry> = tx
+            .open_table(VISIBLE)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let k = e.unwrap().0;
+                let (queue, at, id) = k.value();
+                (queue.to_string(), at, id)
+            })
+            .collect();
+        let mut expected: Vec<Entry> = tx
+            .open_table(MESSAGES)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                let (queue, id) = k.value();
+                (queue.to_string(), decode(v.value()).unwrap().visible_at, id)
+            })
+            .collect();
+        expected.sort();
+        (index, expected)
+    }
+
+    #[test]
+    fn a_delayed_backlog_is_not_read_to_find_the_visible_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("q.redb")).unwrap());
+        let q = Queues::new(db.clone()).unwrap();
+        let backlog: Vec<(Encoding, &[u8])> =
+            (0..5000).map(|_| (Encoding::Json, &b"x"[..])).collect();
+        q.send("q", &backlog).unwrap();
+        assert_eq!(q.lease("q", 5000, Duration::from_secs(3600)).unwrap().len(), 5000);
+        let fresh = q.send("q", &[(Encoding::Json, b"fresh")]).unwrap();
+        assert_eq!(q.peek("q").unwrap().0, 1, "only the fresh one is visible");
+        let leased = q.lease("q", 10, Duration::from_secs(60)).unwrap();
+        assert_eq!(leased.iter().map(|m| m.id).collect::<Vec<_>>(), fresh);
+        // Only the visible part of the index is read: the backlog sits after `now`.
+        let tx = db.begin_read().unwrap();
+        let index = tx.open_table(VISIBLE).unwrap();
+        let visible = index.range(("q", 0, 0)..=("q", now_ms(), u64::MAX)).unwrap().count();
+        assert_eq!(visible, 0);
+        let (index, expected) = index_and_messages(&q);
+        assert_eq!(index, expected);
+    }
+
+    #[test]
+    fn a_store_made_before_the_index_is_indexed_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Database::create(dir.path().join("q.redb")).unwrap());
+        let q = Queues::new(db.clone()).unwrap();
+        q.send("q", &[(Encoding::Json, b"1"), (Encoding::Json, b"2")]).unwrap();
+        // As a store written before the index existed: no index, no mark.
+        let tx = db.begin_write().unwrap();
+        tx.delete_table(VISIBLE).unwrap();
+        tx.delete_table(INDEXED).unwrap();
+        tx.commit().unwrap();
+        let q = Queues::new(db).unwrap();
+        let (index, expected) = index_and_messages(&q);
+        assert_eq!((index.len(), &index), (2, &expected));
+        assert_eq!(q.lease("q", 10, Duration::from_secs(60)).unwrap().len(), 2);
+    }
+
     mod fuzz {
         use super::*;
         use proptest::prelude::*;
+
+        /// What a test does to the queues.
+        #[derive(Debug, Clone)]
+        enum Op {
+            Send(u8),
+            Lease(u8, bool),
+            Settle(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (1..4u8).prop_map(Op::Send),
+                (1..5u8, any::<bool>()).prop_map(|(n, long)| Op::Lease(n, long)),
+                any::<u8>().prop_map(Op::Settle),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever is sent, leased, acked, retried or dead-lettered, the index holds
+            /// exactly one entry per message, at its visible time.
+            #[test]
+            fn the_index_follows_every_message(ops in proptest::collection::vec(op(), 1..30)) {
+                let dir = tempfile::tempdir().unwrap();
+                let db = Arc::new(Database::create(dir.path().join("q.redb")).unwrap());
+                let q = Queues::new(db).unwrap();
+                let mut leased: Vec<u64> = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Send(n) => {
+                            let batch: Vec<(Encoding, &[u8])> = (0..n).map(|_| (Encoding::Json, &b"m"[..])).collect();
+                            q.send("q", &batch).unwrap();
+                        }
+                        Op::Lease(n, long) => {
+                            let visibility = if long { Duration::from_secs(60) } else { Duration::ZERO };
+                            leased.extend(q.lease("q", n as usize, visibility).unwrap().iter().map(|m| m.id));
+                        }
+                        Op::Settle(pick) => {
+                            let verdicts: Vec<(u64, Verdict)> = leased.drain(..).enumerate().map(|(i, id)| {
+                                let verdict = match (pick as usize + i) % 3 {
+                                    0 => Verdict::Ack,
+                                    1 => Verdict::Retry(Duration::from_millis(u64::from(pick))),
+                                    _ => Verdict::Dead,
+                                };
+                                (id, verdict)
+                            }).collect();
+                            q.settle("q", &verdicts, Some("dlq")).unwrap();
+                        }
+                    }
+                    let (index, expected) = index_and_messages(&q);
+                    prop_assert_eq!(index, expected);
+                }
+            }
+        }
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
