@@ -47,6 +47,9 @@ pub struct WorkerOptions {
     /// Measure and enforce CPU and wall time per invocation. Only benchmarks turn this off,
     /// to measure what enforcing costs; memory limits always hold.
     pub enforce_limits: bool,
+    /// The most invocations handed to the worker and not yet taken by its isolate; more are
+    /// handed back (the node's pool grants no more than its `concurrency` per isolate).
+    pub max_in_flight: usize,
 }
 
 /// The services a worker uses, injected so tests and the node choose them.
@@ -128,7 +131,7 @@ fn event_gone(work: Work) -> EventError {
 #[derive(Clone)]
 pub struct WorkerHandle {
     /// Boxed: the channel allocates room for 32 messages up front, per isolate.
-    inbox: mpsc::UnboundedSender<Box<Invocation>>,
+    inbox: mpsc::Sender<Box<Invocation>>,
     memory: Arc<AtomicU64>,
 }
 
@@ -139,7 +142,7 @@ pub(crate) async fn start(
     options: WorkerOptions,
     services: WorkerServices,
 ) -> Result<WorkerHandle, StartError> {
-    let (inbox, rx) = mpsc::unbounded_channel();
+    let (inbox, rx) = mpsc::channel(options.max_in_flight.max(1));
     let (ready_tx, ready_rx) = oneshot::channel();
     let memory = options.limits.memory;
     let in_use = Arc::new(AtomicU64::new(0));
@@ -230,9 +233,10 @@ impl WorkerHandle {
         finished: Option<Finished>,
     ) -> Result<Reply, Work> {
         let (reply, response) = oneshot::channel();
-        if let Err(mpsc::error::SendError(invocation)) =
-            self.inbox.send(Box::new(Invocation { invocation_id, work, reply, finished }))
-        {
+        let invocation = Box::new(Invocation { invocation_id, work, reply, finished });
+        if let Err(refused) = self.inbox.try_send(invocation) {
+            let (mpsc::error::TrySendError::Full(invocation)
+            | mpsc::error::TrySendError::Closed(invocation)) = refused;
             return Err(invocation.work);
         }
         Ok(response.await.unwrap_or_else(|_| {
@@ -269,9 +273,9 @@ fn mismatch() -> Failure {
 pub(crate) struct Job {
     pub options: WorkerOptions,
     pub services: WorkerServices,
-    pub inbox: mpsc::UnboundedReceiver<Box<Invocation>>,
+    pub inbox: mpsc::Receiver<Box<Invocation>>,
     /// The inbox's senders, without keeping it open (see [`Host::abandoned`]).
-    pub senders: mpsc::WeakUnboundedSender<Box<Invocation>>,
+    pub senders: mpsc::WeakSender<Box<Invocation>>,
     pub ready: oneshot::Sender<Result<(), StartError>>,
     /// Where the isolate publishes the memory it holds, for [`WorkerHandle::memory_used`].
     pub memory_in_use: Arc<AtomicU64>,

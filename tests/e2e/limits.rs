@@ -100,3 +100,59 @@ async fn a_function_killed_over_and_over_does_not_disturb_its_neighbour() {
     assert!(kills.load(Ordering::Relaxed) >= 5, "the attacker was killed only {kills:?} times");
     node.shutdown().await;
 }
+
+/// A worker's inbox holds at most `max_in_flight` invocations its isolate has not taken: one
+/// more is handed straight back (`Gone`), never queued without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_inbox_is_bounded() {
+    use js_runtime::{InvokeError, LogRecord, LogSink, WorkerOptions, WorkerServices};
+    /// Says when the function logs.
+    struct Signal(tokio::sync::mpsc::UnboundedSender<String>);
+    impl LogSink for Signal {
+        fn log(&self, record: LogRecord) {
+            let _ = self.0.send(record.message);
+        }
+    }
+    let mut sources = std::collections::BTreeMap::new();
+    // A request keeps the isolate busy, so it takes nothing else for a while.
+    sources.insert(
+        "index.js".to_string(),
+        Arc::from("export default { fetch() { console.log('busy'); const t = Date.now(); while (Date.now() - t < 1000) {} return new Response('done') } }"),
+    );
+    let bundle = Arc::new(bundler::Bundle::from_sources("busy", "index.js", sources).unwrap());
+    let options = WorkerOptions {
+        name: Arc::from("busy"),
+        bundle,
+        vars: Default::default(),
+        bindings: Default::default(),
+        region: Arc::from("local"),
+        allow_eval: false,
+        limits: js_runtime::Limits {
+            cpu_time: std::time::Duration::from_secs(10),
+            ..Default::default()
+        },
+        fetch_allow: Vec::new(),
+        enforce_limits: true,
+        max_in_flight: 2,
+    };
+    let (said, mut logged) = tokio::sync::mpsc::unbounded_channel();
+    let services =
+        WorkerServices { log_sink: Arc::new(Signal(said)), code_cache: None, bindings: None };
+    let runtime = js_runtime::Runtime::default();
+    let worker = runtime.start(options, services).await.unwrap();
+    let request = || http::Request::get("http://localhost/").body(None).unwrap();
+    let mut first = Box::pin(worker.invoke(Arc::from("1"), request()));
+    assert!(futures_util::poll!(&mut first).is_pending());
+    // The isolate has taken the first and is busy with it: two fit in the inbox...
+    assert_eq!(logged.recv().await.as_deref(), Some("busy"));
+    let mut second = Box::pin(worker.invoke(Arc::from("2"), request()));
+    let mut third = Box::pin(worker.invoke(Arc::from("3"), request()));
+    assert!(futures_util::poll!(&mut second).is_pending());
+    assert!(futures_util::poll!(&mut third).is_pending());
+    // ...and a fourth is handed back at once.
+    let refused = worker.invoke(Arc::from("4"), request()).await;
+    assert!(matches!(refused, Err(InvokeError::Gone(_))), "a fourth was queued");
+    for answered in [first.await, second.await, third.await] {
+        assert!(answered.is_ok(), "the ones taken and queued run");
+    }
+}

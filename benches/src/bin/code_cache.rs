@@ -108,6 +108,7 @@ async fn cold_start(
         limits: js_runtime::Limits::default(),
         fetch_allow: Vec::new(),
         enforce_limits: true,
+        max_in_flight: 64,
     };
     let services =
         WorkerServices { log_sink: Arc::new(Discard), code_cache: cache, bindings: None };

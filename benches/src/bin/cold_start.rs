@@ -60,6 +60,7 @@ fn main() {
                 limits: js_runtime::Limits::default(),
                 fetch_allow: Vec::new(),
                 enforce_limits: true,
+                max_in_flight: 64,
             };
             let started = Instant::now();
             let worker = threads.start(options, services.clone()).await.expect("start");

@@ -60,6 +60,7 @@ fn main() {
             limits: Limits::default(),
             fetch_allow: Vec::new(),
             enforce_limits: true,
+            max_in_flight: 64,
         };
         let threads = js_runtime::Runtime::default();
         // One first, so the process's fixed costs are not counted per isolate.

@@ -47,6 +47,7 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
         limits: Limits { cpu_time: Duration::from_millis(50), ..Limits::default() },
         fetch_allow: Vec::new(),
         enforce_limits,
+        max_in_flight: 64,
     };
     js_runtime::Runtime::default()
         .start(

@@ -483,6 +483,7 @@ impl Function {
             },
             fetch_allow: shared.fetch_allow.clone(),
             enforce_limits: true,
+            max_in_flight: shared.pool.concurrency,
         };
         let code_cache: Arc<dyn CodeCache> = shared.code_cache.clone();
         let bindings: Option<Arc<dyn Bindings>> = (!self.config.bindings.is_empty()).then(|| {

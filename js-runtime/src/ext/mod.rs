@@ -114,12 +114,12 @@ pub type MemoryCheck = Box<dyn Fn(&mut v8::Isolate) -> bool>;
 pub struct Host {
     pub function: std::sync::Arc<str>,
     pub log_sink: std::sync::Arc<dyn LogSink>,
-    pub inbox: Rc<RefCell<mpsc::UnboundedReceiver<Box<Invocation>>>>,
+    pub inbox: Rc<RefCell<mpsc::Receiver<Box<Invocation>>>>,
     /// Set once the inbox is closed and drained: no invocation will come any more.
     pub inbox_closed: bool,
     /// The inbox's senders, not keeping it open: when none is left (every handle on the
     /// worker dropped: scale to zero, redeploy, delete), no invocation can come any more.
-    senders: mpsc::WeakUnboundedSender<Box<Invocation>>,
+    senders: mpsc::WeakSender<Box<Invocation>>,
     cpu_time: Duration,
     /// CPU time that work outside any invocation (a timer, a continuation after the response)
     /// may still use: a whole `cpu_time` again each time an invocation begins, spent by the
@@ -147,8 +147,8 @@ impl Host {
     pub fn new(
         function: std::sync::Arc<str>,
         log_sink: std::sync::Arc<dyn LogSink>,
-        inbox: mpsc::UnboundedReceiver<Box<Invocation>>,
-        senders: mpsc::WeakUnboundedSender<Box<Invocation>>,
+        inbox: mpsc::Receiver<Box<Invocation>>,
+        senders: mpsc::WeakSender<Box<Invocation>>,
         cpu_time: Duration,
         wall_time: Duration,
     ) -> Host {
@@ -904,7 +904,7 @@ mod tests {
 
     #[test]
     fn an_invocation_finished_inside_an_entry_is_charged_its_part_when_the_entry_ends() {
-        let (inbox, rx) = mpsc::unbounded_channel();
+        let (inbox, rx) = mpsc::channel(8);
         let second = Duration::from_secs(1);
         let mut host =
             Host::new("f".into(), Arc::new(NoLogs), rx, inbox.downgrade(), second, 30 * second);
