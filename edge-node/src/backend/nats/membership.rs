@@ -124,17 +124,17 @@ async fn heartbeat(
 /// This node's membership of the cluster, once it has joined.
 pub(super) struct NatsMembership {
     pub config: ClusterConfig,
-    pub cluster: std::sync::OnceLock<Cluster>,
+    pub heartbeat: std::sync::OnceLock<Cluster>,
 }
 
 #[async_trait::async_trait]
 impl Membership for NatsMembership {
     fn join(&self, report: Report) {
-        let _ = self.cluster.set(Cluster::join(&self.config, report));
+        let _ = self.heartbeat.set(Cluster::join(&self.config, report));
     }
 
     async fn status(&self) -> Result<serde_json::Value, StoreError> {
-        let cluster = self.cluster.get().ok_or(StoreError::Cluster("not joined yet".into()))?;
+        let cluster = self.heartbeat.get().ok_or(StoreError::Cluster("not joined yet".into()))?;
         let nodes = cluster.nodes().await.map_err(StoreError::Cluster)?;
         Ok(serde_json::json!({ "mode": "cluster", "nodes": nodes }))
     }

@@ -166,7 +166,7 @@ pub fn backend(config: &ClusterConfig, store: &Store, node: &str) -> Backend {
         claims: Arc::new(deployments::NatsClaims { link: link.clone(), node: node.to_string() }),
         membership: Arc::new(membership::NatsMembership {
             config: config.clone(),
-            cluster: std::sync::OnceLock::new(),
+            heartbeat: std::sync::OnceLock::new(),
         }),
         deployments: Arc::new(deployments::NatsDeployments {
             link,
