@@ -505,3 +505,61 @@ async fn a_neighbour_answers_every_request_beside_hostile_functions() {
     assert!(attacks.load(Ordering::Relaxed) >= 12, "the attacks overlapped too little");
     node.shutdown().await;
 }
+
+// ---- bindings -------------------------------------------------------------------------------
+
+/// Bindings called with what a hostile function can pass (keys of the wrong type or size,
+/// negative and huge limits, values that throw when serialised, oversized records and
+/// messages): each call rejects with a clear error, nothing is written, and the node serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bindings_refuse_hostile_arguments_cleanly() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "binder",
+        "/b/*",
+        "[bindings]\nFILES = { bucket = \"files\" }\nUSERS = { table = \"users\" }\nJOBS = { queue = \"jobs\" }\n",
+        r#"export default { async fetch(request, env) {
+  const hostile = { toString() { throw new Error("no string") }, toJSON() { throw new Error("no JSON") } };
+  const cases = {
+    emptyKey: () => env.FILES.put("", "x"),
+    longKey: () => env.FILES.put("k".repeat(1025), "x"),
+    objectKey: () => env.FILES.get({ a: 1 }),
+    hostileKey: () => env.FILES.delete(hostile),
+    negativeLimit: () => env.FILES.list({ limit: -5 }),
+    hugeLimit: () => env.USERS.list({ limit: 1e300 }),
+    badData: () => env.FILES.put("k", { not: "bytes" }),
+    hugeRecord: () => env.USERS.put("k", "x".repeat(1100000)),
+    undefinedRecord: () => env.USERS.put("k", undefined),
+    hugeMessage: () => env.JOBS.send("x".repeat(200000)),
+    hostileMessage: () => env.JOBS.send(hostile),
+  };
+  const out = {};
+  for (const [name, run] of Object.entries(cases)) {
+    try { await run(); out[name] = "accepted"; } catch (e) { out[name] = `${e.name}: ${e.message}`; }
+  }
+  out.listed = (await env.FILES.list()).objects.length + (await env.USERS.list()).records.length;
+  return Response.json(out);
+} }"#,
+    );
+    let node = TestNode::start(&[dir]).await;
+    let res = get(&node, "/b/").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let out: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    for (case, outcome) in out.as_object().unwrap() {
+        if case == "listed" {
+            assert_eq!(outcome, 0, "nothing was written");
+            continue;
+        }
+        let outcome = outcome.as_str().unwrap();
+        assert!(outcome.contains(": "), "{case}: {outcome}");
+        assert_ne!(outcome, "accepted", "{case} was accepted");
+    }
+    assert_eq!(out["emptyKey"], "Error: a key is 1 to 1024 bytes long");
+    assert_eq!(out["longKey"], "Error: a key is 1 to 1024 bytes long");
+    assert!(out["hugeRecord"].as_str().unwrap().contains("is at most"), "{out}");
+    assert!(out["hugeMessage"].as_str().unwrap().contains("a message is at most"), "{out}");
+    // The node and the function serve on.
+    assert_eq!(get(&node, "/b/").await.status, 200);
+    node.shutdown().await;
+}
