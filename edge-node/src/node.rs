@@ -201,6 +201,7 @@ impl Node {
             http: config.http.clone(),
             connections: Arc::new(Semaphore::new(config.http.max_connections)),
             per_client: Arc::new(PerClient::new(config.http.max_connections_per_ip)),
+            handshakes: Arc::new(Semaphore::new(h3::MAX_HANDSHAKES)),
             stop: CancellationToken::new(),
             force: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -166,3 +166,61 @@ async fn garbage_and_unfinished_streams_do_not_take_the_node_down() {
     hanging.kill().await.unwrap();
     node.shutdown().await;
 }
+
+/// QUIC handshakes that never finish hold none of the node's connection slots: with two of
+/// them hanging and a TCP client holding a slot, the last free slots still serve TLS clients.
+/// (Before, each hanging handshake held a slot for up to `header_read_timeout`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_quic_handshakes_hold_no_connection_slot() {
+    let mut config = config::NodeConfig::default();
+    // Each listener waits for a connection with a slot in hand: plaintext, TLS, QUIC.
+    config.http.max_connections = 4;
+    config.http.header_read_timeout = Duration::from_secs(60);
+    config.node.shutdown_grace_period = Duration::from_millis(100);
+    let node = TestNode::start_tls(config, &[function_dir("echo")], true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cafile = dir.path().join("cert.pem");
+    std::fs::write(&cafile, node.cert_pem.as_ref().unwrap()).unwrap();
+    let https = node.https.unwrap();
+    let url = format!("https://127.0.0.1:{}", https.port());
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(client())
+            .arg("--cafile")
+            .arg(&cafile)
+            .arg("--stall-handshake")
+            .arg(&url)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+        )
+        .await
+        .expect("the node answered the Initial")
+        .unwrap();
+        assert_eq!(line.trim(), "stalled");
+        stalled.push(child);
+    }
+    // A TCP client that never starts its TLS handshake holds a slot.
+    let _held = tokio::net::TcpStream::connect(https).await.unwrap();
+    let cafile = cafile.to_str().unwrap();
+    let res = curl_with(
+        &["--cacert", cafile, "--max-time", "10"],
+        "GET",
+        &format!("{url}/hello"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    for mut child in stalled {
+        child.kill().await.unwrap();
+    }
+    node.shutdown().await;
+}

@@ -77,6 +77,23 @@ class Client(QuicConnectionProtocol):
         return state
 
 
+async def stall_handshake(host, port, config):
+    """Starts a handshake and never finishes it: the Initial goes out, the server's answer is
+    read (so the server has taken the connection in), and nothing more is sent."""
+    import socket
+    import time
+    from aioquic.quic.connection import QuicConnection
+    quic = QuicConnection(configuration=config)
+    quic.connect((host, port), now=time.time())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(10)
+    for data, addr in quic.datagrams_to_send(now=time.time()):
+        sock.sendto(data, addr)
+    sock.recvfrom(65536)
+    print("stalled", flush=True)
+    await asyncio.sleep(3600)
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -90,6 +107,8 @@ async def main():
     parser.add_argument("--quiet", action="store_true", help="print only a summary line")
     parser.add_argument("--hang", action="store_true",
                         help="open --count streams, send headers without ending them, and wait forever")
+    parser.add_argument("--stall-handshake", action="store_true",
+                        help="send a QUIC Initial, read the server's first answer, then go silent (a handshake that never finishes)")
     args = parser.parse_args()
     parsed = urlparse(args.url)
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536)
@@ -100,6 +119,9 @@ async def main():
         config.verify_mode = ssl.CERT_REQUIRED
     config.server_name = parsed.hostname
     body = open(args.data_file, "rb").read() if args.data_file else None
+    if args.stall_handshake:
+        await stall_handshake(parsed.hostname, parsed.port or 443, config)
+        return
     async with connect(parsed.hostname, parsed.port or 443, configuration=config, create_protocol=Client) as client:
         if args.hang:
             for _ in range(args.count):

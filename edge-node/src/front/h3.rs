@@ -43,12 +43,16 @@ pub fn endpoint(
     quinn::Endpoint::server(server, addr)
 }
 
+/// QUIC handshakes under way at once, over all HTTP/3 listeners.
+pub const MAX_HANDSHAKES: usize = 256;
+/// HTTP/3's H3_EXCESSIVE_LOAD error code (RFC 9114).
+const H3_EXCESSIVE_LOAD: u32 = 0x0107;
+
 impl Listeners {
     /// Accepts QUIC connections until shutdown begins; then each connection says GOAWAY and
     /// finishes the requests it has.
     pub async fn serve_h3(self: Arc<Self>, endpoint: quinn::Endpoint) {
         loop {
-            let Some(permit) = self.connection_slot().await else { break };
             let incoming = tokio::select! {
                 _ = self.stop.cancelled() => break,
                 incoming = endpoint.accept() => match incoming {
@@ -56,19 +60,45 @@ impl Listeners {
                     None => break,
                 },
             };
-            let remote = incoming.remote_address();
-            let Some(client) = self.per_client.take(remote.ip()) else {
+            // Handshakes under way are bounded, and past half of them a client must show it
+            // owns its address first (a Retry): spoofed Initials cannot fill the table.
+            let Ok(handshake) = self.handshakes.clone().try_acquire_owned() else {
                 incoming.refuse();
                 continue;
             };
+            if self.handshakes.available_permits() < MAX_HANDSHAKES / 2
+                && !incoming.remote_address_validated()
+                && incoming.may_retry()
+            {
+                let _ = incoming.retry();
+                continue;
+            }
             let this = self.clone();
             self.tracker.spawn(async move {
-                let _permit = (permit, client);
-                match tokio::time::timeout(this.http.header_read_timeout, incoming).await {
-                    Ok(Ok(conn)) => this.h3_connection(conn, remote).await,
-                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
-                    Err(_) => tracing::debug!(%remote, "QUIC handshake timed out"),
-                }
+                let remote = incoming.remote_address();
+                let finishing = tokio::time::timeout(this.http.header_read_timeout, incoming);
+                let conn = match tokio::select! {
+                    _ = this.force.cancelled() => return,
+                    done = finishing => done,
+                } {
+                    Ok(Ok(conn)) => conn,
+                    Ok(Err(e)) => {
+                        return tracing::debug!(%remote, error = %e, "QUIC handshake failed")
+                    }
+                    Err(_) => return tracing::debug!(%remote, "QUIC handshake timed out"),
+                };
+                drop(handshake);
+                // Counted among the node's connections (and the address's) once the
+                // handshake is done: a handshake holds no slot a TCP client could use.
+                let slots = this
+                    .per_client
+                    .take(remote.ip())
+                    .zip(this.connections.clone().try_acquire_owned().ok());
+                let Some(_slots) = slots else {
+                    conn.close(quinn::VarInt::from_u32(H3_EXCESSIVE_LOAD), b"busy");
+                    return tracing::debug!(%remote, "QUIC connection past the connection caps");
+                };
+                this.h3_connection(conn, remote).await
             });
         }
         endpoint.set_server_config(None); // refuse new connections from here on

@@ -31,6 +31,8 @@ pub struct Listeners {
     pub connections: Arc<Semaphore>,
     /// Connections open per client address, held to `max_connections_per_ip`.
     pub per_client: Arc<PerClient>,
+    /// QUIC handshakes under way ([`crate::front::h3::MAX_HANDSHAKES`]).
+    pub handshakes: Arc<Semaphore>,
     /// Cancelled when shutdown begins: stop accepting, finish what is in flight.
     pub stop: CancellationToken,
     /// Cancelled when the grace period is over: close every connection now.
@@ -140,7 +142,13 @@ impl Listeners {
                             }
                             start.into_stream(config).await
                         };
-                        match tokio::time::timeout(this.http.header_read_timeout, handshake).await {
+                        let handshake =
+                            tokio::time::timeout(this.http.header_read_timeout, handshake);
+                        let handshake = tokio::select! {
+                            _ = this.force.cancelled() => return,
+                            done = handshake => done,
+                        };
+                        match handshake {
                             Ok(Ok(tls)) => this.connection(&builder, tls, protocol, remote).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(%remote, error = %e, "TLS handshake failed")
