@@ -507,3 +507,29 @@ async fn proxy_variables_do_not_carry_functions_past_the_outbound_policy() {
     assert!(seen.try_recv().is_err(), "the proxy got a request");
     node.kill_9().await;
 }
+
+/// `dev` reads local secrets from `.dev.vars` (reloading when it changes), and a second
+/// `dev` of the same function runs beside the first.
+#[tokio::test]
+async fn dev_reads_dev_vars_and_runs_twice_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", "name = \"twice\"\nentry = \"index.js\"\n");
+    write(
+        dir.path(),
+        "index.js",
+        "export default { fetch(request, env) { return new Response(`${env.API_KEY}`) } }",
+    );
+    write(dir.path(), ".dev.vars", "# local only\nAPI_KEY=\"shh\"\n");
+    let (_first, url, mut lines) = dev_process(dir.path()).await;
+    assert_eq!(body_of(&url).await, "shh");
+
+    write(dir.path(), ".dev.vars", "API_KEY=changed\n");
+    wait_for_message(&mut lines, "reloaded twice").await;
+    assert_eq!(body_of(&url).await, "changed");
+
+    // The same folder again: its own store, served on its own port.
+    let (_second, other, _) = dev_process(dir.path()).await;
+    assert_ne!(url, other);
+    assert_eq!(body_of(&other).await, "changed");
+    assert_eq!(body_of(&url).await, "changed", "the first one serves on");
+}

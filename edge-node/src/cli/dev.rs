@@ -12,12 +12,56 @@ use edge_node::{CertSource, FunctionSpec, Node, NodeOptions, TerminalSink};
 use super::signals::Signals;
 use super::BadConfig;
 
-/// Loads a function folder for `dev`: every path routes to it.
+/// Local secrets for `dev`, as on Workers: `KEY=VALUE` lines in the function folder's
+/// `.dev.vars` (blank lines and `#` comments skipped, a value may be quoted). Never bundled.
+const DEV_VARS: &str = ".dev.vars";
+
+/// Loads a function folder for `dev`: every path routes to it, with the secrets of its
+/// `.dev.vars`.
 fn load_dev(dir: &Path) -> anyhow::Result<FunctionSpec> {
     let limits = config::LimitsConfig::default();
     let mut spec = FunctionSpec::load(dir, &limits).map_err(|e| BadConfig(e.to_string()))?;
     spec.config.routes = vec![Route { host: None, path: "/*".into() }];
+    let vars = dir.join(DEV_VARS);
+    if vars.is_file() {
+        let text = std::fs::read_to_string(&vars)
+            .with_context(|| format!("reading {}", vars.display()))?;
+        let secrets = dev_vars(&text).map_err(|problems| {
+            BadConfig(format!("{}: {}", vars.display(), problems.join("; ")))
+        })?;
+        spec.secrets.extend(secrets);
+    }
     Ok(spec)
+}
+
+/// The `KEY=VALUE` pairs of a `.dev.vars` text, or every line that is not one.
+fn dev_vars(text: &str) -> Result<Vec<(String, String)>, Vec<String>> {
+    let (mut vars, mut problems) = (Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            problems.push(format!("line {}: expected KEY=VALUE", i + 1));
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if !config::valid_var_name(key) {
+            problems.push(format!("line {}: `{key}` is not a valid name", i + 1));
+            continue;
+        }
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(value);
+        vars.push((key.to_string(), unquoted.to_string()));
+    }
+    if problems.is_empty() {
+        Ok(vars)
+    } else {
+        Err(problems)
+    }
 }
 
 pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()> {
@@ -35,18 +79,28 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
             http3: true,
         });
     }
-    let source = tls.then_some(CertSource::SelfSigned);
     let name = spec.config.name.clone();
-    let node = Node::start(NodeOptions {
+    let options = |config: NodeConfig, spec: FunctionSpec| NodeOptions {
         config,
         functions: vec![spec],
         log_sink: Arc::new(TerminalSink),
-        tls: source,
+        tls: tls.then_some(CertSource::SelfSigned),
         deployments: false,
         admin_token: None,
-    })
-    .await
-    .context("starting the dev server")?;
+    };
+    // A second `dev` of the same function finds the first one's store locked: it keeps its
+    // data in a folder of its own, removed when it stops.
+    let (node, scratch) = match Node::start(options(config.clone(), spec.clone())).await {
+        Ok(node) => (node, None),
+        Err(e) if format!("{e:#}").contains("already open") => {
+            let own = config.node.data_dir.with_file_name(format!("{name}-{}", std::process::id()));
+            config.node.data_dir = own.clone();
+            let node =
+                Node::start(options(config, spec)).await.context("starting the dev server")?;
+            (node, Some(own))
+        }
+        Err(e) => return Err(e).context("starting the dev server"),
+    };
     for addr in node.http_addrs() {
         tracing::info!("{name} is running at http://{addr}/ (Ctrl-C to stop)");
     }
@@ -72,6 +126,9 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
         }
     }
     node.shutdown().await;
+    if let Some(scratch) = scratch {
+        let _ = std::fs::remove_dir_all(scratch);
+    }
     Ok(())
 }
 
@@ -97,10 +154,11 @@ fn watch(dir: &Path) -> anyhow::Result<Edits> {
         }
         let counts = |path: &PathBuf| {
             let relative = path.strip_prefix(&base).unwrap_or(path);
-            !relative.components().any(|c| {
-                let c = c.as_os_str().to_string_lossy();
-                c.starts_with('.') || c == "node_modules"
-            })
+            relative == Path::new(DEV_VARS)
+                || !relative.components().any(|c| {
+                    let c = c.as_os_str().to_string_lossy();
+                    c.starts_with('.') || c == "node_modules"
+                })
         };
         if event.paths.iter().any(counts) {
             let _ = tx.send(());
@@ -111,4 +169,22 @@ fn watch(dir: &Path) -> anyhow::Result<Edits> {
         .watch(&root, RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", root.display()))?;
     Ok(Edits { changed, _watcher: watcher })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dev_vars;
+
+    #[test]
+    fn dev_vars_are_key_value_lines() {
+        let vars = dev_vars("# a comment\n\nA=1\n B = 'two words' \nC=\"=x=\"\n").unwrap();
+        let expected = [("A", "1"), ("B", "two words"), ("C", "=x=")];
+        let expected: Vec<(String, String)> =
+            expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(vars, expected);
+        assert_eq!(
+            dev_vars("A=1\njust text\n2BAD=x\n").unwrap_err(),
+            ["line 2: expected KEY=VALUE", "line 3: `2BAD` is not a valid name"]
+        );
+    }
 }
