@@ -3,28 +3,14 @@
 
 const { core, internals, primordials } = globalThis.__bootstrap;
 
-// The ops, bound again by `bindOps` once the isolate is made: what the snapshot holds are the
-// ops' slow versions. Exported bindings are live: the other modules see the rebound ops.
-let {
-  op_isola_log,
-  op_isola_next,
-  op_isola_take,
-  op_isola_read,
-  op_isola_header,
-  op_isola_respond,
-  op_isola_respond_text,
-  op_isola_respond_stream,
-  op_isola_write,
-  op_isola_fail,
-  op_isola_done,
-  op_isola_event_blob,
-  op_isola_event_result,
-  op_isola_binding,
-  op_isola_live,
-  op_isola_charge,
-} = core.ops;
+// The ops, bound by `bindOps`: here, while the snapshot is made (the ops' slow versions, all
+// a snapshot can hold), and again on every isolate made from it, to their fast-call versions
+// (`prepare` in runtime.js). Exported bindings are live: the other modules see the rebound ops.
+let op_isola_log, op_isola_next, op_isola_take, op_isola_read, op_isola_header;
+let op_isola_respond, op_isola_respond_text, op_isola_respond_stream, op_isola_write;
+let op_isola_fail, op_isola_done, op_isola_event_blob, op_isola_event_result;
+let op_isola_binding, op_isola_live, op_isola_charge;
 
-// Binds the ops again, to their fast-call versions (see `prepare` in runtime.js).
 function bindOps() {
   ({
     op_isola_log,
@@ -45,6 +31,7 @@ function bindOps() {
     op_isola_charge,
   } = core.ops);
 }
+bindOps();
 
 const load = core.loadExtScript;
 
