@@ -6,10 +6,10 @@ const { core, internals, primordials } = globalThis.__bootstrap;
 // The ops, bound by `bindOps`: here, while the snapshot is made (the ops' slow versions, all
 // a snapshot can hold), and again on every isolate made from it, to their fast-call versions
 // (`prepare` in runtime.js). Exported bindings are live: the other modules see the rebound ops.
-let op_isola_log, op_isola_next, op_isola_take, op_isola_read, op_isola_header;
-let op_isola_respond, op_isola_respond_text, op_isola_respond_stream, op_isola_write;
-let op_isola_fail, op_isola_done, op_isola_event_blob, op_isola_event_result;
-let op_isola_binding, op_isola_live, op_isola_charge;
+export let op_isola_log, op_isola_next, op_isola_take, op_isola_read, op_isola_header;
+export let op_isola_respond, op_isola_respond_text, op_isola_respond_stream, op_isola_write;
+export let op_isola_fail, op_isola_done, op_isola_event_blob, op_isola_event_result;
+export let op_isola_binding, op_isola_live, op_isola_charge;
 
 function bindOps() {
   ({
@@ -91,22 +91,6 @@ export {
   internals,
   primordials,
   bindOps,
-  op_isola_log,
-  op_isola_next,
-  op_isola_take,
-  op_isola_read,
-  op_isola_header,
-  op_isola_respond,
-  op_isola_respond_text,
-  op_isola_respond_stream,
-  op_isola_write,
-  op_isola_fail,
-  op_isola_done,
-  op_isola_event_blob,
-  op_isola_event_result,
-  op_isola_binding,
-  op_isola_live,
-  op_isola_charge,
   webidl,
   url,
   urlPattern,
