@@ -3,18 +3,20 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use toml::Table;
+use serde::Deserialize;
+use toml::Value;
 
-use crate::limits::{read_request, LimitsRequest};
-use crate::reader::{join, parse_toml, Reader};
-use crate::triggers::{read_bindings, read_triggers, Binding, Triggers};
+use crate::de::{self, in_file_order, join, parse_toml};
+use crate::limits::LimitsRequest;
+use crate::triggers::{Binding, Triggers};
 use crate::{ConfigError, Problem};
 
 /// The file name a function folder must hold.
 pub const EDGE_FILE: &str = "edge.toml";
 
 /// A function's own settings, read from its `edge.toml`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EdgeConfig {
     /// The function's name: lowercase letters, digits and `-`, starting with a letter, at most
     /// 63 characters. It names the function in logs, metrics and the admin API.
@@ -23,6 +25,7 @@ pub struct EdgeConfig {
     pub entry: PathBuf,
     /// Where HTTP requests reach the function: `"/path/*"` or `"host/path/*"`; `*` matches any
     /// run of characters, `/` included; a host may start with `*.`. Empty: no HTTP route.
+    #[serde(deserialize_with = "de::one_or_many")]
     pub routes: Vec<Route>,
     /// Plain-text variables the function reads as `env.NAME`.
     pub vars: BTreeMap<String, String>,
@@ -30,12 +33,14 @@ pub struct EdgeConfig {
     /// maximums cap it.
     pub limits: LimitsRequest,
     /// The folder holding `edge.toml`; `entry` is resolved from it.
+    #[serde(skip)]
     pub dir: PathBuf,
     /// `[[triggers.cron]]`, `[[triggers.queue]]`.
     pub triggers: Triggers,
     /// `[bindings]`: `env.NAME` for queues.
     pub bindings: BTreeMap<String, Binding>,
     /// The regions whose nodes serve the function; empty: every node.
+    #[serde(deserialize_with = "de::one_or_many")]
     pub regions: Vec<String>,
 }
 
@@ -51,6 +56,12 @@ pub struct Route {
 impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}{}", self.host.as_deref().unwrap_or(""), self.path)
+    }
+}
+
+impl<'de> Deserialize<'de> for Route {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Route::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -128,93 +139,56 @@ impl EdgeConfig {
     /// Parses the text of an `edge.toml` whose folder is `dir`, without touching the disk.
     pub fn parse(text: &str, dir: &Path) -> Result<EdgeConfig, Vec<Problem>> {
         let table = parse_toml(text).map_err(|p| vec![p])?;
-        let mut r = Reader::default();
-        let config = read(&mut r, &table, dir);
-        match config {
-            Some(config) if r.problems.is_empty() => Ok(config),
-            _ => Err(r.problems),
+        let mut problems = Vec::new();
+        let mut config: EdgeConfig = de::read(Value::Table(table.clone()), "", &mut problems);
+        config.dir = dir.to_path_buf();
+        de::add_checks(&mut problems, config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            in_file_order(&mut problems, &table);
+            Err(problems)
         }
     }
-}
 
-fn read(r: &mut Reader, t: &Table, dir: &Path) -> Option<EdgeConfig> {
-    r.deny_unknown(
-        t,
-        "",
-        &["name", "entry", "routes", "vars", "limits", "triggers", "bindings", "regions"],
-    );
-    let name = r.string(t, "", "name");
-    match &name {
-        None if !t.contains_key("name") => r.problem("name", "missing (the function's name)"),
-        Some(n) if !valid_name(n) => r.problem(
-            "name",
-            format!("`{n}` is not a valid name: use lowercase letters, digits and `-`, start with a letter, at most 63 characters"),
-        ),
-        _ => {}
-    }
-    let entry = r.string(t, "", "entry").map(PathBuf::from);
-    match &entry {
-        None if !t.contains_key("entry") => {
-            r.problem("entry", "missing (the entry module, e.g. \"src/index.js\")")
+    /// The checks a key's type cannot make, each problem with its key path.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut problem =
+            |path: &str, message: String| problems.push(Problem { path: path.into(), message });
+        if self.name.is_empty() {
+            problem("name", "missing (the function's name)".into());
+        } else if !valid_name(&self.name) {
+            problem("name", format!("`{}` is not a valid name: use lowercase letters, digits and `-`, start with a letter, at most 63 characters", self.name));
         }
-        Some(e)
-            if e.is_absolute()
-                || e.components()
-                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) =>
+        let entry = &self.entry;
+        if entry.as_os_str().is_empty() {
+            problem("entry", "missing (the entry module, e.g. \"src/index.js\")".into());
+        } else if entry.is_absolute()
+            || entry.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
         {
-            r.problem(
+            problem(
                 "entry",
-                format!("`{}` must be a path inside the function folder", e.display()),
-            )
+                format!("`{}` must be a path inside the function folder", entry.display()),
+            );
         }
-        _ => {}
-    }
-    let mut routes = Vec::new();
-    for (i, text) in r.string_list(t, "", "routes").unwrap_or_default() {
-        match Route::parse(&text) {
-            Ok(route) => routes.push(route),
-            Err(e) => r.problem(format!("routes[{i}]"), e),
+        for key in self.vars.keys().filter(|key| !valid_var_name(key)) {
+            problem(&join("vars", key), "a variable name uses letters, digits and `_`".into());
         }
-    }
-    let mut vars = BTreeMap::new();
-    if let Some(table) = r.table(t, "", "vars") {
-        for (key, value) in table {
-            let path = join("vars", key);
-            if !valid_var_name(key) {
-                r.problem(&path, "a variable name uses letters, digits and `_`");
-            }
-            match value.as_str() {
-                Some(v) => {
-                    vars.insert(key.clone(), v.to_string());
-                }
-                None => r.problem(&path, "expected a string (vars are plain text)"),
+        for name in self.bindings.keys() {
+            if !valid_var_name(name) {
+                problem(
+                    &join("bindings", name),
+                    "a binding name uses letters, digits and `_`".into(),
+                );
+            } else if self.vars.contains_key(name) {
+                problem(&join("bindings", name), "a var of the same name exists".into());
             }
         }
+        problems.extend(self.limits.validate("limits"));
+        problems.extend(self.triggers.validate());
+        problems
     }
-    let limits = match r.table(t, "", "limits") {
-        Some(table) => read_request(r, table, "limits", &[]),
-        None => LimitsRequest::default(),
-    };
-    let regions: Vec<String> =
-        r.string_list(t, "", "regions").unwrap_or_default().into_iter().map(|(_, s)| s).collect();
-    let triggers = read_triggers(r, t);
-    let bindings = read_bindings(r, t);
-    for name in bindings.keys() {
-        if vars.contains_key(name) {
-            r.problem(join("bindings", name), "a var of the same name exists");
-        }
-    }
-    Some(EdgeConfig {
-        name: name?,
-        entry: entry?,
-        routes,
-        vars,
-        limits,
-        dir: dir.to_path_buf(),
-        triggers,
-        bindings,
-        regions,
-    })
 }
 
 #[cfg(test)]
@@ -263,7 +237,7 @@ N = 3
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["colour", "name", "entry", "routes[1]", "routes[0]", "routes[2]", "vars.N"],
+            ["name", "entry", "routes[0]", "routes[1]", "routes[2]", "colour", "vars.N"],
             "{problems:?}"
         );
     }
@@ -273,6 +247,10 @@ N = 3
         let problems = parse("routes = []").unwrap_err();
         assert_eq!(problems.len(), 2);
         assert!(problems[0].message.contains("missing"));
+        // A mistyped key is reported once: not as missing too.
+        let problems = parse("name = \"f\"\nentry = 42").unwrap_err();
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines, ["entry: expected a string, found an integer"]);
         let problems = parse("name = \"x\"\nentry = ").unwrap_err();
         assert!(problems[0].message.contains("line 2"), "{problems:?}");
     }

@@ -4,10 +4,10 @@
 //! the key path it belongs to, so a user fixes a file in one go. Nothing here knows tokio,
 //! V8 or sockets.
 
+mod de;
 mod edge;
 mod limits;
 mod node;
-mod reader;
 mod triggers;
 mod units;
 

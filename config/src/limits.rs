@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use toml::Table;
+use serde::Deserialize;
 
-use crate::reader::{join, Reader};
+use crate::de::{self, join};
 use crate::units::format_duration;
 use crate::Problem;
 
@@ -50,58 +50,38 @@ impl Limits {
 }
 
 /// A function's `[limits]`: each key it sets replaces the node default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LimitsRequest {
+    #[serde(with = "de::size_opt")]
     pub memory: Option<u64>,
+    #[serde(with = "de::duration_opt")]
     pub cpu_time: Option<Duration>,
+    #[serde(with = "de::duration_opt")]
     pub wall_time: Option<Duration>,
+    #[serde(with = "de::duration_opt")]
     pub startup_time: Option<Duration>,
     pub subrequests: Option<u32>,
 }
 
-const LIMIT_KEYS: &[&str] = &["memory", "cpu_time", "wall_time", "startup_time", "subrequests"];
-
-/// Reads the keys of a `[limits]`-shaped table at `path`; `also_known` are keys the caller
-/// reads itself.
-pub(crate) fn read_request(
-    r: &mut Reader,
-    t: &Table,
-    path: &str,
-    also_known: &[&str],
-) -> LimitsRequest {
-    let known: Vec<&str> = LIMIT_KEYS.iter().chain(also_known).copied().collect();
-    r.deny_unknown(t, path, &known);
-    let subrequests = r.integer(t, path, "subrequests").and_then(|n| match u32::try_from(n) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            r.problem(join(path, "subrequests"), format!("{n} is out of range"));
-            None
-        }
-    });
-    let request = LimitsRequest {
-        memory: r.size(t, path, "memory"),
-        cpu_time: r.duration(t, path, "cpu_time"),
-        wall_time: r.duration(t, path, "wall_time"),
-        startup_time: r.duration(t, path, "startup_time"),
-        subrequests,
-    };
-    let zero = |r: &mut Reader, key: &str| r.problem(join(path, key), "must be more than zero");
-    if request.memory == Some(0) {
-        zero(r, "memory");
-    }
-    for (key, value) in [
-        ("cpu_time", request.cpu_time),
-        ("wall_time", request.wall_time),
-        ("startup_time", request.startup_time),
-    ] {
-        if value == Some(Duration::ZERO) {
-            zero(r, key);
-        }
-    }
-    request
-}
-
 impl LimitsRequest {
+    /// Every limit set to zero, as a problem under `path`.
+    pub(crate) fn validate(&self, path: &str) -> Vec<Problem> {
+        let zero = [
+            ("memory", self.memory == Some(0)),
+            ("cpu_time", self.cpu_time == Some(Duration::ZERO)),
+            ("wall_time", self.wall_time == Some(Duration::ZERO)),
+            ("startup_time", self.startup_time == Some(Duration::ZERO)),
+        ];
+        zero.into_iter()
+            .filter(|(_, zero)| *zero)
+            .map(|(key, _)| Problem {
+                path: join(path, key),
+                message: "must be more than zero".into(),
+            })
+            .collect()
+    }
+
     /// `base` with every key this request sets replaced.
     pub fn over(&self, base: &Limits) -> Limits {
         Limits {
