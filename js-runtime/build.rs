@@ -5,6 +5,14 @@
 #[path = "src/ext/mod.rs"]
 mod ext;
 
+/// The part of the limits the extension's `Host` keeps: the time accounts of invocations.
+#[allow(dead_code, reason = "only the extension list is used here")]
+#[path = "src/limits/meter.rs"]
+mod meter;
+mod limits {
+    pub(crate) use super::meter::{Charged, Meter};
+}
+
 /// This package's folder as cargo gives it to this run. Cargo may reuse this script, compiled
 /// in another checkout of the repository, in this one (its fingerprint names files relative to
 /// the package), so paths fixed at compile time (`env!`, and the extensions' JavaScript files,

@@ -2,13 +2,9 @@
 //! of the isolate threads (`threads`).
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::Instant;
 
 use bundler::Bundle;
 use deno_core::{v8, JsRuntime, PollEventLoopOptions, RuntimeOptions};
@@ -20,7 +16,9 @@ use crate::ext::{
     Level, LogSink, Outcome, Reply, Work,
 };
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
-use crate::limits::{ArrayBufferBudget, Guard, Limits, Tripped};
+use crate::limits::{
+    drive, drive_without_time_limits, ArrayBufferBudget, Guard, Limits, Tripped, BACKGROUND_STOPPED,
+};
 use crate::loader::{module_url, BundleLoader};
 use crate::spare::Spares;
 use crate::threads::{Entered, OwnedRuntime};
@@ -298,10 +296,7 @@ impl Isolate {
     pub fn create(memory: u64) -> Isolate {
         let guard = Guard::new();
         let budget = ArrayBufferBudget::new(memory, guard.clone());
-        let heap_limit = usize::try_from(memory).unwrap_or(usize::MAX);
-        let create_params = v8::CreateParams::default()
-            .heap_limits(0, heap_limit)
-            .array_buffer_allocator(budget.allocator());
+        let create_params = budget.create_params();
         let resolver = Arc::new(PolicyResolver::default());
         let fetch = deno_fetch::Options {
             user_agent: ext::USER_AGENT.to_string(),
@@ -324,20 +319,7 @@ impl Isolate {
             create_params: Some(create_params),
             ..Default::default()
         });
-        guard.set_isolate(js.v8_isolate().thread_safe_handle());
-        // The allocator holds the budget for as long as the isolate lives.
-        let budget_ptr = Arc::as_ptr(&budget) as *mut std::ffi::c_void;
-        js.v8_isolate().add_gc_epilogue_callback(
-            crate::limits::check_after_gc,
-            budget_ptr,
-            v8::GCType::kGCTypeAll,
-        );
-        let memory_guard = guard.clone();
-        js.add_near_heap_limit_callback(move |current, _initial| {
-            // Stop the function, and give V8 room to unwind instead of aborting the process.
-            memory_guard.trip(Tripped::Memory);
-            current.saturating_mul(2)
-        });
+        budget.watch(&mut js);
         js.op_state().borrow_mut().put(outbound_permissions());
         // What the snapshot cannot hold: the ops' fast calls, the WebAssembly streaming
         // handler, globalThis's prototype.
@@ -434,10 +416,6 @@ impl Isolate {
     }
 }
 
-/// What the function's log says when background work used up its budget.
-const BACKGROUND_STOPPED: &str = "the isolate was stopped: work outside any invocation (a timer, \
-    or a promise after the response) used up its CPU budget, one cpu_time after each invocation";
-
 /// Takes the runtime's start function out of the global scope and removes every global that
 /// belongs to the host rather than to the function.
 const HIDE_HOST: &str = "(() => {
@@ -507,113 +485,6 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
         .await
         .map_err(|e| StartError::Module(e.to_string()))?;
     Ok(())
-}
-
-/// Runs the isolate's event loop until the worker ends: every handle dropped and every
-/// invocation done (`Ok`), or the isolate stopped by a limit (`Err`).
-///
-/// Each entry into the isolate (one poll of the event loop) is timed on the thread's CPU
-/// clock and guarded by the watchdog with the CPU the most spent live invocation has left.
-/// The CPU an entry uses is charged to every invocation live during it. When the event loop
-/// has nothing left to do but wait for new invocations, the handlers still in flight can
-/// never settle and end with `no_response`.
-async fn drive(
-    js: &mut JsRuntime,
-    guard: &Guard,
-    budget: &ArrayBufferBudget,
-    memory_in_use: &AtomicU64,
-) -> Result<(), deno_core::error::CoreError> {
-    let state = js.op_state();
-    let clock = guard.clock();
-    let mut wall_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(|cx| loop {
-        if state.borrow().borrow::<Host>().abandoned() {
-            // Nothing in flight and no handle left: end now, pending timers or not.
-            return Poll::Ready(Ok(()));
-        }
-        let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
-        let before = clock.now();
-        state.borrow_mut().borrow_mut::<Host>().enter();
-        guard.arm(before, cpu_budget);
-        let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
-        guard.disarm();
-        let used = clock.now().saturating_sub(before);
-        // Memory outside the heap that no collection looked at yet stops the isolate here.
-        budget.set_heap_used(js.v8_isolate().get_heap_statistics().used_heap_size());
-        budget.over_after_collecting(js.v8_isolate());
-        if guard.tripped().is_some() {
-            // deno_core absorbs a termination inside its event loop tick; the isolate is
-            // done for all the same. What the entry used still counts.
-            state.borrow_mut().borrow_mut::<Host>().add_cpu(used);
-            return Poll::Ready(Ok(()));
-        }
-        memory_in_use.store(budget.in_use() as u64, Ordering::Relaxed);
-
-        let mut state = state.borrow_mut();
-        let host = state.borrow_mut::<Host>();
-        host.charge(used);
-        if host.background_spent() {
-            host.log_note(Level::Error, BACKGROUND_STOPPED.into());
-            return Poll::Ready(Ok(()));
-        }
-        let next_deadline = host.expire(Instant::now());
-        match polled {
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Ready(Ok(())) => {
-                if host.busy() {
-                    host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
-                }
-                if host.abandoned() {
-                    return Poll::Ready(Ok(()));
-                }
-            }
-            Poll::Pending if host.abandoned() => continue,
-            Poll::Pending => {}
-        }
-        match next_deadline {
-            Some(deadline) => {
-                let deadline = tokio::time::Instant::from_std(deadline);
-                let timer =
-                    wall_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    continue; // a deadline passed while polling: expire it now
-                }
-            }
-            None => wall_timer = None,
-        }
-        return Poll::Pending;
-    })
-    .await
-}
-
-/// [`drive`] without CPU or wall time measured: only for benchmarks that measure what
-/// enforcing them costs (`WorkerOptions::enforce_limits`); the memory limit still holds.
-async fn drive_without_time_limits(js: &mut JsRuntime) -> Result<(), deno_core::error::CoreError> {
-    let state = js.op_state();
-    std::future::poll_fn(|cx| loop {
-        if state.borrow().borrow::<Host>().abandoned() {
-            return Poll::Ready(Ok(()));
-        }
-        let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
-        let mut state = state.borrow_mut();
-        let host = state.borrow_mut::<Host>();
-        return match polled {
-            Poll::Ready(Ok(())) => {
-                host.fail_all(Outcome::NoResponse, "the handler's promise can never settle");
-                if host.abandoned() {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Pending
-                }
-            }
-            Poll::Pending if host.abandoned() => continue,
-            other => other,
-        };
-    })
-    .await
 }
 
 /// The permissions deno_fetch checks before an outbound request: all granted, because the

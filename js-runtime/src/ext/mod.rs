@@ -2,21 +2,23 @@
 //!
 //! This module is compiled twice: into the library, and into `build.rs`, which evaluates the
 //! extension's JavaScript into the startup snapshot. It therefore depends only on crates that
-//! `build.rs` also has, and on nothing else of this crate.
+//! `build.rs` also has, and of this crate only on `limits::Meter` (which `build.rs` includes).
 
+mod host;
 mod types;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use deno_core::{op2, v8, JsBuffer, OpState, ToV8};
 use deno_error::JsErrorBox;
 use tokio::sync::mpsc;
 
+pub use host::Host;
+use host::Live;
 pub use types::*;
 
 /// Capacity, in chunks, of a streamed response body between the isolate and the connection.
@@ -106,276 +108,6 @@ fn op_isola_uncaught<'s, 'i>(
 
 // deno_fetch loads `ext:deno_net/02_tls.js` for custom HTTP clients; this stands in for it.
 deno_core::extension!(deno_net, lazy_loaded_js = [dir "src/ext/js/deno_net", "02_tls.js"],);
-
-/// Whether the isolate is over its memory limit (stopping it if so).
-pub type MemoryCheck = Box<dyn Fn(&mut v8::Isolate) -> bool>;
-
-/// What the ops need from the worker, put into the `OpState` when a worker starts.
-pub struct Host {
-    pub function: std::sync::Arc<str>,
-    pub log_sink: std::sync::Arc<dyn LogSink>,
-    pub inbox: Rc<RefCell<mpsc::Receiver<Box<Invocation>>>>,
-    /// Set once the inbox is closed and drained: no invocation will come any more.
-    pub inbox_closed: bool,
-    /// The inbox's senders, not keeping it open: when none is left (every handle on the
-    /// worker dropped: scale to zero, redeploy, delete), no invocation can come any more.
-    senders: mpsc::WeakSender<Box<Invocation>>,
-    cpu_time: Duration,
-    /// CPU time that work outside any invocation (a timer, a continuation after the response)
-    /// may still use: a whole `cpu_time` again each time an invocation begins, spent by the
-    /// entries into the isolate during which no invocation is live.
-    background_left: Duration,
-    /// Whether the current entry began with no invocation live and none has begun in it.
-    entry_background: bool,
-    wall_time: Duration,
-    live: HashMap<u32, Live>,
-    next_id: u32,
-    /// When the current entry into the isolate began (wall clock).
-    entry_started: Option<Instant>,
-    /// Whether the isolate is over its memory limit, counting what V8 holds outside its heap
-    /// (it stops the isolate if so); checked before a response leaves.
-    memory_check: Option<MemoryCheck>,
-    /// Invocations finished during the current entry, with the wall time into the entry at
-    /// which each finished: reported when the entry ends, charged their share of its CPU time
-    /// (so finishing one costs no read of the thread's CPU clock, a system call).
-    finishing: Vec<(Live, Duration)>,
-    /// The wall clock: `Instant::now`, or a clock a test moves by hand.
-    clock: fn() -> Instant,
-}
-
-impl Host {
-    pub fn new(
-        function: std::sync::Arc<str>,
-        log_sink: std::sync::Arc<dyn LogSink>,
-        inbox: mpsc::Receiver<Box<Invocation>>,
-        senders: mpsc::WeakSender<Box<Invocation>>,
-        cpu_time: Duration,
-        wall_time: Duration,
-    ) -> Host {
-        Host {
-            function,
-            log_sink,
-            inbox: Rc::new(RefCell::new(inbox)),
-            inbox_closed: false,
-            senders,
-            cpu_time,
-            background_left: cpu_time,
-            entry_background: false,
-            wall_time,
-            live: HashMap::new(),
-            next_id: 0,
-            entry_started: None,
-            finishing: Vec::new(),
-            memory_check: None,
-            clock: Instant::now,
-        }
-    }
-
-    /// Sets the check `respond` makes of the memory held outside the V8 heap.
-    pub fn set_memory_check(&mut self, check: MemoryCheck) {
-        self.memory_check = Some(check);
-    }
-
-    /// Whether any invocation is in flight.
-    pub fn busy(&self) -> bool {
-        !self.live.is_empty()
-    }
-
-    /// Whether the worker should end now: no invocation in flight and none can come (every
-    /// handle dropped), whatever timers or promises the function left pending.
-    pub fn abandoned(&self) -> bool {
-        self.live.is_empty() && (self.inbox_closed || self.senders.strong_count() == 0)
-    }
-
-    /// Whether work done outside any invocation has used up its CPU budget while no invocation
-    /// is in flight (those in flight are not ended for it: the isolate stops once they are
-    /// done, unless one of them gives the budget back).
-    pub fn background_spent(&self) -> bool {
-        self.background_left.is_zero() && self.live.is_empty()
-    }
-
-    /// Logs a line of the node's about the function (no invocation), to the function's log.
-    pub fn log_note(&self, level: Level, message: String) {
-        self.log_sink.log(LogRecord {
-            ts: SystemTime::now(),
-            level,
-            function: self.function.clone(),
-            invocation_id: None,
-            message,
-        });
-    }
-
-    /// Closes the inbox and hands every invocation not yet taken back to its caller.
-    pub fn return_unstarted(&mut self) {
-        let mut rx = self.inbox.borrow_mut();
-        rx.close();
-        while let Ok(invocation) = rx.try_recv() {
-            let _ = invocation.reply.send(Reply::Returned(invocation.work));
-        }
-        drop(rx);
-        self.inbox_closed = true;
-    }
-
-    /// Ends every live invocation with `outcome` (the isolate is going away, or can make no
-    /// more progress).
-    pub fn fail_all(&mut self, outcome: Outcome, message: &str) {
-        for (_, mut live) in self.live.drain() {
-            live.fail(outcome, message);
-        }
-    }
-
-    /// The CPU time the next entry into the isolate may use: what the most spent live
-    /// invocation has left, or a whole `cpu_time` when none is live (background work such as
-    /// a timer left behind is held to the same budget per entry).
-    pub fn cpu_budget(&self) -> Duration {
-        self.live
-            .values()
-            .map(|l| self.cpu_time.saturating_sub(l.cpu_used))
-            .min()
-            .unwrap_or(self.cpu_time)
-    }
-
-    /// Adds CPU time to every live invocation without ending any (the isolate is being
-    /// stopped, and they end with the reason it stops).
-    pub fn add_cpu(&mut self, used: Duration) {
-        self.charge_background(used);
-        self.report_finished(used);
-        for live in self.live.values_mut() {
-            live.cpu_used += used;
-        }
-    }
-
-    /// Notes that an entry into the isolate begins, so an invocation that finishes within
-    /// the entry is charged its part of it.
-    pub fn enter(&mut self) {
-        self.entry_started = Some((self.clock)());
-        self.entry_background = self.live.is_empty();
-    }
-
-    /// Charges an entry that ran no invocation to the background budget.
-    fn charge_background(&mut self, used: Duration) {
-        if std::mem::take(&mut self.entry_background) {
-            self.background_left = self.background_left.saturating_sub(used);
-        }
-    }
-
-    /// Ends the current entry, which used `used` of CPU time: charges it to every invocation
-    /// live during it, and ends those whose budget is spent with `exceeded_cpu`.
-    pub fn charge(&mut self, used: Duration) {
-        self.charge_background(used);
-        self.report_finished(used);
-        let limit = self.cpu_time;
-        self.live.retain(|_, live| {
-            live.cpu_used += used;
-            if live.cpu_used > limit {
-                live.fail(Outcome::ExceededCpu, "the invocation used up its CPU time");
-                return false;
-            }
-            true
-        });
-    }
-
-    /// Charges CPU time used for invocation `id` (or, with `None` or an invocation that has
-    /// ended, for work outside any invocation) on another thread; an invocation whose budget
-    /// it spends ends with `exceeded_cpu`.
-    pub fn charge_off_thread(&mut self, id: Option<u32>, used: Duration) {
-        let Some(live) = id.and_then(|id| self.live.get_mut(&id)) else {
-            // Work for an invocation that has ended is background work now.
-            self.background_left = self.background_left.saturating_sub(used);
-            return;
-        };
-        live.cpu_used = live.cpu_used.saturating_add(used);
-        if live.cpu_used > self.cpu_time {
-            live.fail(Outcome::ExceededCpu, "the invocation used up its CPU time");
-            if let Some(id) = id {
-                self.live.remove(&id);
-            }
-        }
-    }
-
-    /// Ends invocation `id` (its response is sent, its `waitUntil` work settled). Within an
-    /// entry it is reported when the entry ends, with its part of the entry's CPU time.
-    fn finish(&mut self, id: u32) {
-        let Some(mut live) = self.live.remove(&id) else { return };
-        // The JS side answers or fails every invocation before it is done; this is a guard.
-        if live.reply.is_some() {
-            live.fail(Outcome::Internal, "the invocation ended without a response");
-        }
-        // Dropping the stream sender ends a streamed body cleanly, now.
-        live.stream = None;
-        if let Some(started) = self.entry_started {
-            self.finishing.push((live, (self.clock)().saturating_duration_since(started)));
-        }
-    }
-
-    /// Reports the invocations that finished during the entry now ending, each charged the
-    /// part of the entry's CPU time (`used`) up to its finish: the CPU clock is read only at
-    /// the entry's ends, and the wall clock (cheap) splits it.
-    fn report_finished(&mut self, used: Duration) {
-        let Some(started) = self.entry_started.take() else { return };
-        let entry = (self.clock)().saturating_duration_since(started).as_nanos().max(1);
-        for (mut live, into) in self.finishing.drain(..) {
-            let share = used.as_nanos() * into.as_nanos().min(entry) / entry;
-            live.cpu_used += Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX));
-        }
-    }
-
-    /// Ends the invocations past their wall-clock deadline with `exceeded_wall_time`; returns
-    /// the earliest deadline still ahead.
-    pub fn expire(&mut self, now: Instant) -> Option<Instant> {
-        self.live.retain(|_, live| {
-            if live.deadline <= now {
-                live.fail(Outcome::ExceededWallTime, "the invocation ran out of wall-clock time");
-                return false;
-            }
-            true
-        });
-        self.live.values().map(|l| l.deadline).min()
-    }
-}
-
-/// An invocation the isolate has taken and not finished. Dropping it reports its end.
-struct Live {
-    body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
-    reply: Option<tokio::sync::oneshot::Sender<Reply>>,
-    stream: Option<mpsc::Sender<BodyChunk>>,
-    cpu_used: Duration,
-    deadline: Instant,
-    status: Option<u16>,
-    /// The first failure, if it failed.
-    failed: Option<Outcome>,
-    finished: Option<Finished>,
-    /// The blobs of an event invocation, read by `op_isola_event_blob`.
-    blobs: Vec<Bytes>,
-    /// The response's headers, as `op_isola_header` adds them before it is answered.
-    headers: http::HeaderMap,
-    /// A header `op_isola_header` could not take; answering then fails with it.
-    bad_header: Option<&'static str>,
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if let Some(finished) = self.finished.take() {
-            finished(InvocationEnd {
-                outcome: self.failed.unwrap_or(Outcome::Ok),
-                status: self.status,
-                cpu_time: self.cpu_used,
-            });
-        }
-    }
-}
-
-impl Live {
-    fn fail(&mut self, outcome: Outcome, message: &str) {
-        self.failed.get_or_insert(outcome);
-        if let Some(reply) = self.reply.take() {
-            let _ = reply.send(Reply::Failed(Failure { outcome, message: message.to_string() }));
-        } else if let Some(stream) = self.stream.take() {
-            // The head is already sent: abort the body so the client sees a broken response.
-            let _ = stream.try_send(Err(BodyError(format!("{}: {message}", outcome.as_str()))));
-        }
-    }
-}
 
 /// A request's HTTP version, numbered as `PROTOCOLS` in `runtime.js` names them.
 #[derive(Clone, Copy)]
@@ -533,20 +265,14 @@ fn op_isola_take(state: &mut OpState) -> Option<NextRequest> {
 /// Makes an invocation live and describes it for JavaScript.
 fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
     let Invocation { invocation_id, work, reply, finished } = *invocation;
-    // Work after this invocation may use a CPU budget of its own again; the entry it begins
-    // in is the invocation's, not background work.
-    host.background_left = host.cpu_time;
-    host.entry_background = false;
     let id = host.next_id;
     host.next_id = host.next_id.wrapping_add(1);
+    host.meter.begin(id);
     let mut live = Live {
         body: None,
         reply: Some(reply),
         stream: None,
         cpu_used: Duration::ZERO,
-        // Within an entry (always, but for a worker not enforcing limits), its start stands
-        // for now: the wall clock runs from at most that much earlier.
-        deadline: host.entry_started.unwrap_or_else(host.clock) + host.wall_time,
         status: None,
         failed: None,
         finished,
@@ -848,86 +574,3 @@ pub fn extensions(fetch: deno_fetch::Options) -> Vec<deno_core::Extension> {
 
 /// `navigator.userAgent` and the User-Agent of outbound `fetch`.
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    struct NoLogs;
-
-    /// A wall clock that moves only when the test says, one per test thread.
-    mod test_clock {
-        use std::cell::Cell;
-        use std::time::{Duration, Instant};
-
-        thread_local! {
-            static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
-        }
-
-        pub fn now() -> Instant {
-            NOW.with(|now| {
-                let at = now.get().unwrap_or_else(Instant::now);
-                now.set(Some(at));
-                at
-            })
-        }
-
-        pub fn advance(by: Duration) {
-            let next = now() + by;
-            NOW.with(|now| now.set(Some(next)));
-        }
-    }
-
-    impl LogSink for NoLogs {
-        fn log(&self, _record: LogRecord) {}
-    }
-
-    /// Takes an event invocation into `host`; its charged CPU time lands in `reported`.
-    fn take(host: &mut Host, reported: &Arc<Mutex<Option<Duration>>>) -> u32 {
-        let (reply, _answer) = tokio::sync::oneshot::channel();
-        let reported = reported.clone();
-        let invocation = Invocation {
-            invocation_id: "test".into(),
-            work: Work::Event(Event {
-                handler: "scheduled",
-                payload: "{}".into(),
-                blobs: Vec::new(),
-            }),
-            reply,
-            finished: Some(Box::new(move |end: InvocationEnd| {
-                *reported.lock().unwrap() = Some(end.cpu_time);
-            })),
-        };
-        begin(host, Box::new(invocation)).id
-    }
-
-    #[test]
-    fn an_invocation_finished_inside_an_entry_is_charged_its_part_when_the_entry_ends() {
-        let (inbox, rx) = mpsc::channel(8);
-        let second = Duration::from_secs(1);
-        let mut host =
-            Host::new("f".into(), Arc::new(NoLogs), rx, inbox.downgrade(), second, 30 * second);
-        let (early, late) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
-        let first = take(&mut host, &early);
-        take(&mut host, &late);
-
-        host.clock = test_clock::now;
-        host.enter();
-        test_clock::advance(Duration::from_millis(40));
-        host.finish(first);
-        assert_eq!(*early.lock().unwrap(), None, "reported when the entry ends, not before");
-        test_clock::advance(Duration::from_millis(60));
-        host.charge(Duration::from_millis(100));
-
-        // It finished 40% into the entry: 40% of the entry's CPU time.
-        let charged = early.lock().unwrap().expect("reported at the end of the entry");
-        assert_eq!(charged, Duration::from_millis(40));
-        // The one still live is charged the whole entry and not reported.
-        assert_eq!(*late.lock().unwrap(), None);
-        assert_eq!(
-            host.live.values().map(|l| l.cpu_used).collect::<Vec<_>>(),
-            [Duration::from_millis(100)]
-        );
-    }
-}

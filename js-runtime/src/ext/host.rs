@@ -1,0 +1,240 @@
+//! What the ops need from the worker: the invocations the isolate has taken, their time
+//! accounts and their replies.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use deno_core::v8;
+use tokio::sync::mpsc;
+
+use super::types::*;
+use crate::limits::{Charged, Meter};
+
+/// Whether the isolate is over its memory limit (stopping it if so).
+pub type MemoryCheck = Box<dyn Fn(&mut v8::Isolate) -> bool>;
+
+/// What the ops need from the worker, put into the `OpState` when a worker starts.
+pub struct Host {
+    pub function: std::sync::Arc<str>,
+    pub log_sink: std::sync::Arc<dyn LogSink>,
+    pub inbox: Rc<RefCell<mpsc::Receiver<Box<Invocation>>>>,
+    /// Set once the inbox is closed and drained: no invocation will come any more.
+    pub inbox_closed: bool,
+    /// The inbox's senders, not keeping it open: when none is left (every handle on the
+    /// worker dropped: scale to zero, redeploy, delete), no invocation can come any more.
+    pub(super) senders: mpsc::WeakSender<Box<Invocation>>,
+    pub(super) live: HashMap<u32, Live>,
+    pub(super) next_id: u32,
+    /// The CPU and wall time of the live invocations (see [`Meter`]).
+    pub(super) meter: Meter,
+    /// Whether the isolate is over its memory limit, counting what V8 holds outside its heap
+    /// (it stops the isolate if so); checked before a response leaves.
+    pub(super) memory_check: Option<MemoryCheck>,
+    /// Invocations finished during the current entry into the isolate, reported when it
+    /// ends, with their part of its CPU time.
+    pub(super) finishing: Vec<(u32, Live)>,
+}
+
+impl Host {
+    pub fn new(
+        function: std::sync::Arc<str>,
+        log_sink: std::sync::Arc<dyn LogSink>,
+        inbox: mpsc::Receiver<Box<Invocation>>,
+        senders: mpsc::WeakSender<Box<Invocation>>,
+        cpu_time: Duration,
+        wall_time: Duration,
+    ) -> Host {
+        Host {
+            function,
+            log_sink,
+            inbox: Rc::new(RefCell::new(inbox)),
+            inbox_closed: false,
+            senders,
+            live: HashMap::new(),
+            next_id: 0,
+            meter: Meter::new(cpu_time, wall_time),
+            memory_check: None,
+            finishing: Vec::new(),
+        }
+    }
+
+    /// Sets the check `respond` makes of the memory held outside the V8 heap.
+    pub fn set_memory_check(&mut self, check: MemoryCheck) {
+        self.memory_check = Some(check);
+    }
+
+    /// Whether any invocation is in flight.
+    pub fn busy(&self) -> bool {
+        !self.live.is_empty()
+    }
+
+    /// Whether the worker should end now: no invocation in flight and none can come (every
+    /// handle dropped), whatever timers or promises the function left pending.
+    pub fn abandoned(&self) -> bool {
+        self.live.is_empty() && (self.inbox_closed || self.senders.strong_count() == 0)
+    }
+
+    /// Whether work done outside any invocation has used up its CPU budget while no invocation
+    /// is in flight.
+    pub fn background_spent(&self) -> bool {
+        self.meter.background_spent()
+    }
+
+    /// Logs a line of the node's about the function (no invocation), to the function's log.
+    pub fn log_note(&self, level: Level, message: String) {
+        self.log_sink.log(LogRecord {
+            ts: SystemTime::now(),
+            level,
+            function: self.function.clone(),
+            invocation_id: None,
+            message,
+        });
+    }
+
+    /// Closes the inbox and hands every invocation not yet taken back to its caller.
+    pub fn return_unstarted(&mut self) {
+        let mut rx = self.inbox.borrow_mut();
+        rx.close();
+        while let Ok(invocation) = rx.try_recv() {
+            let _ = invocation.reply.send(Reply::Returned(invocation.work));
+        }
+        drop(rx);
+        self.inbox_closed = true;
+    }
+
+    /// Ends every live invocation with `outcome` (the isolate is going away, or can make no
+    /// more progress).
+    pub fn fail_all(&mut self, outcome: Outcome, message: &str) {
+        for (id, mut live) in self.live.drain() {
+            live.cpu_used = self.meter.remove(id);
+            live.fail(outcome, message);
+        }
+    }
+
+    /// The CPU time the next entry into the isolate may use (see [`Meter::cpu_budget`]).
+    pub fn cpu_budget(&self) -> Duration {
+        self.meter.cpu_budget()
+    }
+
+    /// An entry into the isolate begins.
+    pub fn enter(&mut self) {
+        self.meter.enter();
+    }
+
+    /// Ends the current entry, which used `used` of CPU time: charges it to every invocation
+    /// live during it, and ends those whose budget is spent with `exceeded_cpu`.
+    pub fn charge(&mut self, used: Duration) {
+        let Charged { over, finished } = self.meter.charge(used);
+        self.report(finished);
+        self.end(over, Outcome::ExceededCpu, "the invocation used up its CPU time");
+    }
+
+    /// Ends the current entry like [`Host::charge`] while the isolate is being stopped: the
+    /// invocations live end with the reason it stops, not for their CPU time.
+    pub fn charge_stopping(&mut self, used: Duration) {
+        let finished = self.meter.charge_stopping(used);
+        self.report(finished);
+    }
+
+    /// Charges CPU time used for invocation `id` (or for work outside any invocation) on
+    /// another thread; an invocation whose budget it spends ends with `exceeded_cpu`.
+    pub fn charge_off_thread(&mut self, id: Option<u32>, used: Duration) {
+        if let (Some(id), Some(total)) = (id, self.meter.charge_off_thread(id, used)) {
+            self.end(
+                vec![(id, total)],
+                Outcome::ExceededCpu,
+                "the invocation used up its CPU time",
+            );
+        }
+    }
+
+    /// Ends the invocations past their wall-clock deadline with `exceeded_wall_time`; returns
+    /// the earliest deadline still ahead.
+    pub fn expire(&mut self) -> Option<Instant> {
+        let (over, next) = self.meter.expire();
+        self.end(over, Outcome::ExceededWallTime, "the invocation ran out of wall-clock time");
+        next
+    }
+
+    /// Ends invocation `id` (its response is sent, its `waitUntil` work settled). Within an
+    /// entry it is reported when the entry ends, with its part of the entry's CPU time.
+    pub(super) fn finish(&mut self, id: u32) {
+        let Some(mut live) = self.live.remove(&id) else { return };
+        // The JS side answers or fails every invocation before it is done; this is a guard.
+        if live.reply.is_some() {
+            live.fail(Outcome::Internal, "the invocation ended without a response");
+        }
+        // Dropping the stream sender ends a streamed body cleanly, now.
+        live.stream = None;
+        match self.meter.finish(id) {
+            Some(cpu_used) => live.cpu_used = cpu_used,
+            None => self.finishing.push((id, live)),
+        }
+    }
+
+    /// Reports the invocations finished during the entry now ending, with their CPU time.
+    fn report(&mut self, finished: Vec<(u32, Duration)>) {
+        for (id, cpu_used) in finished {
+            if let Some(at) = self.finishing.iter().position(|(f, _)| *f == id) {
+                let (_, mut live) = self.finishing.swap_remove(at);
+                live.cpu_used = cpu_used;
+            }
+        }
+    }
+
+    /// Ends the invocations `over` a limit with `outcome`, each with the CPU time it used.
+    fn end(&mut self, over: Vec<(u32, Duration)>, outcome: Outcome, message: &str) {
+        for (id, cpu_used) in over {
+            if let Some(mut live) = self.live.remove(&id) {
+                live.cpu_used = cpu_used;
+                live.fail(outcome, message);
+            }
+        }
+    }
+}
+
+/// An invocation the isolate has taken and not finished. Dropping it reports its end.
+pub(super) struct Live {
+    pub(super) body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
+    pub(super) reply: Option<tokio::sync::oneshot::Sender<Reply>>,
+    pub(super) stream: Option<mpsc::Sender<BodyChunk>>,
+    /// The CPU time it used, reported when it is dropped (kept by the [`Meter`] till then).
+    pub(super) cpu_used: Duration,
+    pub(super) status: Option<u16>,
+    /// The first failure, if it failed.
+    pub(super) failed: Option<Outcome>,
+    pub(super) finished: Option<Finished>,
+    /// The blobs of an event invocation, read by `op_isola_event_blob`.
+    pub(super) blobs: Vec<Bytes>,
+    /// The response's headers, as `op_isola_header` adds them before it is answered.
+    pub(super) headers: http::HeaderMap,
+    /// A header `op_isola_header` could not take; answering then fails with it.
+    pub(super) bad_header: Option<&'static str>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(finished) = self.finished.take() {
+            finished(InvocationEnd {
+                outcome: self.failed.unwrap_or(Outcome::Ok),
+                status: self.status,
+                cpu_time: self.cpu_used,
+            });
+        }
+    }
+}
+
+impl Live {
+    pub(super) fn fail(&mut self, outcome: Outcome, message: &str) {
+        self.failed.get_or_insert(outcome);
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(Reply::Failed(Failure { outcome, message: message.to_string() }));
+        } else if let Some(stream) = self.stream.take() {
+            // The head is already sent: abort the body so the client sees a broken response.
+            let _ = stream.try_send(Err(BodyError(format!("{}: {message}", outcome.as_str()))));
+        }
+    }
+}

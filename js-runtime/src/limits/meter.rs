@@ -1,0 +1,304 @@
+//! CPU and wall time per invocation: what each live invocation has used, which are over their
+//! limits, and the budget of work done outside any invocation.
+//!
+//! The isolate's thread CPU clock is read only at the two ends of an entry into the isolate
+//! (one system call each); an entry's CPU time is charged to every invocation live during it.
+//! An invocation that finishes inside an entry is charged its part of the entry, split by the
+//! wall clock (cheap), when the entry ends. The wall clock is a plain `fn`, so tests move it
+//! by hand.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The time accounts of one worker's invocations, by invocation id.
+pub(crate) struct Meter {
+    cpu_time: Duration,
+    wall_time: Duration,
+    accounts: HashMap<u32, Account>,
+    /// CPU time that work outside any invocation (a timer, a continuation after the response)
+    /// may still use: a whole `cpu_time` again each time an invocation begins, spent by the
+    /// entries into the isolate during which no invocation is live.
+    background_left: Duration,
+    /// Whether the current entry began with no invocation live and none has begun in it.
+    entry_background: bool,
+    /// When the current entry into the isolate began (wall clock).
+    entry_started: Option<Instant>,
+    /// Invocations finished during the current entry: their CPU time before it, and how far
+    /// into the entry (wall time) each finished.
+    finishing: Vec<(u32, Duration, Duration)>,
+    /// The wall clock: `Instant::now`, or a clock a test moves by hand.
+    clock: fn() -> Instant,
+}
+
+struct Account {
+    cpu_used: Duration,
+    deadline: Instant,
+}
+
+/// What the end of an entry decided.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Charged {
+    /// Live invocations whose CPU time is now over `cpu_time`, with what they used; they are
+    /// no longer counted.
+    pub over: Vec<(u32, Duration)>,
+    /// Invocations that finished during the entry, with their whole CPU time.
+    pub finished: Vec<(u32, Duration)>,
+}
+
+impl Meter {
+    pub fn new(cpu_time: Duration, wall_time: Duration) -> Meter {
+        Meter::with_clock(cpu_time, wall_time, Instant::now)
+    }
+
+    pub fn with_clock(cpu_time: Duration, wall_time: Duration, clock: fn() -> Instant) -> Meter {
+        Meter {
+            cpu_time,
+            wall_time,
+            accounts: HashMap::new(),
+            background_left: cpu_time,
+            entry_background: false,
+            entry_started: None,
+            finishing: Vec::new(),
+            clock,
+        }
+    }
+
+    /// Invocation `id` begins: its wall clock runs from the start of the current entry (at
+    /// most that much earlier than now), and work after it may use a CPU budget of its own
+    /// again; the entry it begins in is the invocation's, not background work.
+    pub fn begin(&mut self, id: u32) {
+        let start = self.entry_started.unwrap_or_else(self.clock);
+        self.accounts
+            .insert(id, Account { cpu_used: Duration::ZERO, deadline: start + self.wall_time });
+        self.background_left = self.cpu_time;
+        self.entry_background = false;
+    }
+
+    /// The CPU time the next entry may use: what the most spent live invocation has left, or
+    /// a whole `cpu_time` when none is live (background work is held to the same per entry).
+    pub fn cpu_budget(&self) -> Duration {
+        self.accounts
+            .values()
+            .map(|a| self.cpu_time.saturating_sub(a.cpu_used))
+            .min()
+            .unwrap_or(self.cpu_time)
+    }
+
+    /// An entry into the isolate begins.
+    pub fn enter(&mut self) {
+        self.entry_started = Some((self.clock)());
+        self.entry_background = self.accounts.is_empty();
+    }
+
+    /// The entry ends having used `used` of CPU time: charged to every invocation live during
+    /// it; those now over `cpu_time` are returned and no longer counted.
+    pub fn charge(&mut self, used: Duration) -> Charged {
+        let finished = self.end_entry(used);
+        let limit = self.cpu_time;
+        let mut over = Vec::new();
+        self.accounts.retain(|&id, account| {
+            account.cpu_used += used;
+            if account.cpu_used > limit {
+                over.push((id, account.cpu_used));
+                return false;
+            }
+            true
+        });
+        Charged { over, finished }
+    }
+
+    /// The entry ends having used `used`, and the isolate is stopping: charged like
+    /// [`Meter::charge`], but none is ended for it (they end with the reason it stops).
+    pub fn charge_stopping(&mut self, used: Duration) -> Vec<(u32, Duration)> {
+        let finished = self.end_entry(used);
+        for account in self.accounts.values_mut() {
+            account.cpu_used += used;
+        }
+        finished
+    }
+
+    fn end_entry(&mut self, used: Duration) -> Vec<(u32, Duration)> {
+        if std::mem::take(&mut self.entry_background) {
+            self.background_left = self.background_left.saturating_sub(used);
+        }
+        let Some(started) = self.entry_started.take() else { return Vec::new() };
+        let entry = (self.clock)().saturating_duration_since(started).as_nanos().max(1);
+        self.finishing
+            .drain(..)
+            .map(|(id, before, into)| {
+                let share = used.as_nanos() * into.as_nanos().min(entry) / entry;
+                (id, before + Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX)))
+            })
+            .collect()
+    }
+
+    /// Charges CPU time used on another thread for invocation `id` (or, with `None` or an
+    /// invocation that has ended, for work outside any invocation). Returns what `id` used in
+    /// all if that is now over `cpu_time` (it is no longer counted).
+    pub fn charge_off_thread(&mut self, id: Option<u32>, used: Duration) -> Option<Duration> {
+        let Some(account) = id.and_then(|id| self.accounts.get_mut(&id)) else {
+            self.background_left = self.background_left.saturating_sub(used);
+            return None;
+        };
+        account.cpu_used = account.cpu_used.saturating_add(used);
+        let total = account.cpu_used;
+        if total > self.cpu_time {
+            self.accounts.remove(&id?);
+            return Some(total);
+        }
+        None
+    }
+
+    /// Invocation `id` is done. Outside an entry, its CPU time is returned now; inside one,
+    /// `None`, and [`Charged::finished`] has it when the entry ends.
+    pub fn finish(&mut self, id: u32) -> Option<Duration> {
+        let account = self.accounts.remove(&id)?;
+        match self.entry_started {
+            Some(started) => {
+                let into = (self.clock)().saturating_duration_since(started);
+                self.finishing.push((id, account.cpu_used, into));
+                None
+            }
+            None => Some(account.cpu_used),
+        }
+    }
+
+    /// Stops counting invocation `id` (it ends for another reason); what it used.
+    pub fn remove(&mut self, id: u32) -> Duration {
+        self.accounts.remove(&id).map_or(Duration::ZERO, |a| a.cpu_used)
+    }
+
+    /// The invocations past their wall-clock deadline (no longer counted), with what they
+    /// used, and the earliest deadline still ahead.
+    pub fn expire(&mut self) -> (Vec<(u32, Duration)>, Option<Instant>) {
+        let now = (self.clock)();
+        let mut over = Vec::new();
+        self.accounts.retain(|&id, account| {
+            if account.deadline <= now {
+                over.push((id, account.cpu_used));
+                return false;
+            }
+            true
+        });
+        (over, self.accounts.values().map(|a| a.deadline).min())
+    }
+
+    /// Whether work outside any invocation has used up its budget while none is live (those
+    /// live are not ended for it: the isolate stops once they are done, unless one of them
+    /// gives the budget back).
+    pub fn background_spent(&self) -> bool {
+        self.background_left.is_zero() && self.accounts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wall clock that moves only when the test says, one per test thread.
+    mod test_clock {
+        use std::cell::Cell;
+        use std::time::{Duration, Instant};
+
+        thread_local! {
+            static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+        }
+
+        pub fn now() -> Instant {
+            NOW.with(|now| {
+                let at = now.get().unwrap_or_else(Instant::now);
+                now.set(Some(at));
+                at
+            })
+        }
+
+        pub fn advance(by: Duration) {
+            let next = now() + by;
+            NOW.with(|now| now.set(Some(next)));
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn meter(cpu_time: Duration, wall_time: Duration) -> Meter {
+        Meter::with_clock(cpu_time, wall_time, test_clock::now)
+    }
+
+    #[test]
+    fn an_invocation_finished_inside_an_entry_is_charged_its_part_when_the_entry_ends() {
+        let mut m = meter(1000 * MS, 30_000 * MS);
+        m.begin(0);
+        m.begin(1);
+        m.enter();
+        test_clock::advance(40 * MS);
+        assert_eq!(m.finish(0), None, "known when the entry ends, not before");
+        test_clock::advance(60 * MS);
+        let charged = m.charge(100 * MS);
+        // It finished 40% into the entry: 40% of the entry's CPU time.
+        assert_eq!(charged, Charged { over: vec![], finished: vec![(0, 40 * MS)] });
+        // The one still live is charged the whole entry.
+        assert_eq!(m.remove(1), 100 * MS);
+        // Outside an entry, a finished invocation's time is known at once.
+        m.begin(2);
+        assert_eq!(m.finish(2), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn entries_add_up_past_cpu_time_and_the_budget_is_what_the_most_spent_has_left() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.begin(0);
+        m.enter();
+        m.charge(30 * MS);
+        m.begin(1);
+        assert_eq!(m.cpu_budget(), 20 * MS, "the most spent invocation bounds the entry");
+        m.enter();
+        let charged = m.charge(25 * MS);
+        assert_eq!(charged.over, vec![(0, 55 * MS)]);
+        assert_eq!(m.cpu_budget(), 25 * MS);
+        // CPU time spent on another thread counts too.
+        assert_eq!(m.charge_off_thread(Some(1), 30 * MS), Some(55 * MS));
+        assert_eq!(m.cpu_budget(), 50 * MS, "none live: a whole cpu_time");
+    }
+
+    #[test]
+    fn deadlines_run_from_the_entry_an_invocation_began_in() {
+        let mut m = meter(50 * MS, 1000 * MS);
+        m.enter();
+        test_clock::advance(300 * MS);
+        m.begin(0);
+        m.charge(MS);
+        m.begin(1);
+        let (over, next) = m.expire();
+        assert!(over.is_empty());
+        assert_eq!(next, Some(test_clock::now() + 700 * MS), "began 300 ms into an entry");
+        test_clock::advance(700 * MS);
+        let (over, next) = m.expire();
+        assert_eq!(over, vec![(0, MS)]);
+        assert_eq!(next, Some(test_clock::now() + 300 * MS));
+    }
+
+    #[test]
+    fn background_work_has_one_cpu_time_per_invocation() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.begin(0);
+        m.finish(0);
+        for _ in 0..2 {
+            m.enter();
+            m.charge(20 * MS);
+        }
+        assert!(!m.background_spent());
+        m.enter();
+        m.charge(20 * MS);
+        assert!(m.background_spent(), "60 ms of background work after one invocation");
+        m.charge_off_thread(None, MS);
+        m.begin(1);
+        assert!(!m.background_spent(), "an invocation gives the budget back");
+        // An entry an invocation runs in is not background work.
+        m.enter();
+        m.finish(1);
+        m.charge(40 * MS);
+        m.enter();
+        m.charge(20 * MS);
+        assert!(!m.background_spent());
+    }
+}
