@@ -474,13 +474,7 @@ impl Function {
                 })
                 .collect(),
             allow_eval: shared.allow_eval,
-            limits: js_runtime::Limits {
-                memory: limits.memory,
-                cpu_time: limits.cpu_time,
-                wall_time: limits.wall_time,
-                startup_time: limits.startup_time,
-                subrequests: limits.subrequests,
-            },
+            limits,
             fetch_allow: shared.fetch_allow.clone(),
             enforce_limits: true,
             max_in_flight: shared.pool.concurrency,

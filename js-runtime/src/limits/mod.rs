@@ -11,8 +11,6 @@
 //! [`drive`] runs an isolate's event loop with all of them; the clock [`Meter`] reads is
 //! injected, so its tests move time by hand.
 
-use std::time::Duration;
-
 mod drive;
 mod memory;
 mod meter;
@@ -23,29 +21,6 @@ pub(crate) use memory::ArrayBufferBudget;
 pub(crate) use meter::{Charged, Meter};
 pub(crate) use watchdog::{Guard, Tripped};
 
-/// The limits a worker runs under (plain data; the node maps its config onto this).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// V8 heap plus ArrayBuffer bytes of the isolate.
-    pub memory: u64,
-    /// CPU time per invocation.
-    pub cpu_time: Duration,
-    /// Wall-clock time per invocation, `waitUntil` included.
-    pub wall_time: Duration,
-    /// CPU time for the module's top-level code.
-    pub startup_time: Duration,
-    /// Outbound `fetch` calls per invocation.
-    pub subrequests: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory: 128 * 1024 * 1024,
-            cpu_time: Duration::from_millis(50),
-            wall_time: Duration::from_secs(30),
-            startup_time: Duration::from_secs(1),
-            subrequests: 50,
-        }
-    }
-}
+/// The limits a worker runs under: the config's type, the one the node resolved for the
+/// function (its asks over the node's defaults, under the node's maximums).
+pub use config::Limits;
