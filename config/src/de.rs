@@ -43,14 +43,14 @@ pub(crate) fn parse_toml(text: &str) -> Result<Table, Problem> {
 
 /// Deserializes `value` (found at key path `at`) into `T`, pushing a problem for every key
 /// that does not fit and reading the rest.
+/// Items taken out of arrays are noted in `removed`, so that problems found later keep the
+/// index the user sees.
 pub(crate) fn read<T: DeserializeOwned + Default>(
     mut value: Value,
     at: &str,
     problems: &mut Vec<Problem>,
+    removed: &mut Removed,
 ) -> T {
-    // Items taken out of arrays, by the array's path as it was in the file, so that later
-    // problems in the same array keep the index the user sees.
-    let mut removed: HashMap<String, Vec<usize>> = HashMap::new();
     loop {
         let error = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(t) => return t,
@@ -65,11 +65,37 @@ pub(crate) fn read<T: DeserializeOwned + Default>(
                 _ => None,
             })
             .collect();
-        let (path, taken) = take(&mut value, &segments, at, &mut removed);
+        let (path, taken) = take(&mut value, &segments, at, &mut removed.0);
         problems.push(Problem { path, message: plain(error.inner().message()) });
         if !taken {
             return T::default();
         }
+    }
+}
+
+/// The array items [`read`] took out, by the array's path in the file.
+#[derive(Default)]
+pub(crate) struct Removed(HashMap<String, Vec<usize>>);
+
+impl Removed {
+    /// `path` (indexes counted in what was read) with the indexes the file has.
+    fn in_file(&self, path: &str) -> String {
+        let mut out = String::new();
+        let mut rest = path;
+        while let Some(open) = rest.find('[') {
+            out.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find(']').map(|c| open + c) else { break };
+            match rest[open + 1..close].parse::<usize>() {
+                Ok(index) => {
+                    let gone = self.0.get(&out).map_or(&[][..], Vec::as_slice);
+                    out.push_str(&format!("[{}]", original_index(gone, index)));
+                }
+                Err(_) => out.push_str(&rest[open..=close]),
+            }
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -178,8 +204,9 @@ fn kind(serde_words: &str) -> String {
 
 /// Adds what `validate` found to what reading found, leaving out a key already reported (a
 /// mistyped key read as its default is not "missing" too).
-pub(crate) fn add_checks(problems: &mut Vec<Problem>, checks: Vec<Problem>) {
-    for check in checks {
+pub(crate) fn add_checks(problems: &mut Vec<Problem>, checks: Vec<Problem>, removed: &Removed) {
+    for mut check in checks {
+        check.path = removed.in_file(&check.path);
         if !problems.iter().any(|p| p.path == check.path) {
             problems.push(check);
         }
@@ -342,5 +369,11 @@ mod tests {
         assert_eq!(original_index(&[], 1), 1);
         assert_eq!(original_index(&[1], 1), 2);
         assert_eq!(original_index(&[0, 2], 1), 3);
+        let removed = Removed(HashMap::from([
+            ("grants".to_string(), vec![0, 1]),
+            ("grants[2].to".to_string(), vec![0]),
+        ]));
+        assert_eq!(removed.in_file("grants[0].to[0]"), "grants[2].to[1]");
+        assert_eq!(removed.in_file("routes[1]"), "routes[1]");
     }
 }

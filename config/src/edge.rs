@@ -6,9 +6,10 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use toml::Value;
 
+use crate::access::{Binding, Grant};
 use crate::de::{self, in_file_order, join, parse_toml};
 use crate::limits::LimitsRequest;
-use crate::triggers::{Binding, Triggers};
+use crate::triggers::Triggers;
 use crate::{ConfigError, Problem};
 
 /// The file name a function folder must hold.
@@ -37,8 +38,10 @@ pub struct EdgeConfig {
     pub dir: PathBuf,
     /// `[[triggers.cron]]`, `[[triggers.queue]]`.
     pub triggers: Triggers,
-    /// `[bindings]`: `env.NAME` for queues.
+    /// `[bindings]`: `env.NAME` for queues, buckets and tables.
     pub bindings: BTreeMap<String, Binding>,
+    /// `[[grants]]`: the resources of this function other functions may reach.
+    pub grants: Vec<Grant>,
     /// The regions whose nodes serve the function; empty: every node.
     #[serde(deserialize_with = "de::one_or_many")]
     pub regions: Vec<String>,
@@ -140,9 +143,11 @@ impl EdgeConfig {
     pub fn parse(text: &str, dir: &Path) -> Result<EdgeConfig, Vec<Problem>> {
         let table = parse_toml(text).map_err(|p| vec![p])?;
         let mut problems = Vec::new();
-        let mut config: EdgeConfig = de::read(Value::Table(table.clone()), "", &mut problems);
+        let mut removed = de::Removed::default();
+        let mut config: EdgeConfig =
+            de::read(Value::Table(table.clone()), "", &mut problems, &mut removed);
         config.dir = dir.to_path_buf();
-        de::add_checks(&mut problems, config.validate());
+        de::add_checks(&mut problems, config.validate(), &removed);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -183,6 +188,16 @@ impl EdgeConfig {
                 );
             } else if self.vars.contains_key(name) {
                 problem(&join("bindings", name), "a var of the same name exists".into());
+            }
+        }
+        for (i, grant) in self.grants.iter().enumerate() {
+            for (j, to) in grant.to.iter().enumerate() {
+                let path = format!("grants[{i}].to[{j}]");
+                if !valid_name(to) {
+                    problem(&path, format!("`{to}` is not a function name"));
+                } else if *to == self.name {
+                    problem(&path, "a function needs no grant to reach its own resources".into());
+                }
             }
         }
         problems.extend(self.limits.validate("limits"));

@@ -4,6 +4,7 @@
 //! the key path it belongs to, so a user fixes a file in one go. Nothing here knows tokio,
 //! V8 or sockets.
 
+mod access;
 mod de;
 mod edge;
 mod limits;
@@ -14,6 +15,7 @@ mod units;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use access::{Access, Binding, Grant, Kind, Resource, Use};
 pub use edge::{valid_var_name, EdgeConfig, Route, EDGE_FILE};
 pub use limits::{over_max, Limits, LimitsRequest};
 pub use node::{
@@ -21,7 +23,7 @@ pub use node::{
     LimitsConfig, LogsConfig, NodeConfig, NodeSection, RuntimeConfig,
 };
 pub use triggers::{
-    valid_queue_name, Binding, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger, Triggers,
+    valid_queue_name, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger, Triggers,
 };
 pub use units::{format_duration, parse_duration, parse_size};
 

@@ -1,5 +1,4 @@
-//! `[[triggers.*]]` and `[bindings]` of edge.toml: the event sources a function consumes and
-//! the queues, buckets and tables it may use.
+//! `[[triggers.*]]` of edge.toml: the event sources a function consumes.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -91,49 +90,6 @@ impl Default for QueueTrigger {
     }
 }
 
-/// `[bindings]`: `env.NAME` of the function.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "BindingTable")]
-pub enum Binding {
-    /// `NAME = { queue = "emails" }`: `send` and `sendBatch` to the queue.
-    Queue(String),
-    /// `NAME = { bucket = "uploads" }`: `put`, `get`, `delete`, `list` objects.
-    Bucket(String),
-    /// `NAME = { table = "users" }`: `get`, `put`, `delete`, `list` records.
-    Table(String),
-}
-
-/// A binding as written: exactly one of its keys is set.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BindingTable {
-    queue: Option<String>,
-    bucket: Option<String>,
-    table: Option<String>,
-}
-
-impl TryFrom<BindingTable> for Binding {
-    type Error = String;
-
-    fn try_from(t: BindingTable) -> Result<Binding, String> {
-        let binding =
-            match (t.queue, t.bucket, t.table) {
-                (Some(queue), None, None) => Binding::Queue(queue),
-                (None, Some(bucket), None) => Binding::Bucket(bucket),
-                (None, None, Some(table)) => Binding::Table(table),
-                _ => return Err(
-                    "names one thing to bind: queue = \"...\", bucket = \"...\" or table = \"...\""
-                        .into(),
-                ),
-            };
-        let (Binding::Queue(name) | Binding::Bucket(name) | Binding::Table(name)) = &binding;
-        match valid_queue_name(name) {
-            true => Ok(binding),
-            false => Err(not_a_name(name)),
-        }
-    }
-}
-
 /// Queue, bucket and table names: letters, digits, `-`, `_` and `.`, at most 128; names
 /// starting with `__` are the node's own.
 pub fn valid_queue_name(name: &str) -> bool {
@@ -143,7 +99,7 @@ pub fn valid_queue_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn not_a_name(name: &str) -> String {
+pub(crate) fn not_a_name(name: &str) -> String {
     format!("`{name}` is not a valid queue name (letters, digits, `-`, `_`, `.`)")
 }
 
@@ -202,7 +158,7 @@ impl Triggers {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Binding, EdgeConfig};
+    use crate::{Binding, EdgeConfig, Kind};
     use std::path::Path;
     use std::time::Duration;
 
@@ -247,9 +203,9 @@ USERS = { table = "users" }
             ("uploads", "images/")
         );
         assert_eq!(t.record[0].table, "users");
-        assert_eq!(c.bindings["OUTBOX"], Binding::Queue("emails".into()));
-        assert_eq!(c.bindings["FILES"], Binding::Bucket("uploads".into()));
-        assert_eq!(c.bindings["USERS"], Binding::Table("users".into()));
+        assert_eq!(c.bindings["OUTBOX"], Binding::new(Kind::Queue, "emails"));
+        assert_eq!(c.bindings["FILES"], Binding::new(Kind::Bucket, "uploads"));
+        assert_eq!(c.bindings["USERS"], Binding::new(Kind::Table, "users"));
     }
 
     #[test]

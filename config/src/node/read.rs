@@ -41,7 +41,8 @@ impl NodeConfig {
         let version = rest.remove("version");
         let limits = rest.remove("limits");
         let first = problems.len();
-        let mut config: NodeConfig = de::read(Value::Table(rest), "", &mut problems);
+        let mut removed = de::Removed::default();
+        let mut config: NodeConfig = de::read(Value::Table(rest), "", &mut problems, &mut removed);
         also_expected(&mut problems[first..], "", &["version", "limits"]);
         match version {
             Some(Value::Integer(1)) => {}
@@ -62,7 +63,7 @@ impl NodeConfig {
             config.limits = read_limits(limits, &mut problems);
         }
         config.resolve(base);
-        de::add_checks(&mut problems, config.validate());
+        de::add_checks(&mut problems, config.validate(), &removed);
         for problem in &mut problems {
             let by = overridden.iter().find(|(path, _)| {
                 problem.path == *path
@@ -209,13 +210,15 @@ fn read_limits(limits: Value, problems: &mut Vec<Problem>) -> LimitsConfig {
     };
     let max = defaults.remove("max");
     let first = problems.len();
-    let request: LimitsRequest = de::read(Value::Table(defaults), "limits", problems);
+    let request: LimitsRequest =
+        de::read(Value::Table(defaults), "limits", problems, &mut de::Removed::default());
     also_expected(&mut problems[first..], "limits", &["max"]);
     problems.extend(request.validate("limits"));
     config.defaults = request.over(&config.defaults);
     match max {
         Some(max @ Value::Table(_)) => {
-            let request: LimitsRequest = de::read(max, "limits.max", problems);
+            let request: LimitsRequest =
+                de::read(max, "limits.max", problems, &mut de::Removed::default());
             problems.extend(request.validate("limits.max"));
             config.max = request.over(&config.max);
         }

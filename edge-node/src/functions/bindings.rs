@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use base64::Engine;
-use config::Binding;
+use config::{Access, Binding, Kind};
 use js_runtime::{BindingError as CallError, Bindings};
 use serde::Deserialize;
 
@@ -42,6 +42,9 @@ pub enum BindingError {
     /// The message sizes of a send do not add up to its data.
     #[error("the message sizes do not add up")]
     Sizes,
+    /// A write through a read-only binding.
+    #[error("binding {binding} is read-only: it has no method {method}")]
+    ReadOnly { binding: String, method: String },
     /// A table's put without a value.
     #[error("put needs a value")]
     NoValue,
@@ -124,8 +127,12 @@ impl Operation {
         args: &str,
         data: Vec<u8>,
     ) -> Result<Operation, BindingError> {
-        let op = match (binding, method) {
-            (Some(Binding::Queue(queue)), "send") => {
+        let Some(binding) = binding else {
+            return Err(BindingError::NoMethod { binding: name.into(), method: method.into() });
+        };
+        let target = binding.resource.name.clone();
+        let op = match (binding.resource.kind, method) {
+            (Kind::Queue, "send") => {
                 let a: SendArgs = serde_json::from_str(args)?;
                 let total = a.sizes.iter().try_fold(0usize, |sum, &n| sum.checked_add(n));
                 if total != Some(data.len()) {
@@ -138,47 +145,57 @@ impl Operation {
                     messages.push(data[at..at + n].to_vec());
                     at += n;
                 }
-                Operation::Send { queue: queue.clone(), messages }
+                Operation::Send { queue: target, messages }
             }
-            (Some(Binding::Bucket(bucket)), "put") => {
+            (Kind::Bucket, "put") => {
                 let a = key(args)?;
                 at_most("an object", data.len(), MAX_OBJECT_BYTES)?;
                 let content_type =
                     a.content_type.unwrap_or_else(|| "application/octet-stream".into());
-                Operation::Put { bucket: bucket.clone(), key: a.key, content_type, data }
+                Operation::Put { bucket: target, key: a.key, content_type, data }
             }
-            (Some(Binding::Bucket(bucket)), "get") => Operation::Get {
-                bucket: bucket.clone(),
-                key: serde_json::from_str::<KeyArgs>(args)?.key,
-            },
-            (Some(Binding::Bucket(bucket)), "delete") => Operation::Delete {
-                bucket: bucket.clone(),
-                key: serde_json::from_str::<KeyArgs>(args)?.key,
-            },
-            (Some(Binding::Bucket(bucket)), "list") => {
-                Operation::List { bucket: bucket.clone(), page: serde_json::from_str(args)? }
+            (Kind::Bucket, "get") => {
+                Operation::Get { bucket: target, key: serde_json::from_str::<KeyArgs>(args)?.key }
             }
-            (Some(Binding::Table(table)), "get") => Operation::GetRecord {
-                table: table.clone(),
+            (Kind::Bucket, "delete") => Operation::Delete {
+                bucket: target,
                 key: serde_json::from_str::<KeyArgs>(args)?.key,
             },
-            (Some(Binding::Table(table)), "put") => {
+            (Kind::Bucket, "list") => {
+                Operation::List { bucket: target, page: serde_json::from_str(args)? }
+            }
+            (Kind::Table, "get") => Operation::GetRecord {
+                table: target,
+                key: serde_json::from_str::<KeyArgs>(args)?.key,
+            },
+            (Kind::Table, "put") => {
                 let a = key(args)?;
                 let value = a.value.ok_or(BindingError::NoValue)?;
                 at_most("a record's JSON", value.len(), MAX_RECORD_BYTES)?;
-                Operation::PutRecord { table: table.clone(), key: a.key, value }
+                Operation::PutRecord { table: target, key: a.key, value }
             }
-            (Some(Binding::Table(table)), "delete") => Operation::DeleteRecord {
-                table: table.clone(),
+            (Kind::Table, "delete") => Operation::DeleteRecord {
+                table: target,
                 key: serde_json::from_str::<KeyArgs>(args)?.key,
             },
-            (Some(Binding::Table(table)), "list") => {
-                Operation::ListRecords { table: table.clone(), page: serde_json::from_str(args)? }
+            (Kind::Table, "list") => {
+                Operation::ListRecords { table: target, page: serde_json::from_str(args)? }
             }
             _ => {
                 return Err(BindingError::NoMethod { binding: name.into(), method: method.into() })
             }
         };
+        let writes = matches!(
+            op,
+            Operation::Send { .. }
+                | Operation::Put { .. }
+                | Operation::Delete { .. }
+                | Operation::PutRecord { .. }
+                | Operation::DeleteRecord { .. }
+        );
+        if writes && binding.access == Access::Read {
+            return Err(BindingError::ReadOnly { binding: name.into(), method: method.into() });
+        }
         Ok(op)
     }
 
@@ -272,9 +289,9 @@ mod tests {
     #[test]
     fn calls_decode_by_the_kind_of_binding() {
         let (queue, bucket, table) = (
-            Binding::Queue("jobs".into()),
-            Binding::Bucket("files".into()),
-            Binding::Table("users".into()),
+            Binding::new(Kind::Queue, "jobs"),
+            Binding::new(Kind::Bucket, "files"),
+            Binding::new(Kind::Table, "users"),
         );
         assert_eq!(
             decode(&queue, "send", r#"{"sizes":[1,2]}"#, b"abc"),
@@ -290,14 +307,29 @@ mod tests {
             Operation::decode(None, "X", "get", "{}", Vec::new()).unwrap_err().to_string(),
             "binding X has no method get"
         );
+        // A read-only binding (a read grant) reads and lists, and writes nothing.
+        let read_only = Binding { access: Access::Read, ..Binding::new(Kind::Bucket, "files") };
+        assert_eq!(
+            decode(&read_only, "get", r#"{"key":"a"}"#, b""),
+            r#"Get { bucket: "files", key: "a" }"#
+        );
+        for method in ["put", "delete"] {
+            assert_eq!(
+                decode(&read_only, method, r#"{"key":"a"}"#, b""),
+                format!("error: binding B is read-only: it has no method {method}")
+            );
+        }
+        let read_only = Binding { access: Access::Read, ..Binding::new(Kind::Table, "users") };
+        assert!(decode(&read_only, "put", r#"{"key":"a","value":"1"}"#, b"").contains("read-only"));
+        assert!(decode(&read_only, "list", "{}", b"").starts_with("ListRecords"));
     }
 
     #[test]
     fn bad_calls_are_refused_with_a_reason() {
         let (queue, bucket, table) = (
-            Binding::Queue("jobs".into()),
-            Binding::Bucket("files".into()),
-            Binding::Table("users".into()),
+            Binding::new(Kind::Queue, "jobs"),
+            Binding::new(Kind::Bucket, "files"),
+            Binding::new(Kind::Table, "users"),
         );
         assert_eq!(
             decode(&queue, "send", r#"{"sizes":[18446744073709551615,2]}"#, b"ab"),
@@ -333,9 +365,9 @@ mod tests {
             data in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
             let binding = match kind {
-                0 => Binding::Queue("q".into()),
-                1 => Binding::Bucket("b".into()),
-                _ => Binding::Table("t".into()),
+                0 => Binding::new(Kind::Queue, "q"),
+                1 => Binding::new(Kind::Bucket, "b"),
+                _ => Binding::new(Kind::Table, "t"),
             };
             let _ = Operation::decode(Some(&binding), "B", &method, &args, data);
         }

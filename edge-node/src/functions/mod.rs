@@ -1,5 +1,6 @@
 //! Function folders on disk: read, checked and bundled, then started as workers.
 
+pub mod access;
 pub mod bindings;
 pub mod caches;
 pub mod pool;
@@ -464,14 +465,7 @@ impl Function {
                 .config
                 .bindings
                 .iter()
-                .map(|(name, binding)| {
-                    let kind = match binding {
-                        config::Binding::Queue(_) => "queue",
-                        config::Binding::Bucket(_) => "bucket",
-                        config::Binding::Table(_) => "table",
-                    };
-                    (name.clone(), kind.to_string())
-                })
+                .map(|(name, binding)| (name.clone(), binding.resource.kind.as_str().to_string()))
                 .collect(),
             allow_eval: shared.allow_eval,
             limits,
