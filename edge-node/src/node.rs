@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::{
-    local, nats, now_ms, AbortOnDrop, Backend, Encoding, NodeInfo, Report, Store, StoreError,
+    local, nats, now_ms, AbortOnDrop, Backend, Encoding, NodeInfo, Owners, Report, Store,
+    StoreError,
 };
 use crate::control::admin::{self, Admin};
 use crate::control::Control;
@@ -23,7 +24,7 @@ use crate::front::http::{App, Protocol, Site};
 use crate::front::server::{self, Listeners, PerClient};
 use crate::front::tls::{self, CertSource, CertStore, TlsError};
 use crate::functions::caches::{Bundles, CodeCacheStats, CodeCacheStore};
-use crate::functions::{pool, shared_route, Function, FunctionSpec, Shared};
+use crate::functions::{access, pool, shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::{self, LogStore};
 use crate::observe::telemetry::Telemetry;
 use crate::triggers::{self, Triggers};
@@ -176,6 +177,7 @@ impl Node {
                 }
             }
         }
+        let functions = own(functions, &*backend.owners).await;
         let site = start_functions(functions, &shared).await;
         let app = Arc::new(App {
             site: ArcSwap::from_pointee(site),
@@ -186,6 +188,7 @@ impl Node {
             Arc::new(Control::new(
                 store,
                 backend.deployments.clone(),
+                backend.owners.clone(),
                 app.clone(),
                 shared.clone(),
                 triggers.clone(),
@@ -457,6 +460,40 @@ async fn sweep_idle(
             }
         }
     }
+}
+
+/// Records the owners of the queues, buckets and tables the served functions are the first to
+/// name, and leaves out a function that uses what another owns without a grant (the reason is
+/// logged). A cluster out of reach at start leaves ownership to the next deploy.
+async fn own(specs: Vec<FunctionSpec>, owners: &dyn Owners) -> Vec<FunctionSpec> {
+    let claimed = match owners.all().await {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            tracing::warn!(error = %e, "owners of queues, buckets and tables not checked at start");
+            return specs;
+        }
+    };
+    let configs: Vec<&config::EdgeConfig> = specs.iter().map(|s| &s.config).collect();
+    let (found, refusals) = access::resolve(&configs, &claimed);
+    let mut refused = HashSet::new();
+    for r in refusals {
+        tracing::error!(function = %r.function, problem = %r.message, "function not served");
+        refused.insert(r.function);
+    }
+    for (resource, owner) in found {
+        if claimed.contains_key(&resource) || refused.contains(&owner) {
+            continue;
+        }
+        match owners.claim(&resource, &owner).await {
+            Ok(recorded) if recorded != owner => {
+                tracing::error!(function = %owner, %resource, owner = %recorded, "function not served: another function owns what it names");
+                refused.insert(owner);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%resource, error = %e, "owner not recorded"),
+        }
+    }
+    specs.into_iter().filter(|s| !refused.contains(&s.config.name)).collect()
 }
 
 /// What this node says about itself to the cluster.

@@ -11,6 +11,7 @@ mod hostile;
 mod isolation;
 mod limits;
 mod observe;
+mod ownership;
 mod pool;
 mod server;
 mod specs;

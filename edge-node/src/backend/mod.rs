@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use config::QueueTrigger;
+use config::{Kind, QueueTrigger, Resource};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -28,6 +28,7 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 /// The node's backend, one of two kinds, each part behind its trait.
 pub struct Backend {
     pub storage: Arc<dyn Storage>,
+    pub owners: Arc<dyn Owners>,
     pub queues: Arc<dyn Queueing>,
     pub claims: Arc<dyn Claims>,
     pub deployments: Arc<dyn Deployments>,
@@ -121,6 +122,33 @@ pub trait Consumer: Send {
     async fn keep(&mut self) {}
     /// Acknowledges, retries or dead-letters the batch handed out last.
     async fn settle(&mut self, verdicts: &[(u64, Verdict)]);
+}
+
+/// Who owns each queue, bucket and table (see `functions::access`): recorded once, for good.
+#[async_trait]
+pub trait Owners: Send + Sync {
+    /// Every recorded owner.
+    async fn all(&self) -> Result<BTreeMap<Resource, String>, StoreError>;
+    /// Records `function` as the owner of `resource` unless one is recorded already; returns
+    /// the owner after.
+    async fn claim(&self, resource: &Resource, function: &str) -> Result<String, StoreError>;
+}
+
+/// How an owner's record is keyed: `<kind>.<name>` (`queue.jobs`).
+pub(crate) fn owner_key(resource: &Resource) -> String {
+    format!("{}.{}", resource.kind.as_str(), resource.name)
+}
+
+/// The resource an owner's record is about, from its key.
+pub(crate) fn resource_of(key: &str) -> Option<Resource> {
+    let (kind, name) = key.split_once('.')?;
+    let kind = match kind {
+        "queue" => Kind::Queue,
+        "bucket" => Kind::Bucket,
+        "table" => Kind::Table,
+        _ => return None,
+    };
+    Some(Resource::new(kind, name))
 }
 
 /// Which node fires each cron run.

@@ -5,6 +5,7 @@
 //! commit the store, and only then swap the function in the served site. In-flight requests
 //! finish on the isolates of the version they started on; new requests go to the new one.
 
+mod access;
 pub mod admin;
 mod changes;
 pub mod client;
@@ -18,8 +19,8 @@ use config::{over_max, EdgeConfig, LimitsConfig};
 use serde::Serialize;
 
 use crate::backend::{
-    Deployments, FunctionRecord, NewVersion, QueueStats, Queueing, Storage, Store, StoreError,
-    VersionRecord,
+    Deployments, FunctionRecord, NewVersion, Owners, QueueStats, Queueing, Storage, Store,
+    StoreError, VersionRecord,
 };
 use crate::front::http::{App, Site};
 use crate::functions::{shared_route, Function, FunctionSpec, Shared};
@@ -60,6 +61,13 @@ pub enum AdminError {
     /// Our fault: the store or the disk failed.
     #[error("{0}")]
     Internal(String),
+    /// The function would use a queue, bucket or table it neither owns nor is granted (or
+    /// drop a grant another function uses); every such use is listed.
+    #[error("{}", .0.join("; "))]
+    NotGranted(Vec<String>),
+    /// Deleting the function would leave other functions using its resources without a grant.
+    #[error("{}", .0.join("; "))]
+    InUse(Vec<String>),
     /// The node is in a cluster whose NATS cannot be reached now; nothing was changed.
     #[error("the cluster cannot be reached: {0}")]
     Unavailable(String),
@@ -79,6 +87,8 @@ impl AdminError {
             AdminError::Unauthorized => "unauthorized",
             AdminError::Internal(_) => "internal",
             AdminError::Unavailable(_) => "cluster_unavailable",
+            AdminError::NotGranted(_) => "not_granted",
+            AdminError::InUse(_) => "in_use",
         }
     }
 
@@ -90,7 +100,10 @@ impl AdminError {
             | AdminError::StartFailed(_)
             | AdminError::BadRequest(_) => S::BAD_REQUEST,
             AdminError::NotFound(_) => S::NOT_FOUND,
-            AdminError::Conflict(_) | AdminError::RouteTaken { .. } => S::CONFLICT,
+            AdminError::Conflict(_) | AdminError::RouteTaken { .. } | AdminError::InUse(_) => {
+                S::CONFLICT
+            }
+            AdminError::NotGranted(_) => S::FORBIDDEN,
             AdminError::TooLarge(_) => S::PAYLOAD_TOO_LARGE,
             AdminError::Unauthorized => S::UNAUTHORIZED,
             AdminError::Internal(_) => S::INTERNAL_SERVER_ERROR,
@@ -141,6 +154,8 @@ pub struct Control {
     pub triggers: Arc<Triggers>,
     /// Where deployments and secrets are written (and, in a cluster, shared first).
     deployments: Arc<dyn Deployments>,
+    /// Who owns each queue, bucket and table.
+    owners: Arc<dyn Owners>,
 }
 
 impl Control {
@@ -148,6 +163,7 @@ impl Control {
     pub fn new(
         store: Store,
         deployments: Arc<dyn Deployments>,
+        owners: Arc<dyn Owners>,
         app: Arc<App>,
         shared: Arc<Shared>,
         triggers: Arc<Triggers>,
@@ -157,6 +173,7 @@ impl Control {
     ) -> Control {
         Control {
             deployments,
+            owners,
             triggers,
             store,
             app,
@@ -230,6 +247,7 @@ impl Control {
             let function = other.name.clone();
             return Err(AdminError::RouteTaken { route: route.to_string(), function });
         }
+        let unowned = self.check_access(name, Some(&config)).await?;
         let secrets = self.store.secrets(name)?;
         let bundle = Arc::new(bundle);
         let new = NewVersion {
@@ -256,6 +274,7 @@ impl Control {
                 "its first isolate did not start; the error is in the function's log".into(),
             ));
         }
+        self.claim(unowned).await?;
         let deployed = self.deployments.deploy(name, new, bytes, self.keep_versions).await?;
         let function = function.with_version(deployed.version.version);
         self.swap(name, Some(Arc::new(function)));
@@ -267,6 +286,10 @@ impl Control {
     /// Makes another kept version the active one (`None`: the one before the active one).
     pub async fn rollback(&self, name: &str, to: Option<u64>) -> Result<VersionRecord, AdminError> {
         let _guard = self.lock.lock().await;
+        let target = self.store.rollback_target(name, to)?;
+        let config = parse_config(name, &target.config, &self.limits)?;
+        let unowned = self.check_access(name, Some(&config)).await?;
+        self.claim(unowned).await?;
         let version = self.deployments.rollback(name, to).await?;
         self.restart(name, &version).await?;
         tracing::info!(function = name, version = version.version, "rolled back");
@@ -276,6 +299,9 @@ impl Control {
     /// Deletes a function: it stops serving, its versions and secrets are gone.
     pub async fn delete(&self, name: &str) -> Result<(), AdminError> {
         let _guard = self.lock.lock().await;
+        if self.store.active_version(name)?.is_some() {
+            self.check_access(name, None).await?;
+        }
         if !self.deployments.delete(name).await? {
             return Err(AdminError::NotFound(format!("no function `{name}` is deployed")));
         }

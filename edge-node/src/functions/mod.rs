@@ -115,6 +115,15 @@ impl FunctionSpec {
                 Err(e) => problems.extend(e.0),
             }
         }
+        // Among the folder's functions, each uses only what it owns or is granted.
+        let configs: Vec<&EdgeConfig> = specs.iter().map(|s| &s.config).collect();
+        let (_, refusals) = access::resolve(&configs, &BTreeMap::new());
+        for refusal in refusals {
+            let dir =
+                specs.iter().find(|s| s.config.name == refusal.function).map(|s| &s.config.dir);
+            let file = dir.map(|d| d.join(EDGE_FILE).display().to_string()).unwrap_or_default();
+            problems.push(format!("{file}: {}", refusal.message));
+        }
         if problems.is_empty() {
             Ok(specs)
         } else {

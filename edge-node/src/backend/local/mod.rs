@@ -13,14 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use config::QueueTrigger;
+use config::{QueueTrigger, Resource};
 
 use self::objects::{LocalObjects, LocalStorage};
 use self::queues::{now_ms, Encoding, Leased, QueueStats, Queues, Verdict};
 use self::routes::{record_queue, storage_queue, EventRoutes};
 use self::store::{Deployed, NewVersion, Store, StoreError, VersionRecord};
 use crate::backend::{
-    event_trigger, Backend, Claims, Consumer, Deployments, Membership, Queueing, Report, Subscriber,
+    event_trigger, owner_key, resource_of, Backend, Claims, Consumer, Deployments, Membership,
+    Owners, Queueing, Report, Subscriber,
 };
 
 /// The backend of a standalone node on `store`, object contents under `blobs`.
@@ -39,6 +40,7 @@ pub fn backend(store: &Store, blobs: PathBuf) -> Result<Backend, StoreError> {
     let (_, changes) = tokio::sync::mpsc::channel(1);
     let backend = Backend {
         storage: Arc::new(LocalStorage(Arc::new(objects))),
+        owners: Arc::new(LocalOwners { store: store.clone() }),
         queues: Arc::new(LocalQueueing { queues, routes }),
         claims: Arc::new(LocalClaims),
         deployments: Arc::new(LocalDeployments { store: store.clone() }),
@@ -222,6 +224,29 @@ struct LocalClaims;
 impl Claims for LocalClaims {
     async fn claim(&self, _key: &str) -> Result<bool, StoreError> {
         Ok(true)
+    }
+}
+
+/// Owners of queues, buckets and tables in the node's store.
+struct LocalOwners {
+    store: Store,
+}
+
+#[async_trait]
+impl Owners for LocalOwners {
+    async fn all(&self) -> Result<BTreeMap<Resource, String>, StoreError> {
+        let store = self.store.clone();
+        let owners = blocking(move || store.owners()).await?;
+        Ok(owners
+            .into_iter()
+            .filter_map(|(key, owner)| Some((resource_of(&key)?, owner)))
+            .collect())
+    }
+
+    async fn claim(&self, resource: &Resource, function: &str) -> Result<String, StoreError> {
+        let (store, key, function) =
+            (self.store.clone(), owner_key(resource), function.to_string());
+        blocking(move || store.claim(&key, &function)).await
     }
 }
 

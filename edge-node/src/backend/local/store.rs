@@ -16,6 +16,8 @@ const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions"
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 /// (name, key) -> value.
 const SECRETS: TableDefinition<(&str, &str), &str> = TableDefinition::new("secrets");
+/// `<kind>.<name>` of a queue, bucket or table -> the function that owns it.
+const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -395,6 +397,40 @@ impl Store {
     }
 
     /// A function's secrets, by key.
+    /// Every recorded owner, by resource key (`queue.jobs`).
+    pub fn owners(&self) -> Result<BTreeMap<String, String>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = match tx.open_table(OWNERS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (key, owner) = entry?;
+            out.insert(key.value().to_string(), owner.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Records `function` as the owner of `key` unless one is; returns the owner after.
+    pub fn claim(&self, key: &str, function: &str) -> Result<String, StoreError> {
+        let tx = self.db.begin_write()?;
+        let owner = {
+            let mut table = tx.open_table(OWNERS)?;
+            let existing = table.get(key)?.map(|o| o.value().to_string());
+            match existing {
+                Some(owner) => owner,
+                None => {
+                    table.insert(key, function)?;
+                    function.to_string()
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(owner)
+    }
+
     pub fn secrets(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
         let tx = self.db.begin_read()?;
         let secrets = tx.open_table(SECRETS)?;

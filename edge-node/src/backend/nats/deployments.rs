@@ -6,18 +6,21 @@
 //! its own bundle store). A change is shared first and written to this node's store after, so
 //! nothing is acknowledged that the cluster does not have.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_nats::jetstream::kv;
 use async_trait::async_trait;
+use config::Resource;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::{Link, DEPLOYMENTS_BUCKET, SECRETS_BUCKET};
 use crate::backend::{
-    AbortOnDrop, Change, Claims, Deployed, Deployments, NewVersion, Store, StoreError,
-    VersionRecord,
+    owner_key, resource_of, AbortOnDrop, Change, Claims, Deployed, Deployments, NewVersion, Owners,
+    Store, StoreError, VersionRecord,
 };
 
 /// A function's entry in the deployments bucket.
@@ -136,6 +139,33 @@ impl Link {
         match stores.cron.create(key, node.to_string().into()).await {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.kind(), kv::CreateErrorKind::AlreadyExists) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Every owner recorded in the cluster, by resource key.
+    pub async fn owners(&self) -> Result<Vec<(String, String)>, String> {
+        let stores = self.stores()?;
+        let mut keys = stores.owners.keys().await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| e.to_string())?;
+            if let Some(owner) = stores.owners.get(&key).await.map_err(|e| e.to_string())? {
+                out.push((key, String::from_utf8_lossy(&owner).into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records `function` as the owner of `key` unless a node recorded one first; the owner.
+    pub async fn claim_owner(&self, key: &str, function: &str) -> Result<String, String> {
+        let stores = self.stores()?;
+        match stores.owners.create(key, function.to_string().into()).await {
+            Ok(_) => Ok(function.to_string()),
+            Err(e) if matches!(e.kind(), kv::CreateErrorKind::AlreadyExists) => {
+                let owner = stores.owners.get(key).await.map_err(|e| e.to_string())?;
+                Ok(owner.map(|o| String::from_utf8_lossy(&o).into_owned()).unwrap_or_default())
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -267,5 +297,26 @@ pub(super) struct NatsClaims {
 impl Claims for NatsClaims {
     async fn claim(&self, key: &str) -> Result<bool, StoreError> {
         self.link.claim(key, &self.node).await.map_err(unavailable)
+    }
+}
+
+/// Owners of queues, buckets and tables in the KV bucket `isola-owners`: the first node to
+/// create a resource's key records its owner for the whole cluster.
+pub(super) struct NatsOwners {
+    pub link: Arc<Link>,
+}
+
+#[async_trait]
+impl Owners for NatsOwners {
+    async fn all(&self) -> Result<BTreeMap<Resource, String>, StoreError> {
+        let owners = self.link.owners().await.map_err(unavailable)?;
+        Ok(owners
+            .into_iter()
+            .filter_map(|(key, owner)| Some((resource_of(&key)?, owner)))
+            .collect())
+    }
+
+    async fn claim(&self, resource: &Resource, function: &str) -> Result<String, StoreError> {
+        self.link.claim_owner(&owner_key(resource), function).await.map_err(unavailable)
     }
 }

@@ -30,6 +30,8 @@ const ENCODING_HEADER: &str = "Isola-Encoding";
 pub const SECRETS_BUCKET: &str = "isola-secrets";
 /// Claims of cron runs: the first node to create a run's key fires it.
 pub const CRON_BUCKET: &str = "isola-cron";
+/// Owners of the cluster's queues, buckets and tables: key `<kind>.<name>`.
+pub const OWNERS_BUCKET: &str = "isola-owners";
 
 #[derive(Clone)]
 pub(crate) struct Stores {
@@ -39,6 +41,7 @@ pub(crate) struct Stores {
     bundles: object_store::ObjectStore,
     cron: kv::Store,
     secrets: kv::Store,
+    owners: kv::Store,
     /// Object metadata of the buckets (see `shared_objects`).
     pub(crate) objects: kv::Store,
     /// Records of the tables.
@@ -164,6 +167,7 @@ pub fn backend(config: &ClusterConfig, store: &Store, node: &str) -> Backend {
         storage: Arc::new(objects::NatsStorage(link.clone())),
         queues: Arc::new(queues::NatsQueueing { link: link.clone() }),
         claims: Arc::new(deployments::NatsClaims { link: link.clone(), node: node.to_string() }),
+        owners: Arc::new(deployments::NatsOwners { link: link.clone() }),
         membership: Arc::new(membership::NatsMembership {
             config: config.clone(),
             heartbeat: std::sync::OnceLock::new(),
@@ -252,8 +256,19 @@ async fn open(
         },
     )
     .await?;
+    let owners = open_kv(
+        js,
+        kv::Config {
+            bucket: OWNERS_BUCKET.into(),
+            description: "the function owning each queue, bucket and table".into(),
+            history: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
     let (objects, records, blobs) = crate::backend::nats::objects::open(js).await?;
     Ok(Stores {
+        owners,
         client: client.clone(),
         js: js.clone(),
         deployments,
