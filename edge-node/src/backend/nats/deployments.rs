@@ -145,7 +145,7 @@ impl Link {
 
     /// Every owner recorded in the cluster, by resource key.
     pub async fn owners(&self) -> Result<Vec<(String, String)>, String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         let mut keys = stores.owners.keys().await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         while let Some(key) = keys.next().await {
@@ -159,7 +159,7 @@ impl Link {
 
     /// Records `function` as the owner of `key` unless a node recorded one first; the owner.
     pub async fn claim_owner(&self, key: &str, function: &str) -> Result<String, String> {
-        let stores = self.stores()?;
+        let stores = self.ready().await?;
         match stores.owners.create(key, function.to_string().into()).await {
             Ok(_) => Ok(function.to_string()),
             Err(e) if matches!(e.kind(), kv::CreateErrorKind::AlreadyExists) => {
