@@ -403,6 +403,57 @@ async fn http2_connections_that_only_ping_are_closed() {
     node.shutdown().await;
 }
 
+/// An h2c connection that has sent a request may PING, but a flood of PINGs (more than 600
+/// in a minute) ends it; a connection under the limit gets every PING answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_ping_floods_end_the_connection() {
+    let node = TestNode::start(&[function_dir("proto")]).await;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const PING: [u8; 17] = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    // GET / on stream 1 (HPACK: :method GET, :scheme http, :path /, :authority "a").
+    const GET: [u8; 15] = [0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 1, b'a'];
+    /// Sends a request then `pings` PINGs; the PING ACKs read back before the connection
+    /// ends or goes quiet, and whether it ended.
+    async fn ping(addr: std::net::SocketAddr, pings: usize) -> (usize, bool) {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut out = PREFACE.to_vec();
+        out.extend_from_slice(&SETTINGS);
+        out.extend_from_slice(&GET);
+        for _ in 0..pings {
+            out.extend_from_slice(&PING);
+        }
+        let _ = stream.write_all(&out).await;
+        let (mut bytes, mut acks, mut at) = (Vec::new(), 0, 0);
+        let mut buf = [0u8; 65536];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (acks, true),
+                Err(_) => return (acks, false),
+                Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            }
+            while bytes.len() >= at + 9 {
+                let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+                if bytes.len() < at + 9 + len {
+                    break;
+                }
+                if bytes[at + 3] == 6 && bytes[at + 4] & 1 == 1 {
+                    acks += 1;
+                }
+                at += 9 + len;
+            }
+        }
+    }
+    let (acks, ended) = ping(node.addr, 100).await;
+    assert_eq!((acks, ended), (100, false), "under the limit, every PING is answered");
+    let (acks, ended) = ping(node.addr, 2000).await;
+    assert!(ended, "a flood of PINGs kept its connection ({acks} answered)");
+    assert!(acks <= 600, "{acks} PINGs answered");
+    let res = curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!(res.status, 200);
+    node.shutdown().await;
+}
+
 /// A client that stops reading a large answer loses its connection after `write_timeout`,
 /// and a client address holds at most `max_connections_per_ip` connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod h3;
 pub mod http;
+mod pings;
 pub mod router;
 pub mod server;
 pub mod tls;

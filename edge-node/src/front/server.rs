@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::front::body::OutBody;
 use crate::front::http::{handle, App, Protocol};
+use crate::front::pings::PingCount;
 use crate::front::tls::TlsConfig;
 
 /// What every listener of a node shares.
@@ -173,7 +174,7 @@ impl Listeners {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::default());
-        let io = IdleIo { inner: io, activity: activity.clone(), first_read: true };
+        let io = IdleIo { inner: io, activity: activity.clone(), first_read: true, pings: None };
         let app = self.app.clone();
         let service_activity = activity.clone();
         let service = hyper::service::service_fn(move |req| {
@@ -500,6 +501,8 @@ struct IdleIo<T> {
     activity: Arc<Activity>,
     /// Nothing read yet: the first bytes tell HTTP/2's preface apart.
     first_read: bool,
+    /// An HTTP/2 connection's PINGs, limited per minute.
+    pings: Option<PingCount>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
@@ -516,6 +519,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 this.first_read = false;
                 if buf.filled()[before..].starts_with(b"PRI ") {
                     this.activity.h2.store(true, Ordering::Relaxed);
+                    this.pings = Some(PingCount::default());
+                }
+            }
+            if let Some(pings) = &mut this.pings {
+                if pings.feed(&buf.filled()[before..]) {
+                    tracing::debug!("closing an HTTP/2 connection that sent too many PINGs");
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "too many PINGs",
+                    )));
                 }
             }
             this.activity.read();
