@@ -20,8 +20,24 @@ const META: TableDefinition<&str, (u64, u64)> = TableDefinition::new("queue_meta
 /// (queue, visible_at ms, id) for every message: consumers find the visible ones without
 /// reading the invisible (leased, delayed) ones.
 const VISIBLE: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("queue_visible");
-/// Set once [`VISIBLE`] holds every message (stores made before it are indexed on open).
+/// Set once [`VISIBLE`] holds every message (stores made before it are indexed on open), and
+/// once [`DEPTH`] counts them.
 const INDEXED: TableDefinition<&str, u64> = TableDefinition::new("queue_indexed");
+/// queue -> messages it holds, so its figures need not count them.
+const DEPTH: TableDefinition<&str, u64> = TableDefinition::new("queue_depth");
+/// (queue, id) -> lease end (ms) of each message handed to a consumer and not settled yet.
+const LEASED: TableDefinition<(&str, u64), u64> = TableDefinition::new("queue_leased");
+
+/// Adds `delta` to the depth of `queue`.
+fn add_depth(
+    depth: &mut redb::Table<&str, u64>,
+    queue: &str,
+    delta: i64,
+) -> Result<(), StoreError> {
+    let now = depth.get(queue)?.map_or(0, |v| v.value());
+    depth.insert(queue, now.saturating_add_signed(delta))?;
+    Ok(())
+}
 
 /// How a message body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +148,18 @@ impl Queues {
                 }
                 indexed.insert("visible", 1)?;
             }
+            let mut depth = tx.open_table(DEPTH)?;
+            tx.open_table(LEASED)?;
+            if indexed.get("depth")?.is_none() {
+                let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+                for entry in messages.iter()? {
+                    *counts.entry(entry?.0.value().0.to_string()).or_default() += 1;
+                }
+                for (queue, count) in counts {
+                    depth.insert(queue.as_str(), count)?;
+                }
+                indexed.insert("depth", 1)?;
+            }
         }
         tx.commit()?;
         Ok(Queues { db, sent: Notify::new() })
@@ -169,6 +197,7 @@ impl Queues {
             next += 1;
         }
         meta.insert(queue, (next, dead))?;
+        add_depth(&mut tx.open_table(DEPTH)?, queue, ids.len() as i64)?;
         Ok(ids)
     }
 
@@ -192,6 +221,8 @@ impl Queues {
                     }
                 }
             }
+            let mut leases = tx.open_table(LEASED)?;
+            leases.retain(|_, _| false)?;
             for (queue, id, was, value) in &leased {
                 table.insert((queue.as_str(), *id), value.as_slice())?;
                 index.remove((queue.as_str(), *was, *id))?;
@@ -261,9 +292,11 @@ impl Queues {
                     ));
                 }
             }
+            let mut leases = tx.open_table(LEASED)?;
             for (was, m) in &picked {
                 let value = encode(m.attempts, until, m.enqueued_ms, m.encoding, &m.body);
                 table.insert((queue, m.id), value.as_slice())?;
+                leases.insert((queue, m.id), until)?;
                 index.remove((queue, *was, m.id))?;
                 index.insert((queue, until, m.id), ())?;
             }
@@ -287,6 +320,8 @@ impl Queues {
             let mut table = tx.open_table(MESSAGES)?;
             let mut meta = tx.open_table(META)?;
             let mut index = tx.open_table(VISIBLE)?;
+            let mut depth = tx.open_table(DEPTH)?;
+            let mut leases = tx.open_table(LEASED)?;
             let mut dead_count = 0;
             for (id, verdict) in verdicts {
                 let Some(current) = table.get((queue, *id))?.map(|v| v.value().to_vec()) else {
@@ -294,9 +329,11 @@ impl Queues {
                 };
                 let Some(m) = decode(&current) else { continue };
                 index.remove((queue, m.visible_at, *id))?;
+                leases.remove((queue, *id))?;
                 match verdict {
                     Verdict::Ack => {
                         table.remove((queue, *id))?;
+                        add_depth(&mut depth, queue, -1)?;
                     }
                     Verdict::Retry(delay) => {
                         let visible = now + delay.as_millis() as u64;
@@ -306,8 +343,10 @@ impl Queues {
                     }
                     Verdict::Dead => {
                         table.remove((queue, *id))?;
+                        add_depth(&mut depth, queue, -1)?;
                         dead_count += 1;
                         if let Some(dlq) = dead_letter {
+                            add_depth(&mut depth, dlq, 1)?;
                             let (next, dead) = meta.get(dlq)?.map(|v| v.value()).unwrap_or((1, 0));
                             let value = encode(0, now, m.enqueued, m.encoding, m.body);
                             table.insert((dlq, next), value.as_slice())?;
@@ -329,26 +368,27 @@ impl Queues {
         Ok(())
     }
 
+    /// A queue's figures, without reading its messages: the depth is counted as they come
+    /// and go, the oldest is the first by id, and only the leased ones are looked at.
     pub fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
         let now = now_ms();
         let tx = self.db.begin_read()?;
         let table = tx.open_table(MESSAGES)?;
         let meta = tx.open_table(META)?;
-        let mut stats = QueueStats {
-            dead_lettered: meta.get(queue)?.map_or(0, |v| v.value().1),
-            ..QueueStats::default()
-        };
-        for entry in table.range((queue, 0)..=(queue, u64::MAX))? {
-            let (_, v) = entry?;
-            if let Some(m) = decode(v.value()) {
-                stats.depth += 1;
-                if m.visible_at > now && m.attempts > 0 {
-                    stats.in_flight += 1;
-                }
-                stats.oldest_age_ms = stats.oldest_age_ms.max(now.saturating_sub(m.enqueued));
+        let oldest = table.range((queue, 0)..=(queue, u64::MAX))?.next().transpose()?;
+        let oldest = oldest.and_then(|(_, v)| decode(v.value()).map(|m| m.enqueued));
+        let mut in_flight = 0;
+        for entry in tx.open_table(LEASED)?.range((queue, 0)..=(queue, u64::MAX))? {
+            if entry?.1.value() > now {
+                in_flight += 1;
             }
         }
-        Ok(stats)
+        Ok(QueueStats {
+            depth: tx.open_table(DEPTH)?.get(queue)?.map_or(0, |v| v.value()),
+            in_flight,
+            oldest_age_ms: oldest.map_or(0, |t| now.saturating_sub(t)),
+            dead_lettered: meta.get(queue)?.map_or(0, |v| v.value().1),
+        })
     }
 
     /// Every queue that has ever held a message.
@@ -448,6 +488,8 @@ mod tests {
         assert_eq!(q.peek("q").unwrap().0, 1, "only the fresh one is visible");
         let leased = q.lease("q", 10, Duration::from_secs(60)).unwrap();
         assert_eq!(leased.iter().map(|m| m.id).collect::<Vec<_>>(), fresh);
+        let stats = q.stats("q").unwrap();
+        assert_eq!((stats.depth, stats.in_flight), (5001, 5001));
         // Only the visible part of the index is read: the backlog sits after `now`.
         let tx = db.begin_read().unwrap();
         let index = tx.open_table(VISIBLE).unwrap();
@@ -467,10 +509,12 @@ mod tests {
         let tx = db.begin_write().unwrap();
         tx.delete_table(VISIBLE).unwrap();
         tx.delete_table(INDEXED).unwrap();
+        tx.delete_table(DEPTH).unwrap();
         tx.commit().unwrap();
         let q = Queues::new(db).unwrap();
         let (index, expected) = index_and_messages(&q);
         assert_eq!((index.len(), &index), (2, &expected));
+        assert_eq!(q.stats("q").unwrap().depth, 2);
         assert_eq!(q.lease("q", 10, Duration::from_secs(60)).unwrap().len(), 2);
     }
 
@@ -528,6 +572,15 @@ mod tests {
                         }
                     }
                     let (index, expected) = index_and_messages(&q);
+                    // The counted figures match the messages.
+                    for queue in ["q", "dlq"] {
+                        let held = expected.iter().filter(|e| e.0 == queue).count() as u64;
+                        prop_assert_eq!(q.stats(queue).unwrap().depth, held);
+                    }
+                    let stats = q.stats("q").unwrap();
+                    let now = now_ms();
+                    let invisible = expected.iter().filter(|e| e.0 == "q" && e.1 > now).count() as u64;
+                    prop_assert!(stats.in_flight <= invisible, "{} in flight, {} invisible", stats.in_flight, invisible);
                     prop_assert_eq!(index, expected);
                 }
             }
