@@ -224,3 +224,38 @@ async fn stalled_quic_handshakes_hold_no_connection_slot() {
     }
     node.shutdown().await;
 }
+
+/// While more than half of the handshake table is taken (128 of 256 unfinished handshakes),
+/// a new QUIC client must prove its address with a Retry first, and then is served; a node
+/// with room asks no Retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_handshake_table_asks_new_clients_for_a_retry() {
+    let (node, h) = node().await;
+    let quiet = &h3(&h, "/hello", &[]).await[0];
+    assert_eq!((quiet["status"].as_u64(), quiet["retried"].as_bool()), (Some(200), Some(false)));
+    let mut stalled = tokio::process::Command::new("python3")
+        .arg(client())
+        .arg("--cafile")
+        .arg(&h.cafile)
+        .args(["--stall-handshake", "--count", "140"])
+        .arg(&h.url)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(stalled.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .expect("the node answered every Initial")
+    .unwrap();
+    assert_eq!(line.trim(), "stalled");
+    let busy = &h3(&h, "/hello", &[]).await[0];
+    assert_eq!(busy["status"], 200);
+    assert_eq!(busy["retried"], true, "no Retry with 140 handshakes unfinished");
+    stalled.kill().await.unwrap();
+    node.shutdown().await;
+}

@@ -7,7 +7,8 @@ Usage:
 
 Sends N requests (default 1) concurrently on one connection and prints one JSON line per
 response: {"status", "headers", "body" (text, or null when not UTF-8), "length", "sha256",
-"chunks"}. Exits non-zero when the connection fails.
+"chunks", "reset", "retried" (the server sent a Retry)}. Exits non-zero when the connection
+fails. With --stall-handshake, starts N handshakes that never finish.
 """
 
 import argparse
@@ -77,19 +78,23 @@ class Client(QuicConnectionProtocol):
         return state
 
 
-async def stall_handshake(host, port, config):
-    """Starts a handshake and never finishes it: the Initial goes out, the server's answer is
-    read (so the server has taken the connection in), and nothing more is sent."""
+async def stall_handshake(host, port, config, count):
+    """Starts `count` handshakes and never finishes them: each Initial goes out from a socket
+    of its own, the server's answer is read (so the server has taken the connection in), and
+    nothing more is sent."""
     import socket
     import time
     from aioquic.quic.connection import QuicConnection
-    quic = QuicConnection(configuration=config)
-    quic.connect((host, port), now=time.time())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.settimeout(10)
-    for data, addr in quic.datagrams_to_send(now=time.time()):
-        sock.sendto(data, addr)
-    sock.recvfrom(65536)
+    sockets = []
+    for _ in range(count):
+        quic = QuicConnection(configuration=config)
+        quic.connect((host, port), now=time.time())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(10)
+        for data, addr in quic.datagrams_to_send(now=time.time()):
+            sock.sendto(data, addr)
+        sock.recvfrom(65536)
+        sockets.append(sock)
     print("stalled", flush=True)
     await asyncio.sleep(3600)
 
@@ -120,9 +125,11 @@ async def main():
     config.server_name = parsed.hostname
     body = open(args.data_file, "rb").read() if args.data_file else None
     if args.stall_handshake:
-        await stall_handshake(parsed.hostname, parsed.port or 443, config)
+        await stall_handshake(parsed.hostname, parsed.port or 443, config, args.count)
         return
     async with connect(parsed.hostname, parsed.port or 443, configuration=config, create_protocol=Client) as client:
+        # Whether the server asked for address validation (a Retry) before the handshake.
+        retried = client._quic._retry_count > 0
         if args.hang:
             for _ in range(args.count):
                 stream_id = client._quic.get_next_available_stream_id()
@@ -163,6 +170,7 @@ async def main():
             "sha256": hashlib.sha256(data).hexdigest(),
             "chunks": len(state["chunks"]),
             "reset": state.get("reset"),
+            "retried": retried,
         }))
 
 
