@@ -77,3 +77,40 @@ fn tokio_stream_from<T: Send + 'static>(
 ) -> impl futures_core::Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// A large whole body (`new Response(bytes)`) goes out in pieces with its length, so a client
+/// that reads slowly leaves the rest in the function's memory, under its limit, and not in a
+/// copy the node holds outside it: while one slow client holds a 24 MiB answer (48 MiB with
+/// the copy `new Response` makes) of a 64 MiB function, the next one is refused for memory.
+/// Read at once, the body is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_whole_body_stays_in_the_functions_memory_while_a_client_reads_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "big",
+        "/*",
+        "[limits]\nmemory = \"64MiB\"\n",
+        "export default { fetch() { return new Response(new Uint8Array(24 << 20).fill(7)) } }",
+    );
+    let node = TestNode::start(&[dir]).await;
+    let whole = curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.header("content-length"), Some("25165824"));
+    assert!(whole.body.len() == 24 << 20 && whole.body.iter().all(|b| *b == 7));
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(node.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    timeout(PATIENCE, slow.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let refused = curl("GET", &node.url("/"), &[], None).await;
+    let said: String = refused.text().chars().take(200).collect();
+    assert_eq!(refused.status, 503, "{said}");
+    assert!(said.contains("exceeded_memory"), "{said}");
+    drop(slow);
+    node.shutdown().await;
+}

@@ -91,7 +91,8 @@ where
 /// A response body: complete, or streamed from the isolate (its bytes counted as they go).
 pub enum OutBody {
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<BodyChunk>, Counter),
+    /// Chunks from the isolate, counted, and their total length when it is known.
+    Stream(mpsc::Receiver<BodyChunk>, Counter, Option<u64>),
 }
 
 impl OutBody {
@@ -102,7 +103,7 @@ impl OutBody {
                 counted.inc_by(bytes.len() as u64);
                 OutBody::Full(Some(bytes))
             }
-            ResponseBody::Stream(rx) => OutBody::Stream(rx, counted),
+            ResponseBody::Stream(rx, length) => OutBody::Stream(rx, counted, length),
         }
     }
 
@@ -123,7 +124,7 @@ impl Body for OutBody {
             OutBody::Full(bytes) => {
                 Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
             }
-            OutBody::Stream(rx, counted) => rx.poll_recv(cx).map(|chunk| {
+            OutBody::Stream(rx, counted, _) => rx.poll_recv(cx).map(|chunk| {
                 chunk.map(|c| {
                     c.map(|bytes| {
                         counted.inc_by(bytes.len() as u64);
@@ -143,6 +144,7 @@ impl Body for OutBody {
         match self {
             OutBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             OutBody::Full(None) => SizeHint::with_exact(0),
+            OutBody::Stream(_, _, Some(length)) => SizeHint::with_exact(*length),
             OutBody::Stream(..) => SizeHint::default(),
         }
     }

@@ -160,9 +160,13 @@ where
     };
     if head {
         // A HEAD response has no body on any protocol; keep the length the GET would have.
-        if let OutBody::Full(Some(bytes)) = response.body() {
-            let length = HeaderValue::from(bytes.len());
-            response.headers_mut().insert(header::CONTENT_LENGTH, length);
+        let length = match response.body() {
+            OutBody::Full(Some(bytes)) => Some(bytes.len() as u64),
+            OutBody::Stream(_, _, length) => *length,
+            OutBody::Full(None) => None,
+        };
+        if let Some(length) = length {
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
         *response.body_mut() = OutBody::Full(None);
     }

@@ -491,19 +491,22 @@ fn op_isola_respond_text(
     respond(isolate, state, id, status, ResponseBody::Full(Bytes::copy_from_slice(body.as_bytes())))
 }
 
-/// Answers with a head now and a body that follows through `op_isola_write`.
+/// Answers with a head now and a body that follows through `op_isola_write`: `length` bytes,
+/// or as many as come when `length` is negative.
 #[op2(fast)]
 fn op_isola_respond_stream(
     isolate: &mut v8::Isolate,
     state: &mut OpState,
     #[smi] id: u32,
     #[smi] status: u32,
+    length: f64,
 ) -> Result<(), JsErrorBox> {
     let (tx, rx) = mpsc::channel(RESPONSE_CHUNKS_IN_FLIGHT);
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.stream = Some(tx);
     }
-    respond(isolate, state, id, status, ResponseBody::Stream(rx))
+    let length = (length >= 0.0).then_some(length as u64);
+    respond(isolate, state, id, status, ResponseBody::Stream(rx, length))
 }
 
 /// Sends one chunk of a streamed response; `false` when the client is gone.

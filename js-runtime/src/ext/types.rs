@@ -31,7 +31,8 @@ pub type HttpResponse = http::Response<ResponseBody>;
 #[derive(Debug)]
 pub enum ResponseBody {
     Full(Bytes),
-    Stream(mpsc::Receiver<BodyChunk>),
+    /// Chunks as the function writes them, and their total length when it is known.
+    Stream(mpsc::Receiver<BodyChunk>, Option<u64>),
 }
 
 /// What an invocation asks the function to do.

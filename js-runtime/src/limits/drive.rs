@@ -44,7 +44,9 @@ pub(crate) async fn drive(
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
         guard.disarm();
         let used = clock.now().saturating_sub(before);
-        // Memory outside the heap that no collection looked at yet stops the isolate here.
+        // An allocation refused in the entry, or memory outside the heap that no collection
+        // looked at yet, stops the isolate here.
+        budget.stop_if_refused();
         budget.set_heap_used(js.v8_isolate().get_heap_statistics().used_heap_size());
         budget.over_after_collecting(js.v8_isolate());
         if guard.tripped().is_some() {

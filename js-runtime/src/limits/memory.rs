@@ -27,7 +27,13 @@ pub(crate) struct ArrayBufferBudget {
     external: AtomicUsize,
     limit: usize,
     guard: Arc<Guard>,
+    /// Allocations refused in a row.
+    refusals: AtomicUsize,
 }
+
+/// V8 asks for an ArrayBuffer's memory four times before it gives up, collecting garbage
+/// between the attempts.
+const REFUSALS_IN_A_ROW: usize = 4;
 
 impl ArrayBufferBudget {
     pub fn new(limit: u64, guard: Arc<Guard>) -> Arc<ArrayBufferBudget> {
@@ -37,6 +43,7 @@ impl ArrayBufferBudget {
             external: AtomicUsize::new(0),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             guard,
+            refusals: AtomicUsize::new(0),
         })
     }
 
@@ -109,16 +116,32 @@ impl ArrayBufferBudget {
             .saturating_add(self.heap_used.load(Ordering::Relaxed))
     }
 
+    /// Counts `len` more bytes, or refuses them when they would take the isolate past its
+    /// limit. V8 collects garbage and asks again after a refusal (three times more, the last
+    /// after collecting all it can), so buffers that are garbage already do not stop the
+    /// isolate: the isolate stops at the last refusal of a row, or when the entry ends after
+    /// a refusal (`refused`), whichever comes first.
     fn reserve(&self, len: usize) -> bool {
         let before = self.used.fetch_add(len, Ordering::Relaxed);
         let total =
             before.saturating_add(len).saturating_add(self.heap_used.load(Ordering::Relaxed));
         if total > self.limit {
             self.used.fetch_sub(len, Ordering::Relaxed);
-            self.guard.trip(Tripped::Memory);
+            if self.refusals.fetch_add(1, Ordering::Relaxed) + 1 >= REFUSALS_IN_A_ROW {
+                self.guard.trip(Tripped::Memory);
+            }
             return false;
         }
+        self.refusals.store(0, Ordering::Relaxed);
         true
+    }
+
+    /// Whether the last allocation was refused; stops the isolate if so (the function may
+    /// not go on after failing to allocate, whether or not it caught the `RangeError`).
+    pub fn stop_if_refused(&self) {
+        if self.refusals.swap(0, Ordering::Relaxed) > 0 {
+            self.guard.trip(Tripped::Memory);
+        }
     }
 
     /// A V8 ArrayBuffer allocator backed by this budget.

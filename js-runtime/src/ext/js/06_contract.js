@@ -37,6 +37,7 @@ const {
   Symbol,
   TypeError,
   TypedArrayPrototypeGetSymbolToStringTag,
+  TypedArrayPrototypeSubarray,
 } = primordials;
 
 
@@ -69,9 +70,14 @@ function readBody(id) {
 }
 
 const EMPTY = new Uint8Array(0);
+// A whole body larger than this goes out in pieces of `PIECE`, as a stream does: the node
+// then holds at most a few pieces per connection (a client that reads slowly holds the rest
+// in the isolate, under its memory limit) rather than a copy of the whole body.
+const WHOLE_MAX = 1024 * 1024;
+const PIECE = 64 * 1024;
 
 // Answers with a response whose body is whole already (or absent); `false` when the body is
-// a stream, which `streamResponse` sends.
+// a stream or large, which `streamResponse` sends.
 function respondWhole(id, res) {
   const inner = response.toInnerResponse(res);
   const innerBody = inner.body;
@@ -79,13 +85,16 @@ function respondWhole(id, res) {
   if (ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
     return false;
   }
-  sendHeaders(id, inner.headerList);
   if (innerBody === null) {
+    sendHeaders(id, inner.headerList);
     op_isola_respond(id, inner.status, EMPTY);
     return true;
   }
-  streamOrStatic.consumed = true;
   const staticBody = streamOrStatic.body;
+  const size = typeof staticBody === "string" ? staticBody.length : staticBody.byteLength;
+  if (size > WHOLE_MAX) return false;
+  sendHeaders(id, inner.headerList);
+  streamOrStatic.consumed = true;
   if (typeof staticBody === "string") {
     op_isola_respond_text(id, inner.status, staticBody);
   } else {
@@ -102,12 +111,26 @@ function sendHeaders(id, headerList) {
   }
 }
 
-// Answers with a head now and the body's chunks as the stream yields them.
+// Answers with a head now and the body's chunks as the stream yields them (or a large whole
+// body in pieces).
 async function streamResponse(id, res) {
   const inner = response.toInnerResponse(res);
+  const streamOrStatic = inner.body.streamOrStatic;
+  if (!ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
+    streamOrStatic.consumed = true;
+    let bytes = streamOrStatic.body;
+    if (typeof bytes === "string") bytes = core.encode(bytes);
+    sendHeaders(id, inner.headerList);
+    op_isola_respond_stream(id, inner.status, bytes.byteLength);
+    for (let at = 0; at < bytes.byteLength; at += PIECE) {
+      const piece = TypedArrayPrototypeSubarray(bytes, at, at + PIECE);
+      if (!(await op_isola_write(id, piece))) return;
+    }
+    return;
+  }
   sendHeaders(id, inner.headerList);
-  op_isola_respond_stream(id, inner.status);
-  const reader = inner.body.streamOrStatic.getReader();
+  op_isola_respond_stream(id, inner.status, -1);
+  const reader = streamOrStatic.getReader();
   try {
     while (true) {
       const { value, done } = await reader.read();
