@@ -29,6 +29,32 @@ fn client() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/h3client.py")
 }
 
+/// An aioquic client that starts `count` handshakes and never finishes them, once the node
+/// has answered every Initial.
+async fn stall(cafile: &Path, url: &str, count: usize) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new("python3")
+        .arg(client())
+        .arg("--cafile")
+        .arg(cafile)
+        .args(["--stall-handshake", "--count", &count.to_string()])
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+    )
+    .await
+    .expect("the node answered every Initial")
+    .unwrap();
+    assert_eq!(line.trim(), "stalled");
+    child
+}
+
 /// Runs the aioquic client; one JSON value per response.
 async fn h3(h3: &H3, path: &str, extra: &[&str]) -> Vec<Value> {
     let out = tokio::process::Command::new("python3")
@@ -185,27 +211,7 @@ async fn stalled_quic_handshakes_hold_no_connection_slot() {
     let url = format!("https://127.0.0.1:{}", https.port());
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let mut child = tokio::process::Command::new("python3")
-            .arg(client())
-            .arg("--cafile")
-            .arg(&cafile)
-            .arg("--stall-handshake")
-            .arg(&url)
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
-        )
-        .await
-        .expect("the node answered the Initial")
-        .unwrap();
-        assert_eq!(line.trim(), "stalled");
-        stalled.push(child);
+        stalled.push(stall(&cafile, &url, 1).await);
     }
     // A TCP client that never starts its TLS handshake holds a slot.
     let _held = tokio::net::TcpStream::connect(https).await.unwrap();
@@ -233,26 +239,7 @@ async fn a_busy_handshake_table_asks_new_clients_for_a_retry() {
     let (node, h) = node().await;
     let quiet = &h3(&h, "/hello", &[]).await[0];
     assert_eq!((quiet["status"].as_u64(), quiet["retried"].as_bool()), (Some(200), Some(false)));
-    let mut stalled = tokio::process::Command::new("python3")
-        .arg(client())
-        .arg("--cafile")
-        .arg(&h.cafile)
-        .args(["--stall-handshake", "--count", "140"])
-        .arg(&h.url)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = tokio::io::BufReader::new(stalled.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
-    )
-    .await
-    .expect("the node answered every Initial")
-    .unwrap();
-    assert_eq!(line.trim(), "stalled");
+    let mut stalled = stall(&h.cafile, &h.url, 140).await;
     let busy = &h3(&h, "/hello", &[]).await[0];
     assert_eq!(busy["status"], 200);
     assert_eq!(busy["retried"], true, "no Retry with 140 handshakes unfinished");
