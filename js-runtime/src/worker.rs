@@ -317,6 +317,9 @@ impl Isolate {
             extensions: ext::extensions(fetch),
             module_loader: Some(loader.clone()),
             create_params: Some(create_params),
+            // ArrayBuffers transferred through a MessagePort, held between the two ends; one
+            // store per isolate, so no transfer crosses isolates.
+            shared_array_buffer_store: Some(Default::default()),
             ..Default::default()
         });
         budget.watch(&mut js);

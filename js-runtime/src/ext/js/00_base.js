@@ -59,6 +59,7 @@ const consoleMod = load("ext:deno_web/01_console.js");
 const domException = load("ext:deno_web/01_dom_exception.js");
 const event = load("ext:deno_web/02_event.js");
 const structuredCloneMod = load("ext:deno_web/02_structured_clone.js");
+const messagePort = load("ext:deno_web/13_message_port.js");
 const timers = load("ext:deno_web/02_timers.js");
 const abortSignal = load("ext:deno_web/03_abort_signal.js");
 const globalInterfaces = load("ext:deno_web/04_global_interfaces.js");
@@ -98,6 +99,7 @@ export {
   domException,
   event,
   structuredCloneMod,
+  messagePort,
   timers,
   abortSignal,
   globalInterfaces,

@@ -10,6 +10,7 @@ import {
   domException,
   event,
   structuredCloneMod,
+  messagePort,
   timers,
   abortSignal,
   globalInterfaces,
@@ -104,6 +105,41 @@ class DecompressionStream extends compression.DecompressionStream {
   }
 }
 
+// Each MessagePort is a resource outside the V8 heap, out of reach of the memory limit: an
+// isolate may hold `MAX_MESSAGE_PORTS` open at once. deno_web's class does the work; the
+// global constructor checks first, and is the prototype's `constructor` too, so the
+// unchecked one cannot be reached from a channel.
+const MAX_MESSAGE_PORTS = 1000;
+const NativeMessageChannel = messagePort.MessageChannel;
+function MessageChannel() {
+  if (new.target === undefined) {
+    throw new TypeError("Class constructor MessageChannel cannot be invoked without 'new'");
+  }
+  if (portsAtMost + 2 > MAX_MESSAGE_PORTS) {
+    portsAtMost = openPorts();
+    if (portsAtMost + 2 > MAX_MESSAGE_PORTS) {
+      throw new RangeError(
+        `at most ${MAX_MESSAGE_PORTS} MessagePorts may be open at once: close() the ones no longer used`,
+      );
+    }
+  }
+  portsAtMost += 2;
+  return new NativeMessageChannel();
+}
+// At least as many ports as are open: counted exactly (a walk of the resource table) only when
+// it nears the bound.
+let portsAtMost = 0;
+function openPorts() {
+  let open = 0;
+  const resources = core.resources();
+  for (const rid in resources) {
+    if (resources[rid] === "messagePort") open++;
+  }
+  return open;
+}
+MessageChannel.prototype = NativeMessageChannel.prototype;
+ObjectDefineProperty(NativeMessageChannel.prototype, "constructor", nonEnumerable(MessageChannel));
+
 // ---- the global scope (WinterTC Minimum Common API) ----------------------------------------
 
 const globals = {
@@ -125,6 +161,9 @@ const globals = {
   File: file.File,
   FormData: formData.FormData,
   Headers: headers.Headers,
+  MessageChannel,
+  MessageEvent: event.MessageEvent,
+  MessagePort: messagePort.MessagePort,
   Performance: performanceMod.Performance,
   PromiseRejectionEvent: event.PromiseRejectionEvent,
   ReadableByteStreamController: streams.ReadableByteStreamController,
