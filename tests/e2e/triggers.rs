@@ -525,3 +525,28 @@ async fn runs_missed_while_down_are_recorded_and_caught_up_once() {
     );
     node.kill_9().await;
 }
+
+/// The service-worker form answers cron too: `addEventListener("scheduled")` gets the event
+/// (cron, scheduledTime, waitUntil), and its bindings are globals.
+#[tokio::test]
+async fn a_service_worker_scheduled_listener_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "sw",
+        "/*",
+        "[[triggers.cron]]\nschedule = \"0 0 1 1 *\"\n[bindings]\nRUNS = { table = \"runs\" }\n",
+        r#"addEventListener("scheduled", (event) => {
+  event.waitUntil(RUNS.put("last", { cron: event.cron, at: typeof event.scheduledTime }));
+});
+addEventListener("fetch", (event) => event.respondWith((async () => Response.json(await RUNS.get("last")))()));"#,
+    );
+    let node = tests::TestNode::start_with(config::NodeConfig::default(), &[dir]).await;
+    let url = format!("http://{}/v1/functions/sw/invoke", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {}", tests::ADMIN_TOKEN))];
+    let res = tests::curl("POST", &url, &auth, Some(br#"{"trigger": "cron"}"#)).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let last = tests::curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!(last.text(), r#"{"cron":"0 0 1 1 *","at":"number"}"#);
+    node.shutdown().await;
+}

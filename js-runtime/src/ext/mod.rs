@@ -59,6 +59,7 @@ deno_core::extension!(
         "06_contract.js",
         "07_events.js",
         "08_bindings.js",
+        "09_entrypoints.js",
         "runtime.js",
     ],
     // deno_core's `op_dispatch_exception` terminates the isolate, and with it every invocation

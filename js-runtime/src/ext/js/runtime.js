@@ -11,6 +11,7 @@
 //   06_contract.js      the Workers module contract for requests
 //   07_events.js        scheduled, queue, storage and record handlers
 //   08_bindings.js      env.NAME for queues, buckets and tables
+//   09_entrypoints.js   the forms of an entry module: object, class, service worker
 
 import {
   core,
@@ -49,6 +50,10 @@ import {
 import {
   binding,
 } from "ext:isola/08_bindings.js";
+import {
+  HANDLERS,
+  entrypoint,
+} from "ext:isola/09_entrypoints.js";
 const {
   ObjectKeys,
   ObjectDefineProperty,
@@ -64,6 +69,7 @@ import "ext:isola/05_outbound.js";
 import "ext:isola/06_contract.js";
 import "ext:isola/07_events.js";
 import "ext:isola/08_bindings.js";
+import "ext:isola/09_entrypoints.js";
 
 // Called by Rust on every isolate made from the snapshot, before it gets a function: what a
 // snapshot cannot hold. It has deno_core attach the ops' fast-call overloads (it does so on
@@ -81,8 +87,6 @@ function prepare() {
 // Invocations taken in one go before the event loop gets a turn.
 const BATCH = 32;
 
-const HANDLERS = ["fetch", "scheduled", "queue", "storage", "record"];
-
 /**
  * Called by Rust once, after the function's module evaluated: checks the default export and
  * starts taking requests.
@@ -90,18 +94,15 @@ const HANDLERS = ["fetch", "scheduled", "queue", "storage", "record"];
 function start(namespace, vars, subrequests, bindings, region) {
   setRegion(region);
   limitSubrequests(subrequests);
-  const handler = namespace.default;
-  if (
-    handler === null || typeof handler !== "object" ||
-    !HANDLERS.some((h) => typeof handler[h] === "function")
-  ) {
-    throw new TypeError(
-      "the entry module must `export default { fetch(request, env, ctx) { ... } }` (or another handler: scheduled, queue, storage, record)",
-    );
-  }
   const bound = { __proto__: null };
   for (const key of ObjectKeys(bindings)) bound[key] = binding(key, bindings[key]);
   const env = ObjectFreeze({ __proto__: null, ...vars, ...bound });
+  const handler = entrypoint(namespace, env);
+  if (handler === null) {
+    throw new TypeError(
+      `the entry module must \`export default { fetch(request, env, ctx) { ... } }\` (or another handler: ${HANDLERS.join(", ")}), export default a class with such methods, or call addEventListener("fetch", ...)`,
+    );
+  }
   (async () => {
     let taken = 0;
     while (true) {
