@@ -322,6 +322,25 @@ where
     d.deserialize_any(List(std::marker::PhantomData))
 }
 
+/// Networks: `["10.0.0.0/8", "192.168.1.7"]` (an address alone is a network of one) or one.
+pub(crate) fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    struct Network(ipnet::IpNet);
+    impl<'de> Deserialize<'de> for Network {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = String::deserialize(d)?;
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            net.map(Network).map_err(|_| {
+                de::Error::custom(format!(
+                    "`{text}` is not an address or network like \"10.0.0.0/8\""
+                ))
+            })
+        }
+    }
+    Ok(one_or_many::<D, Network>(d)?.into_iter().map(|n| n.0).collect())
+}
+
 /// Listen addresses: `["0.0.0.0:8080"]` or one address.
 pub(crate) fn addresses<'de, D: Deserializer<'de>>(
     d: D,

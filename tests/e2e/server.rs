@@ -507,3 +507,32 @@ async fn slow_readers_are_cut_off_and_one_address_holds_few_connections() {
     assert_eq!((res.status, res.body.len()), (200, 32 << 20));
     node.shutdown().await;
 }
+
+/// The function learns the client's address from `CF-Connecting-IP` and `request.cf.clientIp`:
+/// the peer's, over every protocol, whatever a client claims in `X-Forwarded-For` or
+/// `CF-Connecting-IP`; behind a proxy in `[http] trusted_proxies`, the address the proxy
+/// forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_function_learns_the_clients_address() {
+    let claims = [
+        ("x-forwarded-for".to_string(), "198.51.100.7".to_string()),
+        ("cf-connecting-ip".to_string(), "6.6.6.6".to_string()),
+    ];
+    let node = TestNode::start(&[function_dir("proto")]).await;
+    for extra in [&[][..], &["--http2-prior-knowledge"][..]] {
+        let res = tests::curl_with(extra, "GET", &node.url("/"), &claims, None).await;
+        let seen: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+        assert_eq!(seen["clientIp"], "127.0.0.1", "{extra:?}: {seen}");
+        assert_eq!(seen["forwardedFor"], serde_json::Value::Null, "{extra:?}: {seen}");
+    }
+    node.shutdown().await;
+
+    let mut config = config::NodeConfig::default();
+    config.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let node = TestNode::start_with(config, &[function_dir("proto")]).await;
+    let res = curl("GET", &node.url("/"), &claims, None).await;
+    let seen: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    assert_eq!(seen["clientIp"], "198.51.100.7", "{seen}");
+    assert_eq!(seen["forwardedFor"], "198.51.100.7", "{seen}");
+    node.shutdown().await;
+}

@@ -157,6 +157,11 @@ pub struct HttpConfig {
     /// The most connections open at once from one client address (TCP and QUIC).
     /// Default: `256`.
     pub max_connections_per_ip: usize,
+    /// Proxies (addresses or networks, `"10.0.0.0/8"`) whose `X-Forwarded-For` names the
+    /// client; from any other address the client is the peer, and its `X-Forwarded-For` and
+    /// `CF-Connecting-IP` are dropped. Default: none.
+    #[serde(deserialize_with = "de::networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[https]`: TLS listeners: HTTP/1.1 and HTTP/2 (ALPN), and HTTP/3 on the same port (UDP).
@@ -304,6 +309,7 @@ impl Default for HttpConfig {
             h2_max_pending_reset_streams: 20,
             write_timeout: Duration::from_secs(30),
             max_connections_per_ip: 256,
+            trusted_proxies: Vec::new(),
         }
     }
 }

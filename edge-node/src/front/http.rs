@@ -270,6 +270,10 @@ where
     );
     let rooted = uri.path_and_query.as_ref().is_some_and(|p| p.as_str().starts_with('/'));
     let (mut parts, incoming) = req.into_parts();
+    let client = client_address(&mut parts.headers, remote.ip(), &app.limits.trusted_proxies);
+    if let Ok(value) = HeaderValue::try_from(client.to_string()) {
+        parts.headers.insert(CF_CONNECTING_IP, value);
+    }
     parts.uri = match http::Uri::from_parts(uri) {
         Ok(uri) if rooted => uri,
         _ => {
@@ -301,9 +305,67 @@ where
     }
 }
 
+/// The client's address as the function sees it (`CF-Connecting-IP`, `request.cf.clientIp`).
+const CF_CONNECTING_IP: header::HeaderName = header::HeaderName::from_static("cf-connecting-ip");
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the last address
+/// of `X-Forwarded-For` that is not a trusted proxy. A peer that is not trusted cannot say
+/// who the client is: its `X-Forwarded-For` and `CF-Connecting-IP` are dropped.
+fn client_address(
+    headers: &mut http::HeaderMap,
+    peer: std::net::IpAddr,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    headers.remove(&CF_CONNECTING_IP);
+    if !is_trusted(&peer) {
+        headers.remove(header::FORWARDED);
+        headers.remove("x-forwarded-for");
+        return peer;
+    }
+    let mut client = peer;
+    let forwarded = headers.get_all("x-forwarded-for").iter().rev();
+    for hop in forwarded.flat_map(|v| v.to_str().unwrap_or("").rsplit(',')) {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{new_request_id, strip_port};
+    use super::{client_address, new_request_id, strip_port};
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwards() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let headers = |xff: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h.insert("cf-connecting-ip", "6.6.6.6".parse().unwrap());
+            h
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // A client claiming another address through the headers is not believed.
+        let mut h = headers(&["1.2.3.4"]);
+        assert_eq!(client_address(&mut h, ip("203.0.113.9"), &trusted), ip("203.0.113.9"));
+        assert!(h.get("x-forwarded-for").is_none() && h.get("cf-connecting-ip").is_none());
+        // Through trusted proxies: the last address not a proxy.
+        let mut h = headers(&["6.6.6.6, 198.51.100.7, 10.0.0.3"]);
+        assert_eq!(client_address(&mut h, ip("10.0.0.2"), &trusted), ip("198.51.100.7"));
+        assert!(h.get("cf-connecting-ip").is_none());
+        let mut h = headers(&["6.6.6.6", "198.51.100.7"]);
+        assert_eq!(client_address(&mut h, ip("10.0.0.2"), &trusted), ip("198.51.100.7"));
+        // Nothing forwarded, or garbage: the proxy itself.
+        assert_eq!(client_address(&mut headers(&[]), ip("10.0.0.2"), &trusted), ip("10.0.0.2"));
+        let mut h = headers(&["not an address"]);
+        assert_eq!(client_address(&mut h, ip("10.0.0.2"), &trusted), ip("10.0.0.2"));
+    }
 
     #[test]
     fn request_ids_are_distinct_time_ordered_uuid_v7s() {

@@ -249,35 +249,39 @@ class IncomingInnerRequest {
 // reading a slot the node fills on the requests it receives (undefined on others). Its value
 // is one frozen object per protocol, shared by the isolate's requests.
 const cfSlot = Symbol("cf");
+// `request.cf`, made when first read: the slot holds the protocol's number until then.
 ObjectDefineProperty(request.Request.prototype, "cf", {
   __proto__: null,
   get() {
-    return this[cfSlot];
+    let cf = this[cfSlot];
+    if (typeof cf === "number") {
+      cf = cfOf(cf, this);
+      this[cfSlot] = cf;
+    }
+    return cf;
   },
   enumerable: true,
   configurable: true,
 });
 // `request.cf.httpProtocol` by the number Rust sends (`Protocol` in ext/mod.rs).
 const PROTOCOLS = ["", "HTTP/1.1", "HTTP/2", "HTTP/3", "HTTP/1.0", "HTTP/0.9"];
-// No prototype: a missing entry must not be looked up on one the function can change.
-let cfByProtocol = { __proto__: null };
 
 // The region of the node this isolate runs on, set by `start`.
 let nodeRegion = "";
 
-// Sets the node's region, and forgets the `cf` objects made so far (the warm-up's).
 function setRegion(region) {
   nodeRegion = region;
-  cfByProtocol = { __proto__: null };
 }
 
-function cfOf(protocol) {
-  let cf = cfByProtocol[protocol];
-  if (cf === undefined) {
-    cf = ObjectFreeze({ __proto__: null, httpProtocol: PROTOCOLS[protocol], region: nodeRegion });
-    cfByProtocol[protocol] = cf;
-  }
-  return cf;
+// What `request.cf` says of a request that came over `protocol`: its HTTP version, the
+// node's region, and the client's address (the node's `CF-Connecting-IP` header).
+function cfOf(protocol, req) {
+  return ObjectFreeze({
+    __proto__: null,
+    httpProtocol: PROTOCOLS[protocol],
+    region: nodeRegion,
+    clientIp: req.headers.get("cf-connecting-ip") ?? "",
+  });
 }
 
 // The Request a fetch handler gets for invocation `next`.
@@ -291,7 +295,7 @@ function incomingRequest(next) {
     bodyStream === null ? null : new body.InnerBody(bodyStream),
   );
   const req = request.fromInnerRequest(inner, "immutable");
-  req[cfSlot] = cfOf(next.protocol);
+  req[cfSlot] = next.protocol;
   return req;
 }
 
@@ -372,7 +376,6 @@ export {
   IncomingInnerRequest,
   cfSlot,
   PROTOCOLS,
-  cfByProtocol,
   nodeRegion,
   setRegion,
   cfOf,

@@ -39,7 +39,6 @@ import {
 import {
   ExecutionContext,
   IncomingInnerRequest,
-  cfOf,
   cfSlot,
   invoke,
   setRegion,
@@ -147,7 +146,7 @@ for (let i = 0; i < 2; i++) {
     null,
   );
   const req = request.fromInnerRequest(inner, "immutable");
-  req[cfSlot] = cfOf(1);
+  req[cfSlot] = 1;
   req.cf;
   req.method;
   req.url;

@@ -13,6 +13,8 @@ export default {
     }
     return Response.json({
       protocol: request.cf.httpProtocol,
+      clientIp: request.cf.clientIp,
+      forwardedFor: request.headers.get("x-forwarded-for"),
       scheme: url.protocol,
       method: request.method,
       bytes,
