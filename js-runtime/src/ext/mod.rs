@@ -447,6 +447,12 @@ fn respond(
         .ok()
         .and_then(|s| http::StatusCode::from_u16(s).ok())
         .ok_or_else(|| JsErrorBox::range_error(format!("invalid status {status}")))?;
+    if status.is_informational() {
+        return Err(JsErrorBox::type_error(format!(
+            "status {} is not a final status: a response cannot switch protocols without a WebSocket",
+            status.as_u16()
+        )));
+    }
     let host = state.borrow_mut::<Host>();
     let over = host.memory_check.as_ref().is_some_and(|over| over(isolate));
     let Some(live) = host.live.get_mut(&id) else { return Ok(()) };

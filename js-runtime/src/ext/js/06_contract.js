@@ -128,28 +128,42 @@ async function streamResponse(id, res) {
     }
     return;
   }
+  const reader = streamOrStatic.getReader();
+  // The head goes out with the first chunk (or the end): a stream that fails before it
+  // answers 500 like any other exception, instead of a head the body then breaks.
+  let next;
+  try {
+    next = await reader.read();
+    checkChunk(next);
+  } catch (error) {
+    reader.releaseLock();
+    uncaught(id, error);
+    return;
+  }
   sendHeaders(id, inner.headerList);
   op_isola_respond_stream(id, inner.status, -1);
-  const reader = streamOrStatic.getReader();
   try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== "Uint8Array") {
-        throw new TypeError("a response body stream must yield Uint8Array chunks");
-      }
-      if (value.byteLength === 0) continue;
-      if (!(await op_isola_write(id, value))) {
+    while (!next.done) {
+      const value = next.value;
+      if (value.byteLength !== 0 && !(await op_isola_write(id, value))) {
         // The client went away: stop producing.
         await reader.cancel();
         return;
       }
+      next = await reader.read();
+      checkChunk(next);
     }
   } catch (error) {
     print(`Uncaught (in response stream) ${describe(error)}`, 3);
     op_isola_fail(id, "exception", describe(error));
   } finally {
     reader.releaseLock();
+  }
+}
+
+function checkChunk(next) {
+  if (!next.done && TypedArrayPrototypeGetSymbolToStringTag(next.value) !== "Uint8Array") {
+    throw new TypeError("a response body stream must yield Uint8Array chunks");
   }
 }
 
