@@ -40,7 +40,14 @@ async fn curl_and_h2load_over_every_protocol() {
         assert_eq!(res.status, 200, "{options:?}: {}", res.text());
         assert_eq!(
             json(&res),
-            serde_json::json!({ "protocol": protocol, "scheme": scheme, "method": "POST", "bytes": 12 }),
+            serde_json::json!({
+                "protocol": protocol,
+                "clientIp": "127.0.0.1",
+                "forwardedFor": null,
+                "scheme": scheme,
+                "method": "POST",
+                "bytes": 12
+            }),
             "{options:?}"
         );
     }
