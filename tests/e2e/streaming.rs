@@ -114,3 +114,92 @@ async fn a_large_whole_body_stays_in_the_functions_memory_while_a_client_reads_i
     drop(slow);
     node.shutdown().await;
 }
+
+/// `request.signal` aborts when the client goes away before the response is complete: while
+/// the function waits (HTTP/1.1 and HTTP/2 clients that leave), and while it streams (the
+/// stream stops producing). A request answered in full does not abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_signal_aborts_when_the_client_leaves() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "leaving",
+        "/*",
+        "[limits]\nwall_time = \"60s\"\n",
+        r#"export default {
+  async fetch(request, env, ctx) {
+    const path = new URL(request.url).pathname;
+    const signal = request.signal;
+    signal.addEventListener("abort", () => console.log(`aborted ${path}: ${signal.reason.name}`));
+    if (path === "/done") {
+      ctx.waitUntil(new Promise((r) => setTimeout(r, 200)).then(() => console.log(`after /done: ${signal.aborted}`)));
+      return new Response("whole");
+    }
+    if (path.startsWith("/wait")) {
+      console.log(`waiting ${path}`);
+      await new Promise((resolve) => signal.addEventListener("abort", resolve));
+      return new Response("nobody reads this");
+    }
+    let n = 0;
+    return new Response(new ReadableStream({
+      async pull(controller) {
+        if (signal.aborted) { console.log(`stream stopped after ${n}`); controller.close(); return; }
+        await new Promise((r) => setTimeout(r, 10));
+        controller.enqueue(new TextEncoder().encode(`${n++}\n`));
+      },
+      cancel() { console.log(`stream stopped after ${n}`); },
+    }));
+  },
+};"#,
+    );
+    let node = TestNode::start(&[dir]).await;
+    let logged = |needle: &'static str| {
+        let logs = node.logs.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                logs.wait_for(PATIENCE, |r| r.message.contains(needle)).is_some()
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    // HTTP/1.1: the client closes its connection while the function waits.
+    let mut client = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    client.write_all(b"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    assert!(logged("waiting /wait").await);
+    drop(client);
+    assert!(logged("aborted /wait: AbortError").await, "HTTP/1.1 leaving did not abort");
+
+    // HTTP/2: curl gives up after a second.
+    let url = node.url("/wait-h2");
+    let gave_up = curl_with_timeout(&url).await;
+    assert!(gave_up, "curl got an answer");
+    assert!(logged("aborted /wait-h2: AbortError").await, "HTTP/2 leaving did not abort");
+
+    // Mid-stream: the client reads a few chunks and leaves; the stream stops.
+    let mut client = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    client.write_all(b"GET /stream HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    timeout(PATIENCE, client.read(&mut buf)).await.unwrap().unwrap();
+    drop(client);
+    assert!(logged("aborted /stream").await);
+    assert!(logged("stream stopped after").await);
+
+    // Answered in full: the client leaving afterwards aborts nothing.
+    assert_eq!(curl("GET", &node.url("/done"), &[], None).await.text(), "whole");
+    assert!(logged("after /done: false").await);
+    assert!(!node.logs.records().iter().any(|r| r.message.contains("aborted /done")));
+    node.shutdown().await;
+}
+
+/// curl over HTTP/2 (prior knowledge) that gives up after a second; whether it gave up.
+async fn curl_with_timeout(url: &str) -> bool {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "--max-time", "1", url])
+        .output()
+        .await
+        .unwrap();
+    !out.status.success()
+}

@@ -88,22 +88,32 @@ where
     (Some(rx), overflowed)
 }
 
+/// The node's end of a request's [`js_runtime::ClientWatch`].
+pub type ClientGone = tokio::sync::oneshot::Receiver<()>;
+
 /// A response body: complete, or streamed from the isolate (its bytes counted as they go).
 pub enum OutBody {
     Full(Option<Bytes>),
-    /// Chunks from the isolate, counted, and their total length when it is known.
-    Stream(mpsc::Receiver<BodyChunk>, Counter, Option<u64>),
+    /// Chunks from the isolate, counted, and their total length when it is known; the watch
+    /// is dropped with the body (a client gone mid-stream aborts `request.signal`).
+    Stream(
+        mpsc::Receiver<BodyChunk>,
+        Counter,
+        Option<u64>,
+        #[allow(dead_code, reason = "held for its drop")] ClientGone,
+    ),
 }
 
 impl OutBody {
-    /// A function's response body; its bytes count in `counted`.
-    pub fn counted(body: ResponseBody, counted: Counter) -> OutBody {
+    /// A function's response body; its bytes count in `counted`; `client` is kept while a
+    /// streamed body goes out.
+    pub fn counted(body: ResponseBody, counted: Counter, client: ClientGone) -> OutBody {
         match body {
             ResponseBody::Full(bytes) => {
                 counted.inc_by(bytes.len() as u64);
                 OutBody::Full(Some(bytes))
             }
-            ResponseBody::Stream(rx, length) => OutBody::Stream(rx, counted, length),
+            ResponseBody::Stream(rx, length) => OutBody::Stream(rx, counted, length, client),
         }
     }
 
@@ -124,7 +134,7 @@ impl Body for OutBody {
             OutBody::Full(bytes) => {
                 Poll::Ready(bytes.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
             }
-            OutBody::Stream(rx, counted, _) => rx.poll_recv(cx).map(|chunk| {
+            OutBody::Stream(rx, counted, ..) => rx.poll_recv(cx).map(|chunk| {
                 chunk.map(|c| {
                     c.map(|bytes| {
                         counted.inc_by(bytes.len() as u64);
@@ -144,7 +154,7 @@ impl Body for OutBody {
         match self {
             OutBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             OutBody::Full(None) => SizeHint::with_exact(0),
-            OutBody::Stream(_, _, Some(length)) => SizeHint::with_exact(*length),
+            OutBody::Stream(_, _, Some(length), _) => SizeHint::with_exact(*length),
             OutBody::Stream(..) => SizeHint::default(),
         }
     }

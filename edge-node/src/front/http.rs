@@ -162,7 +162,7 @@ where
         // A HEAD response has no body on any protocol; keep the length the GET would have.
         let length = match response.body() {
             OutBody::Full(Some(bytes)) => Some(bytes.len() as u64),
-            OutBody::Stream(_, _, length) => *length,
+            OutBody::Stream(_, _, length, _) => *length,
             OutBody::Full(None) => None,
         };
         if let Some(length) = length {
@@ -288,13 +288,17 @@ where
     let bytes_in = function.meters.bytes_in.clone();
     let bytes_out = function.meters.bytes_out.clone();
     let (body, overflowed) = request_body(incoming, app.limits.max_body_size, bytes_in);
+    // The function's `request.signal` aborts when `client` is dropped: with this future when
+    // the client leaves before the head, with the body when it leaves during a stream.
+    let (watch, client) = tokio::sync::oneshot::channel();
+    parts.extensions.insert(js_runtime::ClientWatch::new(watch));
     let request = Request::from_parts(parts, body);
     let span = tracing::debug_span!("request", %request_id, function = %function.config.name, protocol = ?request.version());
     let _entered = span.enter();
     tracing::debug!(%remote, path = request.uri().path(), "invoke");
     drop(_entered);
     match function.invoke(request_id.clone(), request).instrument(span).await {
-        Ok(response) => response.map(|body| OutBody::counted(body, bytes_out)),
+        Ok(response) => response.map(|body| OutBody::counted(body, bytes_out, client)),
         Err(_) if overflowed.load(Ordering::Relaxed) => body_too_large(&app.limits, request_id),
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use deno_core::v8;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::types::*;
 use crate::limits::{Charged, Meter};
@@ -201,6 +201,10 @@ pub(super) struct Live {
     pub(super) body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
     pub(super) reply: Option<tokio::sync::oneshot::Sender<Reply>>,
     pub(super) stream: Option<mpsc::Sender<BodyChunk>>,
+    /// Closed by the node when the client goes away (see [`ClientWatch`]).
+    pub(super) client: Option<oneshot::Sender<()>>,
+    /// Dropped with the invocation: ends a wait for the client to go away.
+    pub(super) done: Option<oneshot::Sender<()>>,
     /// The CPU time it used, reported when it is dropped (kept by the [`Meter`] till then).
     pub(super) cpu_used: Duration,
     pub(super) status: Option<u16>,

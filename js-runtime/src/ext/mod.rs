@@ -46,6 +46,7 @@ deno_core::extension!(
         op_isola_uncaught,
         op_isola_live,
         op_isola_charge,
+        op_isola_client_gone,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [
@@ -273,6 +274,8 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
         body: None,
         reply: Some(reply),
         stream: None,
+        client: None,
+        done: None,
         cpu_used: Duration::ZERO,
         status: None,
         failed: None,
@@ -297,7 +300,8 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
             }
         }
         Work::Http(request) => {
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            live.client = parts.extensions.remove::<ClientWatch>().and_then(|watch| watch.take());
             let has_body = body.is_some();
             live.body = body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx)));
             NextRequest {
@@ -541,6 +545,24 @@ fn op_isola_fail(
     let outcome = Outcome::from_label(kind).unwrap_or(Outcome::Internal);
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
         live.fail(outcome, message);
+    }
+}
+
+/// Waits until the client of invocation `id` goes away (`true`), or the invocation ends
+/// (`false`). Called once, when the function first reads `request.signal`.
+#[op2]
+async fn op_isola_client_gone(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> bool {
+    let (mut client, done) = {
+        let mut state = state.borrow_mut();
+        let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) else { return false };
+        let Some(client) = live.client.take() else { return false };
+        let (done, ended) = tokio::sync::oneshot::channel();
+        live.done = Some(done);
+        (client, ended)
+    };
+    tokio::select! {
+        _ = client.closed() => true,
+        _ = done => false,
     }
 }
 

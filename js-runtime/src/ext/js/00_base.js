@@ -9,7 +9,7 @@ const { core, internals, primordials } = globalThis.__bootstrap;
 export let op_isola_log, op_isola_next, op_isola_take, op_isola_read, op_isola_header;
 export let op_isola_respond, op_isola_respond_text, op_isola_respond_stream, op_isola_write;
 export let op_isola_fail, op_isola_done, op_isola_event_blob, op_isola_event_result;
-export let op_isola_binding, op_isola_live, op_isola_charge;
+export let op_isola_binding, op_isola_live, op_isola_charge, op_isola_client_gone;
 
 function bindOps() {
   ({
@@ -29,6 +29,7 @@ function bindOps() {
     op_isola_binding,
     op_isola_live,
     op_isola_charge,
+    op_isola_client_gone,
   } = core.ops);
 }
 bindOps();

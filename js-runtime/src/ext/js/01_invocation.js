@@ -29,6 +29,8 @@ class Next {
     this.protocol = fields[7];
     // The headers, flat, from HEADERS_AT on.
     this.fields = fields;
+    // The whole response has gone to the client: its leaving no longer aborts the request.
+    this.answered = false;
   }
 }
 const NextPrototype = Next.prototype;

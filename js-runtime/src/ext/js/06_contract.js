@@ -17,6 +17,7 @@ import {
   op_isola_write,
   op_isola_fail,
   op_isola_done,
+  op_isola_client_gone,
 } from "ext:isola/00_base.js";
 import {
   HEADERS_AT,
@@ -33,6 +34,7 @@ const {
   ObjectDefineProperty,
   ObjectFreeze,
   ObjectPrototypeIsPrototypeOf,
+  PromisePrototypeThen,
   SafePromiseAllSettled,
   Symbol,
   TypeError,
@@ -212,7 +214,8 @@ async function settle(waitUntil) {
 // list of pairs only if the function looks at them.
 class IncomingInnerRequest {
   // `flatHeaders` from index `flatFrom` on.
-  constructor(method, url, flatHeaders, flatFrom, body) {
+  constructor(method, url, flatHeaders, flatFrom, body, next = null) {
+    this.next = next;
     this.methodInner = method;
     this.flatHeaders = flatHeaders;
     this.flatFrom = flatFrom;
@@ -227,6 +230,18 @@ class IncomingInnerRequest {
   }
   get method() {
     return this.methodInner;
+  }
+  // Called by deno_fetch when the function first reads `request.signal`: it aborts when the
+  // client goes away before the whole response has gone to it.
+  onCancel(abort) {
+    const next = this.next;
+    if (next === null) return;
+    // Not unref'd: a handler waiting on the signal is waiting for something. The op settles
+    // when the invocation ends, whatever the client does.
+    const gone = op_isola_client_gone(next.id);
+    PromisePrototypeThen(gone, (left) => {
+      if (left && !next.answered) abort();
+    });
   }
   set method(value) {
     this.methodInner = value;
@@ -307,6 +322,7 @@ function incomingRequest(next) {
     next.fields,
     HEADERS_AT,
     bodyStream === null ? null : new body.InnerBody(bodyStream),
+    next,
   );
   const req = request.fromInnerRequest(inner, "immutable");
   req[cfSlot] = next.protocol;
@@ -336,6 +352,7 @@ function invoke(handler, env, next) {
       res = handler.fetch(incomingRequest(next), env, ctx);
       if (ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
         answered = respondWhole(next.id, res);
+        next.answered = answered;
         if (answered && waitUntil.length === 0) {
           endInvocation(next);
           return;
@@ -367,6 +384,7 @@ async function finishFetch(next, pending, answered, waitUntil) {
         return;
       }
       if (!respondWhole(id, res)) await streamResponse(id, res);
+      next.answered = true;
     }
     if (waitUntil.length !== 0) await settle(waitUntil);
   } catch (error) {
