@@ -16,9 +16,9 @@ mod worker;
 
 pub use code_cache::CodeCache;
 pub use ext::{
-    BindingError, Bindings, BodyChunk, BodyError, ClientWatch, Event, Failure, Finished,
-    HttpResponse, Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply,
-    RequestBody, ResponseBody, Work, USER_AGENT,
+    BindingError, Bindings, BodyChunk, BodyError, Event, Failure, Finished, HttpResponse,
+    Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply, RequestBody,
+    ResponseBody, Work, USER_AGENT,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;

@@ -21,20 +21,21 @@ const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Streams a request body to the isolate; `None` for a request that has no body. Past
-/// `limit` bytes the stream breaks and the flag is set, so the node can answer 413.
+/// `limit` bytes the stream breaks and the flag (made only for a body) is set, so the node
+/// can answer 413.
 pub fn request_body<B>(
     mut incoming: B,
     limit: u64,
     counted: Counter,
-) -> (RequestBody, Arc<AtomicBool>)
+) -> (RequestBody, Option<Arc<AtomicBool>>)
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::fmt::Display + Send + 'static,
 {
-    let overflowed = Arc::new(AtomicBool::new(false));
     if incoming.is_end_stream() {
-        return (None, overflowed);
+        return (None, None);
     }
+    let overflowed = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<BodyChunk>(REQUEST_CHUNKS_IN_FLIGHT);
     let flag = overflowed.clone();
     tokio::spawn(async move {
@@ -85,35 +86,25 @@ where
             }
         }
     });
-    (Some(rx), overflowed)
+    (Some(rx), Some(overflowed))
 }
-
-/// The node's end of a request's [`js_runtime::ClientWatch`].
-pub type ClientGone = tokio::sync::oneshot::Receiver<()>;
 
 /// A response body: complete, or streamed from the isolate (its bytes counted as they go).
 pub enum OutBody {
     Full(Option<Bytes>),
-    /// Chunks from the isolate, counted, and their total length when it is known; the watch
-    /// is dropped with the body (a client gone mid-stream aborts `request.signal`).
-    Stream(
-        mpsc::Receiver<BodyChunk>,
-        Counter,
-        Option<u64>,
-        #[allow(dead_code, reason = "held for its drop")] ClientGone,
-    ),
+    /// Chunks from the isolate, counted, and their total length when it is known.
+    Stream(mpsc::Receiver<BodyChunk>, Counter, Option<u64>),
 }
 
 impl OutBody {
-    /// A function's response body; its bytes count in `counted`; `client` is kept while a
-    /// streamed body goes out.
-    pub fn counted(body: ResponseBody, counted: Counter, client: ClientGone) -> OutBody {
+    /// A function's response body; its bytes count in `counted`.
+    pub fn counted(body: ResponseBody, counted: Counter) -> OutBody {
         match body {
             ResponseBody::Full(bytes) => {
                 counted.inc_by(bytes.len() as u64);
                 OutBody::Full(Some(bytes))
             }
-            ResponseBody::Stream(rx, length) => OutBody::Stream(rx, counted, length, client),
+            ResponseBody::Stream(rx, length) => OutBody::Stream(rx, counted, length),
         }
     }
 
@@ -154,7 +145,7 @@ impl Body for OutBody {
         match self {
             OutBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             OutBody::Full(None) => SizeHint::with_exact(0),
-            OutBody::Stream(_, _, Some(length), _) => SizeHint::with_exact(*length),
+            OutBody::Stream(_, _, Some(length)) => SizeHint::with_exact(*length),
             OutBody::Stream(..) => SizeHint::default(),
         }
     }

@@ -162,7 +162,7 @@ where
         // A HEAD response has no body on any protocol; keep the length the GET would have.
         let length = match response.body() {
             OutBody::Full(Some(bytes)) => Some(bytes.len() as u64),
-            OutBody::Stream(_, _, length, _) => *length,
+            OutBody::Stream(_, _, length) => *length,
             OutBody::Full(None) => None,
         };
         if let Some(length) = length {
@@ -271,9 +271,7 @@ where
     let rooted = uri.path_and_query.as_ref().is_some_and(|p| p.as_str().starts_with('/'));
     let (mut parts, incoming) = req.into_parts();
     let client = client_address(&mut parts.headers, remote.ip(), &app.limits.trusted_proxies);
-    if let Ok(value) = HeaderValue::try_from(client.to_string()) {
-        parts.headers.insert(CF_CONNECTING_IP, value);
-    }
+    parts.headers.insert(CF_CONNECTING_IP, address_header(client));
     parts.uri = match http::Uri::from_parts(uri) {
         Ok(uri) if rooted => uri,
         _ => {
@@ -288,18 +286,16 @@ where
     let bytes_in = function.meters.bytes_in.clone();
     let bytes_out = function.meters.bytes_out.clone();
     let (body, overflowed) = request_body(incoming, app.limits.max_body_size, bytes_in);
-    // The function's `request.signal` aborts when `client` is dropped: with this future when
-    // the client leaves before the head, with the body when it leaves during a stream.
-    let (watch, client) = tokio::sync::oneshot::channel();
-    parts.extensions.insert(js_runtime::ClientWatch::new(watch));
     let request = Request::from_parts(parts, body);
     let span = tracing::debug_span!("request", %request_id, function = %function.config.name, protocol = ?request.version());
     let _entered = span.enter();
     tracing::debug!(%remote, path = request.uri().path(), "invoke");
     drop(_entered);
     match function.invoke(request_id.clone(), request).instrument(span).await {
-        Ok(response) => response.map(|body| OutBody::counted(body, bytes_out, client)),
-        Err(_) if overflowed.load(Ordering::Relaxed) => body_too_large(&app.limits, request_id),
+        Ok(response) => response.map(|body| OutBody::counted(body, bytes_out)),
+        Err(_) if overflowed.is_some_and(|o| o.load(Ordering::Relaxed)) => {
+            body_too_large(&app.limits, request_id)
+        }
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {
                 tracing::error!(function = %function.config.name, %request_id, %message, "invocation failed");
@@ -311,24 +307,48 @@ where
 
 /// The client's address as the function sees it (`CF-Connecting-IP`, `request.cf.clientIp`).
 const CF_CONNECTING_IP: header::HeaderName = header::HeaderName::from_static("cf-connecting-ip");
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+
+thread_local! {
+    /// The last address made into a header value on this thread: a connection's requests (and
+    /// a client's connections) reuse it.
+    static ADDRESS_HEADER: std::cell::RefCell<Option<(std::net::IpAddr, HeaderValue)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `ip` as a header value.
+fn address_header(ip: std::net::IpAddr) -> HeaderValue {
+    ADDRESS_HEADER.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        match &*cached {
+            Some((at, value)) if *at == ip => value.clone(),
+            _ => {
+                let value = HeaderValue::try_from(ip.to_string())
+                    .expect("an IP address is a valid header value");
+                *cached = Some((ip, value.clone()));
+                value
+            }
+        }
+    })
+}
 
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the last address
 /// of `X-Forwarded-For` that is not a trusted proxy. A peer that is not trusted cannot say
-/// who the client is: its `X-Forwarded-For` and `CF-Connecting-IP` are dropped.
+/// who the client is: its `X-Forwarded-For` and `Forwarded` are dropped (and the caller's
+/// `CF-Connecting-IP` replaces its own).
 fn client_address(
     headers: &mut http::HeaderMap,
     peer: std::net::IpAddr,
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
-    headers.remove(&CF_CONNECTING_IP);
     if !is_trusted(&peer) {
         headers.remove(header::FORWARDED);
-        headers.remove("x-forwarded-for");
+        headers.remove(X_FORWARDED_FOR);
         return peer;
     }
     let mut client = peer;
-    let forwarded = headers.get_all("x-forwarded-for").iter().rev();
+    let forwarded = headers.get_all(X_FORWARDED_FOR).iter().rev();
     for hop in forwarded.flat_map(|v| v.to_str().unwrap_or("").rsplit(',')) {
         match hop.trim().parse::<std::net::IpAddr>() {
             Ok(ip) if is_trusted(&ip) => client = ip,
@@ -358,11 +378,10 @@ mod tests {
         // A client claiming another address through the headers is not believed.
         let mut h = headers(&["1.2.3.4"]);
         assert_eq!(client_address(&mut h, ip("203.0.113.9"), &trusted), ip("203.0.113.9"));
-        assert!(h.get("x-forwarded-for").is_none() && h.get("cf-connecting-ip").is_none());
+        assert!(h.get("x-forwarded-for").is_none());
         // Through trusted proxies: the last address not a proxy.
         let mut h = headers(&["6.6.6.6, 198.51.100.7, 10.0.0.3"]);
         assert_eq!(client_address(&mut h, ip("10.0.0.2"), &trusted), ip("198.51.100.7"));
-        assert!(h.get("cf-connecting-ip").is_none());
         let mut h = headers(&["6.6.6.6", "198.51.100.7"]);
         assert_eq!(client_address(&mut h, ip("10.0.0.2"), &trusted), ip("198.51.100.7"));
         // Nothing forwarded, or garbage: the proxy itself.

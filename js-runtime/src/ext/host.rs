@@ -201,10 +201,9 @@ pub(super) struct Live {
     pub(super) body: Option<Rc<tokio::sync::Mutex<mpsc::Receiver<BodyChunk>>>>,
     pub(super) reply: Option<tokio::sync::oneshot::Sender<Reply>>,
     pub(super) stream: Option<mpsc::Sender<BodyChunk>>,
-    /// Closed by the node when the client goes away (see [`ClientWatch`]).
-    pub(super) client: Option<oneshot::Sender<()>>,
-    /// Dropped with the invocation: ends a wait for the client to go away.
-    pub(super) done: Option<oneshot::Sender<()>>,
+    /// Woken when the reply goes or the invocation ends: `op_isola_client_gone` waits on the
+    /// reply's receiver only until then.
+    pub(super) gone: Option<std::task::Waker>,
     /// The CPU time it used, reported when it is dropped (kept by the [`Meter`] till then).
     pub(super) cpu_used: Duration,
     pub(super) status: Option<u16>,
@@ -221,6 +220,9 @@ pub(super) struct Live {
 
 impl Drop for Live {
     fn drop(&mut self) {
+        if let Some(gone) = self.gone.take() {
+            gone.wake();
+        }
         if let Some(finished) = self.finished.take() {
             finished(InvocationEnd {
                 outcome: self.failed.unwrap_or(Outcome::Ok),
@@ -232,9 +234,17 @@ impl Drop for Live {
 }
 
 impl Live {
+    /// The reply, to answer with; a wait for the client to go away ends with it.
+    pub(super) fn take_reply(&mut self) -> Option<oneshot::Sender<Reply>> {
+        if let Some(gone) = self.gone.take() {
+            gone.wake();
+        }
+        self.reply.take()
+    }
+
     pub(super) fn fail(&mut self, outcome: Outcome, message: &str) {
         self.failed.get_or_insert(outcome);
-        if let Some(reply) = self.reply.take() {
+        if let Some(reply) = self.take_reply() {
             let _ = reply.send(Reply::Failed(Failure { outcome, message: message.to_string() }));
         } else if let Some(stream) = self.stream.take() {
             // The head is already sent: abort the body so the client sees a broken response.

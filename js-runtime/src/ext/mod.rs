@@ -274,8 +274,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
         body: None,
         reply: Some(reply),
         stream: None,
-        client: None,
-        done: None,
+        gone: None,
         cpu_used: Duration::ZERO,
         status: None,
         failed: None,
@@ -300,8 +299,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
             }
         }
         Work::Http(request) => {
-            let (mut parts, body) = request.into_parts();
-            live.client = parts.extensions.remove::<ClientWatch>().and_then(|watch| watch.take());
+            let (parts, body) = request.into_parts();
             let has_body = body.is_some();
             live.body = body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx)));
             NextRequest {
@@ -375,7 +373,7 @@ async fn op_isola_binding(
 #[op2(fast)]
 fn op_isola_event_result(state: &mut OpState, #[smi] id: u32, #[string] result: &str) {
     if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
-        if let Some(reply) = live.reply.take() {
+        if let Some(reply) = live.take_reply() {
             let _ = reply.send(Reply::Event(result.to_string()));
         }
     }
@@ -472,7 +470,7 @@ fn respond(
     *response.status_mut() = status;
     *response.headers_mut() = std::mem::take(&mut live.headers);
     live.status = Some(status.as_u16());
-    if let Some(reply) = live.reply.take() {
+    if let Some(reply) = live.take_reply() {
         let _ = reply.send(Reply::Response(response));
     }
     Ok(())
@@ -548,22 +546,25 @@ fn op_isola_fail(
     }
 }
 
-/// Waits until the client of invocation `id` goes away (`true`), or the invocation ends
-/// (`false`). Called once, when the function first reads `request.signal`.
+/// Waits until the client of invocation `id` goes away before the response's head is sent
+/// (`true`: the node dropped the reply's receiver), or the head is sent or the invocation
+/// ends (`false`; a client leaving during a streamed body shows in `op_isola_write`). Called
+/// once, when the function first reads `request.signal`; it allocates nothing per request.
 #[op2]
 async fn op_isola_client_gone(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> bool {
-    let (mut client, done) = {
+    std::future::poll_fn(|cx| {
         let mut state = state.borrow_mut();
-        let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) else { return false };
-        let Some(client) = live.client.take() else { return false };
-        let (done, ended) = tokio::sync::oneshot::channel();
-        live.done = Some(done);
-        (client, ended)
-    };
-    tokio::select! {
-        _ = client.closed() => true,
-        _ = done => false,
-    }
+        let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) else {
+            return std::task::Poll::Ready(false);
+        };
+        let Some(reply) = live.reply.as_mut() else { return std::task::Poll::Ready(false) };
+        if reply.poll_closed(cx).is_ready() {
+            return std::task::Poll::Ready(true);
+        }
+        live.gone = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Whether invocation `id` is still in flight.

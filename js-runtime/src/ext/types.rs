@@ -55,23 +55,6 @@ pub struct Event {
 }
 
 /// A piece of work handed to a function.
-/// Put in an HTTP request's extensions by the node, which keeps the other end for as long as
-/// the client waits for the response: when the node drops it (the client went away), the
-/// function's `request.signal` aborts. (Request extensions are `Clone`: the sender is shared,
-/// and taken once.)
-#[derive(Clone)]
-pub struct ClientWatch(Arc<std::sync::Mutex<Option<oneshot::Sender<()>>>>);
-
-impl ClientWatch {
-    pub fn new(sender: oneshot::Sender<()>) -> ClientWatch {
-        ClientWatch(Arc::new(std::sync::Mutex::new(Some(sender))))
-    }
-
-    pub(crate) fn take(&self) -> Option<oneshot::Sender<()>> {
-        self.0.lock().ok()?.take()
-    }
-}
-
 pub struct Invocation {
     /// Names this invocation in logs; the node uses the request id.
     pub invocation_id: Arc<str>,

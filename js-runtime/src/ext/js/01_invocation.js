@@ -31,6 +31,8 @@ class Next {
     this.fields = fields;
     // The whole response has gone to the client: its leaving no longer aborts the request.
     this.answered = false;
+    // Aborts the request's signal; set once the function reads `request.signal`.
+    this.abort = null;
   }
 }
 const NextPrototype = Next.prototype;

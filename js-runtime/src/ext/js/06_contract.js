@@ -115,7 +115,8 @@ function sendHeaders(id, headerList) {
 
 // Answers with a head now and the body's chunks as the stream yields them (or a large whole
 // body in pieces).
-async function streamResponse(id, res) {
+async function streamResponse(next, res) {
+  const id = next.id;
   const inner = response.toInnerResponse(res);
   const streamOrStatic = inner.body.streamOrStatic;
   if (!ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
@@ -126,17 +127,17 @@ async function streamResponse(id, res) {
     op_isola_respond_stream(id, inner.status, bytes.byteLength);
     for (let at = 0; at < bytes.byteLength; at += PIECE) {
       const piece = TypedArrayPrototypeSubarray(bytes, at, at + PIECE);
-      if (!(await op_isola_write(id, piece))) return;
+      if (!(await op_isola_write(id, piece))) return clientLeft(next);
     }
     return;
   }
   const reader = streamOrStatic.getReader();
   // The head goes out with the first chunk (or the end): a stream that fails before it
   // answers 500 like any other exception, instead of a head the body then breaks.
-  let next;
+  let read;
   try {
-    next = await reader.read();
-    checkChunk(next);
+    read = await reader.read();
+    checkChunk(read);
   } catch (error) {
     reader.releaseLock();
     uncaught(id, error);
@@ -145,15 +146,16 @@ async function streamResponse(id, res) {
   sendHeaders(id, inner.headerList);
   op_isola_respond_stream(id, inner.status, -1);
   try {
-    while (!next.done) {
-      const value = next.value;
+    while (!read.done) {
+      const value = read.value;
       if (value.byteLength !== 0 && !(await op_isola_write(id, value))) {
         // The client went away: stop producing.
+        clientLeft(next);
         await reader.cancel();
         return;
       }
-      next = await reader.read();
-      checkChunk(next);
+      read = await reader.read();
+      checkChunk(read);
     }
   } catch (error) {
     print(`Uncaught (in response stream) ${describe(error)}`, 3);
@@ -163,8 +165,13 @@ async function streamResponse(id, res) {
   }
 }
 
-function checkChunk(next) {
-  if (!next.done && TypedArrayPrototypeGetSymbolToStringTag(next.value) !== "Uint8Array") {
+// A write found the client gone: the request's signal aborts, if the function reads it.
+function clientLeft(next) {
+  if (next.abort !== null && !next.answered) next.abort();
+}
+
+function checkChunk(read) {
+  if (!read.done && TypedArrayPrototypeGetSymbolToStringTag(read.value) !== "Uint8Array") {
     throw new TypeError("a response body stream must yield Uint8Array chunks");
   }
 }
@@ -232,10 +239,12 @@ class IncomingInnerRequest {
     return this.methodInner;
   }
   // Called by deno_fetch when the function first reads `request.signal`: it aborts when the
-  // client goes away before the whole response has gone to it.
+  // client goes away before the whole response has gone to it (before the head: the op says
+  // so; during a streamed body: a write finds the client gone).
   onCancel(abort) {
     const next = this.next;
     if (next === null) return;
+    next.abort = abort;
     // Not unref'd: a handler waiting on the signal is waiting for something. The op settles
     // when the invocation ends, whatever the client does.
     const gone = op_isola_client_gone(next.id);
@@ -383,7 +392,7 @@ async function finishFetch(next, pending, answered, waitUntil) {
         uncaught(id, error);
         return;
       }
-      if (!respondWhole(id, res)) await streamResponse(id, res);
+      if (!respondWhole(id, res)) await streamResponse(next, res);
       next.answered = true;
     }
     if (waitUntil.length !== 0) await settle(waitUntil);
