@@ -533,3 +533,32 @@ async fn dev_reads_dev_vars_and_runs_twice_side_by_side() {
     assert_eq!(body_of(&other).await, "changed");
     assert_eq!(body_of(&url).await, "changed", "the first one serves on");
 }
+
+/// `dev` prints a line per request to its terminal (method, path, how it ended, how long it
+/// took), and a limit that stops an invocation shows there too.
+#[tokio::test]
+async fn dev_prints_a_line_per_request_and_each_limit_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", "name = \"lines\"\nentry = \"index.js\"\n");
+    write(
+        dir.path(),
+        "index.js",
+        "export default { fetch(request) { if (new URL(request.url).pathname === '/spin') { for (;;) {} } return new Response('ok') } }",
+    );
+    let (_child, url, mut lines) = dev_process(dir.path()).await;
+    assert_eq!(body_of(&url).await, "ok");
+    let spun = tests::curl("GET", &format!("{url}spin"), &[], None).await;
+    assert_eq!(spun.status, 503);
+    let mut wanted = vec!["[lines]", "GET / 200 in", "GET /spin exceeded_cpu in"];
+    let printed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            wanted.retain(|needle| !line.contains(needle));
+            if wanted.is_empty() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(printed, Ok(true), "dev did not print {wanted:?}");
+}

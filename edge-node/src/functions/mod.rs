@@ -316,13 +316,24 @@ impl Function {
         invocation_id: Arc<str>,
         request: http::Request<RequestBody>,
     ) -> Result<HttpResponse, Failure> {
-        self.run("http", invocation_id, request, |handle, id, request, finished| async move {
-            match handle.invoke_observed(id, request, Some(finished)).await {
-                Ok(response) => Sent::Answer(response),
-                Err(InvokeError::Failed(failure)) => Sent::Failed(failure),
-                Err(InvokeError::Gone(request)) => Sent::Gone(request),
-            }
-        })
+        let asked = self
+            .shared
+            .log_sink
+            .wants_invocations()
+            .then(|| format!("{} {}", request.method(), request.uri().path()));
+        self.run(
+            "http",
+            asked,
+            invocation_id,
+            request,
+            |handle, id, request, finished| async move {
+                match handle.invoke_observed(id, request, Some(finished)).await {
+                    Ok(response) => Sent::Answer(response),
+                    Err(InvokeError::Failed(failure)) => Sent::Failed(failure),
+                    Err(InvokeError::Gone(request)) => Sent::Gone(request),
+                }
+            },
+        )
         .await
     }
 
@@ -334,7 +345,8 @@ impl Function {
         invocation_id: Arc<str>,
         event: Event,
     ) -> Result<String, Failure> {
-        self.run(trigger, invocation_id, event, |handle, id, event, finished| async move {
+        let asked = self.shared.log_sink.wants_invocations().then(|| trigger.to_string());
+        self.run(trigger, asked, invocation_id, event, |handle, id, event, finished| async move {
             match handle.invoke_event(id, event, Some(finished)).await {
                 Ok(result) => Sent::Answer(result),
                 Err(EventError::Failed(failure)) => Sent::Failed(failure),
@@ -350,6 +362,7 @@ impl Function {
     async fn run<W, T, F, Fut>(
         &self,
         trigger: &'static str,
+        asked: Option<String>,
         invocation_id: Arc<str>,
         work: W,
         send: F,
@@ -383,11 +396,12 @@ impl Function {
                         status: None,
                         cpu_time: Duration::ZERO,
                     };
-                    self.observer(trigger, invocation_id.clone(), received, None)(end);
+                    self.observer(trigger, asked, invocation_id.clone(), received, None)(end);
                     return Err(failure);
                 }
             };
-            let finished = self.observer(trigger, invocation_id.clone(), received, lease.cold);
+            let finished =
+                self.observer(trigger, asked.clone(), invocation_id.clone(), received, lease.cold);
             match send(lease.handle.clone(), invocation_id.clone(), work, finished).await {
                 Sent::Answer(answer) => return Ok(answer),
                 Sent::Failed(failure) => return Err(failure),
@@ -405,6 +419,34 @@ impl Function {
     }
 }
 
+/// `dev`'s line for an invocation: `GET /hello 200 in 1.2 ms (cpu 0.4 ms)`, or how a limit or
+/// an exception ended it (then at error level).
+fn invocation_line(
+    asked: &str,
+    end: &InvocationEnd,
+    duration: Duration,
+    summary: &Record,
+) -> LogRecord {
+    let failed = end.outcome != Outcome::Ok || end.status.is_some_and(|s| s >= 500);
+    let how = match (end.outcome, end.status) {
+        (Outcome::Ok, Some(status)) => status.to_string(),
+        (Outcome::Ok, None) => "ok".to_string(),
+        (outcome, _) => outcome.as_str().to_string(),
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    LogRecord {
+        ts: SystemTime::now(),
+        level: if failed { js_runtime::Level::Error } else { js_runtime::Level::Log },
+        function: summary.function.clone(),
+        invocation_id: summary.invocation_id.clone(),
+        message: format!(
+            "{asked} {how} in {:.1} ms (cpu {:.1} ms)",
+            ms(duration),
+            ms(end.cpu_time)
+        ),
+    }
+}
+
 /// How an invocation handed to an isolate went.
 enum Sent<T, W> {
     Answer(T),
@@ -415,16 +457,19 @@ enum Sent<T, W> {
 
 impl Function {
     /// What happens when an invocation is over: metrics, the dashboard's series and an
-    /// invocation summary in the function's log.
+    /// invocation summary in the function's log; with `asked` (what was asked, when the log
+    /// sink wants it: `dev`), a line there too.
     fn observer(
         &self,
         trigger: &'static str,
+        asked: Option<String>,
         invocation_id: Arc<str>,
         received: Instant,
         cold_start: Option<Duration>,
     ) -> Finished {
         let meters = self.meters.clone();
         let logs = self.shared.logs.clone();
+        let sink = asked.is_some().then(|| self.shared.log_sink.clone());
         let version = self.version;
         Box::new(move |end: InvocationEnd| {
             let duration = received.elapsed();
@@ -446,6 +491,9 @@ impl Function {
             summary.duration_ms = Some(duration.as_secs_f64() * 1000.0);
             summary.cpu_ms = Some(end.cpu_time.as_secs_f64() * 1000.0);
             summary.cold = Some(cold_start.is_some());
+            if let (Some(sink), Some(asked)) = (sink, asked) {
+                sink.log(invocation_line(&asked, &end, duration, &summary));
+            }
             logs.append(summary);
         })
     }

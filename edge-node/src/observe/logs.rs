@@ -36,6 +36,10 @@ impl LogSink for TerminalSink {
         }
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
+
+    fn wants_invocations(&self) -> bool {
+        true
+    }
 }
 
 /// Hands records to the node's own log (`tracing`), as structured events under the

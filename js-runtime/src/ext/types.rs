@@ -209,6 +209,12 @@ pub struct LogRecord {
 /// Where a function's log records go. Called on the isolate's thread: keep it quick.
 pub trait LogSink: Send + Sync {
     fn log(&self, record: LogRecord);
+
+    /// Whether the node should also log a line per invocation here (what was asked, how it
+    /// ended, how long it took): `dev`'s terminal wants them.
+    fn wants_invocations(&self) -> bool {
+        false
+    }
 }
 
 /// The node's side of a function's bindings (`env.NAME` for a queue, a bucket or a table):
