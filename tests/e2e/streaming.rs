@@ -187,6 +187,26 @@ async fn the_request_signal_aborts_when_the_client_leaves() {
     assert!(logged("aborted /stream").await);
     assert!(logged("stream stopped after").await);
 
+    // The summaries of the invocations whose clients left say so.
+    let url = format!("http://{}/v1/functions/leaving/logs", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {}", tests::ADMIN_TOKEN))];
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let logs: serde_json::Value =
+            serde_json::from_slice(&curl("GET", &url, &auth, None).await.body).unwrap();
+        let left = logs["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["outcome"] == "client_disconnected")
+            .count();
+        if left == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} client_disconnected: {logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Answered in full: the client leaving afterwards aborts nothing.
     assert_eq!(curl("GET", &node.url("/done"), &[], None).await.text(), "whole");
     assert!(logged("after /done: false").await);

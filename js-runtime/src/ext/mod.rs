@@ -471,7 +471,9 @@ fn respond(
     *response.headers_mut() = std::mem::take(&mut live.headers);
     live.status = Some(status.as_u16());
     if let Some(reply) = live.take_reply() {
-        let _ = reply.send(Reply::Response(response));
+        if reply.send(Reply::Response(response)).is_err() {
+            live.failed.get_or_insert(Outcome::Canceled);
+        }
     }
     Ok(())
 }
@@ -526,10 +528,15 @@ async fn op_isola_write(
     #[buffer] chunk: JsBuffer,
 ) -> bool {
     let tx = state.borrow().borrow::<Host>().live.get(&id).and_then(|l| l.stream.clone());
-    match tx {
-        Some(tx) => tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok(),
-        None => false,
+    let Some(tx) = tx else { return false };
+    if tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok() {
+        return true;
     }
+    // The client went away mid-stream.
+    if let Some(live) = state.borrow_mut().borrow_mut::<Host>().live.get_mut(&id) {
+        live.failed.get_or_insert(Outcome::Canceled);
+    }
+    false
 }
 
 /// Ends an invocation with a failure (`kind` names an [`Outcome`]).
@@ -559,6 +566,7 @@ async fn op_isola_client_gone(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> bo
         };
         let Some(reply) = live.reply.as_mut() else { return std::task::Poll::Ready(false) };
         if reply.poll_closed(cx).is_ready() {
+            live.failed.get_or_insert(Outcome::Canceled);
             return std::task::Poll::Ready(true);
         }
         live.gone = Some(cx.waker().clone());

@@ -121,7 +121,7 @@ pub enum Outcome {
     LoadShed,
     /// No route matched.
     NotFound,
-    /// The client went away.
+    /// The client went away before the response was complete (`client_disconnected`).
     Canceled,
     /// Our fault.
     Internal,
@@ -152,7 +152,7 @@ impl Outcome {
             Outcome::NoResponse => "no_response",
             Outcome::LoadShed => "load_shed",
             Outcome::NotFound => "not_found",
-            Outcome::Canceled => "canceled",
+            Outcome::Canceled => "client_disconnected",
             Outcome::Internal => "internal",
         }
     }
