@@ -543,3 +543,41 @@ async fn the_function_learns_the_clients_address() {
     assert_eq!(seen["forwardedFor"], "198.51.100.7", "{seen}");
     node.shutdown().await;
 }
+
+/// Behind a trusted load balancer speaking the PROXY protocol (v2), the client's address is
+/// the one the header carries; from an untrusted peer the same header is not believed (the
+/// bytes are not HTTP, and the connection gets no answer from a function).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_names_the_client_with_the_proxy_protocol() {
+    let header = |src: [u8; 4]| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&[127, 0, 0, 1, 0x1f, 0x90, 0x1f, 0x90]);
+        h
+    };
+    async fn ask(addr: std::net::SocketAddr, preface: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut out = preface.to_vec();
+        out.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        stream.write_all(&out).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+    let mut config = config::NodeConfig::default();
+    config.http.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let node = TestNode::start_with(config, &[function_dir("proto")]).await;
+    let answer = ask(node.addr, &header([203, 0, 113, 5])).await;
+    assert!(answer.contains(r#""clientIp":"203.0.113.5""#), "{answer}");
+    // Without a header, a trusted peer is itself the client.
+    let answer = ask(node.addr, b"").await;
+    assert!(answer.contains(r#""clientIp":"127.0.0.1""#), "{answer}");
+    node.shutdown().await;
+
+    let node = TestNode::start(&[function_dir("proto")]).await;
+    let answer = ask(node.addr, &header([203, 0, 113, 5])).await;
+    assert!(!answer.contains("203.0.113.5"), "{answer}");
+    assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+    node.shutdown().await;
+}

@@ -6,6 +6,7 @@ pub mod body;
 pub mod h3;
 pub mod http;
 mod pings;
+mod proxy_protocol;
 pub mod router;
 pub mod server;
 pub mod tls;

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::front::body::OutBody;
 use crate::front::http::{handle, App, Protocol};
 use crate::front::pings::PingCount;
+use crate::front::proxy_protocol;
 use crate::front::tls::TlsConfig;
 
 /// What every listener of a node shares.
@@ -101,9 +102,18 @@ impl Listeners {
                     }
                 },
             };
-            let Some(client) = self.per_client.take(remote.ip()) else {
-                tracing::debug!(%remote, "closing a connection past max_connections_per_ip");
-                continue;
+            // A trusted proxy carries many clients: it is not held to the per-client cap.
+            let trusted = self.http.trusted_proxies.iter().any(|net| net.contains(&remote.ip()));
+            let client = if trusted {
+                None
+            } else {
+                match self.per_client.take(remote.ip()) {
+                    Some(client) => Some(client),
+                    None => {
+                        tracing::debug!(%remote, "closing a connection past max_connections_per_ip");
+                        continue;
+                    }
+                }
             };
             let _ = stream.set_nodelay(true);
             // The connection is served on an isolate thread, where its requests mostly find
@@ -120,13 +130,26 @@ impl Listeners {
                 (self.clone(), builder.clone(), tls.clone(), protocol.clone());
             self.threads.spawn_connection(self.tracker.track_future(async move {
                 let _permit = (permit, client);
-                let stream = match tokio::net::TcpStream::from_std(stream) {
+                let mut stream = match tokio::net::TcpStream::from_std(stream) {
                     Ok(stream) => stream,
                     Err(e) => {
                         tracing::debug!(%remote, error = %e, "cannot serve the connection");
                         return;
                     }
                 };
+                // A trusted proxy may say whose connection this is (PROXY protocol v2).
+                let mut remote = remote;
+                if trusted {
+                    let header = proxy_protocol::read_source(&mut stream);
+                    match tokio::time::timeout(this.http.header_read_timeout, header).await {
+                        Ok(Ok(Some(source))) => remote = source,
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => {
+                            return tracing::debug!(%remote, error = %e, "bad PROXY header")
+                        }
+                        Err(_) => return tracing::debug!(%remote, "PROXY header timed out"),
+                    }
+                }
                 match tls {
                     None => this.connection(&builder, stream, protocol, remote).await,
                     Some(config) => {
