@@ -194,9 +194,22 @@ async fn a_tail_sees_console_lines_as_they_are_written() {
 #[tokio::test]
 async fn the_dashboard_shows_functions_and_charts_in_chromium() {
     let node = TestNode::start(&[function_dir("outcomes"), function_dir("echo")]).await;
-    for path in ["/ok", "/ok", "/ok", "/throw"] {
+    for path in ["/ok", "/ok", "/ok", "/throw", "/unavailable"] {
         get(&node, path).await;
     }
+    // The function's own 503 counts as an error beside the exception.
+    let stats = tests::curl(
+        "GET",
+        &format!("http://{}/v1/stats", node.admin.unwrap()),
+        &[("authorization".to_string(), format!("Bearer {ADMIN_TOKEN}"))],
+        None,
+    )
+    .await;
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    let outcomes = stats["functions"].as_array().unwrap().iter().find(|f| f["name"] == "outcomes");
+    let points = outcomes.unwrap()["points"].as_array().unwrap().clone();
+    let sum = |key: &str| points.iter().map(|p| p[key].as_u64().unwrap_or(0)).sum::<u64>();
+    assert_eq!((sum("requests"), sum("errors")), (5, 2), "{stats}");
     let url = format!("http://{}/#token={ADMIN_TOKEN}&function=outcomes", node.admin.unwrap());
     let browser = |extra: &[&str]| {
         let profile = tempfile::tempdir().unwrap();

@@ -477,6 +477,7 @@ impl Function {
             meters.invocation(&InvocationStats {
                 trigger,
                 outcome: end.outcome,
+                status: end.status,
                 duration,
                 cpu_time: end.cpu_time,
                 cold_start,

@@ -45,6 +45,8 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct InvocationStats<'a> {
     pub trigger: &'a str,
     pub outcome: Outcome,
+    /// The HTTP status the function answered, if it answered one.
+    pub status: Option<u16>,
     pub duration: Duration,
     pub cpu_time: Duration,
     /// The isolate start this invocation waited for, if it was a cold start.
@@ -410,7 +412,8 @@ impl Series {
             *slot = Bucket::empty(index);
         }
         slot.requests += 1;
-        if s.outcome != Outcome::Ok {
+        // A function's own 5xx answer is an error too, as on Workers' dashboard.
+        if s.outcome != Outcome::Ok || s.status.is_some_and(|status| status >= 500) {
             slot.errors += 1;
         }
         if s.cold_start.is_some() {

@@ -18,6 +18,8 @@ export default {
         console.log("lingering");
         await new Promise((resolve) => setTimeout(resolve, 3000));
         return new Response("lingered");
+      case "/unavailable":
+        return new Response("down for now", { status: 503 });
       case "/long-line":
         console.log("y".repeat(25000));
         return new Response("logged");
