@@ -218,6 +218,11 @@ async fn every_admin_route_wants_the_token() {
         }
     }
     assert_eq!(state(&node).await, before, "nothing changed");
+    // A secret for a function that is not deployed is refused, not kept for a later one.
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let res = api(&node, "PUT", "/v1/functions/ghost/secrets/KEY", Some(&auth), Some(secret)).await;
+    assert_eq!(res.status, 404, "{}", res.text());
+    assert!(res.text().contains("no function `ghost` is deployed"), "{}", res.text());
     // The scheme's case does not matter (RFC 7235); the token's does.
     for scheme in ["bearer", "BEARER", "BeArEr"] {
         let auth = format!("{scheme} {ADMIN_TOKEN}");

@@ -319,6 +319,11 @@ impl Control {
             )));
         }
         let _guard = self.lock.lock().await;
+        if self.store.function(name)?.is_none() && !self.in_folder(name) {
+            return Err(AdminError::NotFound(format!(
+                "no function `{name}` is deployed: deploy it first, then set its secrets"
+            )));
+        }
         self.deployments.set_secret(name, key, value).await?;
         self.restart_active(name).await?;
         tracing::info!(function = name, secret = key, "secret set");
