@@ -101,13 +101,14 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
         }
         Err(e) => return Err(e).context("starting the dev server"),
     };
+    // Watching starts before `dev` says it runs: an edit made as soon as it does is seen.
+    let mut edits = watch(dir)?;
     for addr in node.http_addrs() {
         tracing::info!("{name} is running at http://{addr}/ (Ctrl-C to stop)");
     }
     for addr in node.https_addrs() {
         tracing::info!("{name} is running at https://{addr}/ with a self-signed certificate (curl -k; Ctrl-C to stop)");
     }
-    let mut edits = watch(dir)?;
     let mut signals = Signals::new()?;
     loop {
         tokio::select! {
