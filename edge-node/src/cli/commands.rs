@@ -201,11 +201,12 @@ fn log_line(node: Option<&str>, r: &serde_json::Value) -> String {
     let id = r["invocation_id"].as_str().unwrap_or("-");
     let prefix = node.map(|n| format!("{n} ")).unwrap_or_default();
     if r["kind"] == "invocation" {
+        // Events (cron, queue, storage, record) have no HTTP status.
+        let status = r["status"].as_u64().map(|s| format!(" status {s}")).unwrap_or_default();
         format!(
-            "{prefix}{ts} {} {id} {} status {} {:.2} ms, CPU {:.2} ms, {}",
+            "{prefix}{ts} {} {id} {}{status} {:.2} ms, CPU {:.2} ms, {}",
             r["trigger"].as_str().unwrap_or("?"),
             r["outcome"].as_str().unwrap_or("?"),
-            r["status"],
             r["duration_ms"].as_f64().unwrap_or(0.0),
             r["cpu_ms"].as_f64().unwrap_or(0.0),
             if r["cold"] == true { "cold" } else { "warm" }
@@ -347,4 +348,24 @@ pub async fn cluster_status(nodes: &Nodes) -> anyhow::Result<()> {
         (client.node().to_string(), result)
     });
     report(futures::future::join_all(calls).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_line;
+
+    #[test]
+    fn invocation_lines_name_a_status_only_when_there_is_one() {
+        let record = |trigger: &str, status: serde_json::Value| {
+            serde_json::json!({
+                "kind": "invocation", "ts": 0, "invocation_id": "abc", "trigger": trigger,
+                "outcome": "ok", "status": status, "duration_ms": 1.5, "cpu_ms": 0.5, "cold": false,
+            })
+        };
+        let http = log_line(None, &record("http", serde_json::json!(200)));
+        assert!(http.ends_with("http abc ok status 200 1.50 ms, CPU 0.50 ms, warm"), "{http}");
+        let cron = log_line(Some("fra-1"), &record("cron", serde_json::Value::Null));
+        assert!(cron.ends_with("cron abc ok 1.50 ms, CPU 0.50 ms, warm"), "{cron}");
+        assert!(cron.starts_with("fra-1 "), "{cron}");
+    }
 }
