@@ -332,6 +332,11 @@ fn address_header(ip: std::net::IpAddr) -> HeaderValue {
     })
 }
 
+/// Whether `ip` is in `[http] trusted_proxies`.
+pub fn is_trusted_proxy(trusted: &[ipnet::IpNet], ip: &std::net::IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(ip))
+}
+
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the last address
 /// of `X-Forwarded-For` that is not a trusted proxy. A peer that is not trusted cannot say
 /// who the client is: its `X-Forwarded-For` and `Forwarded` are dropped (and the caller's
@@ -341,7 +346,7 @@ fn client_address(
     peer: std::net::IpAddr,
     trusted: &[ipnet::IpNet],
 ) -> std::net::IpAddr {
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let is_trusted = |ip: &std::net::IpAddr| is_trusted_proxy(trusted, ip);
     if !is_trusted(&peer) {
         headers.remove(header::FORWARDED);
         headers.remove(X_FORWARDED_FOR);

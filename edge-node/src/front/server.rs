@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::front::body::OutBody;
-use crate::front::http::{handle, App, Protocol};
+use crate::front::http::{handle, is_trusted_proxy, App, Protocol};
 use crate::front::pings::PingCount;
 use crate::front::proxy_protocol;
 use crate::front::tls::TlsConfig;
@@ -103,7 +103,7 @@ impl Listeners {
                 },
             };
             // A trusted proxy carries many clients: it is not held to the per-client cap.
-            let trusted = self.http.trusted_proxies.iter().any(|net| net.contains(&remote.ip()));
+            let trusted = is_trusted_proxy(&self.http.trusted_proxies, &remote.ip());
             let client = if trusted {
                 None
             } else {
