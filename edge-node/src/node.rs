@@ -26,6 +26,7 @@ use crate::front::tls::{self, CertSource, CertStore, TlsError};
 use crate::functions::caches::{Bundles, CodeCacheStats, CodeCacheStore};
 use crate::functions::{access, pool, shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::{self, LogStore};
+use crate::functions::cache_api::ResponseCaches;
 use crate::observe::telemetry::Telemetry;
 use crate::triggers::{self, Triggers};
 
@@ -141,6 +142,11 @@ impl Node {
             store.database(),
             telemetry.clone(),
         )?);
+        let response_caches = ResponseCaches::new(
+            config.cache.memory,
+            telemetry.clone(),
+            Arc::new(std::time::SystemTime::now),
+        );
         let shared = Arc::new(Shared {
             storage: backend.storage.clone(),
             queues: backend.queues.clone(),
@@ -151,6 +157,7 @@ impl Node {
             logs: Arc::new(logs),
             bundles: Arc::new(bundles),
             code_cache: Arc::new(code_cache),
+            response_caches,
             allow_eval: config.runtime.allow_eval,
             fetch_allow: config.fetch.allow.clone(),
             log_sink,

@@ -18,7 +18,7 @@ pub use code_cache::CodeCache;
 pub use ext::{
     BindingError, Bindings, BodyChunk, BodyError, Event, Failure, Finished, HttpResponse,
     Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply, RequestBody,
-    ResponseBody, Work, USER_AGENT,
+    ResponseBody, ResponseCache, Work, USER_AGENT, CacheError,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::code_cache::CodeCache;
 use crate::ext::{
-    self, Bindings, BindingsService, Event, Failure, Finished, Host, HttpResponse, Invocation,
+    self, Bindings, BindingsService, CacheService, Event, Failure, Finished, Host, HttpResponse, Invocation, ResponseCache,
     Level, LogSink, Outcome, Reply, Work,
 };
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
@@ -58,6 +58,9 @@ pub struct WorkerServices {
     pub code_cache: Option<Arc<dyn CodeCache>>,
     /// What the function's bindings do; `None` when it has none.
     pub bindings: Option<Arc<dyn Bindings>>,
+    /// Where the function's Cache API entries are kept; `None` keeps none (every `match`
+    /// misses).
+    pub cache: Option<Arc<dyn ResponseCache>>,
 }
 
 /// Why a worker could not start.
@@ -366,6 +369,9 @@ impl Isolate {
         js.op_state().borrow_mut().put(host);
         if let Some(bindings) = &services.bindings {
             js.op_state().borrow_mut().put(BindingsService(bindings.clone()));
+        }
+        if let Some(cache) = &services.cache {
+            js.op_state().borrow_mut().put(CacheService(cache.clone()));
         }
         let clock = guard.clock();
         guard.arm(clock.now(), options.limits.startup_time);

@@ -1,6 +1,7 @@
 //! End-to-end tests: real nodes on port 0, real clients. One test binary, so V8 links once.
 
 mod bundles;
+mod cache;
 mod cli;
 mod cluster;
 mod deploy;

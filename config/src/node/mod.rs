@@ -22,6 +22,7 @@ pub struct NodeConfig {
     /// `[https]`, when the node serves TLS.
     pub https: Option<HttpsConfig>,
     pub runtime: RuntimeConfig,
+    pub cache: CacheConfig,
     /// Read apart from the rest (see [`read_limits`]): `[limits]` holds keys and a table.
     #[serde(skip)]
     pub limits: LimitsConfig,
@@ -201,6 +202,24 @@ impl Default for RuntimeConfig {
             bundle_cache: 256 * 1024 * 1024,
             code_cache: 128 * 1024 * 1024,
         }
+    }
+}
+
+/// `[cache]`: the Cache API (`caches.default`, `caches.open(name)`): each function's entries,
+/// kept in this node's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Bytes of cached responses (bodies and headers) over all functions; past it the least
+    /// recently used entries are evicted. One entry may take at most an eighth of it.
+    /// `0` turns the Cache API's storage off (every `match` misses). Default: 128 MiB.
+    #[serde(with = "de::size")]
+    pub memory: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { memory: 128 * 1024 * 1024 }
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod bindings;
+pub mod cache_api;
 pub mod caches;
 pub mod pool;
 
@@ -17,6 +18,7 @@ use config::{over_max, Limits, LimitsConfig};
 
 use crate::backend::{Queueing, Storage, Subscriber};
 use crate::functions::bindings::NodeBindings;
+use crate::functions::cache_api::ResponseCaches;
 use crate::functions::caches::{Bundles, CodeCacheStore};
 use crate::functions::pool::{Isolates, PoolSettings, Refusal};
 use crate::observe::logs::{FunctionSink, NodeLogBudget};
@@ -25,7 +27,7 @@ use crate::observe::telemetry::{FunctionMeters, InvocationStats, Telemetry};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,
-    InvokeError, LogRecord, LogSink, Outcome, RequestBody, WorkerHandle, WorkerOptions,
+    InvokeError, LogRecord, LogSink, Outcome, RequestBody, ResponseCache, WorkerHandle, WorkerOptions,
     WorkerServices,
 };
 
@@ -157,6 +159,8 @@ pub struct Function {
     secrets: BTreeMap<String, String>,
     isolates: Isolates,
     pub meters: Arc<FunctionMeters>,
+    /// Its Cache API entries (`caches.default`, `caches.open`).
+    cache: Arc<dyn ResponseCache>,
     /// Its share of the node's own log, over all its isolates.
     log_budget: Arc<NodeLogBudget>,
     shared: Arc<Shared>,
@@ -177,6 +181,8 @@ pub struct Shared {
     pub max_isolates: usize,
     pub bundles: Arc<Bundles>,
     pub code_cache: Arc<CodeCacheStore>,
+    /// Every function's Cache API entries.
+    pub response_caches: Arc<ResponseCaches>,
     pub telemetry: Arc<Telemetry>,
     pub logs: Arc<LogStore>,
     /// The node's buckets and tables, and its queues (the backend's).
@@ -201,6 +207,7 @@ impl Function {
         let kept = shared.bundles.keep(bundle);
         let started = std::time::SystemTime::now();
         let meters = Arc::new(shared.telemetry.meters(&config.name));
+        let cache = shared.response_caches.of(&config.name);
         let function = Function {
             config,
             limits,
@@ -210,6 +217,7 @@ impl Function {
             isolates,
             log_budget: Arc::new(NodeLogBudget::new(meters.log_dropped.clone())),
             meters,
+            cache,
             shared,
             started,
         };
@@ -541,7 +549,12 @@ impl Function {
             }) as Arc<dyn Bindings>
         });
         let services =
-            WorkerServices { log_sink: self.sink(), code_cache: Some(code_cache), bindings };
+            WorkerServices {
+                log_sink: self.sink(),
+                code_cache: Some(code_cache),
+                bindings,
+                cache: Some(self.cache.clone()),
+            };
         shared.threads.start(options, services).await.map_err(|e| {
             self.log_error(format!("the function failed to start: {e}"));
             e.outcome()

@@ -140,6 +140,10 @@ pub struct Telemetry {
     cron_delay: Histograms<FunctionLabels>,
     pub queue_depth: Family<QueueLabels, Gauge>,
     pub queue_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub cache_hits: Family<FunctionLabels, Counter>,
+    pub cache_misses: Family<FunctionLabels, Counter>,
+    pub cache_bytes: Family<FunctionLabels, Gauge>,
+    pub cache_evictions: Family<FunctionLabels, Counter>,
     series: Mutex<HashMap<String, Arc<Mutex<Series>>>>,
 }
 
@@ -178,6 +182,10 @@ impl Telemetry {
             cron_delay: Family::new_with_constructor(latency_histogram),
             queue_depth: Family::default(),
             queue_age: Family::default(),
+            cache_hits: Family::default(),
+            cache_misses: Family::default(),
+            cache_bytes: Family::default(),
+            cache_evictions: Family::default(),
             series: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -259,6 +267,23 @@ impl Telemetry {
             "Age of a queue's oldest message",
             Unit::Seconds,
             t.queue_age.clone(),
+        );
+        registry.register("cache_hits", "Cache API matches answered from the cache", t.cache_hits.clone());
+        registry.register(
+            "cache_misses",
+            "Cache API matches that found no fresh entry",
+            t.cache_misses.clone(),
+        );
+        registry.register_with_unit(
+            "cache",
+            "Bytes of Cache API entries kept in memory",
+            Unit::Bytes,
+            t.cache_bytes.clone(),
+        );
+        registry.register(
+            "cache_evictions",
+            "Cache API entries evicted for room (least recently used first)",
+            t.cache_evictions.clone(),
         );
         Telemetry { registry, ..t }
     }

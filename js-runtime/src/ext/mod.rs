@@ -4,6 +4,7 @@
 //! extension's JavaScript into the startup snapshot. It therefore depends only on crates that
 //! `build.rs` also has, and of this crate only on `limits::Meter` (which `build.rs` includes).
 
+mod cache;
 mod host;
 mod types;
 
@@ -47,6 +48,9 @@ deno_core::extension!(
         op_isola_live,
         op_isola_charge,
         op_isola_client_gone,
+        cache::op_isola_cache_match,
+        cache::op_isola_cache_put,
+        cache::op_isola_cache_delete,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [
@@ -61,6 +65,7 @@ deno_core::extension!(
         "07_events.js",
         "08_bindings.js",
         "09_entrypoints.js",
+        "10_caches.js",
         "runtime.js",
     ],
     // deno_core's `op_dispatch_exception` terminates the isolate, and with it every invocation

@@ -237,3 +237,34 @@ pub type BindingError = Box<dyn std::error::Error + Send + Sync>;
 /// The bindings of the function an isolate runs, kept in its `OpState`.
 #[derive(Clone)]
 pub struct BindingsService(pub Arc<dyn Bindings>);
+
+/// The node's side of the Cache API (`caches.default`, `caches.open(name)`) for the function
+/// an isolate runs: the node keeps the entries and applies HTTP's caching rules. Calls run on
+/// the isolate's thread: keep them quick.
+pub trait ResponseCache: Send + Sync {
+    /// The stored answer to `request` (a GET; its URI absolute, without fragment) in the
+    /// cache named `cache` (`""` is `caches.default`): fresh, matching the headers its `Vary`
+    /// names, and already answered as a `304` or a `206` when the request's conditional or
+    /// `Range` headers ask for that. `None` is a miss.
+    fn lookup(&self, cache: &str, request: &http::request::Parts) -> Option<http::Response<Bytes>>;
+
+    /// Keeps `response` as the answer to `request`, unless HTTP's caching rules say it is not
+    /// to be kept (then nothing changes and this is still `Ok`). An error is what the
+    /// function's `put` throws.
+    fn store(
+        &self,
+        cache: &str,
+        request: &http::request::Parts,
+        response: http::Response<Bytes>,
+    ) -> Result<(), CacheError>;
+
+    /// Removes the answer to `request`; whether there was one.
+    fn delete(&self, cache: &str, request: &http::request::Parts) -> bool;
+}
+
+/// Why a response was refused by [`ResponseCache::store`]; its message is what `put` throws.
+pub type CacheError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The Cache API store of the function an isolate runs, kept in its `OpState`.
+#[derive(Clone)]
+pub struct CacheService(pub Arc<dyn ResponseCache>);
