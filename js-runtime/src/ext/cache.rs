@@ -1,15 +1,28 @@
-//! The Cache API's ops: JavaScript's `Cache` (`12_caches.js`) hands the node a request as its
+//! The Cache API's ops: JavaScript's `Cache` (`10_caches.js`) hands the node a request as its
 //! URL and headers, and gets back a stored answer as its status, body and headers.
 
 use bytes::Bytes;
-use deno_core::{op2, v8, ByteString, JsBuffer, OpState, ToV8};
+use std::borrow::Cow;
+
+use deno_core::{op2, v8, JsBuffer, OpState, ToV8};
 use deno_error::JsErrorBox;
 
 use super::CacheService;
 
+/// Header lines `name:value\n` (Latin-1 bytes, as JavaScript's header lists hold them) as
+/// pairs; a line that is not a valid header is left out.
+fn header_lines(lines: &[u8]) -> impl Iterator<Item = (http::HeaderName, http::HeaderValue)> + '_ {
+    lines.split(|b| *b == b'\n').filter_map(|line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        let name = http::HeaderName::from_bytes(&line[..colon]).ok()?;
+        let value = http::HeaderValue::from_bytes(&line[colon + 1..]).ok()?;
+        Some((name, value))
+    })
+}
+
 /// The request a `match`, `put` or `delete` is about: a GET of `url` (absolute, http or
-/// https, its fragment dropped) with the request's headers, given as name, value, name, ...
-fn request(url: &str, headers: Vec<ByteString>) -> Result<http::request::Parts, JsErrorBox> {
+/// https, its fragment dropped) with the request's header lines.
+fn request(url: &str, headers: &[u8]) -> Result<http::request::Parts, JsErrorBox> {
     let url = url.split_once('#').map_or(url, |(before, _)| before);
     let uri: http::Uri = url
         .parse()
@@ -17,18 +30,10 @@ fn request(url: &str, headers: Vec<ByteString>) -> Result<http::request::Parts, 
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(JsErrorBox::type_error("the Cache API keeps only http and https URLs"));
     }
-    let mut builder = http::Request::get(uri);
-    for pair in headers.chunks_exact(2) {
-        let name = http::HeaderName::from_bytes(&pair[0]);
-        let value = http::HeaderValue::from_bytes(&pair[1]);
-        // `Host` is the URL's; a header the request could not have carried is no header.
-        if let (Ok(name), Ok(value)) = (name, value) {
-            if name != http::header::HOST {
-                builder = builder.header(name, value);
-            }
-        }
-    }
-    let request = builder.body(()).map_err(|e| JsErrorBox::type_error(e.to_string()))?;
+    let mut request = http::Request::get(uri).body(()).expect("a GET of a parsed URI");
+    // `Host` is the URL's.
+    let headers = header_lines(headers).filter(|(name, _)| name != http::header::HOST);
+    request.headers_mut().extend(headers);
     Ok(request.into_parts().0)
 }
 
@@ -74,37 +79,29 @@ pub fn op_isola_cache_match(
     state: &mut OpState,
     #[string] cache: &str,
     #[string] url: &str,
-    #[serde] headers: Vec<ByteString>,
+    #[string(onebyte)] headers: Cow<[u8]>,
 ) -> Result<Option<Answer>, JsErrorBox> {
-    let request = request(url, headers)?;
+    let request = request(url, &headers)?;
     Ok(service(state).and_then(|s| s.0.lookup(cache, &request)).map(Answer))
 }
 
-/// `cache.put(request, response)`: the response's status, headers (name, value, ...) and
-/// whole body.
+/// `cache.put(request, response)`: the response's status, header lines and whole body.
 #[op2]
 pub fn op_isola_cache_put(
     state: &mut OpState,
     #[string] cache: &str,
     #[string] url: &str,
-    #[serde] request_headers: Vec<ByteString>,
+    #[string(onebyte)] request_headers: Cow<[u8]>,
     #[smi] status: u32,
-    #[serde] headers: Vec<ByteString>,
+    #[string(onebyte)] headers: Cow<[u8]>,
     #[buffer] body: JsBuffer,
 ) -> Result<(), JsErrorBox> {
-    let request = request(url, request_headers)?;
+    let request = request(url, &request_headers)?;
     let mut response = http::Response::builder()
         .status(u16::try_from(status).unwrap_or(0))
         .body(Bytes::copy_from_slice(&body))
         .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
-    for pair in headers.chunks_exact(2) {
-        let name = http::HeaderName::from_bytes(&pair[0]);
-        let value = http::HeaderValue::from_bytes(&pair[1]);
-        let (Ok(name), Ok(value)) = (name, value) else {
-            return Err(JsErrorBox::type_error("the response has an invalid header"));
-        };
-        response.headers_mut().append(name, value);
-    }
+    response.headers_mut().extend(header_lines(&headers));
     let Some(service) = service(state) else { return Ok(()) };
     service.0.store(cache, &request, response).map_err(|e| JsErrorBox::type_error(e.to_string()))
 }
@@ -116,6 +113,6 @@ pub fn op_isola_cache_delete(
     #[string] cache: &str,
     #[string] url: &str,
 ) -> Result<bool, JsErrorBox> {
-    let request = request(url, Vec::new())?;
+    let request = request(url, &[])?;
     Ok(service(state).is_some_and(|s| s.0.delete(cache, &request)))
 }

@@ -6,6 +6,7 @@
 import {
   core,
   primordials,
+  body,
   request,
   response,
   getter,
@@ -22,17 +23,21 @@ const {
   Uint8Array,
 } = primordials;
 
-const { Request } = request;
-const { Response } = response;
+const { Request, toInnerRequest } = request;
+const { Response, fromInnerResponse, newInnerResponse, toInnerResponse } = response;
+const { extractBody } = body;
 const { ops } = core;
 
 const TOKEN = Symbol("Cache");
 const MAX_NAME = 1024;
 
-// name, value, name, value, ... of `headers`.
-function flat(headers) {
-  const out = [];
-  for (const { 0: name, 1: value } of headers) ArrayPrototypePush(out, name, value);
+// A header list (pairs of byte strings) as one string: `name:value` lines.
+function lines(headerList) {
+  let out = "";
+  for (let i = 0; i < headerList.length; i++) {
+    const header = headerList[i];
+    out += header[0] + ":" + header[1] + "\n";
+  }
   return out;
 }
 
@@ -57,11 +62,16 @@ class Cache {
   async match(input, options) {
     const req = requestOf(input, options);
     if (req === null) return undefined;
-    const found = ops.op_isola_cache_match(this.#name, req.url, flat(req.headers));
+    const inner = toInnerRequest(req);
+    const found = ops.op_isola_cache_match(this.#name, inner.url(), lines(inner.headerList));
     if (found === null) return undefined;
-    const headers = [];
-    for (let i = 2; i < found.length; i += 2) ArrayPrototypePush(headers, [found[i], found[i + 1]]);
-    return new Response(found[1], { status: found[0], headers });
+    // Built as fetch builds a response it received: the node checked the headers already.
+    const answer = newInnerResponse(found[0]);
+    for (let i = 2; i < found.length; i += 2) {
+      ArrayPrototypePush(answer.headerList, [found[i], found[i + 1]]);
+    }
+    if (found[1] !== null) answer.body = extractBody(found[1]).body;
+    return fromInnerResponse(answer, "response");
   }
 
   /** Keeps `res` as the answer to `request`, when HTTP's caching rules allow it. */
@@ -85,9 +95,9 @@ class Cache {
     ops.op_isola_cache_put(
       this.#name,
       req.url,
-      flat(req.headers),
+      lines(toInnerRequest(req).headerList),
       res.status,
-      flat(res.headers),
+      lines(toInnerResponse(res).headerList),
       body,
     );
   }
