@@ -13,6 +13,14 @@ mod limits {
     pub(crate) use super::meter::{Charged, Meter};
 }
 
+/// The snapshot is made with deno_web's own URL ops; the runtime swaps in ada-url's
+/// (`src/url_ops.rs`), which keep their signatures.
+mod url_ops {
+    pub fn replace(op: deno_core::OpDecl) -> deno_core::OpDecl {
+        op
+    }
+}
+
 /// This package's folder as cargo gives it to this run. Cargo may reuse this script, compiled
 /// in another checkout of the repository, in this one (its fingerprint names files relative to
 /// the package), so paths fixed at compile time (`env!`, and the extensions' JavaScript files,

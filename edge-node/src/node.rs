@@ -23,10 +23,10 @@ use crate::front::h3;
 use crate::front::http::{App, Protocol, Site};
 use crate::front::server::{self, Listeners, PerClient};
 use crate::front::tls::{self, CertSource, CertStore, TlsError};
+use crate::functions::cache_api::ResponseCaches;
 use crate::functions::caches::{Bundles, CodeCacheStats, CodeCacheStore};
 use crate::functions::{access, pool, shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::{self, LogStore};
-use crate::functions::cache_api::ResponseCaches;
 use crate::observe::telemetry::Telemetry;
 use crate::triggers::{self, Triggers};
 

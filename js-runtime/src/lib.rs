@@ -12,13 +12,14 @@ mod loader;
 mod runtime;
 mod spare;
 mod threads;
+mod url_ops;
 mod worker;
 
 pub use code_cache::CodeCache;
 pub use ext::{
-    BindingError, Bindings, BodyChunk, BodyError, Event, Failure, Finished, HttpResponse,
-    Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply, RequestBody,
-    ResponseBody, ResponseCache, Work, USER_AGENT, CacheError,
+    BindingError, Bindings, BodyChunk, BodyError, CacheError, Event, Failure, Finished,
+    HttpResponse, Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply,
+    RequestBody, ResponseBody, ResponseCache, Work, USER_AGENT,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;

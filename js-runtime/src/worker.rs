@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::code_cache::CodeCache;
 use crate::ext::{
-    self, Bindings, BindingsService, CacheService, Event, Failure, Finished, Host, HttpResponse, Invocation, ResponseCache,
-    Level, LogSink, Outcome, Reply, Work,
+    self, Bindings, BindingsService, CacheService, Event, Failure, Finished, Host, HttpResponse,
+    Invocation, Level, LogSink, Outcome, Reply, ResponseCache, Work,
 };
 use crate::fetch_policy::{self, FetchPolicy, PolicyResolver};
 use crate::limits::{

@@ -71,14 +71,21 @@ fn urlencoding(text: &str) -> String {
 }
 
 async fn put(node: &TestNode, prefix: &str, key: &str, body: &str, headers: &str) {
-    let path = format!("{prefix}/put{}", query(&[("key", key), ("body", body), ("headers", headers)]));
+    let path =
+        format!("{prefix}/put{}", query(&[("key", key), ("body", body), ("headers", headers)]));
     let res = curl("GET", &node.url(&path), &[], None).await;
     assert_eq!((res.status, res.text().as_str()), (200, "stored"), "put {key}");
 }
 
-async fn matched(node: &TestNode, prefix: &str, key: &str, headers: &[(&str, &str)]) -> CurlResponse {
+async fn matched(
+    node: &TestNode,
+    prefix: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> CurlResponse {
     let headers: Vec<_> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    curl("GET", &node.url(&format!("{prefix}/match{}", query(&[("key", key)]))), &headers, None).await
+    curl("GET", &node.url(&format!("{prefix}/match{}", query(&[("key", key)]))), &headers, None)
+        .await
 }
 
 #[tokio::test]
@@ -220,7 +227,13 @@ export default {
 "#;
     let more = "[limits]\nmemory = \"64MiB\"\ncpu_time = \"10s\"\n";
     let hoarder = function_folder(root.path(), "hoarder", "/hoard", more, code);
-    let plain = function_folder(root.path(), "plain", "/ok", "", "export default { fetch() { return new Response('ok'); } };");
+    let plain = function_folder(
+        root.path(),
+        "plain",
+        "/ok",
+        "",
+        "export default { fetch() { return new Response('ok'); } };",
+    );
     let node = TestNode::start(&[hoarder, plain]).await;
     let res = curl("GET", &node.url("/hoard"), &[], None).await;
     assert_eq!(res.status, 503, "{}", res.text());

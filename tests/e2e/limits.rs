@@ -136,8 +136,12 @@ async fn a_worker_inbox_is_bounded() {
         max_in_flight: 2,
     };
     let (said, mut logged) = tokio::sync::mpsc::unbounded_channel();
-    let services =
-        WorkerServices { log_sink: Arc::new(Signal(said)), code_cache: None, bindings: None, cache: None };
+    let services = WorkerServices {
+        log_sink: Arc::new(Signal(said)),
+        code_cache: None,
+        bindings: None,
+        cache: None,
+    };
     let runtime = js_runtime::Runtime::default();
     let worker = runtime.start(options, services).await.unwrap();
     let request = || http::Request::get("http://localhost/").body(None).unwrap();

@@ -18,3 +18,4 @@ mod server;
 mod specs;
 mod streaming;
 mod triggers;
+mod url;

@@ -110,8 +110,12 @@ async fn cold_start(
         enforce_limits: true,
         max_in_flight: 64,
     };
-    let services =
-        WorkerServices { log_sink: Arc::new(Discard), code_cache: cache, bindings: None, cache: None };
+    let services = WorkerServices {
+        log_sink: Arc::new(Discard),
+        code_cache: cache,
+        bindings: None,
+        cache: None,
+    };
     let started = Instant::now();
     let worker = threads.start(options, services).await.expect("start");
     let request = http::Request::get("http://localhost/a/b").body(None).expect("request");

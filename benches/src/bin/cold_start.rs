@@ -33,7 +33,12 @@ fn main() {
     let mut sources = BTreeMap::new();
     sources.insert("index.js".to_string(), Arc::from(HELLO));
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
-    let services = WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None, cache: None };
+    let services = WorkerServices {
+        log_sink: Arc::new(Discard),
+        code_cache: None,
+        bindings: None,
+        cache: None,
+    };
     let spare = std::env::args().any(|a| a == "--spare");
     let threads = js_runtime::Runtime::new(js_runtime::RuntimeOptions {
         front_threads: 0,

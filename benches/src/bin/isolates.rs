@@ -48,8 +48,12 @@ fn main() {
     );
     let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
     rt.block_on(async move {
-        let services =
-            WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None, cache: None };
+        let services = WorkerServices {
+            log_sink: Arc::new(Discard),
+            code_cache: None,
+            bindings: None,
+            cache: None,
+        };
         let start = |bundle: Arc<Bundle>| WorkerOptions {
             name: Arc::from("hello"),
             bundle,

@@ -52,7 +52,12 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
     js_runtime::Runtime::default()
         .start(
             options,
-            WorkerServices { log_sink: Arc::new(Discard), code_cache: None, bindings: None, cache: None },
+            WorkerServices {
+                log_sink: Arc::new(Discard),
+                code_cache: None,
+                bindings: None,
+                cache: None,
+            },
         )
         .await
         .expect("start")

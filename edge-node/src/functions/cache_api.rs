@@ -115,7 +115,11 @@ struct FunctionCache {
 
 impl FunctionCache {
     fn key(&self, cache: &str, request: &http::request::Parts) -> Key {
-        Key { function: self.function.clone(), cache: cache.into(), url: request.uri.to_string().into() }
+        Key {
+            function: self.function.clone(),
+            cache: cache.into(),
+            url: request.uri.to_string().into(),
+        }
     }
 }
 
@@ -184,7 +188,11 @@ fn headers_size(headers: &HeaderMap) -> usize {
 /// The stored response `head` + `body` as the answer to a request with `asked` headers: a
 /// `304` when its validators match the request's conditions, a `206` (or `416`) for a single
 /// byte range of a `200`, else the whole response.
-fn answer(mut head: http::response::Parts, body: &Bytes, asked: &HeaderMap) -> http::Response<Bytes> {
+fn answer(
+    mut head: http::response::Parts,
+    body: &Bytes,
+    asked: &HeaderMap,
+) -> http::Response<Bytes> {
     if not_modified(&head.headers, asked) {
         head.status = StatusCode::NOT_MODIFIED;
         head.headers.remove(header::CONTENT_LENGTH);
@@ -317,7 +325,9 @@ mod tests {
         let f = fixture(1 << 20);
         let cache = f.caches.of("a");
         let url = "https://x.test/a";
-        cache.store("", &get(url, &[]), response(&[("cache-control", "max-age=60")], "one")).unwrap();
+        cache
+            .store("", &get(url, &[]), response(&[("cache-control", "max-age=60")], "one"))
+            .unwrap();
         assert_eq!(body(cache.lookup("", &get(url, &[]))).as_deref(), Some("one"));
         *f.now.lock().unwrap() += Duration::from_secs(59);
         let hit = cache.lookup("", &get(url, &[])).unwrap();
@@ -392,7 +402,9 @@ mod tests {
         let f = fixture(1 << 20);
         let cache = f.caches.of("a");
         let url = "https://x.test/r";
-        cache.store("", &get(url, &[]), response(&[("cache-control", "max-age=60")], "0123456789")).unwrap();
+        cache
+            .store("", &get(url, &[]), response(&[("cache-control", "max-age=60")], "0123456789"))
+            .unwrap();
         let ask = |range: &str| cache.lookup("", &get(url, &[("range", range)])).unwrap();
         let part = ask("bytes=2-4");
         assert_eq!(part.status(), 206);
@@ -429,7 +441,8 @@ mod tests {
         let body = "x".repeat(1024);
         let headers = [("cache-control", "max-age=600")];
         let url = |i: u64| format!("https://x.test/{i:03}");
-        let put = |i: u64, body: &str| cache.store("", &get(&url(i), &[]), response(&headers, body));
+        let put =
+            |i: u64, body: &str| cache.store("", &get(&url(i), &[]), response(&headers, body));
         put(0, &body).unwrap();
         let fit = memory / f.caches.entries.weighted_size();
         assert!(fit >= 4, "room for {fit} entries");

@@ -27,8 +27,8 @@ use crate::observe::telemetry::{FunctionMeters, InvocationStats, Telemetry};
 use config::{EdgeConfig, EDGE_FILE};
 use js_runtime::{
     Bindings, CodeCache, Event, EventError, Failure, Finished, HttpResponse, InvocationEnd,
-    InvokeError, LogRecord, LogSink, Outcome, RequestBody, ResponseCache, WorkerHandle, WorkerOptions,
-    WorkerServices,
+    InvokeError, LogRecord, LogSink, Outcome, RequestBody, ResponseCache, WorkerHandle,
+    WorkerOptions, WorkerServices,
 };
 
 /// A function ready to start: its settings and its bundle.
@@ -548,13 +548,12 @@ impl Function {
                 runtime: shared.runtime.clone(),
             }) as Arc<dyn Bindings>
         });
-        let services =
-            WorkerServices {
-                log_sink: self.sink(),
-                code_cache: Some(code_cache),
-                bindings,
-                cache: Some(self.cache.clone()),
-            };
+        let services = WorkerServices {
+            log_sink: self.sink(),
+            code_cache: Some(code_cache),
+            bindings,
+            cache: Some(self.cache.clone()),
+        };
         shared.threads.start(options, services).await.map_err(|e| {
             self.log_error(format!("the function failed to start: {e}"));
             e.outcome()

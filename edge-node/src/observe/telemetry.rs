@@ -268,7 +268,11 @@ impl Telemetry {
             Unit::Seconds,
             t.queue_age.clone(),
         );
-        registry.register("cache_hits", "Cache API matches answered from the cache", t.cache_hits.clone());
+        registry.register(
+            "cache_hits",
+            "Cache API matches answered from the cache",
+            t.cache_hits.clone(),
+        );
         registry.register(
             "cache_misses",
             "Cache API matches that found no fresh entry",

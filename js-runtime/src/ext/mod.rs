@@ -70,9 +70,11 @@ deno_core::extension!(
     ],
     // deno_core's `op_dispatch_exception` terminates the isolate, and with it every invocation
     // on it; deno_web calls it for an error event nobody prevented. Ours reports the error.
+    // deno_web's URL parsing is answered by ada-url (`url_ops`; the snapshot build keeps
+    // deno_web's own, whose signatures those keep).
     middleware = |op| match op.name {
         "op_dispatch_exception" => op.with_implementation_from(&op_isola_uncaught()),
-        _ => op,
+        _ => crate::url_ops::replace(op),
     },
 );
 

@@ -140,6 +140,23 @@ function openPorts() {
 MessageChannel.prototype = NativeMessageChannel.prototype;
 ObjectDefineProperty(NativeMessageChannel.prototype, "constructor", nonEnumerable(MessageChannel));
 
+// A blob: URL's origin is its inner URL's only when that is http or https (URL standard,
+// "origin"); deno_web's getter gives any inner URL's (`blob:ftp://host/` would be ftp's).
+const urlOrigin = ObjectGetOwnPropertyDescriptor(url.URL.prototype, "origin").get;
+ObjectDefineProperty(url.URL.prototype, "origin", {
+  __proto__: null,
+  get() {
+    const origin = FunctionPrototypeCall(urlOrigin, this);
+    if (origin === "null" || this.protocol !== "blob:") return origin;
+    const inner = url.URL.parse(this.pathname);
+    return inner !== null && (inner.protocol === "http:" || inner.protocol === "https:")
+      ? origin
+      : "null";
+  },
+  enumerable: true,
+  configurable: true,
+});
+
 // ---- the global scope (WinterTC Minimum Common API) ----------------------------------------
 
 const globals = {
