@@ -246,3 +246,87 @@ async fn a_busy_handshake_table_asks_new_clients_for_a_retry() {
     stalled.kill().await.unwrap();
     node.shutdown().await;
 }
+
+/// `request.signal` over HTTP/3: a client whose connection closes while the function waits,
+/// and a client that cancels a streamed response (STOP_SENDING) on a connection it keeps
+/// open; each function sees its abort, and the stream stops producing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_signal_aborts_when_an_http3_client_leaves() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "leaving",
+        "/*",
+        "[limits]\nwall_time = \"60s\"\n",
+        r#"export default {
+  async fetch(request) {
+    const path = new URL(request.url).pathname;
+    const signal = request.signal;
+    signal.addEventListener("abort", () => console.log(`aborted ${path}`));
+    if (path === "/wait") {
+      console.log("waiting");
+      await new Promise((resolve) => signal.addEventListener("abort", resolve));
+      return new Response("nobody reads this");
+    }
+    let n = 0;
+    return new Response(new ReadableStream({
+      async pull(controller) {
+        if (signal.aborted) { console.log(`stream stopped after ${n}`); controller.close(); return; }
+        await new Promise((r) => setTimeout(r, 5));
+        controller.enqueue(new TextEncoder().encode(`${n++}\n`));
+      },
+      cancel() { console.log(`stream stopped after ${n}`); },
+    }));
+  },
+};"#,
+    );
+    let node = TestNode::start_tls(config::NodeConfig::default(), &[dir], true).await;
+    let cafile = root.path().join("cert.pem");
+    std::fs::write(&cafile, node.cert_pem.as_ref().unwrap()).unwrap();
+    let base = format!("https://127.0.0.1:{}", node.https.unwrap().port());
+    let logged = |needle: &'static str| {
+        let logs = node.logs.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                logs.wait_for(Duration::from_secs(30), |r| r.message.contains(needle)).is_some()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let start = |path: &str, how: &str| {
+        let mut child = tokio::process::Command::new("python3")
+            .arg(client())
+            .arg("--cafile")
+            .arg(&cafile)
+            .args(["--leave", how])
+            .arg(format!("{base}{path}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        (child, out)
+    };
+
+    // The connection closes while the function waits.
+    let (mut child, mut out) = start("/wait", "close");
+    assert_eq!(out.next_line().await.unwrap().as_deref(), Some("sent"));
+    assert!(logged("waiting").await);
+    child.stdin.as_mut().unwrap().write_all(b"go\n").await.unwrap();
+    assert_eq!(out.next_line().await.unwrap().as_deref(), Some("closed"));
+    assert!(logged("aborted /wait").await, "closing the connection did not abort");
+
+    // The request is cancelled mid-stream; the connection stays open meanwhile.
+    let (mut child2, mut out2) = start("/stream", "stop");
+    assert_eq!(out2.next_line().await.unwrap().as_deref(), Some("sent"));
+    assert_eq!(out2.next_line().await.unwrap().as_deref(), Some("stopped"));
+    assert!(logged("aborted /stream").await, "cancelling the request did not abort");
+    assert!(logged("stream stopped after").await);
+    child2.stdin.as_mut().unwrap().write_all(b"done\n").await.unwrap();
+    let _ = child2.wait().await;
+    let _ = child.wait().await;
+    node.shutdown().await;
+}

@@ -8,7 +8,10 @@ Usage:
 Sends N requests (default 1) concurrently on one connection and prints one JSON line per
 response: {"status", "headers", "body" (text, or null when not UTF-8), "length", "sha256",
 "chunks", "reset", "retried" (the server sent a Retry)}. Exits non-zero when the connection
-fails. With --stall-handshake, starts N handshakes that never finish.
+fails. With --stall-handshake, starts N handshakes that never finish. With --leave, a client that
+goes away: `close` sends a GET, prints "sent" and closes the connection when a line arrives on
+stdin; `stop` sends a GET, reads the response's first data, cancels the request (STOP_SENDING)
+on a connection it keeps open, prints "stopped" and waits for a line on stdin.
 """
 
 import argparse
@@ -48,6 +51,9 @@ class Client(QuicConnectionProtocol):
             elif isinstance(h3_event, DataReceived):
                 if h3_event.data:
                     state["chunks"].append(h3_event.data)
+                    first = state.get("first")
+                    if first is not None and not first.done():
+                        first.set_result(None)
             if getattr(h3_event, "stream_ended", False):
                 state["done"].set_result(None)
 
@@ -99,6 +105,31 @@ async def stall_handshake(host, port, config, count):
     await asyncio.sleep(3600)
 
 
+async def leave(client, url, how):
+    loop = asyncio.get_running_loop()
+    parsed = urlparse(url)
+    stream_id = client._quic.get_next_available_stream_id()
+    state = {"headers": [], "chunks": [], "done": loop.create_future(), "first": loop.create_future()}
+    client.waiting[stream_id] = state
+    client.http.send_headers(stream_id=stream_id, headers=[
+        (b":method", b"GET"), (b":scheme", b"https"),
+        (b":authority", parsed.netloc.encode()), (b":path", (parsed.path or "/").encode()),
+    ], end_stream=True)
+    client.transmit()
+    print("sent", flush=True)
+    if how == "close":
+        await loop.run_in_executor(None, sys.stdin.readline)
+        client.close()
+        await client.wait_closed()
+        print("closed", flush=True)
+        return
+    await state["first"]
+    client._quic.stop_stream(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+    client.transmit()
+    print("stopped", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -114,6 +145,8 @@ async def main():
                         help="open --count streams, send headers without ending them, and wait forever")
     parser.add_argument("--stall-handshake", action="store_true",
                         help="send a QUIC Initial, read the server's first answer, then go silent (a handshake that never finishes)")
+    parser.add_argument("--leave", choices=["close", "stop"],
+                        help="go away mid-request: close the connection, or cancel the request")
     args = parser.parse_args()
     parsed = urlparse(args.url)
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, max_datagram_frame_size=65536)
@@ -130,6 +163,9 @@ async def main():
     async with connect(parsed.hostname, parsed.port or 443, configuration=config, create_protocol=Client) as client:
         # Whether the server asked for address validation (a Retry) before the handshake.
         retried = client._quic._retry_count > 0
+        if args.leave:
+            await leave(client, args.url, args.leave)
+            return
         if args.hang:
             for _ in range(args.count):
                 stream_id = client._quic.get_next_available_stream_id()

@@ -109,6 +109,7 @@ impl Listeners {
     async fn h3_connection(&self, conn: quinn::Connection, remote: SocketAddr) {
         let mut builder = h3::server::builder();
         builder.max_field_section_size(self.http.max_header_size);
+        let quic = conn.clone();
         let mut h3 = match builder.build::<_, Bytes>(h3_quinn::Connection::new(conn)).await {
             Ok(h3) => h3,
             Err(e) => {
@@ -122,9 +123,12 @@ impl Listeners {
                 accepted = h3.accept() => match accepted {
                     Ok(Some(resolver)) => {
                         let app = self.app.clone();
+                        let quic = quic.clone();
                         self.tracker.spawn(async move {
                             match resolver.resolve_request().await {
-                                Ok((request, stream)) => respond(&app, request, stream, remote).await,
+                                Ok((request, stream)) => {
+                                    respond(&app, request, stream, &quic, remote).await
+                                }
                                 Err(e) => tracing::debug!(%remote, error = %e, "bad HTTP/3 request"),
                             }
                         });
@@ -146,10 +150,14 @@ impl Listeners {
 }
 
 /// Runs one HTTP/3 request through the shared request path and streams the answer back.
+/// When the connection closes before the function answers, the request is dropped, which
+/// aborts its `request.signal`. (A client that cancels only the request, with STOP_SENDING,
+/// is seen once the answer is written: h3 does not surface STOP_SENDING before a write.)
 async fn respond(
     app: &crate::front::http::App,
     request: http::Request<()>,
     stream: RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    quic: &quinn::Connection,
     remote: SocketAddr,
 ) {
     let (mut send, mut recv) = stream.split();
@@ -164,7 +172,10 @@ async fn respond(
     };
     let more = first.is_some();
     let body = H3Body { first, recv: more.then_some(recv) };
-    let response = handle(app, request.map(|()| body), remote, Protocol::tls(None)).await;
+    let response = tokio::select! {
+        response = handle(app, request.map(|()| body), remote, Protocol::tls(None)) => response,
+        _ = quic.closed() => return,
+    };
     let (parts, mut body) = response.into_parts();
     if let Err(e) = send.send_response(http::Response::from_parts(parts, ())).await {
         tracing::debug!(%remote, error = %e, "HTTP/3 response head not sent");
