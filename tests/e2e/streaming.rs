@@ -207,6 +207,26 @@ async fn the_request_signal_aborts_when_the_client_leaves() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // HEAD of a streamed answer: the node sends the head and drops the body unread, which is
+    // no client leaving.
+    let head = tests::curl_with(&["--head"], "HEAD", &node.url("/stream-head"), &[], None).await;
+    assert_eq!(head.status, 200);
+    let id = head.header("x-request-id").unwrap().to_string();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let outcome = loop {
+        let logs: serde_json::Value =
+            serde_json::from_slice(&curl("GET", &url, &auth, None).await.body).unwrap();
+        let summary = logs["records"].as_array().unwrap().iter().find(|r| {
+            r["kind"] == "invocation" && r["invocation_id"].as_str() == Some(id.as_str())
+        });
+        if let Some(summary) = summary {
+            break summary["outcome"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no summary of the HEAD request: {logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(outcome, "ok");
+
     // Answered in full: the client leaving afterwards aborts nothing.
     assert_eq!(curl("GET", &node.url("/done"), &[], None).await.text(), "whole");
     assert!(logged("after /done: false").await);

@@ -216,6 +216,8 @@ pub(super) struct Live {
     pub(super) headers: http::HeaderMap,
     /// A header `op_isola_header` could not take; answering then fails with it.
     pub(super) bad_header: Option<&'static str>,
+    /// A HEAD request: a body the node drops unread is no client leaving.
+    pub(super) head: bool,
 }
 
 impl Drop for Live {

@@ -289,6 +289,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
         blobs: Vec::new(),
         headers: http::HeaderMap::new(),
         bad_header: None,
+        head: false,
     };
     let next = match work {
         Work::Event(event) => {
@@ -309,6 +310,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
             let (parts, body) = request.into_parts();
             let has_body = body.is_some();
             live.body = body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx)));
+            live.head = parts.method == http::Method::HEAD;
             NextRequest {
                 id,
                 invocation_id,
@@ -539,9 +541,11 @@ async fn op_isola_write(
     if tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok() {
         return true;
     }
-    // The client went away mid-stream.
+    // The client went away mid-stream (or, for a HEAD request, the body was not wanted).
     if let Some(live) = state.borrow_mut().borrow_mut::<Host>().live.get_mut(&id) {
-        live.failed.get_or_insert(Outcome::Canceled);
+        if !live.head {
+            live.failed.get_or_insert(Outcome::Canceled);
+        }
     }
     false
 }
