@@ -153,6 +153,7 @@ impl Node {
             runtime: tokio::runtime::Handle::current(),
             threads: threads.clone(),
             region: Arc::from(config.node.region.as_str()),
+            websockets_per_isolate: config.http.websocket_max_per_isolate,
             telemetry,
             logs: Arc::new(logs),
             bundles: Arc::new(bundles),
@@ -190,6 +191,13 @@ impl Node {
             site: ArcSwap::from_pointee(site),
             limits: config.http.clone(),
             telemetry: shared.telemetry.clone(),
+            sockets: Arc::new(crate::front::websocket::Sockets {
+                open: std::sync::atomic::AtomicUsize::new(0),
+                max_open: config.http.websocket_max_open,
+                max_message: usize::try_from(config.http.websocket_max_message)
+                    .unwrap_or(usize::MAX),
+                idle_timeout: config.http.websocket_idle_timeout,
+            }),
         });
         let control = store.map(|store| {
             Arc::new(Control::new(

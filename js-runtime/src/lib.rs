@@ -19,7 +19,7 @@ pub use code_cache::CodeCache;
 pub use ext::{
     BindingError, Bindings, BodyChunk, BodyError, CacheError, Event, Failure, Finished,
     HttpResponse, Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply,
-    RequestBody, ResponseBody, ResponseCache, Work, USER_AGENT,
+    RequestBody, ResponseBody, ResponseCache, SocketEnds, SocketIn, SocketOut, Work, USER_AGENT,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;

@@ -48,6 +48,8 @@ pub struct WorkerOptions {
     /// The most invocations handed to the worker and not yet taken by its isolate; more are
     /// handed back (the node's pool grants no more than its `concurrency` per isolate).
     pub max_in_flight: usize,
+    /// The most WebSockets the isolate keeps open; an upgrade past it is answered 503.
+    pub max_sockets: usize,
 }
 
 /// The services a worker uses, injected so tests and the node choose them.
@@ -364,6 +366,7 @@ impl Isolate {
             options.limits.cpu_time,
             options.limits.wall_time,
         );
+        host.max_sockets = options.max_sockets;
         let memory = budget.clone();
         host.set_memory_check(Box::new(move |isolate| memory.over_after_collecting(isolate)));
         js.op_state().borrow_mut().put(host);

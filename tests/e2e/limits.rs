@@ -134,6 +134,7 @@ async fn a_worker_inbox_is_bounded() {
         fetch_allow: Vec::new(),
         enforce_limits: true,
         max_in_flight: 2,
+        max_sockets: 1000,
     };
     let (said, mut logged) = tokio::sync::mpsc::unbounded_channel();
     let services = WorkerServices {

@@ -19,3 +19,4 @@ mod specs;
 mod streaming;
 mod triggers;
 mod url;
+mod websocket;

@@ -48,7 +48,10 @@ impl LogSink for Records {
 }
 
 /// Waits for the records `aborted ID` and `stopped ID`; their timestamps.
-async fn heard(records: &mut mpsc::UnboundedReceiver<LogRecord>, id: usize) -> (SystemTime, SystemTime) {
+async fn heard(
+    records: &mut mpsc::UnboundedReceiver<LogRecord>,
+    id: usize,
+) -> (SystemTime, SystemTime) {
     let (aborted, stopped) = (format!("aborted {id}"), format!("stopped {id}"));
     let (mut a, mut s) = (None, None);
     while a.is_none() || s.is_none() {
@@ -65,12 +68,14 @@ async fn heard(records: &mut mpsc::UnboundedReceiver<LogRecord>, id: usize) -> (
     (a.unwrap(), s.unwrap())
 }
 
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
 fn summary(label: &str, mut ms: Vec<f64>) {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     println!("| {label} | {} | {:.2} | {:.2} | {:.2} |", ms.len(), at(0.5), at(0.99), at(1.0));
 }
 
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
@@ -78,8 +83,11 @@ fn main() {
         let root = tempfile::tempdir().expect("a folder");
         let dir = root.path().join("leaving");
         std::fs::create_dir_all(&dir).expect("a function folder");
-        std::fs::write(dir.join("edge.toml"), "name = \"leaving\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n")
-            .expect("edge.toml");
+        std::fs::write(
+            dir.join("edge.toml"),
+            "name = \"leaving\"\nentry = \"index.js\"\nroutes = [\"/*\"]\n",
+        )
+        .expect("edge.toml");
         std::fs::write(dir.join("index.js"), FUNCTION).expect("index.js");
         let mut config = config::NodeConfig::default();
         config.http.listen = vec![std::net::SocketAddr::from(([127, 0, 0, 1], 0))];
@@ -120,9 +128,10 @@ fn main() {
         summary("HTTP/1.1 close: abort listener ran", abort);
         summary("HTTP/1.1 close: stream's last work", stop);
 
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build_http::<Empty<Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<Empty<Bytes>>();
         let (mut abort, mut stop) = (Vec::new(), Vec::new());
         for id in rounds..2 * rounds {
             let url = format!("http://{addr}/?id={id}").parse().expect("a URL");

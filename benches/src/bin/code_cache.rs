@@ -109,6 +109,7 @@ async fn cold_start(
         fetch_allow: Vec::new(),
         enforce_limits: true,
         max_in_flight: 64,
+        max_sockets: 1000,
     };
     let services = WorkerServices {
         log_sink: Arc::new(Discard),

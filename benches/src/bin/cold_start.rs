@@ -66,6 +66,7 @@ fn main() {
                 fetch_allow: Vec::new(),
                 enforce_limits: true,
                 max_in_flight: 64,
+                max_sockets: 1000,
             };
             let started = Instant::now();
             let worker = threads.start(options, services.clone()).await.expect("start");

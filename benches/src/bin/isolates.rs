@@ -65,6 +65,7 @@ fn main() {
             fetch_allow: Vec::new(),
             enforce_limits: true,
             max_in_flight: 64,
+            max_sockets: 1000,
         };
         let threads = js_runtime::Runtime::default();
         // One first, so the process's fixed costs are not counted per isolate.

@@ -48,6 +48,7 @@ async fn worker(enforce_limits: bool) -> WorkerHandle {
         fetch_allow: Vec::new(),
         enforce_limits,
         max_in_flight: 64,
+        max_sockets: 1000,
     };
     js_runtime::Runtime::default()
         .start(

@@ -163,6 +163,20 @@ pub struct HttpConfig {
     /// `CF-Connecting-IP` are dropped. Default: none.
     #[serde(deserialize_with = "de::networks")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A WebSocket with no message either way for this long is closed (1001).
+    /// Default: `"5m"`.
+    #[serde(with = "de::duration")]
+    pub websocket_idle_timeout: Duration,
+    /// The largest WebSocket message a client may send; larger closes the socket (1009).
+    /// Default: `"1MiB"`.
+    #[serde(with = "de::size")]
+    pub websocket_max_message: u64,
+    /// The most WebSockets open on the node; an upgrade past it is answered 503.
+    /// Default: `10000`.
+    pub websocket_max_open: usize,
+    /// The most WebSockets one isolate keeps open; an upgrade past it is answered 503.
+    /// Default: `5000`.
+    pub websocket_max_per_isolate: usize,
 }
 
 /// `[https]`: TLS listeners: HTTP/1.1 and HTTP/2 (ALPN), and HTTP/3 on the same port (UDP).
@@ -329,6 +343,10 @@ impl Default for HttpConfig {
             write_timeout: Duration::from_secs(30),
             max_connections_per_ip: 256,
             trusted_proxies: Vec::new(),
+            websocket_idle_timeout: Duration::from_secs(300),
+            websocket_max_message: 1024 * 1024,
+            websocket_max_open: 10_000,
+            websocket_max_per_isolate: 5_000,
         }
     }
 }

@@ -105,6 +105,8 @@ impl OutBody {
                 OutBody::Full(Some(bytes))
             }
             ResponseBody::Stream(rx, length) => OutBody::Stream(rx, counted, length),
+            // Answered by the WebSocket path before it gets here; dropped, the socket ends.
+            ResponseBody::WebSocket(_) => OutBody::Full(None),
         }
     }
 

@@ -12,6 +12,7 @@ use js_runtime::{Failure, Outcome};
 
 use crate::front::body::{request_body, OutBody};
 use crate::front::router::Router;
+use crate::front::websocket::{self, Sockets};
 use crate::functions::Function;
 use crate::observe::telemetry::Telemetry;
 use tracing::Instrument;
@@ -35,6 +36,8 @@ pub struct App {
     /// The request limits of `[http]`.
     pub limits: HttpConfig,
     pub telemetry: Arc<Telemetry>,
+    /// The WebSockets open, and their settings.
+    pub sockets: Arc<Sockets>,
 }
 
 impl App {
@@ -269,6 +272,16 @@ where
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
     );
     let rooted = uri.path_and_query.as_ref().is_some_and(|p| p.as_str().starts_with('/'));
+    let mut req = req;
+    let upgrade = websocket::take(&mut req);
+    if upgrade.is_some() && app.sockets.open.load(Ordering::Relaxed) >= app.sockets.max_open {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_websockets",
+            "the node has as many WebSockets open as it may",
+            request_id,
+        );
+    }
     let (mut parts, incoming) = req.into_parts();
     let client = client_address(&mut parts.headers, remote.ip(), &app.limits.trusted_proxies);
     parts.headers.insert(CF_CONNECTING_IP, address_header(client));
@@ -292,7 +305,21 @@ where
     tracing::debug!(%remote, path = request.uri().path(), "invoke");
     drop(_entered);
     match function.invoke(request_id.clone(), request).instrument(span).await {
-        Ok(response) => response.map(|body| OutBody::counted(body, bytes_out)),
+        Ok(response) => match response.into_parts() {
+            (head, js_runtime::ResponseBody::WebSocket(ends)) => match upgrade {
+                Some(upgrade) => {
+                    let meters = app.telemetry.socket_meters(&function.config.name);
+                    websocket::accept(upgrade, head, ends, app.sockets.clone(), meters)
+                }
+                None => {
+                    function.log_error(
+                        "the function answered 101 with a WebSocket to a request that is no WebSocket upgrade".into(),
+                    );
+                    failure_response(Outcome::Exception, request_id)
+                }
+            },
+            (head, body) => Response::from_parts(head, OutBody::counted(body, bytes_out)),
+        },
         Err(_) if overflowed.is_some_and(|o| o.load(Ordering::Relaxed)) => {
             body_too_large(&app.limits, request_id)
         }

@@ -10,3 +10,4 @@ mod proxy_protocol;
 pub mod router;
 pub mod server;
 pub mod tls;
+pub mod websocket;

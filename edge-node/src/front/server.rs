@@ -68,7 +68,9 @@ impl Listeners {
             .max_concurrent_streams(http.h2_max_concurrent_streams)
             .max_pending_accept_reset_streams(http.h2_max_pending_reset_streams)
             .max_local_error_reset_streams(1024)
-            .max_header_list_size(u32::try_from(http.max_header_size).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(http.max_header_size).unwrap_or(u32::MAX))
+            // Extended CONNECT (RFC 8441): WebSockets over HTTP/2.
+            .enable_connect_protocol();
         builder
     }
 
@@ -210,7 +212,7 @@ impl Listeners {
                 Ok::<_, std::convert::Infallible>(response.map(|body| InFlight { body, activity }))
             }
         });
-        let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
+        let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
         let idle = self.http.idle_timeout;
         let head_timeout = self.http.header_read_timeout;
         let write_timeout = self.http.write_timeout;

@@ -194,6 +194,8 @@ pub struct Shared {
     pub threads: js_runtime::Runtime,
     /// The node's region (`[node] region`).
     pub region: Arc<str>,
+    /// The most WebSockets one isolate keeps open (`[http] websocket_max_per_isolate`).
+    pub websockets_per_isolate: usize,
 }
 
 impl Function {
@@ -403,6 +405,7 @@ impl Function {
                         outcome: failure.outcome,
                         status: None,
                         cpu_time: Duration::ZERO,
+                        messages: (0, 0),
                     };
                     self.observer(trigger, asked, invocation_id.clone(), received, None)(end);
                     return Err(failure);
@@ -538,6 +541,7 @@ impl Function {
             fetch_allow: shared.fetch_allow.clone(),
             enforce_limits: true,
             max_in_flight: shared.pool.concurrency,
+            max_sockets: shared.websockets_per_isolate,
         };
         let code_cache: Arc<dyn CodeCache> = shared.code_cache.clone();
         let bindings: Option<Arc<dyn Bindings>> = (!self.config.bindings.is_empty()).then(|| {
@@ -571,7 +575,7 @@ impl Function {
     }
 
     /// Writes an error of the node's about this function to the function's log.
-    fn log_error(&self, message: String) {
+    pub fn log_error(&self, message: String) {
         self.sink().log(LogRecord {
             ts: std::time::SystemTime::now(),
             level: js_runtime::Level::Error,

@@ -144,6 +144,11 @@ pub struct Telemetry {
     pub cache_misses: Family<FunctionLabels, Counter>,
     pub cache_bytes: Family<FunctionLabels, Gauge>,
     pub cache_evictions: Family<FunctionLabels, Counter>,
+    websockets: Family<FunctionLabels, Gauge>,
+    websocket_messages_in: Family<FunctionLabels, Counter>,
+    websocket_messages_out: Family<FunctionLabels, Counter>,
+    websocket_bytes_in: Family<FunctionLabels, Counter>,
+    websocket_bytes_out: Family<FunctionLabels, Counter>,
     series: Mutex<HashMap<String, Arc<Mutex<Series>>>>,
 }
 
@@ -186,6 +191,11 @@ impl Telemetry {
             cache_misses: Family::default(),
             cache_bytes: Family::default(),
             cache_evictions: Family::default(),
+            websockets: Family::default(),
+            websocket_messages_in: Family::default(),
+            websocket_messages_out: Family::default(),
+            websocket_bytes_in: Family::default(),
+            websocket_bytes_out: Family::default(),
             series: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -289,6 +299,29 @@ impl Telemetry {
             "Cache API entries evicted for room (least recently used first)",
             t.cache_evictions.clone(),
         );
+        registry.register("websockets", "WebSockets open", t.websockets.clone());
+        registry.register(
+            "websocket_messages_received",
+            "WebSocket messages received from clients",
+            t.websocket_messages_in.clone(),
+        );
+        registry.register(
+            "websocket_messages_sent",
+            "WebSocket messages sent to clients",
+            t.websocket_messages_out.clone(),
+        );
+        registry.register_with_unit(
+            "websocket_received",
+            "WebSocket message bytes received from clients",
+            Unit::Bytes,
+            t.websocket_bytes_in.clone(),
+        );
+        registry.register_with_unit(
+            "websocket_sent",
+            "WebSocket message bytes sent to clients",
+            Unit::Bytes,
+            t.websocket_bytes_out.clone(),
+        );
         Telemetry { registry, ..t }
     }
 
@@ -325,6 +358,18 @@ impl Telemetry {
                 .entry(name.to_string())
                 .or_default()
                 .clone(),
+        }
+    }
+
+    /// Function `name`'s WebSocket meters.
+    pub fn socket_meters(&self, name: &str) -> crate::front::websocket::SocketMeters {
+        let f = Telemetry::function(name);
+        crate::front::websocket::SocketMeters {
+            open: self.websockets.get_or_create_owned(&f),
+            messages_in: self.websocket_messages_in.get_or_create_owned(&f),
+            messages_out: self.websocket_messages_out.get_or_create_owned(&f),
+            bytes_in: self.websocket_bytes_in.get_or_create_owned(&f),
+            bytes_out: self.websocket_bytes_out.get_or_create_owned(&f),
         }
     }
 

@@ -36,6 +36,20 @@ pub struct Host {
     /// Invocations finished during the current entry into the isolate, reported when it
     /// ends, with their part of its CPU time.
     pub(super) finishing: Vec<(u32, Live)>,
+    /// The WebSockets the function accepted and that are still open, by socket id.
+    pub(super) sockets: HashMap<u32, Socket>,
+    pub(super) next_socket: u32,
+    /// The most sockets open at once (`WorkerOptions::max_sockets`).
+    pub max_sockets: usize,
+}
+
+/// An accepted WebSocket, open until its client or the function closes it.
+pub(super) struct Socket {
+    pub(super) outgoing: mpsc::Sender<SocketOut>,
+    pub(super) incoming: Rc<tokio::sync::Mutex<mpsc::Receiver<SocketIn>>>,
+    /// The invocation that accepted it, reported (its summary, with the socket's lifetime and
+    /// message counts) when the socket ends.
+    pub(super) accepted: Live,
 }
 
 impl Host {
@@ -58,6 +72,9 @@ impl Host {
             meter: Meter::new(cpu_time, wall_time),
             memory_check: None,
             finishing: Vec::new(),
+            sockets: HashMap::new(),
+            next_socket: 0,
+            max_sockets: usize::MAX,
         }
     }
 
@@ -71,10 +88,20 @@ impl Host {
         !self.live.is_empty()
     }
 
-    /// Whether the worker should end now: no invocation in flight and none can come (every
-    /// handle dropped), whatever timers or promises the function left pending.
+    /// Whether the worker should end now: no invocation in flight, no WebSocket open and none
+    /// can come (every handle dropped), whatever timers or promises the function left pending.
     pub fn abandoned(&self) -> bool {
-        self.live.is_empty() && (self.inbox_closed || self.senders.strong_count() == 0)
+        self.live.is_empty()
+            && self.sockets.is_empty()
+            && (self.inbox_closed || self.senders.strong_count() == 0)
+    }
+
+    /// Ends socket `id` for the function: the client is sent `code` (unless it closed first),
+    /// and the invocation that accepted it is reported.
+    pub(super) fn close_socket(&mut self, id: u32, code: u16, reason: &str) {
+        if let Some(socket) = self.sockets.remove(&id) {
+            let _ = socket.outgoing.try_send(SocketOut::Close(code, reason.to_string()));
+        }
     }
 
     /// Whether work done outside any invocation has used up its CPU budget while no invocation
@@ -111,6 +138,10 @@ impl Host {
         for (id, mut live) in self.live.drain() {
             live.cpu_used = self.meter.remove(id);
             live.fail(outcome, message);
+        }
+        // The isolate is going away: its sockets close as after an error of the server's.
+        for (_, socket) in self.sockets.drain() {
+            let _ = socket.outgoing.try_send(SocketOut::Close(1011, outcome.as_str().into()));
         }
     }
 
@@ -191,6 +222,10 @@ impl Host {
             if let Some(mut live) = self.live.remove(&id) {
                 live.cpu_used = cpu_used;
                 live.fail(outcome, message);
+                // A socket's event that ran out closes the socket, as on Workers.
+                if let Some(socket) = live.socket {
+                    self.close_socket(socket, 1011, outcome.as_str());
+                }
             }
         }
     }
@@ -218,6 +253,11 @@ pub(super) struct Live {
     pub(super) bad_header: Option<&'static str>,
     /// A HEAD request: a body the node drops unread is no client leaving.
     pub(super) head: bool,
+    /// For an event of an accepted WebSocket: the socket, closed with 1011 if the event's
+    /// handler runs out of a limit.
+    pub(super) socket: Option<u32>,
+    /// For the invocation that accepted a WebSocket: messages received and sent.
+    pub(super) messages: (u64, u64),
 }
 
 impl Drop for Live {
@@ -230,6 +270,7 @@ impl Drop for Live {
                 outcome: self.failed.unwrap_or(Outcome::Ok),
                 status: self.status,
                 cpu_time: self.cpu_used,
+                messages: self.messages,
             });
         }
     }
@@ -242,6 +283,26 @@ impl Live {
             gone.wake();
         }
         self.reply.take()
+    }
+
+    /// A live entry for something that needs no answer (an event of a WebSocket).
+    pub(super) fn unanswered(finished: Option<Finished>) -> Live {
+        Live {
+            body: None,
+            reply: None,
+            stream: None,
+            gone: None,
+            cpu_used: Duration::ZERO,
+            status: None,
+            failed: None,
+            finished,
+            blobs: Vec::new(),
+            headers: http::HeaderMap::new(),
+            bad_header: None,
+            head: false,
+            socket: None,
+            messages: (0, 0),
+        }
     }
 
     pub(super) fn fail(&mut self, outcome: Outcome, message: &str) {

@@ -6,6 +6,7 @@
 
 mod cache;
 mod host;
+mod socket;
 mod types;
 
 use std::borrow::Cow;
@@ -51,6 +52,11 @@ deno_core::extension!(
         cache::op_isola_cache_match,
         cache::op_isola_cache_put,
         cache::op_isola_cache_delete,
+        socket::op_isola_ws_accept,
+        socket::op_isola_ws_next,
+        socket::op_isola_ws_send_text,
+        socket::op_isola_ws_send_binary,
+        socket::op_isola_ws_close,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [
@@ -66,6 +72,7 @@ deno_core::extension!(
         "08_bindings.js",
         "09_entrypoints.js",
         "10_caches.js",
+        "11_websocket.js",
         "runtime.js",
     ],
     // deno_core's `op_dispatch_exception` terminates the isolate, and with it every invocation
@@ -277,20 +284,8 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
     let id = host.next_id;
     host.next_id = host.next_id.wrapping_add(1);
     host.meter.begin(id);
-    let mut live = Live {
-        body: None,
-        reply: Some(reply),
-        stream: None,
-        gone: None,
-        cpu_used: Duration::ZERO,
-        status: None,
-        failed: None,
-        finished,
-        blobs: Vec::new(),
-        headers: http::HeaderMap::new(),
-        bad_header: None,
-        head: false,
-    };
+    let mut live = Live::unanswered(finished);
+    live.reply = Some(reply);
     let next = match work {
         Work::Event(event) => {
             live.blobs = event.blobs;

@@ -33,6 +33,37 @@ pub enum ResponseBody {
     Full(Bytes),
     /// Chunks as the function writes them, and their total length when it is known.
     Stream(mpsc::Receiver<BodyChunk>, Option<u64>),
+    /// The function accepted a WebSocket (a `101` with `webSocket`): the connection's ends of
+    /// the socket, which the node bridges to the client once the upgrade completes.
+    WebSocket(SocketEnds),
+}
+
+/// A message or close a function sends on an accepted WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketOut {
+    Text(String),
+    Binary(Bytes),
+    /// Close with a code and a reason.
+    Close(u16, String),
+}
+
+/// What arrives on an accepted WebSocket from its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketIn {
+    Text(String),
+    Binary(Bytes),
+    /// The socket closed: the client's code and reason, or 1006 when it vanished, 1009 for a
+    /// message over the size limit, 1001 when it was idle too long.
+    Close(u16, String),
+}
+
+/// The connection's ends of an accepted WebSocket.
+#[derive(Debug)]
+pub struct SocketEnds {
+    /// What the function sends; ends when the function (or its isolate) is gone.
+    pub outgoing: mpsc::Receiver<SocketOut>,
+    /// Where the client's messages go; dropping it ends the socket for the function.
+    pub incoming: mpsc::Sender<SocketIn>,
 }
 
 /// What an invocation asks the function to do.
@@ -78,6 +109,9 @@ pub struct InvocationEnd {
     pub status: Option<u16>,
     /// CPU time charged to the invocation.
     pub cpu_time: std::time::Duration,
+    /// For an invocation that accepted a WebSocket: the messages received and sent on it
+    /// (its end is the socket's).
+    pub messages: (u64, u64),
 }
 
 /// What a worker answers an invocation with.

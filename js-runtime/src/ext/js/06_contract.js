@@ -29,6 +29,10 @@ import {
 import {
   subrequestCounts,
 } from "ext:isola/05_outbound.js";
+import {
+  WEB_SOCKET,
+  answerSocket,
+} from "ext:isola/11_websocket.js";
 const {
   ArrayPrototypePush,
   ObjectDefineProperty,
@@ -78,10 +82,13 @@ const EMPTY = new Uint8Array(0);
 const WHOLE_MAX = 1024 * 1024;
 const PIECE = 64 * 1024;
 
-// Answers with a response whose body is whole already (or absent); `false` when the body is
-// a stream or large, which `streamResponse` sends.
-function respondWhole(id, res) {
+// Answers invocation `next` with a response whose body is whole already (or absent), or with
+// the WebSocket a 101 carries; `false` when the body is a stream or large, which
+// `streamResponse` sends.
+function respondWhole(next, res) {
+  const id = next.id;
   const inner = response.toInnerResponse(res);
+  if (res[WEB_SOCKET] !== undefined) return answerSocket(next, res, sendHeaders, inner.headerList);
   const innerBody = inner.body;
   const streamOrStatic = innerBody === null ? null : innerBody.streamOrStatic;
   if (ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, streamOrStatic)) {
@@ -360,7 +367,7 @@ function invoke(handler, env, next) {
     try {
       res = handler.fetch(incomingRequest(next), env, ctx);
       if (ObjectPrototypeIsPrototypeOf(response.ResponsePrototype, res)) {
-        answered = respondWhole(next.id, res);
+        answered = respondWhole(next, res);
         next.answered = answered;
         if (answered && waitUntil.length === 0) {
           endInvocation(next);
@@ -392,7 +399,7 @@ async function finishFetch(next, pending, answered, waitUntil) {
         uncaught(id, error);
         return;
       }
-      if (!respondWhole(id, res)) await streamResponse(next, res);
+      if (!respondWhole(next, res)) await streamResponse(next, res);
       next.answered = true;
     }
     if (waitUntil.length !== 0) await settle(waitUntil);

@@ -13,6 +13,7 @@
 //   08_bindings.js      env.NAME for queues, buckets and tables
 //   09_entrypoints.js   the forms of an entry module: object, class, service worker
 //   10_caches.js        the Cache API: caches.default, caches.open(name)
+//   11_websocket.js     WebSocketPair, and Response's 101 with a webSocket
 
 import {
   core,
@@ -71,6 +72,7 @@ import "ext:isola/07_events.js";
 import "ext:isola/08_bindings.js";
 import "ext:isola/09_entrypoints.js";
 import "ext:isola/10_caches.js";
+import "ext:isola/11_websocket.js";
 
 // Called by Rust on every isolate made from the snapshot, before it gets a function: what a
 // snapshot cannot hold. It has deno_core attach the ops' fast-call overloads (it does so on

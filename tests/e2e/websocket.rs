@@ -1,0 +1,107 @@
+//! WebSockets a function accepts (`WebSocketPair`), with a client that is not ours (Python's
+//! `websockets`) over HTTP/1.1: echo, fragments, ping, the message size limit, close codes
+//! both ways, a client that vanishes, many sockets on one isolate, and a handler that spins.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::{curl, function_dir, TestNode};
+
+fn client() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/wsclient.py")
+}
+
+async fn ws(url: &str, scenario: &[&str]) -> Value {
+    let out =
+        tokio::process::Command::new("python3").arg(client()).arg(url).args(scenario).output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the client finishes")
+        .unwrap();
+    assert!(out.status.success(), "{scenario:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn logged(node: &TestNode, needle: &str) -> bool {
+    let needle = needle.to_string();
+    node.logs.wait_for(Duration::from_secs(30), move |r| r.message.contains(&needle)).is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_accepts_a_websocket_over_http1() {
+    let node = TestNode::start(&[function_dir("ws-echo")]).await;
+    let url = format!("ws://{}/chat", node.addr);
+
+    let echo = ws(&url, &["echo"]).await;
+    assert_eq!(echo["text"], "hello");
+    assert_eq!(echo["binary_equal"], true);
+    assert_eq!(echo["binary_type"], "bytes");
+
+    let fragments = ws(&url, &["fragments"]).await;
+    assert_eq!(
+        (fragments["equal"].as_bool(), fragments["length"].as_u64()),
+        (Some(true), Some(102400))
+    );
+
+    assert!(ws(&url, &["ping"]).await["latency"].as_f64().is_some());
+
+    let too_big = ws(&url, &["too-big"]).await;
+    assert_eq!(too_big["code"], 1009, "{too_big}");
+    assert!(logged(&node, "closed 1009"));
+
+    assert_eq!(ws(&url, &["close"]).await["code"], 4001);
+    assert!(logged(&node, "closed 4001 bye true"), "the function saw the client's close");
+
+    let closed_by = ws(&url, &["closed-by"]).await;
+    assert_eq!(
+        (closed_by["code"].as_u64(), closed_by["reason"].as_str()),
+        (Some(4002), Some("as asked"))
+    );
+
+    assert_eq!(ws(&url, &["vanish"]).await["echo"], "ready");
+    assert!(logged(&node, "closed 1006  false"), "the function saw the client vanish");
+
+    // Not an upgrade: the function's own answer.
+    let plain = curl("GET", &node.url("/chat"), &[], None).await;
+    assert_eq!(plain.status, 426);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sockets_on_one_isolate_and_a_spinning_handler() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = config::NodeConfig::default();
+    config.pool.max_isolates_per_function = 1;
+    // One client address opens them all.
+    config.http.max_connections_per_ip = 2000;
+    let spinner = tests::function_folder(
+        root.path(),
+        "spinner",
+        "/spin/*",
+        "[limits]\ncpu_time = \"50ms\"\n",
+        &std::fs::read_to_string(function_dir("ws-echo").join("src/index.js")).unwrap(),
+    );
+    let node = TestNode::start_with(config, &[function_dir("ws-echo"), spinner]).await;
+    let url = format!("ws://{}/chat", node.addr);
+    // Raise this process's open-file limit: 1,000 sockets on each side.
+    js_runtime::raise_open_files_limit();
+
+    let many = ws(&url, &["many", "1000"]).await;
+    assert_eq!(many["echoed"], 1000, "{many}");
+    assert_eq!(node.node().isolates_of("ws-echo"), 1);
+
+    // A handler that spins is stopped by its CPU limit; its socket closes with 1011 and
+    // other functions' sockets keep answering.
+    let spin = tokio::spawn({
+        let url = format!("ws://{}/spin/x", node.addr);
+        async move { ws(&url, &["spin"]).await }
+    });
+    for _ in 0..3 {
+        assert_eq!(ws(&url, &["echo"]).await["text"], "hello");
+    }
+    let spun = spin.await.unwrap();
+    assert_eq!(spun["code"], 1011, "{spun}");
+    node.shutdown().await;
+}
