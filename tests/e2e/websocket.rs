@@ -105,3 +105,49 @@ async fn a_thousand_sockets_on_one_isolate_and_a_spinning_handler() {
     assert_eq!(spun["code"], 1011, "{spun}");
     node.shutdown().await;
 }
+
+/// The same echo over HTTP/2: extended CONNECT (RFC 8441) with hyper's HTTP/2 client, then
+/// WebSocket frames (tokio-tungstenite) over the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_accepts_a_websocket_over_http2_extended_connect() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+    let node = TestNode::start(&[function_dir("ws-echo")]).await;
+    let tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}/chat", node.addr))
+        .version(http::Version::HTTP_2)
+        .header("sec-websocket-version", "13")
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let mut response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let upgraded = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        hyper_util::rt::TokioIo::new(upgraded),
+        Role::Client,
+        None,
+    )
+    .await;
+    for text in ["hello over HTTP/2", "and again"] {
+        socket.send(Message::text(text)).await.unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.unwrap();
+        assert_eq!(echoed.unwrap().unwrap(), Message::text(text));
+    }
+    socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed, Message::binary(vec![1u8, 2, 3]));
+    socket.close(None).await.unwrap();
+    assert!(logged(&node, "closed 1005"), "the function saw the close");
+    node.shutdown().await;
+}
