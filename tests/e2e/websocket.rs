@@ -151,3 +151,52 @@ async fn a_function_accepts_a_websocket_over_http2_extended_connect() {
     assert!(logged(&node, "closed 1005"), "the function saw the close");
     node.shutdown().await;
 }
+
+/// Headless Chromium loads a page from a function, opens a WebSocket to it and shows the
+/// echo of its message (Chromium offers permessage-deflate; the node declines it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_opens_a_websocket_to_a_function() {
+    let root = tempfile::tempdir().unwrap();
+    let page = r#"<!doctype html><body><script>
+const socket = new WebSocket(`ws://${location.host}/socket`);
+socket.onopen = () => socket.send("hello from the page");
+socket.onmessage = (event) => { document.body.dataset.echo = event.data; };
+socket.onerror = () => { document.body.dataset.echo = "error"; };
+</script></body>"#;
+    let code = format!(
+        r#"const PAGE = {page:?};
+export default {{
+  fetch(request) {{
+    if (request.headers.get("upgrade") !== "websocket") {{
+      return new Response(PAGE, {{ headers: {{ "content-type": "text/html" }} }});
+    }}
+    const [client, server] = Object.values(new WebSocketPair());
+    server.accept();
+    server.addEventListener("message", (event) => server.send(`echo: ${{event.data}}`));
+    return new Response(null, {{ status: 101, webSocket: client }});
+  }},
+}};"#
+    );
+    let dir = tests::function_folder(root.path(), "page", "/*", "", &code);
+    let node = TestNode::start(&[dir]).await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut chromium = std::process::Command::new("chromium");
+    chromium
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(node.url("/"));
+    let out = tokio::task::spawn_blocking(move || chromium.output()).await.unwrap().expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains(r#"data-echo="echo: hello from the page""#), "{dom}");
+    node.shutdown().await;
+}
