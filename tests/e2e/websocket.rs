@@ -24,6 +24,28 @@ async fn ws(url: &str, scenario: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The first invocation summary in the function's log that `matches`, once there is one.
+async fn summary_where(node: &TestNode, matches: impl Fn(&Value) -> bool) -> Value {
+    let url = format!("http://{}/v1/functions/ws-echo/logs", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {}", tests::ADMIN_TOKEN))];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs: Value =
+            serde_json::from_slice(&curl("GET", &url, &auth, None).await.body).unwrap();
+        let found = logs["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "invocation" && matches(r))
+            .cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(std::time::Instant::now() < deadline, "no such summary: {logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn logged(node: &TestNode, needle: &str) -> bool {
     let needle = needle.to_string();
     node.logs.wait_for(Duration::from_secs(30), move |r| r.message.contains(&needle)).is_some()
@@ -38,6 +60,13 @@ async fn a_function_accepts_a_websocket_over_http1() {
     assert_eq!(echo["text"], "hello");
     assert_eq!(echo["binary_equal"], true);
     assert_eq!(echo["binary_type"], "bytes");
+    // The accepting invocation's summary: a 101 lasting the socket's lifetime, its messages.
+    let summary = summary_where(&node, |r| r["status"] == 101).await;
+    assert_eq!(
+        (summary["messages_in"].as_u64(), summary["messages_out"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(summary["outcome"], "ok");
 
     let fragments = ws(&url, &["fragments"]).await;
     assert_eq!(
@@ -195,7 +224,10 @@ export default {{
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(node.url("/"));
-    let out = tokio::task::spawn_blocking(move || chromium.output()).await.unwrap().expect("chromium runs");
+    let out = tokio::task::spawn_blocking(move || chromium.output())
+        .await
+        .unwrap()
+        .expect("chromium runs");
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains(r#"data-echo="echo: hello from the page""#), "{dom}");
     node.shutdown().await;

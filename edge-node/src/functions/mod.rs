@@ -503,6 +503,10 @@ impl Function {
             summary.duration_ms = Some(duration.as_secs_f64() * 1000.0);
             summary.cpu_ms = Some(end.cpu_time.as_secs_f64() * 1000.0);
             summary.cold = Some(cold_start.is_some());
+            if end.status == Some(101) {
+                summary.messages_in = Some(end.messages.0);
+                summary.messages_out = Some(end.messages.1);
+            }
             if let (Some(sink), Some(asked)) = (sink, asked) {
                 sink.log(invocation_line(&asked, &end, duration, &summary));
             }

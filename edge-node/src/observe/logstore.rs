@@ -50,6 +50,12 @@ pub struct Record {
     pub cpu_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold: Option<bool>,
+    /// For an invocation that accepted a WebSocket (its duration is the socket's lifetime):
+    /// the messages received from the client and sent to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_out: Option<u64>,
 }
 
 impl Record {
@@ -74,6 +80,8 @@ impl Record {
             duration_ms: None,
             cpu_ms: None,
             cold: None,
+            messages_in: None,
+            messages_out: None,
         }
     }
 
@@ -132,6 +140,14 @@ impl Record {
         }
         if let Some(cold) = self.cold {
             out.extend_from_slice(if cold { b",\"cold\":true" } else { b",\"cold\":false" });
+        }
+        for (key, value) in
+            [(&b",\"messages_in\":"[..], self.messages_in), (b",\"messages_out\":", self.messages_out)]
+        {
+            if let Some(value) = value {
+                out.extend_from_slice(key);
+                out.extend_from_slice(ints.format(value).as_bytes());
+            }
         }
         out.push(b'}');
     }
