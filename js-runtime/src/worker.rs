@@ -136,6 +136,7 @@ pub struct WorkerHandle {
     /// Boxed: the channel allocates room for 32 messages up front, per isolate.
     inbox: mpsc::Sender<Box<Invocation>>,
     memory: Arc<AtomicU64>,
+    sockets_open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts a worker for `options` (see [`Runtime::start`](crate::Runtime::start)), taking a
@@ -149,6 +150,7 @@ pub(crate) async fn start(
     let (ready_tx, ready_rx) = oneshot::channel();
     let memory = options.limits.memory;
     let in_use = Arc::new(AtomicU64::new(0));
+    let sockets_open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let job = Job {
         options,
         services,
@@ -156,6 +158,7 @@ pub(crate) async fn start(
         senders: inbox.downgrade(),
         ready: ready_tx,
         memory_in_use: in_use.clone(),
+        sockets_open: sockets_open.clone(),
     };
     match spares.take(memory) {
         Some(spare) => {
@@ -170,7 +173,7 @@ pub(crate) async fn start(
     // one.
     spares.replenish(memory);
     match ready {
-        Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use }),
+        Ok(Ok(())) => Ok(WorkerHandle { inbox, memory: in_use, sockets_open }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(StartError::Module("the isolate stopped while starting".into())),
     }
@@ -256,6 +259,12 @@ impl WorkerHandle {
         self.memory.load(Ordering::Relaxed)
     }
 
+    /// WebSockets the isolate has open, as last published (after each entry into it): an
+    /// isolate with one open is not idle.
+    pub fn sockets_open(&self) -> usize {
+        self.sockets_open.load(Ordering::Relaxed)
+    }
+
     /// Whether the worker is still running: a worker stopped by a limit is gone for good and
     /// the caller starts a new one.
     pub fn is_alive(&self) -> bool {
@@ -282,6 +291,8 @@ pub(crate) struct Job {
     pub ready: oneshot::Sender<Result<(), StartError>>,
     /// Where the isolate publishes the memory it holds, for [`WorkerHandle::memory_used`].
     pub memory_in_use: Arc<AtomicU64>,
+    /// Where it publishes how many WebSockets it has open, for [`WorkerHandle::sockets_open`].
+    pub sockets_open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// An isolate before it has a function: made from the snapshot with everything that does not
@@ -352,7 +363,7 @@ impl Isolate {
         let Isolate { mut js, guard, budget, loader, resolver, .. } = self;
         let cell = js.cell();
         let js = &mut *js;
-        let Job { options, services, inbox, senders, ready, memory_in_use } = job;
+        let Job { options, services, inbox, senders, ready, memory_in_use, sockets_open } = job;
         let policy = Arc::new(FetchPolicy::new(&options.fetch_allow));
         *cell.policy.borrow_mut() = Some(policy.clone());
         fetch_policy::install(Some(policy.clone()));
@@ -367,6 +378,7 @@ impl Isolate {
             options.limits.wall_time,
         );
         host.max_sockets = options.max_sockets;
+        host.sockets_open = Some(sockets_open);
         let memory = budget.clone();
         host.set_memory_check(Box::new(move |isolate| memory.over_after_collecting(isolate)));
         js.op_state().borrow_mut().put(host);

@@ -75,6 +75,14 @@ struct Slot {
     last_used: Instant,
 }
 
+impl Slot {
+    /// Whether the isolate is in use: requests in flight, or WebSockets open (an isolate
+    /// with a socket is never scaled away under it).
+    fn busy(&self) -> bool {
+        self.load > 0 || self.handle.sockets_open() > 0
+    }
+}
+
 /// Why no isolate could take a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -275,7 +283,7 @@ impl Isolates {
     pub fn evict_idle(&self, idle: Duration) -> usize {
         let mut state = self.lock();
         let before = state.slots.len();
-        state.slots.retain(|s| s.load > 0 || s.last_used.elapsed() < idle);
+        state.slots.retain(|s| s.busy() || s.last_used.elapsed() < idle);
         let evicted = before - state.slots.len();
         state.node_isolates.fetch_sub(evicted, Ordering::Relaxed);
         evicted
@@ -283,7 +291,7 @@ impl Isolates {
 
     /// When the least recently used idle isolate of this function was last used.
     pub fn oldest_idle(&self) -> Option<Instant> {
-        self.lock().slots.iter().filter(|s| s.load == 0).map(|s| s.last_used).min()
+        self.lock().slots.iter().filter(|s| !s.busy()).map(|s| s.last_used).min()
     }
 
     /// Drops the least recently used idle isolate; whether there was one.
@@ -293,7 +301,7 @@ impl Isolates {
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.load == 0)
+            .filter(|(_, s)| !s.busy())
             .min_by_key(|(_, s)| s.last_used)
             .map(|(i, _)| i);
         if let Some(i) = oldest {

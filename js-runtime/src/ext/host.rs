@@ -41,7 +41,16 @@ pub struct Host {
     pub(super) next_socket: u32,
     /// The most sockets open at once (`WorkerOptions::max_sockets`).
     pub max_sockets: usize,
+    /// Since when sockets are open on a worker no handle is left on (redeployed, deleted,
+    /// scaled away): they may finish for [`SOCKET_DRAIN`], then close with 1012.
+    drain_from: Option<Instant>,
+    /// Where the number of open sockets is published for the node (its pool keeps an isolate
+    /// with sockets open).
+    pub sockets_open: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
+
+/// How long the sockets of a worker that is being replaced may stay open.
+pub const SOCKET_DRAIN: Duration = Duration::from_secs(30);
 
 /// An accepted WebSocket, open until its client or the function closes it.
 pub(super) struct Socket {
@@ -75,6 +84,8 @@ impl Host {
             sockets: HashMap::new(),
             next_socket: 0,
             max_sockets: usize::MAX,
+            drain_from: None,
+            sockets_open: None,
         }
     }
 
@@ -185,9 +196,34 @@ impl Host {
     /// Ends the invocations past their wall-clock deadline with `exceeded_wall_time`; returns
     /// the earliest deadline still ahead.
     pub fn expire(&mut self) -> Option<Instant> {
+        if let Some(open) = &self.sockets_open {
+            open.store(self.sockets.len(), std::sync::atomic::Ordering::Relaxed);
+        }
         let (over, next) = self.meter.expire();
         self.end(over, Outcome::ExceededWallTime, "the invocation ran out of wall-clock time");
-        next
+        match (next, self.drain_sockets()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Closes, with 1012 (service restart), the sockets still open [`SOCKET_DRAIN`] after the
+    /// last handle on the worker went; the time they may stay till then.
+    fn drain_sockets(&mut self) -> Option<Instant> {
+        let replaced = self.inbox_closed || self.senders.strong_count() == 0;
+        if self.sockets.is_empty() || !replaced {
+            self.drain_from = None;
+            return None;
+        }
+        let now = Instant::now();
+        let until = *self.drain_from.get_or_insert(now) + SOCKET_DRAIN;
+        if now < until {
+            return Some(until);
+        }
+        for (_, socket) in self.sockets.drain() {
+            let _ = socket.outgoing.try_send(SocketOut::Close(1012, "the function was replaced".into()));
+        }
+        None
     }
 
     /// Ends invocation `id` (its response is sent, its `waitUntil` work settled). Within an
