@@ -140,7 +140,11 @@ async fn bridge(on: OnUpgrade, ends: SocketEnds, sockets: &Sockets, meters: &Soc
             return;
         }
     };
+    // tungstenite's default buffers are 128 KiB each, allocated per socket: most sockets
+    // carry small messages, and a larger one grows the buffer as it arrives.
     let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .max_message_size(Some(sockets.max_message))
         .max_frame_size(Some(sockets.max_message));
     let ws =
