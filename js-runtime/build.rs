@@ -13,6 +13,21 @@ mod limits {
     pub(crate) use super::meter::{Charged, Meter};
 }
 
+/// The outbound WebSocket op is never called while the snapshot is made.
+#[allow(dead_code, reason = "only the extension list is used here")]
+mod websocket {
+    use crate::ext::{SocketIn, SocketOut};
+    pub async fn open(
+        _: &str,
+        _: &str,
+    ) -> Result<
+        (tokio::sync::mpsc::Sender<SocketOut>, tokio::sync::mpsc::Receiver<SocketIn>, String),
+        String,
+    > {
+        Err("no sockets while the snapshot is made".into())
+    }
+}
+
 /// The snapshot is made with deno_web's own URL ops; the runtime swaps in ada-url's
 /// (`src/url_ops.rs`), which keep their signatures.
 mod url_ops {

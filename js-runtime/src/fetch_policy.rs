@@ -182,22 +182,46 @@ impl Resolve for PolicyResolver {
         let policy = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
         Box::pin(async move {
             let host = name.as_str().to_ascii_lowercase();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if !policy.names_host(&host) {
-                if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        format!(
-                            "fetch to {host} refused: it resolves to {}, not a public address",
-                            bad.ip()
-                        ),
-                    ));
-                }
-            }
+            let addrs = policy.resolve_name(&host, 0).await?;
             Ok(addrs.into_iter())
         })
     }
+}
+
+impl FetchPolicy {
+    /// The addresses of `host`, refused when one is not public and `[fetch] allow` does not
+    /// name the host.
+    async fn resolve_name(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+        if !self.names_host(host) {
+            if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "fetch to {host} refused: it resolves to {}, not a public address",
+                        bad.ip()
+                    ),
+                ));
+            }
+        }
+        Ok(addrs)
+    }
+
+    /// Where a connection to `host:port` may go (an outbound WebSocket): the destination
+    /// checked as `fetch` checks it, then its addresses as the resolver checks them.
+    pub(crate) async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+        self.check(host, port)?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        self.resolve_name(&bare, port).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The policy installed on this thread (that of the isolate being polled).
+pub(crate) fn current() -> Option<Arc<FetchPolicy>> {
+    POLICY.with(|p| p.borrow().clone())
 }
 
 #[cfg(test)]

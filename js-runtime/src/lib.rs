@@ -13,6 +13,7 @@ mod runtime;
 mod spare;
 mod threads;
 mod url_ops;
+pub mod websocket;
 mod worker;
 
 pub use code_cache::CodeCache;

@@ -232,3 +232,58 @@ export default {{
     assert!(dom.contains(r#"data-echo="echo: hello from the page""#), "{dom}");
     node.shutdown().await;
 }
+
+/// `new WebSocket(url)` from a function: refused for a loopback address unless `[fetch] allow`
+/// names it; allowed, it exchanges a message with a local server (tokio-tungstenite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_websockets_follow_the_outbound_policy() {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() {
+                        let text = format!("server saw: {}", message.to_text().unwrap());
+                        let _ = ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await;
+                    }
+                }
+            });
+        }
+    });
+    let root = tempfile::tempdir().unwrap();
+    let code = r#"export default {
+  fetch(request) {
+    const target = new URL(request.url).searchParams.get("to");
+    return new Promise((resolve) => {
+      const ws = new WebSocket(target);
+      ws.addEventListener("open", () => ws.send(`hello, protocol "${ws.protocol}"`));
+      ws.addEventListener("message", (event) => {
+        resolve(new Response(event.data));
+        ws.close();
+      });
+      ws.addEventListener("error", (event) => resolve(new Response(`error: ${event.message}`, { status: 502 })));
+    });
+  },
+};"#;
+    let dir = tests::function_folder(root.path(), "opener", "/*", "", code);
+    let target = format!("/?to=ws://127.0.0.1:{port}/socket");
+
+    let refusing = TestNode::start(std::slice::from_ref(&dir)).await;
+    let refused = curl("GET", &refusing.url(&target), &[], None).await;
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(refused.text().contains("refused"), "{}", refused.text());
+    refusing.shutdown().await;
+
+    let mut config = config::NodeConfig::default();
+    config.fetch.allow = vec![format!("127.0.0.1:{port}")];
+    let allowing = TestNode::start_with(config, &[dir]).await;
+    let answered = curl("GET", &allowing.url(&target), &[], None).await;
+    assert_eq!(
+        (answered.status, answered.text().as_str()),
+        (200, "server saw: hello, protocol \"\"")
+    );
+    allowing.shutdown().await;
+}

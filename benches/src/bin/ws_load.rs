@@ -22,7 +22,8 @@ fn main() {
     rt.block_on(async move {
         let mut open = Vec::with_capacity(sockets);
         for _ in 0..sockets {
-            let (socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("a socket");
+            let (socket, _) =
+                tokio_tungstenite::connect_async(url.as_str()).await.expect("a socket");
             open.push(socket);
         }
         if idle {

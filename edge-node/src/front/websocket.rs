@@ -15,16 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use js_runtime::{SocketEnds, SocketIn, SocketOut};
+use js_runtime::{SocketEnds, SocketIn};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::front::body::OutBody;
@@ -129,120 +126,34 @@ pub fn accept(
     Response::from_parts(head, OutBody::Full(None))
 }
 
-/// Carries messages between the client and the function until the socket ends.
+/// Completes the upgrade, then carries messages between the client and the function until the
+/// socket ends.
 async fn bridge(on: OnUpgrade, ends: SocketEnds, sockets: &Sockets, meters: &SocketMeters) {
-    let SocketEnds { mut outgoing, incoming } = ends;
     let upgraded = match on.await {
         Ok(upgraded) => upgraded,
         Err(e) => {
             tracing::debug!(error = %e, "WebSocket upgrade failed");
-            let _ = incoming.send(SocketIn::Close(1006, String::new())).await;
+            let _ = ends.incoming.send(SocketIn::Close(1006, String::new())).await;
             return;
         }
     };
-    // tungstenite's default buffers are 128 KiB each, allocated per socket: most sockets
-    // carry small messages, and a larger one grows the buffer as it arrives.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0)
-        .max_message_size(Some(sockets.max_message))
-        .max_frame_size(Some(sockets.max_message));
+    let config = js_runtime::websocket::config(sockets.max_message);
     let ws =
         WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-    let (mut sink, mut stream) = ws.split();
-    let idle = sockets.idle_timeout;
-    let mut deadline = tokio::time::Instant::now() + idle;
-    // Set once the function has nothing more to send (it closed, or it is gone).
-    let mut function_done = false;
-    loop {
-        tokio::select! {
-            message = stream.next() => {
-                deadline = tokio::time::Instant::now() + idle;
-                let event = match message {
-                    Some(Ok(Message::Text(text))) => {
-                        meters.bytes_in.inc_by(text.len() as u64);
-                        SocketIn::Text(text.as_str().to_string())
-                    }
-                    Some(Ok(Message::Binary(data))) => {
-                        meters.bytes_in.inc_by(data.len() as u64);
-                        SocketIn::Binary(data)
-                    }
-                    // Pings are answered by tungstenite; pongs and raw frames mean nothing here.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    Some(Ok(Message::Close(frame))) => {
-                        let (code, reason) = frame.map_or((1005, String::new()), |f| {
-                            (u16::from(f.code), f.reason.as_str().to_string())
-                        });
-                        let _ = incoming.send(SocketIn::Close(code, reason)).await;
-                        // tungstenite answers the close; the stream ends after it.
-                        continue;
-                    }
-                    Some(Err(WsError::Capacity(_))) => {
-                        let reason = format!("a message is at most {} bytes", sockets.max_message);
-                        close(&mut sink, 1009, &reason).await;
-                        let _ = incoming.send(SocketIn::Close(1009, reason)).await;
-                        return;
-                    }
-                    Some(Err(WsError::ConnectionClosed)) | None => {
-                        let _ = incoming.send(SocketIn::Close(1006, String::new())).await;
-                        return;
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "WebSocket ended");
-                        let _ = incoming.send(SocketIn::Close(1006, String::new())).await;
-                        return;
-                    }
-                };
-                meters.messages_in.inc();
-                if incoming.send(event).await.is_err() && !function_done {
-                    // The function's side is gone (its isolate ended).
-                    close(&mut sink, 1011, "the function ended").await;
-                    function_done = true;
-                }
-            }
-            out = outgoing.recv(), if !function_done => {
-                deadline = tokio::time::Instant::now() + idle;
-                let sent = match out {
-                    Some(SocketOut::Text(text)) => {
-                        meters.bytes_out.inc_by(text.len() as u64);
-                        meters.messages_out.inc();
-                        sink.send(Message::text(text)).await
-                    }
-                    Some(SocketOut::Binary(data)) => {
-                        meters.bytes_out.inc_by(data.len() as u64);
-                        meters.messages_out.inc();
-                        sink.send(Message::binary(data)).await
-                    }
-                    Some(SocketOut::Close(code, reason)) => {
-                        function_done = true;
-                        sink.send(close_message(code, &reason)).await
-                    }
-                    None => {
-                        function_done = true;
-                        sink.send(close_message(1011, "the function ended")).await
-                    }
-                };
-                if sent.is_err() {
-                    let _ = incoming.send(SocketIn::Close(1006, String::new())).await;
-                    return;
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                close(&mut sink, 1001, "idle").await;
-                let _ = incoming.send(SocketIn::Close(1001, "idle".into())).await;
-                return;
-            }
-        }
-    }
-}
-
-fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
-}
-
-async fn close<S>(sink: &mut S, code: u16, reason: &str)
-where
-    S: futures::Sink<Message> + Unpin,
-{
-    let _ = sink.send(close_message(code, reason)).await;
+    let meters = meters.clone();
+    let counted = Box::new(move |received: bool, bytes: usize| {
+        let (messages, total) = if received {
+            (&meters.messages_in, &meters.bytes_in)
+        } else {
+            (&meters.messages_out, &meters.bytes_out)
+        };
+        messages.inc();
+        total.inc_by(bytes as u64);
+    });
+    let settings = js_runtime::websocket::Bridge {
+        max_message: sockets.max_message,
+        idle_timeout: sockets.idle_timeout,
+        counted,
+    };
+    js_runtime::websocket::bridge(ws, ends, settings).await;
 }

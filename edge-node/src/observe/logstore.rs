@@ -141,9 +141,10 @@ impl Record {
         if let Some(cold) = self.cold {
             out.extend_from_slice(if cold { b",\"cold\":true" } else { b",\"cold\":false" });
         }
-        for (key, value) in
-            [(&b",\"messages_in\":"[..], self.messages_in), (b",\"messages_out\":", self.messages_out)]
-        {
+        for (key, value) in [
+            (&b",\"messages_in\":"[..], self.messages_in),
+            (b",\"messages_out\":", self.messages_out),
+        ] {
             if let Some(value) = value {
                 out.extend_from_slice(key);
                 out.extend_from_slice(ints.format(value).as_bytes());

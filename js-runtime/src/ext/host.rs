@@ -221,7 +221,9 @@ impl Host {
             return Some(until);
         }
         for (_, socket) in self.sockets.drain() {
-            let _ = socket.outgoing.try_send(SocketOut::Close(1012, "the function was replaced".into()));
+            let _ = socket
+                .outgoing
+                .try_send(SocketOut::Close(1012, "the function was replaced".into()));
         }
         None
     }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 pub use host::Host;
 use host::Live;
+pub(crate) use socket::{INCOMING_BUFFER, OUTGOING_BUFFER};
 pub use types::*;
 
 /// Capacity, in chunks, of a streamed response body between the isolate and the connection.
@@ -57,6 +58,7 @@ deno_core::extension!(
         socket::op_isola_ws_send_text,
         socket::op_isola_ws_send_binary,
         socket::op_isola_ws_close,
+        socket::op_isola_ws_connect,
     ],
     esm_entry_point = "ext:isola/runtime.js",
     esm = [

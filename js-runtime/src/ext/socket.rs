@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 use super::host::{Live, Socket};
 use super::{Host, Reply, ResponseBody, SocketEnds, SocketIn, SocketOut};
 
-/// Messages buffered towards the client; a full buffer makes `send` wait for the network...
-/// `send` cannot wait (it is synchronous), so past it the socket closes with 1008 (a
-/// function that sends faster than its client reads, without limit, is not served).
-const OUTGOING_BUFFER: usize = 1024;
+/// Messages buffered towards the client. `send` cannot wait (it is synchronous), so past it
+/// the socket closes with 1008 (a function that sends faster than its client reads, without
+/// limit, is not served).
+pub(crate) const OUTGOING_BUFFER: usize = 1024;
 /// Messages from the client not yet taken by the function; a full buffer stops reading.
-const INCOMING_BUFFER: usize = 16;
+pub(crate) const INCOMING_BUFFER: usize = 16;
 
 /// Answers invocation `id` (an upgrade request) with a WebSocket: a `101` whose body is the
 /// connection's ends of the socket. Returns the socket's id, or -1 when the isolate has as
@@ -212,5 +212,50 @@ pub fn op_isola_ws_close(
     if let Some(open) = host.sockets.get(&socket) {
         let code = u16::try_from(code).unwrap_or(1000);
         let _ = open.outgoing.try_send(SocketOut::Close(code, reason));
+    }
+}
+
+/// `new WebSocket(url, protocols)`: opens an outbound socket under the outbound policy (as
+/// `fetch`); answers `[socket, protocol]` once it is open, or throws why it is not.
+#[op2]
+pub async fn op_isola_ws_connect(
+    state: Rc<RefCell<OpState>>,
+    #[string] url: String,
+    #[string] protocols: String,
+) -> Result<Connected, JsErrorBox> {
+    let (outgoing, incoming, protocol) =
+        crate::websocket::open(&url, &protocols).await.map_err(JsErrorBox::type_error)?;
+    let mut state = state.borrow_mut();
+    let host = state.borrow_mut::<Host>();
+    let socket = host.next_socket;
+    host.next_socket = host.next_socket.wrapping_add(1);
+    host.sockets.insert(
+        socket,
+        Socket {
+            outgoing,
+            incoming: Rc::new(tokio::sync::Mutex::new(incoming)),
+            accepted: Live::unanswered(None),
+        },
+    );
+    Ok(Connected { socket, protocol })
+}
+
+/// An outbound socket, open: its id and the subprotocol the server chose.
+pub struct Connected {
+    socket: u32,
+    protocol: String,
+}
+
+impl<'a> ToV8<'a> for Connected {
+    type Error = std::convert::Infallible;
+
+    fn to_v8<'i>(
+        self,
+        scope: &mut v8::PinScope<'a, 'i>,
+    ) -> Result<v8::Local<'a, v8::Value>, Self::Error> {
+        let socket = v8::Integer::new_from_unsigned(scope, self.socket).into();
+        let protocol = v8::String::new(scope, &self.protocol)
+            .map_or_else(|| v8::String::empty(scope).into(), Into::into);
+        Ok(v8::Array::new_with_elements(scope, &[socket, protocol]).into())
     }
 }

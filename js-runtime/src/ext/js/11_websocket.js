@@ -6,15 +6,20 @@
 import {
   core,
   primordials,
+  domException,
   event,
   file,
   response,
+  url as urlMod,
+  webidl,
   nonEnumerable,
 } from "ext:isola/00_base.js";
 const {
   ArrayBufferIsView,
   ArrayBufferPrototype,
+  ArrayPrototypeJoin,
   ArrayPrototypePush,
+  PromisePrototypeThen,
   ObjectDefineProperty,
   ObjectGetOwnPropertyDescriptor,
   ObjectPrototypeIsPrototypeOf,
@@ -46,17 +51,69 @@ class WebSocket extends event.EventTarget {
   // Messages and a close sent before the socket is attached, in order.
   #pending = [];
   #binaryType = "arraybuffer";
-  // The invocation whose 101 answer carried this socket, for console records of handlers.
+  // The invocation whose 101 answer carried this socket (or that opened it), for console
+  // records of its handlers.
   #context = undefined;
+  // An outbound socket's URL and the subprotocol its server chose.
+  #url = null;
+  #protocol = "";
 
-  constructor(token) {
-    if (token !== TOKEN) {
-      throw new TypeError(
-        "outbound WebSockets (new WebSocket(url)) are not available yet; accept one with new WebSocketPair()",
-      );
-    }
+  constructor(url, protocols = undefined) {
     super();
     event.setEventTargetData(this);
+    if (url === TOKEN) return;
+    // An outbound socket (WHATWG WebSocket), under the same policy as fetch.
+    const prefix = "Failed to construct 'WebSocket'";
+    url = webidl.converters.USVString(url, prefix, "Argument 1");
+    let parsed;
+    try {
+      parsed = new urlMod.URL(url);
+    } catch {
+      throw new domException.DOMException(`invalid URL ${url}`, "SyntaxError");
+    }
+    if (parsed.protocol === "http:") parsed.protocol = "ws:";
+    else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+    if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+      throw new domException.DOMException("a WebSocket URL is ws: or wss:", "SyntaxError");
+    }
+    if (parsed.hash !== "") {
+      throw new domException.DOMException("a WebSocket URL has no fragment", "SyntaxError");
+    }
+    if (protocols === undefined) protocols = [];
+    else if (typeof protocols === "string") protocols = [protocols];
+    else protocols = [...protocols].map((p) => String(p));
+    this.#url = parsed.href;
+    this.#state = CONNECTING;
+    this.#accepted = true;
+    this.#binaryType = "blob";
+    this.#context = core.getAsyncContext();
+    const opening = ops.op_isola_ws_connect(parsed.href, ArrayPrototypeJoin(protocols, ", "));
+    PromisePrototypeThen(opening, (opened) => {
+      this.#socket = opened[0];
+      this.#protocol = opened[1];
+      const closing = this.#state === CLOSING;
+      this.#state = closing ? CLOSING : OPEN;
+      const pending = this.#pending;
+      this.#pending = [];
+      for (const item of pending) item();
+      if (!closing) this.#dispatch(new event.Event("open"));
+      this.#pump();
+    }, (error) => {
+      this.#state = CLOSED;
+      this.#dispatch(new event.ErrorEvent("error", { message: error?.message ?? String(error), error }));
+      this.#dispatch(new event.CloseEvent("close", { code: 1006, reason: "", wasClean: false }));
+    });
+  }
+
+  // Dispatches `ev` in the context of the invocation the socket belongs to.
+  #dispatch(ev) {
+    const prev = core.getAsyncContext();
+    core.setAsyncContext(this.#context);
+    try {
+      this.dispatchEvent(ev);
+    } finally {
+      core.setAsyncContext(prev);
+    }
   }
 
   static pair() {
@@ -102,6 +159,9 @@ class WebSocket extends event.EventTarget {
   send(data) {
     if (!this.#accepted) {
       throw new TypeError("You must call accept() on this WebSocket before sending messages.");
+    }
+    if (this.#state === CONNECTING) {
+      throw new domException.DOMException("the WebSocket is still connecting", "InvalidStateError");
     }
     if (this.#state !== OPEN) throw new TypeError("Can't call WebSocket send() after close().");
     let message;
@@ -154,10 +214,10 @@ class WebSocket extends event.EventTarget {
     return 0;
   }
   get url() {
-    return null;
+    return this.#url;
   }
   get protocol() {
-    return "";
+    return this.#protocol;
   }
   get extensions() {
     return "";
@@ -171,12 +231,10 @@ class WebSocket extends event.EventTarget {
       const next = ops.op_isola_ws_next(socket);
       const ev = await next;
       if (ev === null) break;
-      const prev = core.getAsyncContext();
-      core.setAsyncContext(this.#context);
       try {
         if (ev[1] === 2) {
           this.#state = CLOSED;
-          this.dispatchEvent(new event.CloseEvent("close", {
+          this.#dispatch(new event.CloseEvent("close", {
             code: ev[2],
             reason: ev[3],
             wasClean: ev[2] !== 1006,
@@ -184,10 +242,9 @@ class WebSocket extends event.EventTarget {
         } else {
           let data = ev[2];
           if (ev[1] === 1 && this.#binaryType === "blob") data = new file.Blob([data]);
-          this.dispatchEvent(new event.MessageEvent("message", { data }));
+          this.#dispatch(new event.MessageEvent("message", { data }));
         }
       } finally {
-        core.setAsyncContext(prev);
         ops.op_isola_done(ev[0]);
       }
     }
