@@ -136,13 +136,18 @@ async fn a_thousand_sockets_on_one_isolate_and_a_spinning_handler() {
 }
 
 /// The same echo over HTTP/2: extended CONNECT (RFC 8441) with hyper's HTTP/2 client, then
-/// WebSocket frames (tokio-tungstenite) over the stream.
+/// WebSocket frames (tokio-tungstenite) over the stream. A quiet socket keeps its connection
+/// past the connection idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_function_accepts_a_websocket_over_http2_extended_connect() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::Role;
     use tokio_tungstenite::tungstenite::Message;
-    let node = TestNode::start(&[function_dir("ws-echo")]).await;
+    let mut config = config::NodeConfig::default();
+    config.http.idle_timeout = Duration::from_millis(200);
+    // An idle connection is asked to close (GOAWAY), then dropped this much later.
+    config.http.header_read_timeout = Duration::from_millis(200);
+    let node = TestNode::start_with(config, &[function_dir("ws-echo")]).await;
     let tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -172,6 +177,8 @@ async fn a_function_accepts_a_websocket_over_http2_extended_connect() {
         socket.send(Message::text(text)).await.unwrap();
         let echoed = tokio::time::timeout(Duration::from_secs(30), socket.next()).await.unwrap();
         assert_eq!(echoed.unwrap().unwrap(), Message::text(text));
+        // Quiet for five connection idle timeouts: the open socket keeps the connection.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     let echoed = socket.next().await.unwrap().unwrap();

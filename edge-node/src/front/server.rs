@@ -24,6 +24,7 @@ use crate::front::http::{handle, is_trusted_proxy, App, Protocol};
 use crate::front::pings::PingCount;
 use crate::front::proxy_protocol;
 use crate::front::tls::TlsConfig;
+use crate::front::websocket;
 
 /// What every listener of a node shares.
 pub struct Listeners {
@@ -208,7 +209,16 @@ impl Listeners {
             let protocol = protocol.clone();
             activity.dispatched();
             async move {
-                let response = handle(&app, req, remote, protocol).await;
+                let mut response = handle(&app, req, remote, protocol).await;
+                // A WebSocket over HTTP/2 keeps its connection in use while it is open.
+                if let Some(open) = response.extensions_mut().remove::<websocket::Open>() {
+                    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+                    let activity = activity.clone();
+                    tokio::spawn(async move {
+                        open.0.cancelled().await;
+                        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
                 Ok::<_, std::convert::Infallible>(response.map(|body| InFlight { body, activity }))
             }
         });

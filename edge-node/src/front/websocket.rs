@@ -118,13 +118,23 @@ pub fn accept(
     }
     sockets.open.fetch_add(1, Ordering::Relaxed);
     meters.open.inc();
+    let open = tokio_util::sync::CancellationToken::new();
+    let closed = open.clone().drop_guard();
     tokio::spawn(async move {
         bridge(upgrade.on, ends, &sockets, &meters).await;
         meters.open.dec();
         sockets.open.fetch_sub(1, Ordering::Relaxed);
+        drop(closed);
     });
-    Response::from_parts(head, OutBody::Full(None))
+    let mut response = Response::from_parts(head, OutBody::Full(None));
+    response.extensions_mut().insert(Open(open));
+    response
 }
+
+/// On the answer to an accepted upgrade: cancelled when the socket ends. Over HTTP/2 the
+/// socket is a stream of a connection that must not count as idle while it is open.
+#[derive(Clone)]
+pub struct Open(pub tokio_util::sync::CancellationToken);
 
 /// Completes the upgrade, then carries messages between the client and the function until the
 /// socket ends.
