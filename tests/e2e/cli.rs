@@ -562,3 +562,34 @@ async fn dev_prints_a_line_per_request_and_each_limit_kill() {
     .await;
     assert_eq!(printed, Ok(true), "dev did not print {wanted:?}");
 }
+
+/// In `dev` an exception answers with its message and stack: an HTML page for a browser, the
+/// JSON body otherwise. `serve` keeps them to the log.
+#[tokio::test]
+async fn dev_answers_an_exception_with_its_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", "name = \"thrower\"\nentry = \"index.js\"\n");
+    write(
+        dir.path(),
+        "index.js",
+        "function deep() { throw new Error('broken <here>'); }\nexport default { fetch() { return deep(); } }\n",
+    );
+    let (_child, url, _lines) = dev_process(dir.path()).await;
+    let html = tests::curl("GET", &url, &[("accept".into(), "text/html,*/*".into())], None).await;
+    assert_eq!(html.status, 500);
+    assert_eq!(html.header("content-type"), Some("text/html; charset=utf-8"));
+    let page = html.text();
+    assert!(page.contains("broken &lt;here&gt;"), "{page}");
+    assert!(page.contains("index.js:1"), "the stack names the line: {page}");
+    let json = tests::curl("GET", &url, &[], None).await;
+    let body: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+    assert_eq!(body["error"], "exception");
+    assert!(body["message"].as_str().unwrap().contains("at deep"), "{body}");
+
+    // A node's default: the error and the request id only.
+    let node = tests::TestNode::start(&[dir.path().to_path_buf()]).await;
+    let plain = tests::curl("GET", &node.url("/"), &[], None).await;
+    let body: serde_json::Value = serde_json::from_slice(&plain.body).unwrap();
+    assert_eq!(body.get("message"), None, "{body}");
+    node.shutdown().await;
+}

@@ -177,6 +177,9 @@ pub struct HttpConfig {
     /// The most WebSockets one isolate keeps open; an upgrade past it is answered 503.
     /// Default: `5000`.
     pub websocket_max_per_isolate: usize,
+    /// Answer a failed invocation with its error and stack (in the JSON, or as an HTML page
+    /// for a browser), for development; `dev` turns it on. Default: `false`.
+    pub error_detail: bool,
 }
 
 /// `[https]`: TLS listeners: HTTP/1.1 and HTTP/2 (ALPN), and HTTP/3 on the same port (UDP).
@@ -347,6 +350,7 @@ impl Default for HttpConfig {
             websocket_max_message: 1024 * 1024,
             websocket_max_open: 10_000,
             websocket_max_per_isolate: 5_000,
+            error_detail: false,
         }
     }
 }

@@ -68,6 +68,8 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
     let spec = load_dev(dir)?;
     let mut config = NodeConfig::default();
     config.http.listen = vec![listen];
+    // A failure answers with its error and stack (an HTML page for a browser).
+    config.http.error_detail = true;
     // Bundles and code caches of development runs stay out of the function folder.
     config.node.data_dir = std::env::temp_dir().join("isola-dev").join(&spec.config.name);
     if tls {

@@ -116,6 +116,41 @@ fn failure_response(outcome: Outcome, request_id: &str) -> Response<OutBody> {
     response
 }
 
+/// The error answer of `dev` (`[http] error_detail`): the failure's message and stack, as an
+/// HTML page for a browser, else in the JSON body.
+fn detailed_failure(
+    outcome: Outcome,
+    request_id: &str,
+    message: &str,
+    html: bool,
+) -> Response<OutBody> {
+    let mut response = failure_response(outcome, request_id);
+    if html {
+        let escape = |text: &str| {
+            text.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let page = format!(
+            "<!doctype html><meta charset=\"utf-8\"><title>{outcome}</title>\
+             <style>body{{font:15px system-ui;margin:2em}}pre{{background:#fee;padding:1em;overflow:auto}}</style>\
+             <h1>{outcome}</h1><pre>{message}</pre><p>request {request_id}</p>",
+            outcome = outcome.as_str(),
+            message = escape(message),
+            request_id = escape(request_id),
+        );
+        *response.body_mut() = OutBody::full(page);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    } else {
+        let body = serde_json::json!({ "error": outcome.as_str(), "message": message, "request_id": request_id });
+        *response.body_mut() = OutBody::full(body.to_string());
+    }
+    response
+}
+
 /// A request refused before it reached a function (the client's fault: 4xx).
 fn refuse(status: StatusCode, error: &str, message: &str, request_id: &str) -> Response<OutBody> {
     let body = serde_json::json!({ "error": error, "message": message, "request_id": request_id });
@@ -283,6 +318,12 @@ where
         );
     }
     let (mut parts, incoming) = req.into_parts();
+    let wants_html = app.limits.error_detail
+        && parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
     let client = client_address(&mut parts.headers, remote.ip(), &app.limits.trusted_proxies);
     parts.headers.insert(CF_CONNECTING_IP, address_header(client));
     parts.uri = match http::Uri::from_parts(uri) {
@@ -326,6 +367,9 @@ where
         Err(Failure { outcome, message }) => {
             if outcome == Outcome::Internal {
                 tracing::error!(function = %function.config.name, %request_id, %message, "invocation failed");
+            }
+            if app.limits.error_detail {
+                return detailed_failure(outcome, request_id, &message, wants_html);
             }
             failure_response(outcome, request_id)
         }
