@@ -593,3 +593,69 @@ async fn dev_answers_an_exception_with_its_stack() {
     assert_eq!(body.get("message"), None, "{body}");
     node.shutdown().await;
 }
+
+/// `invoke` fires a cron or a queue message at a function `dev` serves, through the local
+/// admin API `dev` prints the command for.
+#[tokio::test]
+async fn invoke_fires_triggers_of_a_function_dev_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", "name = \"timed\"\nentry = \"index.js\"\n");
+    write(
+        dir.path(),
+        "index.js",
+        "export default {\n  fetch() { return new Response('ok'); },\n  scheduled(event) { console.log(`tick ${event.cron}`); },\n  queue(batch) { for (const m of batch.messages) console.log(`message ${JSON.stringify(m.body)}`); },\n};\n",
+    );
+    let (_child, _url, mut lines) = dev_process(dir.path()).await;
+    let command = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let message = record["fields"]["message"].as_str().unwrap_or_default().to_string();
+            if let Some(at) = message.find("edge-node invoke") {
+                return message[at..].to_string();
+            }
+        }
+        panic!("dev did not say how to fire triggers");
+    })
+    .await
+    .unwrap();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let flag = |name: &str| words[words.iter().position(|w| *w == name).unwrap() + 1];
+    let (node, token) = (flag("--node"), flag("--token"));
+
+    let cron = run(&["invoke", "timed", "--cron", "--node", node, "--token", token]).await;
+    assert!(cron.status.success(), "{}", String::from_utf8_lossy(&cron.stderr));
+    let ticked = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("tick manual") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ticked, Ok(true), "the scheduled handler did not run");
+    let queue = run(&[
+        "invoke",
+        "timed",
+        "--queue",
+        "jobs",
+        "--body",
+        "{\"n\":1}",
+        "--node",
+        node,
+        "--token",
+        token,
+    ])
+    .await;
+    assert!(queue.status.success(), "{}", String::from_utf8_lossy(&queue.stderr));
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("message {\\\"n\\\":1}") || line.contains(r#"message {"n":1}"#) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "the queue handler did not log the message");
+}

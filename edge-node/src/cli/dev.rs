@@ -82,13 +82,20 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
         });
     }
     let name = spec.config.name.clone();
+    // A local admin API, so `invoke` (and `logs`) reach the function: on a free loopback
+    // port, with the token of EDGE_ADMIN_TOKEN or one made for this run.
+    config.admin.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    let token = std::env::var(&config.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let options = |config: NodeConfig, spec: FunctionSpec| NodeOptions {
         config,
         functions: vec![spec],
         log_sink: Arc::new(TerminalSink),
         tls: tls.then_some(CertSource::SelfSigned),
-        deployments: false,
-        admin_token: None,
+        deployments: true,
+        admin_token: Some(token.clone()),
     };
     // A second `dev` of the same function finds the first one's store locked: it keeps its
     // data in a folder of its own, removed when it stops.
@@ -110,6 +117,11 @@ pub async fn dev(dir: &Path, listen: SocketAddr, tls: bool) -> anyhow::Result<()
     }
     for addr in node.https_addrs() {
         tracing::info!("{name} is running at https://{addr}/ with a self-signed certificate (curl -k; Ctrl-C to stop)");
+    }
+    if let Some(admin) = node.admin_addrs().first() {
+        tracing::info!(
+            "fire its triggers: edge-node invoke {name} --cron (or --queue Q --body JSON) --node http://{admin} --token {token}"
+        );
     }
     let mut signals = Signals::new()?;
     loop {
