@@ -547,9 +547,12 @@ async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site
     )
     .await;
     for f in &started {
-        let state = if f.is_ready() { "ready" } else { "failed to start" };
         let routes: Vec<String> = f.config.routes.iter().map(|r| r.to_string()).collect();
-        tracing::info!(function = %f.config.name, bundle = %f.bundle, routes = ?routes, "{state}");
+        if f.is_ready() {
+            tracing::info!(function = %f.config.name, bundle = %f.bundle, routes = ?routes, "ready");
+        } else {
+            tracing::error!(function = %f.config.name, bundle = %f.bundle, routes = ?routes, "failed to start (its log says why)");
+        }
     }
     Site::new(started.into_iter().map(Arc::new).collect())
 }

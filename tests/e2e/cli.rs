@@ -659,3 +659,23 @@ async fn invoke_fires_triggers_of_a_function_dev_serves() {
     .await;
     assert_eq!(found, Ok(true), "the queue handler did not log the message");
 }
+
+/// A function that throws while its module loads: `dev`'s answer says why, with the user's
+/// message and line, not only "its log says why".
+#[tokio::test]
+async fn dev_answers_a_start_failure_with_the_functions_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "edge.toml", "name = \"top\"\nentry = \"index.js\"\n");
+    write(
+        dir.path(),
+        "index.js",
+        "const ready = false;\nthrow new Error('top-level boom');\nexport default { fetch() { return new Response('x'); } };\n",
+    );
+    let (_child, url, _lines) = dev_process(dir.path()).await;
+    let res = tests::curl("GET", &url, &[], None).await;
+    assert_eq!(res.status, 500);
+    let body: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Error: top-level boom"), "{body}");
+    assert!(message.contains("index.js:2"), "{body}");
+}

@@ -44,7 +44,8 @@ async fn todos_goes_through_its_queue_into_its_table() {
 async fn the_sample_node_toml_serves_a_deployed_example() {
     let root = tempfile::tempdir().unwrap();
     let sample = std::fs::read_to_string(example("node.toml")).unwrap();
-    let config = sample.replace("127.0.0.1:8080", "127.0.0.1:0").replace("127.0.0.1:9090", "127.0.0.1:0");
+    let config =
+        sample.replace("127.0.0.1:8080", "127.0.0.1:0").replace("127.0.0.1:9090", "127.0.0.1:0");
     assert_ne!(config, sample, "the sample listens where the README says");
     let path = root.path().join("node.toml");
     std::fs::write(&path, config).unwrap();
@@ -52,11 +53,23 @@ async fn the_sample_node_toml_serves_a_deployed_example() {
     let node = tests::NodeProcess::start(&path, &[("EDGE_ADMIN_TOKEN", token)]).await;
     let admin = format!("http://{}", node.admin.expect("the sample has an admin API"));
     let hello = example("hello");
-    let deployed = tests::run_edge_node(&["deploy", hello.to_str().unwrap(), "--node", &admin, "--token", token]).await;
+    let deployed = tests::run_edge_node(&[
+        "deploy",
+        hello.to_str().unwrap(),
+        "--node",
+        &admin,
+        "--token",
+        token,
+    ])
+    .await;
     assert!(deployed.status.success(), "{}", String::from_utf8_lossy(&deployed.stderr));
     let res = curl("GET", &format!("http://{}/", node.http), &[], None).await;
     assert_eq!(res.status, 200, "{}", res.text());
     let logs = tests::run_edge_node(&["logs", "hello", "--node", &admin, "--token", token]).await;
-    assert!(String::from_utf8_lossy(&logs.stdout).contains("200"), "{}", String::from_utf8_lossy(&logs.stdout));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("200"),
+        "{}",
+        String::from_utf8_lossy(&logs.stdout)
+    );
     assert!(root.path().join("data").is_dir(), "data_dir is beside node.toml");
 }

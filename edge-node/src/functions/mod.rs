@@ -161,6 +161,8 @@ pub struct Function {
     pub meters: Arc<FunctionMeters>,
     /// Its Cache API entries (`caches.default`, `caches.open`).
     cache: Arc<dyn ResponseCache>,
+    /// Why its last isolate start failed, for the answers of the requests refused meanwhile.
+    start_error: std::sync::Mutex<Option<String>>,
     /// Its share of the node's own log, over all its isolates.
     log_budget: Arc<NodeLogBudget>,
     shared: Arc<Shared>,
@@ -220,6 +222,7 @@ impl Function {
             log_budget: Arc::new(NodeLogBudget::new(meters.log_dropped.clone())),
             meters,
             cache,
+            start_error: std::sync::Mutex::new(None),
             shared,
             started,
         };
@@ -395,9 +398,11 @@ impl Function {
                                     .into(),
                         },
                         Refusal::Broken(outcome) => {
-                            let message = "the function's last start failed (its log says why); \
-                                           it is started again after a backoff"
-                                .into();
+                            let why = self.start_error.lock().expect("start error").clone();
+                            let message = format!(
+                                "the function failed to start (it is started again after a backoff): {}",
+                                why.as_deref().unwrap_or("its log says why")
+                            );
                             Failure { outcome, message }
                         }
                     };
@@ -562,7 +567,10 @@ impl Function {
             bindings,
             cache: Some(self.cache.clone()),
         };
-        shared.threads.start(options, services).await.map_err(|e| {
+        let started = shared.threads.start(options, services).await;
+        *self.start_error.lock().expect("start error") =
+            started.as_ref().err().map(|e| e.to_string());
+        started.map_err(|e| {
             self.log_error(format!("the function failed to start: {e}"));
             e.outcome()
         })
