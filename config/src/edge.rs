@@ -119,28 +119,22 @@ pub fn valid_var_name(name: &str) -> bool {
 }
 
 impl EdgeConfig {
-    /// Reads `DIR/edge.toml` and checks it, including that the entry file exists.
+    /// Reads `DIR/edge.toml` and checks it, including that the entry file exists (reported
+    /// with the file's other problems, not instead of them).
     pub fn load(dir: &Path) -> Result<EdgeConfig, ConfigError> {
         let file = dir.join(EDGE_FILE);
         let text = std::fs::read_to_string(&file)
             .map_err(|source| ConfigError::Read { path: file.clone(), source })?;
-        let config = EdgeConfig::parse(&text, dir)
-            .map_err(|problems| ConfigError::Invalid { file: file.clone(), problems })?;
-        let entry = dir.join(&config.entry);
-        if !entry.is_file() {
-            return Err(ConfigError::Invalid {
-                file,
-                problems: vec![Problem {
-                    path: "entry".into(),
-                    message: format!("entry file {} does not exist", entry.display()),
-                }],
-            });
-        }
-        Ok(config)
+        EdgeConfig::read(&text, dir, true)
+            .map_err(|problems| ConfigError::Invalid { file, problems })
     }
 
     /// Parses the text of an `edge.toml` whose folder is `dir`, without touching the disk.
     pub fn parse(text: &str, dir: &Path) -> Result<EdgeConfig, Vec<Problem>> {
+        EdgeConfig::read(text, dir, false)
+    }
+
+    fn read(text: &str, dir: &Path, on_disk: bool) -> Result<EdgeConfig, Vec<Problem>> {
         let table = parse_toml(text).map_err(|p| vec![p])?;
         let mut problems = Vec::new();
         let mut removed = de::Removed::default();
@@ -148,6 +142,13 @@ impl EdgeConfig {
             de::read(Value::Table(table.clone()), "", &mut problems, &mut removed);
         config.dir = dir.to_path_buf();
         de::add_checks(&mut problems, config.validate(), &removed);
+        let entry = dir.join(&config.entry);
+        if on_disk && !problems.iter().any(|p| p.path == "entry") && !entry.is_file() {
+            problems.push(Problem {
+                path: "entry".into(),
+                message: format!("entry file {} does not exist", entry.display()),
+            });
+        }
         if problems.is_empty() {
             Ok(config)
         } else {

@@ -8,7 +8,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.chars().all(|c| c.is_ascii_digit()) && !text.is_empty() {
         return Err(format!("`{text}` has no unit; write e.g. \"{text}s\" or \"{text}ms\""));
     }
-    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration ({e})"))
+    // humantime's own wording ("expected number at 0") names no unit a user could write.
+    humantime::parse_duration(text).map_err(|_| {
+        format!("`{text}` is not a duration: write a number and a unit, e.g. \"500ms\", \"30s\", \"5m\" or \"1h 30m\"")
+    })
 }
 
 /// Formats a duration the way [`parse_duration`] reads it.
@@ -25,7 +28,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     trimmed
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
-        .map_err(|e| format!("`{trimmed}` is not a size ({e})"))
+        .map_err(|_| {
+            format!("`{trimmed}` is not a size: write a number and a unit, e.g. \"512KiB\", \"128MiB\" or \"1GiB\"")
+        })
 }
 
 #[cfg(test)]
@@ -38,7 +43,11 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("fast").is_err());
+        for bad in ["fast", "10 furlongs", "ms"] {
+            let message = parse_duration(bad).unwrap_err();
+            assert!(message.contains("e.g. \"500ms\""), "{message}");
+            assert!(!message.contains("expected") && !message.contains("unit \""), "{message}");
+        }
     }
 
     #[test]
@@ -46,6 +55,9 @@ mod tests {
         assert_eq!(parse_size("128MiB").unwrap(), 128 * 1024 * 1024);
         assert_eq!(parse_size("1GiB").unwrap(), 1024 * 1024 * 1024);
         assert!(parse_size("128").unwrap_err().contains("no unit"));
-        assert!(parse_size("lots").is_err());
+        for bad in ["lots", "12 parsecs"] {
+            let message = parse_size(bad).unwrap_err();
+            assert!(message.contains("e.g. \"512KiB\""), "{message}");
+        }
     }
 }

@@ -94,6 +94,8 @@ pub struct Node {
     triggers: Arc<Triggers>,
     listeners: Arc<Listeners>,
     certs: Option<Arc<CertStore>>,
+    /// The admin API's certificate (`[admin] cert`/`key`).
+    admin_certs: Option<Arc<CertStore>>,
     shared: Arc<Shared>,
     config: NodeConfig,
 }
@@ -110,6 +112,12 @@ impl Node {
                 key: https.key.clone(),
             })?),
             (None, None) => None,
+        };
+        let admin_certs = match (&config.admin.cert, &config.admin.key) {
+            (Some(cert), Some(key)) => {
+                Some(CertStore::load(CertSource::Files { cert: cert.clone(), key: key.clone() })?)
+            }
+            _ => None,
         };
         let threads = js_runtime::Runtime::new(js_runtime::RuntimeOptions {
             front_threads: config.pool.threads,
@@ -257,10 +265,14 @@ impl Node {
             let bound = admin::bind(&config.admin.listen)
                 .await
                 .map_err(|(addr, source)| NodeError::Bind { addr, source })?;
+            let tls =
+                admin_certs.as_ref().map(|c| tokio_rustls::TlsAcceptor::from(c.admin_config()));
             for (addr, listener) in bound {
-                tracing::info!(%addr, "listening for the admin API");
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                tracing::info!(%addr, scheme, "listening for the admin API");
                 admin_addrs.push(addr);
-                accepting.spawn(admin::serve(router.clone(), listener, listeners.stop.clone()));
+                let stop = listeners.stop.clone();
+                accepting.spawn(admin::serve(router.clone(), listener, tls.clone(), stop));
             }
         }
         let report = node_report(&config, &http_addrs, &https_addrs, &admin_addrs, &listeners.app);
@@ -282,6 +294,7 @@ impl Node {
             triggers,
             listeners,
             certs,
+            admin_certs,
             shared,
             config,
         })
@@ -336,10 +349,10 @@ impl Node {
     /// Re-reads the TLS certificate and key (SIGHUP). Open connections keep going; new
     /// handshakes get the new certificate. On failure the old one stays.
     pub fn reload_tls(&self) -> Result<(), TlsError> {
-        match &self.certs {
-            Some(certs) => certs.reload(),
-            None => Ok(()),
+        for certs in self.certs.iter().chain(&self.admin_certs) {
+            certs.reload()?;
         }
+        Ok(())
     }
 
     /// How many isolates the served functions hold now.

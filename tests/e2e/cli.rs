@@ -101,6 +101,115 @@ async fn a_node_toml_with_three_mistakes_reports_all_three() {
     }
 }
 
+/// `check` reports in one pass: node.toml's problems, then every function folder's (read with
+/// what of node.toml could be read), a missing entry beside the same file's other problems,
+/// and two functions claiming the same route, each naming its file and key in plain words.
+#[tokio::test]
+async fn check_lists_every_problem_of_node_toml_and_its_functions_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[http]\nidle_timeout = \"10 furlongs\"\n[functions]\ndir = \"fns\"\n",
+    );
+    let ok = "export default { fetch() { return new Response('ok') } }";
+    write(
+        dir.path(),
+        "fns/a/edge.toml",
+        "name = \"a\"\nentry = \"index.js\"\nroutes = [\"/one/*\"]\n",
+    );
+    write(dir.path(), "fns/a/index.js", ok);
+    write(
+        dir.path(),
+        "fns/b/edge.toml",
+        "name = \"b\"\nentry = \"index.js\"\nroutes = [\"/one/*\"]\n",
+    );
+    write(dir.path(), "fns/b/index.js", ok);
+    write(
+        dir.path(),
+        "fns/c/edge.toml",
+        "name = \"c\"\nentry = \"missing.js\"\n[limits]\ncpu_time = \"fast\"\n",
+    );
+    let config = dir.path().join("node.toml");
+    let out = run(&["check", "--config", config.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    let c = dir.path().join("fns/c/edge.toml");
+    let b = dir.path().join("fns/b/edge.toml");
+    for expected in [
+        format!("{} has 1 problem", config.display()),
+        "http.idle_timeout: `10 furlongs` is not a duration: write a number and a unit".to_string(),
+        format!("{} has 2 problems", c.display()),
+        "limits.cpu_time: `fast` is not a duration".to_string(),
+        format!(
+            "entry: entry file {} does not exist",
+            dir.path().join("fns/c/missing.js").display()
+        ),
+        format!(
+            "{}: route `/one/*` of function `b` is already a route of function `a`",
+            b.display()
+        ),
+    ] {
+        assert!(stderr.contains(&expected), "check does not say {expected:?}:\n{stderr}");
+    }
+    assert!(!stderr.contains("expected number"), "no parser wording: {stderr}");
+}
+
+/// With `[admin] cert`/`key` the admin API speaks HTTPS only: the CLI reaches it with the
+/// certificate trusted (`--ca` or EDGE_NODE_CA), refuses it without, and plain HTTP gets no
+/// answer.
+#[tokio::test]
+async fn the_admin_api_speaks_tls_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("admin.pem"), dir.path().join("admin.key"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-days", "2", "-subj", "/CN=admin"])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    write(
+        dir.path(),
+        "node.toml",
+        &format!(
+            "version = 1\n[node]\ndata_dir = \"data\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let node =
+        NodeProcess::start(&dir.path().join("node.toml"), &[("EDGE_ADMIN_TOKEN", "t")]).await;
+    let admin = node.admin.unwrap();
+    let list = |node_url: String, ca: Option<&Path>| {
+        let mut command = tokio::process::Command::new(tests::edge_node_bin());
+        command.args(["functions", "list", "--node", &node_url, "--token", "t"]);
+        if let Some(ca) = ca {
+            command.env("EDGE_NODE_CA", ca);
+        }
+        async move { command.output().await.unwrap() }
+    };
+    let ok = list(format!("https://{admin}"), Some(&cert)).await;
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("0 function(s)"));
+    let untrusted = list(format!("https://{admin}"), None).await;
+    assert_eq!(untrusted.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(said.contains("cannot reach") && said.to_lowercase().contains("certificate"), "{said}");
+    let plain = list(format!("http://{admin}"), None).await;
+    assert_eq!(plain.status.code(), Some(1), "plain HTTP gets no answer");
+    node.kill_9().await;
+}
+
 /// `edge-node serve` of a node.toml (`[node]` settings given) serving the `proto` fixture.
 async fn serve_proto(dir: &Path, node_section: &str) -> NodeProcess {
     let toml = format!(
@@ -211,7 +320,15 @@ async fn a_second_sigterm_stops_at_once() {
 }
 
 /// `edge-node dev` on `dir`, logging JSON; its address once it serves, and its log lines.
-async fn dev_process(dir: &Path) -> (tokio::process::Child, String, tests::StderrLines) {
+pub(crate) async fn dev_process(dir: &Path) -> (tokio::process::Child, String, tests::StderrLines) {
+    let (child, url, lines, _) = dev_process_seen(dir).await;
+    (child, url, lines)
+}
+
+/// [`dev_process`], with the records `dev` printed before it said where it serves.
+async fn dev_process_seen(
+    dir: &Path,
+) -> (tokio::process::Child, String, tests::StderrLines, Vec<String>) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(tests::edge_node_bin())
         .args(["dev", dir.to_str().unwrap(), "--listen", "127.0.0.1:0"])
@@ -221,6 +338,7 @@ async fn dev_process(dir: &Path) -> (tokio::process::Child, String, tests::Stder
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     let url = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let record: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
@@ -228,12 +346,13 @@ async fn dev_process(dir: &Path) -> (tokio::process::Child, String, tests::Stder
             if let Some(at) = message.find("http://") {
                 return message[at..].split_whitespace().next().unwrap().to_string();
             }
+            seen.push(line);
         }
         panic!("dev exited before it served");
     })
     .await
     .expect("dev serves");
-    (child, url, lines)
+    (child, url, lines, seen)
 }
 
 /// Reads `lines` until one's message starts with `prefix`.
@@ -671,11 +790,18 @@ async fn dev_answers_a_start_failure_with_the_functions_own_error() {
         "index.js",
         "const ready = false;\nthrow new Error('top-level boom');\nexport default { fetch() { return new Response('x'); } };\n",
     );
-    let (_child, url, _lines) = dev_process(dir.path()).await;
+    let (_child, url, _lines, seen) = dev_process_seen(dir.path()).await;
     let res = tests::curl("GET", &url, &[], None).await;
     assert_eq!(res.status, 500);
     let body: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
     let message = body["message"].as_str().unwrap_or_default();
     assert!(message.contains("Error: top-level boom"), "{body}");
     assert!(message.contains("index.js:2"), "{body}");
+    // The terminal shows it at error level, with the line, and no frame of the runtime's.
+    let said = seen.join("\n");
+    let first =
+        seen.iter().find(|l| l.contains("top-level boom")).unwrap_or_else(|| panic!("{said}"));
+    assert!(first.contains(" error [top]") || first.contains("\"ERROR\""), "{first}");
+    assert!(said.contains("index.js:2"), "{said}");
+    assert!(!said.contains("ext:isola"), "{said}");
 }

@@ -300,6 +300,18 @@ async fn bad_uploads_are_refused_whole_and_change_nothing() {
         let json: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
         assert_eq!(json["error"]["code"], code, "{what}: {json}");
         assert_eq!(state(&node).await, before, "{what}: nothing changed");
+        if code == "start_failed" {
+            // The answer and the function's log both say why: the user's error and line.
+            let message = json["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("Error: no start") && message.contains("index.js:1"),
+                "{json}"
+            );
+            let logs = api(&node, "GET", "/v1/functions/app/logs", Some(&bearer()), None).await;
+            let logged = logs.text();
+            assert!(logged.contains("no start") && logged.contains("index.js:1"), "{logged}");
+            assert!(!logged.contains("ext:isola"), "no runtime frames: {logged}");
+        }
     }
 
     // An upload cut off midway: the connection closes after half the declared body.
@@ -357,7 +369,16 @@ async fn a_deploy_taking_another_functions_route_is_refused() {
     };
     assert_eq!(get("/shared/special").await.text(), "second");
     assert_eq!(get("/shared/other").await.text(), "first");
-    // A new version of a function keeps its own routes.
-    assert_eq!(put("first", answering("first", "/shared/*")).await.status, 201);
+    // The active version's bundle again makes no new version (200, unchanged)...
+    let again = put("first", answering("first", "/shared/*")).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    let json: serde_json::Value = serde_json::from_slice(&again.body).unwrap();
+    assert_eq!((json["version"].as_u64(), json["unchanged"].as_bool()), (Some(1), Some(true)));
+    // ...and a new version of a function keeps its own routes.
+    let code = "export default { fetch() { return new Response('first, again') } }";
+    let v2 = bundle_of(&tests::function_folder(root.path(), "first", "/shared/*", "", code));
+    let res = put("first", v2).await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(get("/shared/other").await.text(), "first, again");
     node.shutdown().await;
 }

@@ -9,6 +9,7 @@ mod examples;
 mod fetch;
 mod h3;
 mod hostile;
+mod init;
 mod isolation;
 mod limits;
 mod observe;

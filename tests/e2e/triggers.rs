@@ -452,28 +452,37 @@ export default {
     let config = node_dir(root.path(), collector, toml, js);
     let node = start(&config).await;
     let url = format!("http://{}", node.admin.unwrap());
-    let run = |args: Vec<String>| {
+    // The node is named by --node, or by EDGE_NODE.
+    let run = |args: Vec<String>, by_env: bool| {
         let url = url.clone();
         async move {
-            let out = tokio::process::Command::new(tests::edge_node_bin())
-                .args(&args)
-                .args(["--node", &url])
-                .env("EDGE_ADMIN_TOKEN", TOKEN)
-                .output()
-                .await
-                .unwrap();
+            let mut command = tokio::process::Command::new(tests::edge_node_bin());
+            command.args(&args).env("EDGE_ADMIN_TOKEN", TOKEN);
+            if by_env {
+                command.env("EDGE_NODE", &url);
+            } else {
+                command.args(["--node", &url]);
+            }
+            let out = command.output().await.unwrap();
             (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
         }
     };
-    let (ok, out) = run(vec!["invoke".into(), "f".into(), "--cron".into()]).await;
-    assert!(ok && out.contains(" ok"), "{out}");
+    let (ok, out) = run(vec!["invoke".into(), "f".into(), "--cron".into()], false).await;
+    assert!(ok && out.contains(" ended ok"), "{out}");
     let queue = ["invoke", "f", "--queue", "jobs", "--body", r#"{"x": [1, 2]}"#];
-    let (ok, out) = run(queue.iter().map(|s| s.to_string()).collect()).await;
-    assert!(ok && out.contains(" ok"), "{out}");
+    let (ok, out) = run(queue.iter().map(|s| s.to_string()).collect(), true).await;
+    assert!(ok && out.contains(" ended ok"), "{out}");
     let mut seen = Vec::new();
     collect(&mut rx, &mut seen, Duration::from_secs(10), |s| s.len() >= 2).await;
     assert_eq!(seen[0]["cron"], "0 0 1 1 *");
     assert_eq!(seen[1], serde_json::json!({ "queue": "jobs", "body": { "x": [1, 2] } }));
+    // The run by hand is in the schedule's history, marked manual.
+    let history = admin(&node, "GET", "/v1/functions/f/cron", None).await;
+    let runs = history["runs"].as_array().unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(runs.len(), 1, "{history}");
+    assert_eq!(runs[0]["schedule"], "0 0 1 1 *");
+    assert_eq!(runs[0]["outcome"], "ok");
+    assert_eq!(runs[0]["manual"], true);
     node.kill_9().await;
 }
 

@@ -91,6 +91,10 @@ pub struct AdminConfig {
     /// The largest bundle an upload may be. Default: 64 MiB.
     #[serde(with = "de::size")]
     pub max_bundle_size: u64,
+    /// PEM certificate chain and private key: with both set, the admin API (and the
+    /// dashboard) speak HTTPS only. SIGHUP re-reads them. Default: plain HTTP.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -100,6 +104,8 @@ impl Default for AdminConfig {
             token_env: "EDGE_ADMIN_TOKEN".into(),
             keep_versions: 10,
             max_bundle_size: 64 * 1024 * 1024,
+            cert: None,
+            key: None,
         }
     }
 }

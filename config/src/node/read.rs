@@ -34,7 +34,34 @@ impl NodeConfig {
         base: &Path,
         env: &[(String, String)],
     ) -> Result<NodeConfig, Vec<Problem>> {
-        let mut table = parse_toml(text).map_err(|p| vec![p])?;
+        match NodeConfig::parse_lenient(text, base, env) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// Reads node.toml for `check`: every problem, and the config made of the keys that were
+    /// fine (defaults in place of the others), so the function folders it names can be
+    /// checked in the same pass. `None` when the file is not TOML at all.
+    pub fn load_lenient(
+        path: &Path,
+        env: &[(String, String)],
+    ) -> Result<(Option<NodeConfig>, Vec<Problem>), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(NodeConfig::parse_lenient(&text, base, env))
+    }
+
+    fn parse_lenient(
+        text: &str,
+        base: &Path,
+        env: &[(String, String)],
+    ) -> (Option<NodeConfig>, Vec<Problem>) {
+        let mut table = match parse_toml(text) {
+            Ok(table) => table,
+            Err(problem) => return (None, vec![problem]),
+        };
         let mut problems = Vec::new();
         let overridden = apply_env(&mut problems, &mut table, env);
         let mut rest = table.clone();
@@ -74,12 +101,8 @@ impl NodeConfig {
                 problem.message.push_str(&format!(" (set by {var})"));
             }
         }
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            in_file_order(&mut problems, &table);
-            Err(problems)
-        }
+        in_file_order(&mut problems, &table);
+        (Some(config), problems)
     }
 
     /// Makes every relative path absolute from `base` (node.toml's folder).
@@ -109,6 +132,9 @@ impl NodeConfig {
         }
         if let Some(functions) = &mut self.functions {
             resolve(&mut functions.dir);
+        }
+        for path in [&mut self.admin.cert, &mut self.admin.key].into_iter().flatten() {
+            resolve(path);
         }
         for host in &mut self.fetch.allow {
             host.make_ascii_lowercase();
@@ -161,6 +187,13 @@ impl NodeConfig {
                     "missing (tls_cert and tls_key go together)".into(),
                 );
             }
+        }
+        match (&self.admin.cert, &self.admin.key) {
+            (Some(_), None) => problem("admin.key", "missing: `cert` is set, so is its key".into()),
+            (None, Some(_)) => {
+                problem("admin.cert", "missing: `key` is set, so is its certificate".into())
+            }
+            _ => {}
         }
         if self.admin.keep_versions < 1 {
             problem("admin.keep_versions", "must be at least 1".into());

@@ -119,9 +119,9 @@ fn messages_in_the_words_of_the_file() {
             "http.listen[0]: expected a string, found an integer",
             "http.listen[2]: `x` is not an address like \"0.0.0.0:8080\"",
             "http.max_headers: must be at least 1",
-            "http.idle_timeout: `soon` is not a duration (expected number at 0)",
+            "http.idle_timeout: `soon` is not a duration: write a number and a unit, e.g. \"500ms\", \"30s\", \"5m\" or \"1h 30m\"",
             "http.max_connections: -1 is out of range",
-            "limits.memory: `lots` is not a size (couldn't parse \"lots\" into a ByteSize, cannot parse float from empty string)",
+            "limits.memory: `lots` is not a size: write a number and a unit, e.g. \"512KiB\", \"128MiB\" or \"1GiB\"",
             "limits.speed: unknown key (expected one of: memory, cpu_time, wall_time, startup_time, subrequests, max)",
         ],
     );

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "edge-node",
     version,
-    about = "Run JavaScript functions in V8 isolates behind HTTP"
+    about = "Run JavaScript functions in V8 isolates behind HTTP",
+    after_help = "Exit codes: 0 done; 1 failed (a node refused or could not be reached); 2 the \
+                  command line is wrong; 64 a config file or function folder has problems \
+                  (every one is listed).\n\nAdmin commands talk to the nodes of --node or \
+                  EDGE_NODE (comma-separated) with the token of --token or EDGE_ADMIN_TOKEN."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,6 +47,20 @@ pub enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// Make a new function folder from a template: edge.toml, its code, a tsconfig.json and
+    /// the runtime's types (isola.d.ts) so an editor completes `env`, bindings and handlers.
+    /// Nothing that exists is overwritten.
+    Init {
+        /// The folder to make (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// What the function starts as.
+        #[arg(long, short, value_enum, default_value = "hello")]
+        template: super::init::Template,
+        /// The function's name (default: made of the folder's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Build a function folder into one bundle file: TypeScript and JSX transpiled, imports
     /// (relative and npm packages from node_modules) followed, modules lz4-compressed under a
     /// manifest, named by a content hash.
@@ -73,9 +91,12 @@ pub enum Command {
     /// Fire a function's trigger by hand: its `scheduled` handler (--cron), or its `queue`
     /// handler with one message (--queue Q --body JSON; the message is not stored).
     Invoke {
+        /// The function's name.
         name: String,
+        /// Run its `scheduled` handler now (recorded in its cron history as a manual run).
         #[arg(long, conflicts_with = "queue")]
         cron: bool,
+        /// Run its `queue` handler with one message, as if from this queue.
         #[arg(long, requires = "body")]
         queue: Option<String>,
         /// The message body, JSON.
@@ -93,6 +114,7 @@ pub enum Command {
     },
     /// Read a function's log (console lines and invocation summaries), or tail it.
     Logs {
+        /// The function's name.
         name: String,
         /// Keep printing new records as they come.
         #[arg(long, short)]
@@ -128,12 +150,22 @@ pub enum Command {
 /// The nodes an admin command talks to.
 #[derive(clap::Args)]
 pub struct Nodes {
-    /// A node's admin API URL; repeat for several nodes.
-    #[arg(long = "node", global = true, default_value = "http://127.0.0.1:9090")]
+    /// A node's admin API URL (http:// or https://); repeat for several nodes.
+    #[arg(
+        long = "node",
+        global = true,
+        env = "EDGE_NODE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:9090"
+    )]
     pub urls: Vec<String>,
     /// The admin bearer token.
     #[arg(long, global = true, env = "EDGE_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM certificates to trust for https:// nodes besides the system's (a private CA, or
+    /// the node's own self-signed certificate).
+    #[arg(long, global = true, env = "EDGE_NODE_CA")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -141,12 +173,23 @@ pub enum FunctionsCommand {
     /// List deployed functions.
     List,
     /// Show a function: its versions and the names of its secrets.
-    Show { name: String },
+    Show {
+        /// The function's name.
+        name: String,
+        /// Print the admin API's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a function with its versions and secrets.
-    Rm { name: String },
+    Rm {
+        /// The function's name.
+        name: String,
+    },
     /// Make an earlier version active (default: the one before the active one).
     Rollback {
+        /// The function's name.
         name: String,
+        /// The version to serve (one `functions show` lists).
         #[arg(long)]
         version: Option<u64>,
     },
@@ -162,13 +205,24 @@ pub enum ClusterCommand {
 pub enum SecretsCommand {
     /// Set a secret; the value comes from --value or, without it, from standard input.
     Set {
+        /// The function's name.
         name: String,
+        /// The secret's name: the function reads it as `env.KEY`.
         key: String,
+        /// The value (visible in the shell's history and process list; prefer standard input).
         #[arg(long)]
         value: Option<String>,
     },
     /// Remove a secret.
-    Unset { name: String, key: String },
+    Unset {
+        /// The function's name.
+        name: String,
+        /// The secret's name.
+        key: String,
+    },
     /// List the names of a function's secrets.
-    List { name: String },
+    List {
+        /// The function's name.
+        name: String,
+    },
 }

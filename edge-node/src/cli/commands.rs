@@ -17,7 +17,10 @@ fn clients(nodes: &Nodes) -> anyhow::Result<Vec<AdminClient>> {
     nodes
         .urls
         .iter()
-        .map(|url| AdminClient::new(url, nodes.token.clone()).map_err(anyhow::Error::from))
+        .map(|url| {
+            AdminClient::with_ca(url, nodes.token.clone(), nodes.ca.as_deref())
+                .map_err(anyhow::Error::from)
+        })
         .collect()
 }
 
@@ -83,7 +86,16 @@ pub async fn deploy(dir: &Path, nodes: &Nodes) -> anyhow::Result<()> {
             let result = client
                 .upload(&path, bytes.clone(), progress(client.node(), bytes.len()))
                 .await
-                .map(|v| format!("deployed {name} version {}", v["version"]));
+                .map(|v| {
+                    if v["unchanged"] == true {
+                        format!(
+                            "{name} version {} already serves this bundle; unchanged",
+                            v["version"]
+                        )
+                    } else {
+                        format!("deployed {name} version {}", v["version"])
+                    }
+                });
             (client.node().to_string(), result)
         }
     });
@@ -117,10 +129,16 @@ pub async fn functions(command: FunctionsCommand, nodes: &Nodes) -> anyhow::Resu
                         format!("{} function(s){}", rows.len(), rows.concat())
                     })
                 }
-                FunctionsCommand::Show { name } => client
+                FunctionsCommand::Show { name, json } => client
                     .call(Method::GET, &format!("/v1/functions/{name}"), None)
                     .await
-                    .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()),
+                    .map(|v| {
+                        if *json {
+                            serde_json::to_string_pretty(&v).unwrap_or_default()
+                        } else {
+                            show_function(&v)
+                        }
+                    }),
                 FunctionsCommand::Rm { name } => client
                     .call(Method::DELETE, &format!("/v1/functions/{name}"), None)
                     .await
@@ -138,6 +156,37 @@ pub async fn functions(command: FunctionsCommand, nodes: &Nodes) -> anyhow::Resu
         }
     });
     report(futures::future::join_all(calls).await)
+}
+
+/// A function as `functions show` prints it: its versions, newest first, the serving one
+/// marked, then the names of its secrets.
+fn show_function(v: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = format!(
+        "{}: serving version {} (latest {}), updated {}\n  versions:",
+        text(&v["name"]),
+        v["active"],
+        v["latest"],
+        text(&v["updated_at"])
+    );
+    for version in v["versions"].as_array().into_iter().flatten() {
+        let serving = version["version"] == v["active"];
+        let hash = text(&version["bundle"]);
+        out.push_str(&format!(
+            "\n  {} {:>4}  {}  by {}  bundle {}  {} modules, {:.1} KiB",
+            if serving { "*" } else { " " },
+            version["version"],
+            text(&version["deployed_at"]),
+            text(&version["deployed_by"]),
+            &hash[..hash.len().min(12)],
+            version["modules"],
+            version["size"].as_f64().unwrap_or(0.0) / 1024.0
+        ));
+    }
+    let secrets: Vec<String> = v["secrets"].as_array().into_iter().flatten().map(text).collect();
+    let secrets = if secrets.is_empty() { "none".to_string() } else { secrets.join(", ") };
+    out.push_str(&format!("\n  secrets: {secrets}"));
+    out
 }
 
 pub async fn secrets(command: SecretsCommand, nodes: &Nodes) -> anyhow::Result<()> {
@@ -289,21 +338,17 @@ pub async fn invoke(
         let (request, path) = (request.clone(), path.clone());
         async move {
             let result = client.call(Method::POST, &path, Some(request)).await.and_then(|v| {
+                let error = v.get("error").and_then(|e| e.as_str());
                 let line = format!(
-                    "{} {} {}",
+                    "invocation {} ended {}{}",
                     v["invocation_id"].as_str().unwrap_or("-"),
                     v["outcome"].as_str().unwrap_or("?"),
-                    v.get("error").and_then(|e| e.as_str()).unwrap_or("")
+                    error.map(|e| format!(": {e}")).unwrap_or_default()
                 );
                 if v["outcome"] == "ok" {
                     Ok(line)
                 } else {
-                    Err(ClientError::Api {
-                        node: client.node().to_string(),
-                        status: 200,
-                        code: v["outcome"].as_str().unwrap_or("?").to_string(),
-                        message: line,
-                    })
+                    Err(ClientError::Invocation { node: client.node().to_string(), message: line })
                 }
             });
             (client.node().to_string(), result)

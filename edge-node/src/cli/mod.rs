@@ -4,6 +4,7 @@ pub mod args;
 mod bundle;
 mod commands;
 mod dev;
+pub mod init;
 mod logging;
 mod serve;
 mod signals;
@@ -44,6 +45,7 @@ pub fn run() -> ExitCode {
                 serve::check(&config).map(|()| serve::println_ok(&config))
             }
             args::Command::Bundle { dir, output } => bundle::bundle(&dir, &output),
+            args::Command::Init { dir, template, name } => init::init(&dir, template, name),
             args::Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
             args::Command::Functions { command, nodes } => {
                 commands::functions(command, &nodes).await

@@ -25,8 +25,29 @@ fn load(path: &Path) -> anyhow::Result<(NodeConfig, Vec<FunctionSpec>)> {
     Ok((config, functions))
 }
 
+/// Checks node.toml and every function folder it names in one pass: the folders are read
+/// even when node.toml has problems (with what of it could be read), and every problem of
+/// both is listed.
 pub fn check(path: &Path) -> anyhow::Result<()> {
-    load(path).map(|_| ())
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (config, problems) =
+        NodeConfig::load_lenient(path, &env).map_err(|e| BadConfig(e.to_string()))?;
+    let mut report = Vec::new();
+    if !problems.is_empty() {
+        report
+            .push(config::ConfigError::Invalid { file: path.to_path_buf(), problems }.to_string());
+    }
+    if let Some(folder) = config.as_ref().and_then(|c| c.functions.as_ref()) {
+        let limits = &config.as_ref().expect("read").limits;
+        if let Err(e) = FunctionSpec::load_all(&folder.dir, limits) {
+            report.push(e.to_string());
+        }
+    }
+    if report.is_empty() {
+        Ok(())
+    } else {
+        Err(BadConfig(report.join("\n")).into())
+    }
 }
 
 pub async fn serve(path: &Path, listen: Vec<SocketAddr>) -> anyhow::Result<()> {

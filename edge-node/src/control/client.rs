@@ -21,29 +21,92 @@ pub enum ClientError {
     /// The node could not be reached or the connection broke.
     #[error("cannot reach {node}: {message}")]
     Unreachable { node: String, message: String },
+    /// The trusted certificates could not be read.
+    #[error("{node}: {message}")]
+    Tls { node: String, message: String },
     /// The node answered with an error.
-    #[error("{node} refused ({status}, {code}): {message}")]
+    #[error("{node} refused: {message} ({code}, HTTP {status})")]
     Api { node: String, status: u16, code: String, message: String },
+    /// The node ran what was asked, and it failed (a function's handler threw).
+    #[error("{message}")]
+    Invocation { node: String, message: String },
 }
 
 /// One node's admin API.
 pub struct AdminClient {
     base: String,
     token: Option<String>,
-    http: Client<HttpConnector, BoxBody<Bytes, std::io::Error>>,
+    http: Client<hyper_rustls::HttpsConnector<HttpConnector>, BoxBody<Bytes, std::io::Error>>,
+}
+
+/// An error with its causes, `outer: inner: ...` (hyper's own message is only "client error
+/// (Connect)"; the cause says a certificate was refused or a connection was reset).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// The TLS settings of admin clients: the system's roots and those of `ca`.
+fn client_tls(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(ca) = ca {
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("cannot read certificates from {}: {e}", ca.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no CERTIFICATE block", ca.display()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| format!("{}: {e}", ca.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// How much of an upload has been handed to the connection: (sent, total) bytes.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 impl AdminClient {
+    /// A client of the node at `node` (`http://` or `https://`); an HTTPS node's certificate
+    /// is checked against the system's roots.
     pub fn new(node: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
+        AdminClient::with_ca(node, token, None)
+    }
+
+    /// [`AdminClient::new`], also trusting the PEM certificates in `ca` (a private CA, or a
+    /// node's self-signed certificate).
+    pub fn with_ca(
+        node: &str,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<AdminClient, ClientError> {
         let base = node.trim_end_matches('/').to_string();
         let uri: http::Uri = base.parse().map_err(|_| ClientError::Url(node.to_string()))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(ClientError::Url(node.to_string()));
         }
-        let http = Client::builder(TokioExecutor::new()).build_http();
+        let tls =
+            client_tls(ca).map_err(|message| ClientError::Tls { node: base.clone(), message })?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http = Client::builder(TokioExecutor::new()).build(connector);
         Ok(AdminClient { base, token, http })
     }
 
@@ -101,9 +164,9 @@ impl AdminClient {
         }
         let body = Full::new(Bytes::new()).map_err(|never| match never {}).boxed();
         let request = request.body(body).map_err(|_| ClientError::Url(self.base.clone()))?;
-        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
+        let unreachable = |e: &dyn std::error::Error| ClientError::Unreachable {
             node: self.base.clone(),
-            message: e.to_string(),
+            message: causes(e),
         };
         let response = self.http.request(request).await.map_err(|e| unreachable(&e))?;
         if !response.status().is_success() {
@@ -153,9 +216,9 @@ impl AdminClient {
             request = request.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request.body(body).map_err(|_| ClientError::Url(self.base.clone()))?;
-        let unreachable = |e: &dyn std::fmt::Display| ClientError::Unreachable {
+        let unreachable = |e: &dyn std::error::Error| ClientError::Unreachable {
             node: self.base.clone(),
-            message: e.to_string(),
+            message: causes(e),
         };
         let response = self.http.request(request).await.map_err(|e| unreachable(&e))?;
         let status = response.status();

@@ -215,13 +215,15 @@ impl Control {
         specs
     }
 
-    /// Uploads a bundle as a new version of `name` and makes it the active one.
+    /// Uploads a bundle as a new version of `name` and makes it the active one. The same
+    /// bundle and edge.toml as the active version make no new version: the active one is
+    /// returned with `true` (unchanged).
     pub async fn deploy(
         &self,
         name: &str,
         bytes: &[u8],
         deployed_by: &str,
-    ) -> Result<VersionRecord, AdminError> {
+    ) -> Result<(VersionRecord, bool), AdminError> {
         let bundle = Bundle::decode(bytes).map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
         if bundle.manifest().name != name {
             return Err(AdminError::BadRequest(format!(
@@ -247,6 +249,17 @@ impl Control {
             let function = other.name.clone();
             return Err(AdminError::RouteTaken { route: route.to_string(), function });
         }
+        if let Some(active) = self.store.active_version(name)? {
+            let serving = site.functions.iter().any(|f| f.config.name == name);
+            if serving && active.bundle == bundle.hash() && active.config == text {
+                tracing::info!(
+                    function = name,
+                    version = active.version,
+                    "deploy of the active version's bundle: unchanged"
+                );
+                return Ok((active, true));
+            }
+        }
         let unowned = self.check_access(name, Some(&config)).await?;
         let secrets = self.store.secrets(name)?;
         let bundle = Arc::new(bundle);
@@ -268,11 +281,10 @@ impl Control {
         // Start it before anything is written: a function that cannot start changes nothing.
         let function = Function::start(spec, self.shared.clone()).await;
         if !function.is_ready() {
+            let why = function.start_error().unwrap_or_else(|| "see the function's log".into());
             drop(function);
             self.collect_bundles();
-            return Err(AdminError::StartFailed(
-                "its first isolate did not start; the error is in the function's log".into(),
-            ));
+            return Err(AdminError::StartFailed(why));
         }
         self.claim(unowned).await?;
         let deployed = self.deployments.deploy(name, new, bytes, self.keep_versions).await?;
@@ -280,7 +292,7 @@ impl Control {
         self.swap(name, Some(Arc::new(function)));
         self.collect_bundles();
         tracing::info!(function = name, version = deployed.version.version, bundle = %deployed.version.bundle, by = deployed_by, pruned = ?deployed.pruned, "deployed");
-        Ok(deployed.version)
+        Ok((deployed.version, false))
     }
 
     /// Makes another kept version the active one (`None`: the one before the active one).
@@ -422,14 +434,15 @@ impl Control {
             .find(|f| f.config.name == name)
             .cloned()
             .ok_or_else(|| AdminError::NotFound(format!("no function `{name}` is served")))?;
+        let cron_schedule = function
+            .config
+            .triggers
+            .cron
+            .first()
+            .map_or("manual".to_string(), |c| c.schedule.clone());
         let (trigger, event) = match manual {
             ManualInvoke::Cron => {
-                let cron = function
-                    .config
-                    .triggers
-                    .cron
-                    .first()
-                    .map_or("manual".to_string(), |c| c.schedule.clone());
+                let cron = cron_schedule.clone();
                 let payload = serde_json::json!({ "cron": cron, "scheduledTime": crate::backend::local::queues::now_ms() });
                 (
                     "cron",
@@ -453,7 +466,26 @@ impl Control {
             }
         };
         let id: Arc<str> = Arc::from(uuid::Uuid::now_v7().simple().to_string());
+        let started_ms = crate::backend::local::queues::now_ms();
         let result = function.invoke_event(trigger, id.clone(), event).await;
+        if trigger == "cron" {
+            // A run by hand is part of the schedule's history, marked as such.
+            let run = crate::triggers::CronRun {
+                schedule: cron_schedule.clone(),
+                scheduled_ms: started_ms,
+                started_ms,
+                duration_ms: crate::backend::local::queues::now_ms().saturating_sub(started_ms),
+                outcome: match &result {
+                    Ok(_) => "ok".to_string(),
+                    Err(f) => f.outcome.as_str().to_string(),
+                },
+                attempts: 1,
+                catch_up: false,
+                manual: false,
+            };
+            let (triggers, name) = (self.triggers.clone(), name.to_string());
+            let _ = tokio::task::spawn_blocking(move || triggers.record_manual(&name, run)).await;
+        }
         Ok(match result {
             Ok(result) => serde_json::json!({
                 "invocation_id": id.as_ref(),

@@ -69,6 +69,13 @@ impl CertStore {
         Arc::new(config)
     }
 
+    /// A server configuration for the admin API: this store's certificate, HTTP/1.1 only.
+    pub fn admin_config(self: &Arc<Self>) -> TlsConfig {
+        let mut config = (*self.server_config()).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
     /// The current certificate chain, PEM-encoded (for clients in tests and `dev --tls`).
     pub fn cert_pem(&self) -> String {
         self.current.load().cert.iter().map(|c| pem_encode("CERTIFICATE", c.as_ref())).collect()

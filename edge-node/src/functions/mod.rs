@@ -244,6 +244,11 @@ impl Function {
         self
     }
 
+    /// Why its last isolate start failed (the user's error, with its file and line), if it did.
+    pub fn start_error(&self) -> Option<String> {
+        self.start_error.lock().expect("start error").clone()
+    }
+
     /// Starts an isolate if the function has none (pre-warm).
     pub async fn prewarm(&self) {
         if !self.has_isolate() {
@@ -329,11 +334,12 @@ impl Function {
         invocation_id: Arc<str>,
         request: http::Request<RequestBody>,
     ) -> Result<HttpResponse, Failure> {
-        let asked = self
-            .shared
-            .log_sink
-            .wants_invocations()
-            .then(|| format!("{} {}", request.method(), request.uri().path()));
+        let path = request.uri().path();
+        let path = &path[..path.floor_char_boundary(MAX_PATH_KEPT)];
+        let asked = Asked {
+            request: Some((request.method().clone(), Arc::from(path))),
+            line: self.shared.log_sink.wants_invocations(),
+        };
         self.run(
             "http",
             asked,
@@ -358,7 +364,7 @@ impl Function {
         invocation_id: Arc<str>,
         event: Event,
     ) -> Result<String, Failure> {
-        let asked = self.shared.log_sink.wants_invocations().then(|| trigger.to_string());
+        let asked = Asked { request: None, line: self.shared.log_sink.wants_invocations() };
         self.run(trigger, asked, invocation_id, event, |handle, id, event, finished| async move {
             match handle.invoke_event(id, event, Some(finished)).await {
                 Ok(result) => Sent::Answer(result),
@@ -375,7 +381,7 @@ impl Function {
     async fn run<W, T, F, Fut>(
         &self,
         trigger: &'static str,
-        asked: Option<String>,
+        asked: Asked,
         invocation_id: Arc<str>,
         work: W,
         send: F,
@@ -463,6 +469,30 @@ fn invocation_line(
     }
 }
 
+/// What an invocation was asked: an HTTP request's method and path (kept in its summary),
+/// and whether the log sink wants a line for it (`dev`'s terminal).
+#[derive(Clone)]
+struct Asked {
+    request: Option<(http::Method, Arc<str>)>,
+    line: bool,
+}
+
+/// The longest request path an invocation summary keeps.
+const MAX_PATH_KEPT: usize = 1024;
+
+/// A method's name without an allocation for the standard ones.
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method as M;
+    let known =
+        [M::GET, M::POST, M::PUT, M::DELETE, M::HEAD, M::OPTIONS, M::PATCH, M::CONNECT, M::TRACE];
+    const NAMES: [&str; 9] =
+        ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+    match known.iter().position(|m| m == method) {
+        Some(i) => Cow::Borrowed(NAMES[i]),
+        None => Cow::Owned(method.as_str().to_string()),
+    }
+}
+
 /// How an invocation handed to an isolate went.
 enum Sent<T, W> {
     Answer(T),
@@ -478,14 +508,14 @@ impl Function {
     fn observer(
         &self,
         trigger: &'static str,
-        asked: Option<String>,
+        asked: Asked,
         invocation_id: Arc<str>,
         received: Instant,
         cold_start: Option<Duration>,
     ) -> Finished {
         let meters = self.meters.clone();
         let logs = self.shared.logs.clone();
-        let sink = asked.is_some().then(|| self.shared.log_sink.clone());
+        let sink = asked.line.then(|| self.shared.log_sink.clone());
         let version = self.version;
         Box::new(move |end: InvocationEnd| {
             let duration = received.elapsed();
@@ -512,8 +542,16 @@ impl Function {
                 summary.messages_in = Some(end.messages.0);
                 summary.messages_out = Some(end.messages.1);
             }
-            if let (Some(sink), Some(asked)) = (sink, asked) {
-                sink.log(invocation_line(&asked, &end, duration, &summary));
+            if let Some((method, path)) = &asked.request {
+                summary.method = Some(method_name(method));
+                summary.path = Some(path.clone());
+            }
+            if let Some(sink) = sink {
+                let what = match &asked.request {
+                    Some((method, path)) => format!("{method} {path}"),
+                    None => trigger.to_string(),
+                };
+                sink.log(invocation_line(&what, &end, duration, &summary));
             }
             logs.append(summary);
         })

@@ -34,6 +34,11 @@ pub struct Record {
     pub invocation_id: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Cow<'static, str>>,
+    /// An HTTP invocation's method and path (summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Cow<'static, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Arc<str>>,
     /// `debug`, `log` (console.log and console.info), `warn` or `error` (log records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<Cow<'static, str>>,
@@ -73,6 +78,8 @@ impl Record {
             version: None,
             invocation_id: None,
             trigger: None,
+            method: None,
+            path: None,
             level: Some(level.into()),
             message: Some(message.into()),
             outcome: None,
@@ -116,6 +123,8 @@ impl Record {
         let texts = [
             (&b",\"invocation_id\":"[..], self.invocation_id.as_deref()),
             (b",\"trigger\":", self.trigger.as_deref()),
+            (b",\"method\":", self.method.as_deref()),
+            (b",\"path\":", self.path.as_deref()),
             (b",\"level\":", self.level.as_deref()),
             (b",\"message\":", self.message.as_deref()),
             (b",\"outcome\":", self.outcome.as_deref()),

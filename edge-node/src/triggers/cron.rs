@@ -80,15 +80,22 @@ impl Triggers {
         }
     }
 
-    /// When the schedule last fired (or was recorded missed), if ever.
+    /// When the schedule last fired (or was recorded missed), if ever; runs fired by hand
+    /// do not count.
     fn last_run(&self, function: &str, schedule: &str) -> Option<u64> {
         let tx = self.db.begin_read().ok()?;
         let table = tx.open_table(CRON_RUNS).ok()?;
-        let last = table
-            .range((function, schedule, 0)..=(function, schedule, u64::MAX))
-            .ok()?
-            .next_back()?;
-        Some(last.ok()?.0.value().2)
+        let runs = table.range((function, schedule, 0)..=(function, schedule, u64::MAX)).ok()?;
+        runs.rev().filter_map(Result::ok).find_map(|(k, v)| {
+            let manual = serde_json::from_slice::<CronRun>(v.value()).is_ok_and(|r| r.manual);
+            (!manual).then(|| k.value().2)
+        })
+    }
+
+    /// Records a run of a function's `scheduled` handler fired by hand (`invoke --cron`) in
+    /// its history, marked `manual`.
+    pub fn record_manual(&self, function: &str, run: CronRun) {
+        self.record(function, &CronRun { manual: true, ..run });
     }
 
     /// Whether this node fires the run of `schedule` due at `due_ms`: when it claims the run
@@ -126,6 +133,9 @@ pub struct CronRun {
     /// The run made at start for the latest missed one (`catch_up = true`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub catch_up: bool,
+    /// Fired by hand (`edge-node invoke NAME --cron`), not by the schedule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 /// Fires `trigger` for `function` until aborted: runs never overlap (a run still going when
@@ -168,6 +178,7 @@ pub(super) async fn schedule(
                     outcome: "missed".into(),
                     attempts: 0,
                     catch_up: false,
+                    manual: false,
                 };
                 triggers.record(&name, &run);
             }
@@ -212,6 +223,7 @@ pub(super) async fn schedule(
                 outcome: "skipped".into(),
                 attempts: 0,
                 catch_up: false,
+                manual: false,
             };
             let t = triggers.clone();
             let name = name.clone();
@@ -254,6 +266,7 @@ async fn fire(function: &Function, trigger: &CronTrigger, scheduled_ms: u64) -> 
                 outcome,
                 attempts,
                 catch_up: false,
+                manual: false,
             };
         }
         tokio::time::sleep(Duration::from_secs(1 << (attempts - 1).min(6))).await;

@@ -91,8 +91,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-/// Accepts admin connections on `listener` until `stop` is cancelled.
-pub async fn serve(router: Router, listener: TcpListener, stop: CancellationToken) {
+/// Accepts admin connections on `listener` until `stop` is cancelled; over TLS when `tls`
+/// is given (a handshake must end within 10 s).
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: CancellationToken,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder);
@@ -108,19 +114,34 @@ pub async fn serve(router: Router, listener: TcpListener, stop: CancellationToke
                 }
             },
         };
-        let (router, builder, stop) = (router.clone(), builder.clone(), stop.clone());
+        let (router, builder, stop, tls) =
+            (router.clone(), builder.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 router.clone().oneshot(req.map(Body::new))
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let served = async {
+                match tls {
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    Some(tls) => {
+                        let handshake = tokio::time::timeout(HANDSHAKE, tls.accept(stream));
+                        let Ok(Ok(stream)) = handshake.await else { return };
+                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                }
+            };
             tokio::select! {
-                _ = conn => {}
+                _ = served => {}
                 _ = stop.cancelled() => {}
             }
         });
     }
 }
+
+/// How long an admin client has to finish its TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Binds every admin address; returns the bound addresses.
 pub async fn bind(
@@ -255,8 +276,12 @@ async fn deploy(
         .take(200)
         .collect();
     let bytes = read(&headers, body, admin.max_bundle_size).await?;
-    let version = admin.control.deploy(&name, &bytes, &deployer).await?;
-    Ok(json(StatusCode::CREATED, &version))
+    let (version, unchanged) = admin.control.deploy(&name, &bytes, &deployer).await?;
+    // The active version again: nothing was made (200, `unchanged`), as PUT of the same thing.
+    let status = if unchanged { StatusCode::OK } else { StatusCode::CREATED };
+    let mut answer = serde_json::to_value(&version).unwrap_or_default();
+    answer["unchanged"] = serde_json::Value::Bool(unchanged);
+    Ok(json(status, &answer))
 }
 
 async fn delete_function(
