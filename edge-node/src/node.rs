@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::{
-    local, nats, now_ms, AbortOnDrop, Backend, Encoding, NodeInfo, Owners, Report, Store,
+    local, nats, now_ms, AbortOnDrop, Backend, Encoding, NodeInfo, Owners, Report, Served, Store,
     StoreError,
 };
 use crate::control::admin::{self, Admin};
@@ -550,6 +550,14 @@ fn node_report(
             seen_ms: now_ms(),
             functions: site.functions.len(),
             isolates: site.functions.iter().map(|f| f.isolates()).sum(),
+            served: site
+                .functions
+                .iter()
+                .map(|f| {
+                    let served = Served { version: f.version, bundle: f.bundle.clone() };
+                    (f.config.name.clone(), served)
+                })
+                .collect(),
         }
     })
 }

@@ -78,7 +78,10 @@ async fn deploy_redeploy_and_roll_back_through_the_cli() {
     let (ok, out, _) = cli(&node, &["functions", "list"], None).await;
     assert!(ok && out.contains("app  version 2 (latest 2)"), "{out}");
     let (ok, _, err) = cli(&node, &["functions", "rollback", "app", "--version", "7"], None).await;
-    assert!(!ok && err.contains("(404, not_found): function `app` has no version 7"), "{err}");
+    assert!(
+        !ok && err.contains("refused: function `app` has no version 7 (not_found, HTTP 404)"),
+        "{err}"
+    );
 
     let (ok, out, err) = cli(&node, &["functions", "rm", "app"], None).await;
     assert!(ok && out.contains("deleted app"), "{out}{err}");

@@ -183,7 +183,9 @@ async fn a_function_accepts_a_websocket_over_http2_extended_connect() {
     socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     let echoed = socket.next().await.unwrap().unwrap();
     assert_eq!(echoed, Message::binary(vec![1u8, 2, 3]));
-    socket.close(None).await.unwrap();
+    // The node answers the close and ends the stream (RST_STREAM NO_ERROR may reach the
+    // client before its own close frame is flushed): what matters is what the function saw.
+    let _ = socket.close(None).await;
     assert!(logged(&node, "closed 1005"), "the function saw the close");
     node.shutdown().await;
 }

@@ -208,6 +208,17 @@ pub struct NodeInfo {
     /// Functions served and isolates alive at the last heartbeat.
     pub functions: usize,
     pub isolates: usize,
+    /// What it serves of each function: the deployed version (none for a function of its
+    /// folder) and the bundle's hash.
+    #[serde(default)]
+    pub served: std::collections::BTreeMap<String, Served>,
+}
+
+/// What a node serves of one function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Served {
+    pub version: Option<u64>,
+    pub bundle: String,
 }
 
 /// What the heartbeat reports about the node now.

@@ -99,36 +99,105 @@ pub async fn deploy(dir: &Path, nodes: &Nodes) -> anyhow::Result<()> {
             (client.node().to_string(), result)
         }
     });
-    report(futures::future::join_all(uploads).await)
+    let results = futures::future::join_all(uploads).await;
+    let failed: Vec<&str> =
+        results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n.as_str()).collect();
+    if !failed.is_empty() && failed.len() < results.len() {
+        eprintln!(
+            "warning: {name} is now deployed on some nodes and not on {}: they serve different code until it is deployed there too (`functions list` with every --node shows it)",
+            failed.join(", ")
+        );
+    }
+    report(results)
+}
+
+/// `functions list`: each node's functions, then, with several nodes, every function whose
+/// nodes serve different bundles (or that some of them lack): standalone nodes drift when a
+/// deploy missed one of them, and their version numbers alone do not show it.
+async fn list_functions(clients: &[AdminClient]) -> anyhow::Result<()> {
+    let calls = clients.iter().map(|client| async move {
+        (client.node().to_string(), client.call(Method::GET, "/v1/functions", None).await)
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut serving: std::collections::BTreeMap<String, Vec<(String, String, String)>> =
+        Default::default();
+    let mut results = Vec::new();
+    for (node, answer) in answers {
+        let result = answer.map(|v| {
+            let list = v["functions"].as_array().cloned().unwrap_or_default();
+            let rows: Vec<String> = list
+                .iter()
+                .map(|f| {
+                    let name = f["name"].as_str().unwrap_or("?").to_string();
+                    let bundle = f["bundle"].as_str().unwrap_or("?").to_string();
+                    let version = f["active"].to_string();
+                    serving.entry(name.clone()).or_default().push((
+                        node.clone(),
+                        bundle.clone(),
+                        version.clone(),
+                    ));
+                    format!(
+                        "\n  {name}  version {version} (latest {}), bundle {}, updated {}",
+                        f["latest"],
+                        &bundle[..bundle.len().min(12)],
+                        f["updated_at"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect();
+            format!("{} function(s){}", rows.len(), rows.concat())
+        });
+        results.push((node, result));
+    }
+    let reached = results.iter().filter(|(_, r)| r.is_ok()).count();
+    let outcome = report(results);
+    if reached > 1 {
+        for line in drift(&serving, reached) {
+            eprintln!("{line}");
+        }
+    }
+    outcome
+}
+
+/// A warning per function that the `reached` nodes do not all serve with the same bundle.
+fn drift(
+    serving: &std::collections::BTreeMap<String, Vec<(String, String, String)>>,
+    reached: usize,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, nodes) in serving {
+        let bundles: std::collections::BTreeSet<&str> =
+            nodes.iter().map(|(_, bundle, _)| bundle.as_str()).collect();
+        if bundles.len() > 1 || nodes.len() < reached {
+            let each: Vec<String> = nodes
+                .iter()
+                .map(|(node, bundle, version)| {
+                    format!("{node} version {version} (bundle {})", &bundle[..bundle.len().min(12)])
+                })
+                .collect();
+            let missing = if nodes.len() < reached {
+                format!("; {} node(s) do not have it", reached - nodes.len())
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "warning: the nodes differ on {name}: {}{missing}; deploy it again to all of them",
+                each.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 pub async fn functions(command: FunctionsCommand, nodes: &Nodes) -> anyhow::Result<()> {
     let clients = clients(nodes)?;
+    if let FunctionsCommand::List = command {
+        return list_functions(&clients).await;
+    }
     let calls = clients.iter().map(|client| {
         let command = &command;
         async move {
             let result = match command {
-                FunctionsCommand::List => {
-                    client.call(Method::GET, "/v1/functions", None).await.map(|v| {
-                        let rows: Vec<String> = v["functions"]
-                            .as_array()
-                            .map(|list| {
-                                list.iter()
-                                    .map(|f| {
-                                        format!(
-                                            "\n  {}  version {} (latest {}), updated {}",
-                                            f["name"].as_str().unwrap_or("?"),
-                                            f["active"],
-                                            f["latest"],
-                                            f["updated_at"].as_str().unwrap_or("?")
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        format!("{} function(s){}", rows.len(), rows.concat())
-                    })
-                }
+                FunctionsCommand::List => unreachable!("listed above"),
                 FunctionsCommand::Show { name, json } => client
                     .call(Method::GET, &format!("/v1/functions/{name}"), None)
                     .await

@@ -131,6 +131,15 @@ impl From<StoreError> for AdminError {
     }
 }
 
+/// A function as the list of functions shows it.
+#[derive(Debug, Serialize)]
+pub struct ListedFunction {
+    #[serde(flatten)]
+    pub record: FunctionRecord,
+    /// The content hash of the active version's bundle.
+    pub bundle: String,
+}
+
 /// A function as the API shows it.
 #[derive(Debug, Serialize)]
 pub struct FunctionView {
@@ -354,8 +363,14 @@ impl Control {
         Ok(())
     }
 
-    pub fn list(&self) -> Result<Vec<FunctionRecord>, AdminError> {
-        Ok(self.store.functions()?)
+    /// Every deployed function with the bundle hash of its active version (which tells
+    /// whether two nodes serve the same code, whatever their version numbers).
+    pub fn list(&self) -> Result<Vec<ListedFunction>, AdminError> {
+        let active = self.store.active()?;
+        Ok(active
+            .into_iter()
+            .map(|(record, version)| ListedFunction { record, bundle: version.bundle })
+            .collect())
     }
 
     pub fn show(&self, name: &str) -> Result<FunctionView, AdminError> {

@@ -320,18 +320,6 @@ impl Store {
         Ok(existed)
     }
 
-    /// Every deployed function, by name.
-    pub fn functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let functions = tx.open_table(FUNCTIONS)?;
-        let mut out = Vec::new();
-        for entry in functions.iter()? {
-            let (k, v) = entry?;
-            out.push(decode(v.value(), k.value())?);
-        }
-        Ok(out)
-    }
-
     /// A function and its kept versions, newest first.
     pub fn function(
         &self,
@@ -524,6 +512,6 @@ mod tests {
         drop(store);
         // Reopened, the same state.
         let store = Store::open(&dir.path().join("store.redb")).unwrap();
-        assert_eq!(store.functions().unwrap().len(), 1);
+        assert_eq!(store.active().unwrap().len(), 1);
     }
 }
