@@ -59,7 +59,7 @@ export interface StoredObject {
 }
 
 export interface ObjectBody extends StoredObject {
-  readonly body: Uint8Array;
+  readonly body: Uint8Array<ArrayBuffer>;
   text(): string;
   json<T = unknown>(): T;
   arrayBuffer(): ArrayBuffer;
@@ -101,4 +101,34 @@ export interface RecordEvent<Value = unknown> {
   readonly op: "put" | "delete";
   readonly value: Value | null;
   readonly previous: Value | null;
+}
+
+/** What the node adds to an incoming request. */
+export interface IncomingRequestCf {
+  /** The client's address (also the `CF-Connecting-IP` header). */
+  readonly clientIp: string;
+  /** The serving node's region (`[node] region`). */
+  readonly region: string;
+}
+
+declare global {
+  interface Request {
+    readonly cf: IncomingRequestCf;
+  }
+  /** Workers' pair of connected sockets: answer `new Response(null, { status: 101, webSocket: client })`. */
+  class WebSocketPair {
+    [key: string]: WebSocket;
+    0: WebSocket;
+    1: WebSocket;
+  }
+  interface WebSocket {
+    /** Starts delivering the accepted socket's events. */
+    accept(): void;
+  }
+  interface ResponseInit {
+    webSocket?: WebSocket | null;
+  }
+  interface CacheStorage {
+    readonly default: Cache;
+  }
 }

@@ -140,4 +140,19 @@ impl ModuleLoader for BundleLoader {
         let map = bundle.module(Self::bundle_path(file_name)?)?.source_map.clone()?;
         Some(Cow::Owned(map.to_vec()))
     }
+
+    /// Line `line_number` (from 0) of a module as its author wrote it: from its source map's
+    /// `sourcesContent` when it was transpiled, else its code. For an error's code frame.
+    fn get_source_mapped_source_line(&self, file_name: &str, line_number: usize) -> Option<String> {
+        let bundle = self.bundle()?;
+        let module = bundle.module(Self::bundle_path(file_name)?)?;
+        let line = |text: &str| text.lines().nth(line_number).map(str::to_string);
+        match &module.source_map {
+            Some(map) => {
+                let map: serde_json::Value = serde_json::from_slice(map).ok()?;
+                line(map["sourcesContent"][0].as_str()?)
+            }
+            None => line(&module.code),
+        }
+    }
 }

@@ -440,10 +440,13 @@ impl Isolate {
     }
 }
 
-/// Takes the runtime's start function out of the global scope and removes every global that
-/// belongs to the host rather than to the function.
+/// Takes the runtime's start function out of the global scope, marks the entry module's
+/// evaluation as begun (unhandled rejections are held until it ends), and removes every
+/// global that belongs to the host rather than to the function.
 const HIDE_HOST: &str = "(() => {
   const start = globalThis.__isolaStart;
+  globalThis.__isolaBeginEvaluation();
+  delete globalThis.__isolaBeginEvaluation;
   delete globalThis.__isolaStart;
   delete globalThis.__isolaPrepare;
   delete globalThis.__bootstrap;
@@ -452,8 +455,31 @@ const HIDE_HOST: &str = "(() => {
   return start;
 })()";
 
+/// A start failure as the user should see it: the error and its stack, with a code frame
+/// (the line as written, a caret under the column) of the first frame in the function's code.
+fn start_failure(e: deno_core::error::CoreError) -> StartError {
+    let deno_core::error::CoreErrorKind::Js(js) = &*e.0 else {
+        return StartError::Module(e.to_string());
+    };
+    let mut text = js.to_string();
+    let frame = js.source_line_frame_index.and_then(|i| js.frames.get(i));
+    if let (Some(line), Some(frame)) = (&js.source_line, frame) {
+        let (number, column) = (frame.line_number.unwrap_or(0), frame.column_number.unwrap_or(1));
+        let gutter = number.to_string();
+        let pad = " ".repeat(gutter.len());
+        // The caret sits under the column, counting a tab as the editor shows it (one char).
+        let before: String = line
+            .chars()
+            .take(usize::try_from(column.saturating_sub(1)).unwrap_or(0))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        text.push_str(&format!("\n\n {gutter} | {line}\n {pad} | {before}^"));
+    }
+    StartError::Module(text)
+}
+
 async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<(), StartError> {
-    let module_error = |e: deno_core::error::CoreError| StartError::Module(e.to_string());
+    let module_error = start_failure;
     let start = {
         let value = js
             .execute_script("isola:bootstrap", HIDE_HOST)

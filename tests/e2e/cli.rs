@@ -784,11 +784,13 @@ async fn invoke_fires_triggers_of_a_function_dev_serves() {
 #[tokio::test]
 async fn dev_answers_a_start_failure_with_the_functions_own_error() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "edge.toml", "name = \"top\"\nentry = \"index.js\"\n");
+    // TypeScript: the interface is gone from the code that runs, so a frame that is not
+    // source-mapped would name line 3, not 4.
+    write(dir.path(), "edge.toml", "name = \"top\"\nentry = \"index.ts\"\n");
     write(
         dir.path(),
-        "index.js",
-        "const ready = false;\nthrow new Error('top-level boom');\nexport default { fetch() { return new Response('x'); } };\n",
+        "index.ts",
+        "interface Ready {\n  ready: boolean;\n}\nconst state: Ready = { ready: false }; throw new Error('top-level boom');\nexport default { fetch() { return new Response('x'); } };\n",
     );
     let (_child, url, _lines, seen) = dev_process_seen(dir.path()).await;
     let res = tests::curl("GET", &url, &[], None).await;
@@ -796,12 +798,22 @@ async fn dev_answers_a_start_failure_with_the_functions_own_error() {
     let body: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
     let message = body["message"].as_str().unwrap_or_default();
     assert!(message.contains("Error: top-level boom"), "{body}");
-    assert!(message.contains("index.js:2"), "{body}");
-    // The terminal shows it at error level, with the line, and no frame of the runtime's.
+    assert!(message.contains("index.ts:4:"), "{body}");
+    // The terminal shows it once, at error level, with its line as written and a caret under
+    // where the error was made, and no frame of the runtime's.
     let said = seen.join("\n");
     let first =
         seen.iter().find(|l| l.contains("top-level boom")).unwrap_or_else(|| panic!("{said}"));
     assert!(first.contains(" error [top]") || first.contains("\"ERROR\""), "{first}");
-    assert!(said.contains("index.js:2"), "{said}");
+    assert!(
+        !first.contains("Uncaught"),
+        "reported as the start failure, not also as a rejection: {said}"
+    );
+    let frame = "4 | const state: Ready = { ready: false }; throw new Error('top-level boom');";
+    assert!(said.contains(frame), "{said}");
+    let caret = said.lines().skip_while(|l| !l.contains(frame)).nth(1).unwrap_or_default();
+    let column = caret.find('^').unwrap_or(0) - caret.find('|').unwrap_or(0);
+    let made = frame.find("new Error").unwrap() - frame.find('|').unwrap();
+    assert_eq!(column, made, "the caret is under the error's making:\n{said}");
     assert!(!said.contains("ext:isola"), "{said}");
 }

@@ -310,6 +310,7 @@ async fn bad_uploads_are_refused_whole_and_change_nothing() {
                 message.contains("Error: no start") && message.contains("index.js:1"),
                 "{json}"
             );
+            assert!(message.contains("1 | throw new Error('no start');"), "a code frame: {json}");
             let logs = api(&node, "GET", "/v1/functions/app/logs", Some(&bearer()), None).await;
             let logged = logs.text();
             assert!(logged.contains("no start") && logged.contains("index.js:1"), "{logged}");

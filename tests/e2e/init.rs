@@ -117,3 +117,37 @@ async fn the_typescript_and_hono_templates_answer_under_dev() {
     let res = tests::curl("GET", &format!("{url}hello/Ada"), &[], None).await;
     assert_eq!(res.text(), r#"{"message":"hello, Ada"}"#);
 }
+
+/// The examples of docs/javascript.md type-check against the types `init` writes: the docs
+/// and the declarations say the same.
+#[tokio::test]
+async fn the_javascript_docs_examples_type_check() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("docs");
+    init(&dir, "typescript").await;
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/javascript.md");
+    let text = std::fs::read_to_string(docs).unwrap();
+    let blocks: Vec<&str> = text
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .filter_map(|b| b.strip_prefix("ts\n").or_else(|| b.strip_prefix("js\n")))
+        .collect();
+    assert!(blocks.len() >= 3, "{blocks:?}");
+    for (i, block) in blocks.iter().enumerate() {
+        // A fragment runs inside a handler, with the bindings the docs declare.
+        let code = if block.contains("export default") {
+            block.to_string()
+        } else {
+            format!(
+                "import type {{ Bucket, Queue, Table }} from \"../isola.d.ts\";\n\
+                 declare const env: {{ JOBS: Queue; UPLOADS: Bucket; USERS: Table<{{ name: string; admin: boolean }}> }};\n\
+                 declare const bytes: Uint8Array;\n\
+                 export async function example{i}(): Promise<Response | void> {{\n{block}}}\n"
+            )
+        };
+        std::fs::write(dir.join(format!("src/example{i}.ts")), code).unwrap();
+    }
+    let checked = type_check(&dir);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+}

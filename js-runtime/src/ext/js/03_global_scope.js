@@ -42,6 +42,8 @@ import {
 const {
   ArrayBufferIsView,
   ArrayBufferPrototype,
+  ArrayPrototypePush,
+  ArrayPrototypeSplice,
   FunctionPrototypeCall,
   ObjectDefineProperty,
   ObjectGetOwnPropertyDescriptor,
@@ -314,13 +316,32 @@ function setInterval(callback, timeout = 0, ...args) {
 function onDispatchedException(error, promise) {
   reportUncaught(promise ? "Uncaught (in promise)" : "Uncaught", error);
 }
+// While the entry module evaluates, unhandled rejections are held: a module that throws
+// rejects its evaluation promise too, and that failure is reported once, as the start
+// failure. When the module evaluated, what was held is reported (at most HELD_MAX of it).
+let evaluating = false;
+const held = [];
+const HELD_MAX = 100;
+function beginEvaluation() {
+  evaluating = true;
+}
+function endEvaluation() {
+  evaluating = false;
+  const pending = ArrayPrototypeSplice(held, 0);
+  for (let i = 0; i < pending.length; i++) reportUncaught("Uncaught (in promise)", pending[i]);
+}
 core.setUnhandledPromiseRejectionHandler((promise, reason) => {
   const ev = new event.PromiseRejectionEvent("unhandledrejection", {
     cancelable: true,
     promise,
     reason,
   });
-  if (!dispatchOnGlobal(ev)) reportUncaught("Uncaught (in promise)", reason);
+  if (dispatchOnGlobal(ev)) return true;
+  if (!evaluating) {
+    reportUncaught("Uncaught (in promise)", reason);
+  } else if (held.length < HELD_MAX) {
+    ArrayPrototypePush(held, reason);
+  }
   return true;
 });
 core.setHandledPromiseRejectionHandler(() => {});
@@ -341,4 +362,6 @@ export {
   setTimeout,
   setInterval,
   onDispatchedException,
+  beginEvaluation,
+  endEvaluation,
 };

@@ -33,6 +33,8 @@ import {
   Next,
 } from "ext:isola/01_invocation.js";
 import {
+  beginEvaluation,
+  endEvaluation,
   onDispatchedException,
 } from "ext:isola/03_global_scope.js";
 import {
@@ -95,6 +97,7 @@ const BATCH = 32;
  * starts taking requests.
  */
 function start(namespace, vars, subrequests, bindings, region) {
+  endEvaluation();
   setRegion(region);
   limitSubrequests(subrequests);
   const bound = { __proto__: null };
@@ -169,3 +172,4 @@ setRegion("");
 // any function code runs (deno_core needs those while it restores the snapshot).
 ObjectDefineProperty(globalThis, "__isolaStart", nonEnumerable(start));
 ObjectDefineProperty(globalThis, "__isolaPrepare", nonEnumerable(prepare));
+ObjectDefineProperty(globalThis, "__isolaBeginEvaluation", nonEnumerable(beginEvaluation));
