@@ -9,6 +9,9 @@
 mod artifact;
 mod build;
 mod bundle;
+mod commonjs;
+mod define;
+mod node;
 mod transform;
 
 use std::path::PathBuf;
@@ -43,11 +46,6 @@ pub enum BundleError {
     /// An import cannot be resolved to a module inside the function folder.
     #[error("cannot resolve `{specifier}` imported from {importer}: {reason}")]
     Unresolved { importer: String, specifier: String, reason: String },
-    /// An imported file is CommonJS, which functions cannot load.
-    #[error(
-        "{path} (imported as `{specifier}` from {importer}) is a CommonJS module; only ES modules can be bundled (use the package's ESM build)"
-    )]
-    CommonJs { path: String, importer: String, specifier: String },
     /// The modules together exceed the limit.
     #[error("the bundle is larger than {limit} bytes")]
     TooLarge { limit: u64 },

@@ -85,7 +85,7 @@ fn check(path: &str, text: &str, parsed: &ParserReturn) -> Result<(), BundleErro
     }
 }
 
-fn syntax_error(path: &str, text: &str, error: &OxcDiagnostic) -> BundleError {
+pub(crate) fn syntax_error(path: &str, text: &str, error: &OxcDiagnostic) -> BundleError {
     let offset = error.labels.first().map_or(0, |label| label.offset() as usize);
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;

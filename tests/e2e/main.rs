@@ -14,6 +14,7 @@ mod hostile;
 mod init;
 mod isolation;
 mod limits;
+mod npm;
 mod observe;
 mod ownership;
 mod pool;

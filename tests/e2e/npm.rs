@@ -1,0 +1,113 @@
+//! The npm ecosystem: popular packages (CommonJS and ES modules) and Node's built-ins, each
+//! called in a function and in Node itself; the answers must be the same.
+
+use std::collections::BTreeMap;
+
+use tests::{curl, function_dir, TestNode};
+
+/// What `oracle.mjs` of a fixture prints when Node runs it, as a deployed function sees the
+/// world (`NODE_ENV=production`, which the bundler defines).
+fn node_answers(fixture: &str) -> BTreeMap<String, serde_json::Value> {
+    let dir = function_dir(fixture);
+    let out = std::process::Command::new("node")
+        .arg(dir.join("oracle.mjs"))
+        .env("NODE_ENV", "production")
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+async fn function_answers(fixture: &str) -> BTreeMap<String, serde_json::Value> {
+    let node = TestNode::start(&[function_dir(fixture)]).await;
+    let res = curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let answers = serde_json::from_slice(&res.body).unwrap();
+    node.shutdown().await;
+    answers
+}
+
+/// The cases whose answer differs from Node's, with both answers.
+fn differences(
+    ours: &BTreeMap<String, serde_json::Value>,
+    node: &BTreeMap<String, serde_json::Value>,
+) -> Vec<String> {
+    node.iter()
+        .filter(|(name, expected)| ours.get(*name) != Some(*expected))
+        .map(|(name, expected)| {
+            let got = ours.get(name).map(|v| v.to_string()).unwrap_or_default();
+            format!("{name}: got {:.400}, Node {:.200}", got, expected.to_string())
+        })
+        .collect()
+}
+
+/// 46 popular packages. One is expected to differ: handlebars compiles its templates with
+/// `new Function`, which functions refuse (as Workers does) unless the node sets
+/// `[runtime] allow_eval`.
+#[tokio::test]
+async fn popular_npm_packages_answer_as_they_do_in_node() {
+    let node = node_answers("npm-corpus");
+    let ours = function_answers("npm-corpus").await;
+    assert_eq!(node.len(), 46);
+    let differ = differences(&ours, &node);
+    // 45 of 46 answer as in Node.
+    assert_eq!(differ.len(), 1, "{differ:#?}");
+    assert!(
+        differ[0].starts_with("handlebars: ")
+            && differ[0].contains("Code generation from strings disallowed"),
+        "{differ:#?}"
+    );
+}
+
+/// Node's behaviour for the built-ins (Buffer encodings, EventEmitter ordering, once and
+/// error events, path, util, querystring, url, crypto hashes and HMACs, string_decoder,
+/// assert, timers) and for CommonJS (circular requires, `this`, JSON, computed requires,
+/// built-ins by bare name).
+#[tokio::test]
+async fn node_builtins_and_commonjs_behave_as_in_node() {
+    let node = node_answers("node-compat");
+    let ours = function_answers("node-compat").await;
+    assert!(node.len() >= 17);
+    assert_eq!(differences(&ours, &node), Vec::<String>::new());
+}
+
+/// Importing Node's modules adds nothing to the global scope: `process`, `Buffer` and
+/// `require` stay absent; a module we cannot offer imports fine and throws, naming the call,
+/// when used.
+#[tokio::test]
+async fn node_modules_leave_the_global_scope_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let code = r#"import { Buffer } from "node:buffer";
+import process from "node:process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
+export default {
+  fetch() {
+    const globals = [typeof globalThis.process, typeof globalThis.Buffer, typeof globalThis.require, typeof globalThis.global];
+    const calls = [];
+    for (const call of [() => readFileSync("/etc/passwd"), () => net.connect(80)]) {
+      try { call(); calls.push("no throw"); } catch (e) { calls.push(e.message); }
+    }
+    return Response.json({ globals, calls, buffer: Buffer.from("ok").toString("base64"), platform: process.platform });
+  },
+};"#;
+    let dir = tests::function_folder(root.path(), "globals", "/*", "", code);
+    let node = TestNode::start(&[dir]).await;
+    let res = curl("GET", &node.url("/"), &[], None).await;
+    let json: serde_json::Value =
+        serde_json::from_slice(&res.body).unwrap_or_else(|_| panic!("{}", res.text()));
+    assert_eq!(
+        json["globals"],
+        serde_json::json!(["undefined", "undefined", "undefined", "undefined"])
+    );
+    assert_eq!(
+        json["calls"],
+        serde_json::json!([
+            "node:fs: readFileSync() is not available in an edge function",
+            "node:net: connect() is not available in an edge function"
+        ])
+    );
+    assert_eq!((json["buffer"].as_str(), json["platform"].as_str()), (Some("b2s="), Some("linux")));
+    node.shutdown().await;
+}

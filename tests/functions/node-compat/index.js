@@ -1,0 +1,7 @@
+import { runAll } from "./cases.mjs";
+
+export default {
+  async fetch() {
+    return Response.json(await runAll());
+  },
+};

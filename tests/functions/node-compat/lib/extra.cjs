@@ -1,0 +1,1 @@
+module.exports = "extra, required by a computed name";
