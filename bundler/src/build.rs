@@ -108,6 +108,16 @@ impl Bundle {
     /// `import("…")` and `require("…")` with a literal specifier, and nothing else. CommonJS
     /// files become ES modules ([`commonjs`]); Node.js built-ins come from [`crate::node`].
     pub fn from_dir(dir: &Path, name: &str, entry: &Path) -> Result<Bundle, BundleError> {
+        Bundle::from_dir_with(dir, name, entry, &BuildOptions::default())
+    }
+
+    /// [`Bundle::from_dir`] with `options`.
+    pub fn from_dir_with(
+        dir: &Path,
+        name: &str,
+        entry: &Path,
+        options: &BuildOptions,
+    ) -> Result<Bundle, BundleError> {
         let root = dir
             .canonicalize()
             .map_err(|source| BundleError::Read { path: dir.to_path_buf(), source })?;
@@ -130,6 +140,9 @@ impl Bundle {
         let mut parents: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut total = 0u64;
         let mut queue = VecDeque::from([entry_path.clone()]);
+        if options.node_globals {
+            queue.push_back(node::GLOBALS.to_string());
+        }
         while let Some(path) = queue.pop_front() {
             if read.contains_key(&path) {
                 continue;
@@ -211,10 +224,36 @@ impl Bundle {
             resolved.insert(path.clone(), imports);
             read.insert(path, module);
         }
-        let (modules, entry) = settle(read, resolved, &entry_path)?;
+        let (mut modules, mut entry) = settle(read, resolved, &entry_path)?;
+        if options.node_globals {
+            // An entry that sets Node's globals before the function's own modules evaluate.
+            let quote = |s: &str| serde_json::to_string(s).expect("a string serialises");
+            let (globals, target) = (quote(node::GLOBALS), quote(&entry));
+            let code = format!(
+                "import {globals};\nimport * as entry from {target};\nexport * from {target};\nexport default entry.default;\n"
+            );
+            let imports = BTreeMap::from([
+                (node::GLOBALS.to_string(), node::GLOBALS.to_string()),
+                (entry.clone(), entry.clone()),
+            ]);
+            let input = ModuleInput { kind: ModuleKind::Js, code, source_map: None, imports };
+            modules.insert(ENTRY_WITH_GLOBALS.to_string(), input);
+            entry = ENTRY_WITH_GLOBALS.to_string();
+        }
         Bundle::new(name, &entry, modules)
     }
 }
+
+/// What a build adds to the function's own modules.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Node's globals (`Buffer`, `process`, `global`, `setImmediate`) in the global scope,
+    /// set before any of the function's modules evaluate (edge.toml's `nodejs_compat`).
+    pub node_globals: bool,
+}
+
+/// The entry of a bundle built with [`BuildOptions::node_globals`].
+const ENTRY_WITH_GLOBALS: &str = "__isola__/entry.js";
 
 /// The module a package's `browser` field maps to `false`: an empty CommonJS module.
 const EMPTY: &str = "__isola__/empty.js";

@@ -16,6 +16,7 @@ mod transform;
 
 use std::path::PathBuf;
 
+pub use build::BuildOptions;
 pub use bundle::{Bundle, Manifest, Module, ModuleInfo, ModuleInput, ModuleKind, FORMAT};
 
 /// The largest bundle accepted, counting the bytes of every module and source map.

@@ -8,6 +8,9 @@ use std::borrow::Cow;
 /// Where the built-ins live inside a bundle.
 const PREFIX: &str = "__isola__/node/";
 
+/// The module that puts Node's globals in the global scope (`nodejs_compat`).
+pub(crate) const GLOBALS: &str = "__isola__/node/internal/globals.js";
+
 /// The built-ins we implement, by name, with their code.
 const MODULES: &[(&str, &str)] = &[
     ("assert", include_str!("node/assert.js")),
@@ -15,6 +18,7 @@ const MODULES: &[(&str, &str)] = &[
     ("buffer", include_str!("node/buffer.js")),
     ("crypto", include_str!("node/crypto.js")),
     ("events", include_str!("node/events.js")),
+    ("internal/globals", include_str!("node/internal/globals.js")),
     ("os", include_str!("node/os.js")),
     ("path", include_str!("node/path.js")),
     ("path/posix", include_str!("node/path.js")),

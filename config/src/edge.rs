@@ -45,6 +45,19 @@ pub struct EdgeConfig {
     /// The regions whose nodes serve the function; empty: every node.
     #[serde(deserialize_with = "de::one_or_many")]
     pub regions: Vec<String>,
+    /// As on Workers: `"nodejs_compat"` adds Node's globals (`Buffer`, `process`, `global`,
+    /// `setImmediate`) to the function's global scope. Node's modules import without it.
+    pub compatibility_flags: Vec<String>,
+}
+
+/// The compatibility flags a function may set.
+pub const COMPATIBILITY_FLAGS: &[&str] = &["nodejs_compat"];
+
+impl EdgeConfig {
+    /// Whether `compatibility_flags` has `nodejs_compat`.
+    pub fn nodejs_compat(&self) -> bool {
+        self.compatibility_flags.iter().any(|f| f == "nodejs_compat")
+    }
 }
 
 /// One route pattern of a function.
@@ -166,6 +179,14 @@ impl EdgeConfig {
             problem("name", "missing (the function's name)".into());
         } else if !valid_name(&self.name) {
             problem("name", format!("`{}` is not a valid name: use lowercase letters, digits and `-`, start with a letter, at most 63 characters", self.name));
+        }
+        for (i, flag) in self.compatibility_flags.iter().enumerate() {
+            if !COMPATIBILITY_FLAGS.contains(&flag.as_str()) {
+                problem(
+                    &format!("compatibility_flags[{i}]"),
+                    format!("unknown flag `{flag}` (known: {})", COMPATIBILITY_FLAGS.join(", ")),
+                );
+            }
         }
         let entry = &self.entry;
         if entry.as_os_str().is_empty() {

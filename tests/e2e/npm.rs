@@ -111,3 +111,47 @@ export default {
     assert_eq!((json["buffer"].as_str(), json["platform"].as_str()), (Some("b2s="), Some("linux")));
     node.shutdown().await;
 }
+
+/// `compatibility_flags = ["nodejs_compat"]` puts Node's globals in the global scope before
+/// the function's modules run (a package reading `Buffer` at load time works); an unknown
+/// flag is refused, naming it.
+#[tokio::test]
+async fn nodejs_compat_adds_nodes_globals() {
+    let root = tempfile::tempdir().unwrap();
+    let code = r#"const atLoad = typeof Buffer;
+export default {
+  fetch() {
+    const kinds = [atLoad, typeof process, typeof global, typeof setImmediate, typeof require];
+    return Response.json({ kinds, b64: Buffer.from("hi").toString("base64"), same: global === globalThis, tick: typeof process.nextTick });
+  },
+};"#;
+    let flag = "compatibility_flags = [\"nodejs_compat\"]\n";
+    let dir = tests::function_folder(root.path(), "compat", "/*", flag, code);
+    let node = TestNode::start(&[dir]).await;
+    let res = curl("GET", &node.url("/"), &[], None).await;
+    let json: serde_json::Value =
+        serde_json::from_slice(&res.body).unwrap_or_else(|_| panic!("{}", res.text()));
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "kinds": ["function", "object", "object", "function", "undefined"],
+            "b64": "aGk=", "same": true, "tick": "function",
+        })
+    );
+    node.shutdown().await;
+
+    let dir = tests::function_folder(
+        root.path(),
+        "typo",
+        "/*",
+        "compatibility_flags = [\"nodejs_compt\"]\n",
+        code,
+    );
+    let out = tests::run_edge_node(&["bundle", dir.to_str().unwrap(), "-o", "/dev/null"]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{said}");
+    assert!(
+        said.contains("compatibility_flags[0]: unknown flag `nodejs_compt` (known: nodejs_compat)"),
+        "{said}"
+    );
+}

@@ -208,7 +208,11 @@ pub fn proc_memory(pid: &str, field: &str) -> u64 {
 pub fn bundle_of(dir: &Path) -> Vec<u8> {
     let config = config::EdgeConfig::load(dir).unwrap();
     let text = std::fs::read_to_string(dir.join("edge.toml")).unwrap();
-    bundler::Bundle::from_dir(dir, &config.name, &config.entry).unwrap().with_config(text).encode()
+    let options = bundler::BuildOptions { node_globals: config.nodejs_compat() };
+    bundler::Bundle::from_dir_with(dir, &config.name, &config.entry, &options)
+        .unwrap()
+        .with_config(text)
+        .encode()
 }
 
 /// Copies a folder tree.

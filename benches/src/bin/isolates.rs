@@ -1,8 +1,12 @@
 //! Memory per idle isolate and how many idle isolates one process holds: starts N hello-world
 //! workers (each serves one request, then idles), then reports the RSS growth per isolate.
 //!
-//! Usage: isolates [N] [--gc]  (default 1000; `--gc`: each isolate runs a full garbage
-//! collection after its request, so the figure is after GC)
+//! Usage: isolates [N] [--gc] [--fn DIR]  (default 1000; `--gc`: each isolate runs a full
+//! garbage collection after its request, so the figure is after GC; `--fn DIR`: the function
+//! of that folder instead of hello world)
+
+#[path = "../function_dir.rs"]
+mod function_dir;
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -46,7 +50,9 @@ fn main() {
             "export default { fetch() { globalThis.gc?.(); return new Response(`Hello, world! ${typeof gc}\\n`) } }",
         ),
     );
-    let bundle = Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"));
+    let bundle = function_dir::from_args().unwrap_or_else(|| {
+        Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"))
+    });
     rt.block_on(async move {
         let services = WorkerServices {
             log_sink: Arc::new(Discard),

@@ -25,7 +25,8 @@ pub fn bundle(dir: &Path, output: &Path) -> anyhow::Result<()> {
 /// Builds the deployable bundle of a function folder: its modules and its edge.toml.
 pub fn build_bundle(dir: &Path) -> anyhow::Result<bundler::Bundle> {
     let config = config::EdgeConfig::load(dir).map_err(|e| BadConfig(e.to_string()))?;
-    let bundle = bundler::Bundle::from_dir(dir, &config.name, &config.entry)
+    let options = bundler::BuildOptions { node_globals: config.nodejs_compat() };
+    let bundle = bundler::Bundle::from_dir_with(dir, &config.name, &config.entry, &options)
         .map_err(|e| BadConfig(format!("{}: {e}", dir.display())))?;
     let file = dir.join(config::EDGE_FILE);
     let text =

@@ -62,7 +62,8 @@ impl FunctionSpec {
                 too_much.iter().map(|p| format!("{}: {p}", file.display())).collect(),
             ));
         }
-        let bundle = Bundle::from_dir(dir, &config.name, &config.entry)
+        let options = bundler::BuildOptions { node_globals: config.nodejs_compat() };
+        let bundle = Bundle::from_dir_with(dir, &config.name, &config.entry, &options)
             .map_err(|e| FunctionsError(vec![format!("{}: {e}", dir.join(EDGE_FILE).display())]))?;
         Ok(FunctionSpec {
             config,
