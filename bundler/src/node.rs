@@ -14,6 +14,7 @@ pub(crate) const GLOBALS: &str = "__isola__/node/internal/globals.js";
 /// The built-ins we implement, by name, with their code.
 const MODULES: &[(&str, &str)] = &[
     ("assert", include_str!("node/assert.js")),
+    ("async_hooks", include_str!("node/async_hooks.js")),
     ("assert/strict", include_str!("node/assert/strict.js")),
     ("buffer", include_str!("node/buffer.js")),
     ("crypto", include_str!("node/crypto.js")),
@@ -33,15 +34,14 @@ const MODULES: &[(&str, &str)] = &[
     ("util", include_str!("node/util.js")),
 ];
 
-/// Built-ins a sandbox cannot have (and, for now, `stream`, `zlib` and `async_hooks`, which it
-/// could), with the names code commonly imports from them: each is a function that throws
+/// Built-ins a sandbox cannot have (and, for now, `stream` and `zlib`, which it could), with
+/// the names code commonly imports from them: each is a function that throws
 /// "… is not available in an edge function" when called.
 const UNAVAILABLE: &[(&str, &[&str])] = &[
     (
         "child_process",
         &["exec", "execFile", "execSync", "execFileSync", "fork", "spawn", "spawnSync"],
     ),
-    ("async_hooks", &["AsyncLocalStorage", "AsyncResource", "createHook", "executionAsyncId"]),
     ("cluster", &["fork", "setupPrimary", "setupMaster"]),
     ("dgram", &["createSocket"]),
     ("dns", &["lookup", "resolve", "resolve4", "resolve6", "reverse"]),

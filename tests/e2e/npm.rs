@@ -155,3 +155,46 @@ export default {
         "{said}"
     );
 }
+
+/// Two requests in flight at once on one isolate, each in its own AsyncLocalStorage store:
+/// the first waits (across an await, a timer and `ctx.waitUntil` work) until the second has
+/// set its store, and neither sees the other's.
+#[tokio::test]
+async fn async_local_storage_keeps_concurrent_requests_apart() {
+    let root = tempfile::tempdir().unwrap();
+    let code = r#"import { AsyncLocalStorage } from "node:async_hooks";
+const als = new AsyncLocalStorage();
+let secondArrived;
+const arrived = new Promise((resolve) => (secondArrived = resolve));
+export default {
+  fetch(request, env, ctx) {
+    const id = new URL(request.url).searchParams.get("id");
+    return als.run(id, async () => {
+      if (id === "second") secondArrived();
+      else await arrived;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      let later;
+      ctx.waitUntil(Promise.resolve().then(() => { later = als.getStore(); }));
+      await null;
+      return Response.json({ id, store: als.getStore(), later });
+    });
+  },
+};"#;
+    let dir = tests::function_folder(root.path(), "als", "/*", "", code);
+    let node = TestNode::start(&[dir]).await;
+    let (first_url, second_url) = (node.url("/?id=first"), node.url("/?id=second"));
+    let first = curl("GET", &first_url, &[], None);
+    let second = curl("GET", &second_url, &[], None);
+    let (first, second) = tokio::join!(first, second);
+    for (res, id) in [(first, "first"), (second, "second")] {
+        let json: serde_json::Value =
+            serde_json::from_slice(&res.body).unwrap_or_else(|_| panic!("{}", res.text()));
+        assert_eq!(
+            json,
+            serde_json::json!({ "id": id, "store": id, "later": id }),
+            "{}",
+            res.text()
+        );
+    }
+    node.shutdown().await;
+}

@@ -10,6 +10,7 @@ import { StringDecoder } from "node:string_decoder";
 import assert from "node:assert";
 import { setTimeout as sleep } from "node:timers/promises";
 import process from "node:process";
+import { AsyncLocalStorage } from "node:async_hooks";
 import cjs from "./lib/a.cjs";
 import shapes, { area } from "./lib/shapes.cjs";
 import user from "./lib/esm-user.cjs";
@@ -108,6 +109,30 @@ export const cases = {
   },
   "timers/promises": async () => [await sleep(2, "slept")],
   "process": () => [typeof process.nextTick, typeof process.env, process.platform],
+  "async_hooks: AsyncLocalStorage": async () => {
+    const als = new AsyncLocalStorage();
+    let letBRun;
+    const bMayRun = new Promise((resolve) => (letBRun = resolve));
+    const a = als.run("a", async () => {
+      const seen = [als.getStore()];
+      await null;
+      seen.push(als.getStore());
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      seen.push(als.getStore());
+      await new Promise((resolve) => queueMicrotask(resolve));
+      seen.push(als.getStore());
+      letBRun();
+      await new Promise((resolve) => setTimeout(() => { seen.push(als.getStore()); resolve(); }, 2));
+      return seen;
+    });
+    const b = als.run("b", async () => {
+      await bMayRun;
+      const seen = [als.getStore()];
+      await new Promise((resolve) => queueMicrotask(() => { seen.push(als.getStore()); resolve(); }));
+      return seen;
+    });
+    return [await a, await b, als.getStore() ?? "outside"];
+  },
   "commonjs: circular requires": () => cjs,
   "commonjs: exports, this, json, computed require": () => [area(2), shapes.sides, shapes.thisIsExports, shapes.file, shapes.dynamic("extra.cjs"), shapes.missing()],
   "commonjs: built-ins by bare name": () => user,

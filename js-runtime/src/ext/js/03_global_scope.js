@@ -53,6 +53,7 @@ const {
   PromisePrototypeCatch,
   ReflectApply,
   SafeArrayIterator,
+  SymbolFor,
   TypeError,
   TypedArrayPrototypeSubarray,
 } = primordials;
@@ -233,6 +234,14 @@ ObjectDefineProperty(globalThis, "self", getter(() => globalThis));
 // global object's prototype is not kept in the snapshot.
 ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
 ObjectDefineProperty(globalThis, webidl.brand, nonEnumerable(webidl.brand));
+// What node:async_hooks' AsyncLocalStorage (a module the bundler adds) is built on: V8's
+// continuation-preserved data, which promise reactions carry and deno_web's timers restore.
+ObjectDefineProperty(globalThis, SymbolFor("isola.asyncContext"), nonEnumerable(ObjectFreeze({
+  __proto__: null,
+  AsyncVariable: core.AsyncVariable,
+  getAsyncContext: core.getAsyncContext,
+  setAsyncContext: core.setAsyncContext,
+})));
 event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
 event.defineEventHandler(globalThis, "error");
