@@ -20,22 +20,27 @@ const MODULES: &[(&str, &str)] = &[
     ("crypto", include_str!("node/crypto.js")),
     ("events", include_str!("node/events.js")),
     ("internal/globals", include_str!("node/internal/globals.js")),
+    // pako 2.1.0 (MIT and Zlib licenses, vendor/pako.LICENSE), the port of zlib node:zlib uses.
+    ("internal/pako", include_str!("node/vendor/pako.mjs")),
     ("os", include_str!("node/os.js")),
     ("path", include_str!("node/path.js")),
     ("path/posix", include_str!("node/path.js")),
     ("perf_hooks", include_str!("node/perf_hooks.js")),
     ("process", include_str!("node/process.js")),
     ("querystring", include_str!("node/querystring.js")),
+    ("stream", include_str!("node/stream.js")),
+    ("stream/promises", include_str!("node/stream/promises.js")),
     ("stream/web", include_str!("node/stream_web.js")),
     ("string_decoder", include_str!("node/string_decoder.js")),
     ("timers", include_str!("node/timers.js")),
     ("timers/promises", include_str!("node/timers/promises.js")),
     ("url", include_str!("node/url.js")),
     ("util", include_str!("node/util.js")),
+    ("zlib", include_str!("node/zlib.js")),
 ];
 
-/// Built-ins a sandbox cannot have (and, for now, `stream` and `zlib`, which it could), with
-/// the names code commonly imports from them: each is a function that throws
+/// Built-ins a sandbox cannot have, with the names code commonly imports from them: each is
+/// a function that throws
 /// "… is not available in an edge function" when called.
 const UNAVAILABLE: &[(&str, &[&str])] = &[
     (
@@ -103,40 +108,11 @@ const UNAVAILABLE: &[(&str, &[&str])] = &[
     ("net", &["connect", "createConnection", "createServer", "isIP", "isIPv4", "isIPv6", "Socket"]),
     ("readline", &["createInterface"]),
     ("repl", &["start"]),
-    (
-        "stream",
-        &[
-            "Readable",
-            "Writable",
-            "Duplex",
-            "Transform",
-            "PassThrough",
-            "Stream",
-            "pipeline",
-            "finished",
-        ],
-    ),
-    ("stream/promises", &["pipeline", "finished"]),
     ("tls", &["connect", "createServer", "createSecureContext"]),
     ("tty", &["isatty"]),
     ("v8", &["serialize", "deserialize", "getHeapStatistics"]),
     ("vm", &["runInNewContext", "runInThisContext", "createContext", "Script"]),
     ("worker_threads", &["Worker", "isMainThread", "parentPort", "workerData"]),
-    (
-        "zlib",
-        &[
-            "createGzip",
-            "createGunzip",
-            "createDeflate",
-            "createInflate",
-            "gzipSync",
-            "gunzipSync",
-            "deflateSync",
-            "inflateSync",
-            "brotliCompressSync",
-            "brotliDecompressSync",
-        ],
-    ),
 ];
 
 /// The bundle path of the built-in `specifier` names (`node:fs`, or `fs` as CommonJS writes

@@ -11,6 +11,9 @@ import assert from "node:assert";
 import { setTimeout as sleep } from "node:timers/promises";
 import process from "node:process";
 import { AsyncLocalStorage } from "node:async_hooks";
+import { Readable, Writable, Transform, PassThrough, pipeline } from "node:stream";
+import { pipeline as pipelinePromise } from "node:stream/promises";
+import zlib from "node:zlib";
 import cjs from "./lib/a.cjs";
 import shapes, { area } from "./lib/shapes.cjs";
 import user from "./lib/esm-user.cjs";
@@ -106,6 +109,86 @@ export const cases = {
     }
     assert.throws(() => { throw new TypeError("x"); }, TypeError);
     return results;
+  },
+  stream: async () => {
+    const log = [];
+    const r = Readable.from(["a", "b", "c"]);
+    const up = new Transform({ objectMode: true, transform(chunk, enc, cb) { cb(null, String(chunk).toUpperCase()); } });
+    const got = [];
+    const w = new Writable({ objectMode: true, write(chunk, enc, cb) { got.push(chunk); cb(); } });
+    await new Promise((res, rej) => pipeline(r, up, w, (e) => (e ? rej(e) : res())));
+    log.push(["pipeline", got]);
+    // byte mode with data/end events and setEncoding
+    const chunks = [];
+    const rb = new Readable({ read() {} });
+    rb.setEncoding("utf8");
+    rb.on("data", (c) => chunks.push(c));
+    const ended = new Promise((res) => rb.on("end", res));
+    rb.push(Buffer.from("hé"));
+    rb.push("llo");
+    rb.push(null);
+    await ended;
+    log.push(["data", chunks.join("")]);
+    // async iteration
+    const it = [];
+    for await (const c of Readable.from([1, 2, 3])) it.push(c);
+    log.push(["iterate", it]);
+    // backpressure: write returns false past highWaterMark, drain follows
+    const slow = new Writable({ highWaterMark: 4, write(c, e, cb) { setTimeout(cb, 1); } });
+    const first = slow.write("abcdef");
+    const drained = await new Promise((res) => slow.once("drain", () => res(true)));
+    log.push(["backpressure", first, drained]);
+    // finish and close order
+    const order = [];
+    const w2 = new Writable({ write(c, e, cb) { order.push("write"); cb(); } });
+    w2.on("finish", () => order.push("finish"));
+    w2.on("close", () => order.push("close"));
+    w2.end("x");
+    await new Promise((res) => w2.on("close", res));
+    log.push(["order", order]);
+    // passthrough + pipe
+    const pt = new PassThrough();
+    const out = [];
+    pt.on("data", (c) => out.push(c.toString()));
+    const ptEnd = new Promise((res) => pt.on("end", res));
+    pt.write("x"); pt.end("y");
+    await ptEnd;
+    log.push(["passthrough", out.join("")]);
+    // error in pipeline
+    const bad = new Transform({ transform(c, e, cb) { cb(new Error("bad chunk")); } });
+    const err = await new Promise((res) => pipeline(Readable.from(["q"]), bad, new PassThrough(), (e) => res(e?.message)));
+    log.push(["pipeline error", err]);
+    // read() in paused mode
+    const pr = new Readable({ read() {} });
+    pr.push("ab"); pr.push("cd"); pr.push(null);
+    await new Promise((res) => pr.once("readable", res));
+    log.push(["read", String(pr.read(3)), String(pr.read())]);
+    
+    const upper = [];
+    await pipelinePromise(Readable.from(["x", "y"]), new Writable({ objectMode: true, write(c, e, cb) { upper.push(c); cb(); } }));
+    log.push(["stream/promises", upper]);
+    return log;
+  },
+  zlib: async () => {
+    const text = "hello zlib ".repeat(50);
+    const out = {};
+    for (const [pack, unpack] of [["deflateSync", "inflateSync"], ["deflateRawSync", "inflateRawSync"], ["gzipSync", "gunzipSync"], ["gzipSync", "unzipSync"], ["deflateSync", "unzipSync"]]) {
+      const packed = zlib[pack](text);
+      out[`${pack}/${unpack}`] = [packed.length, zlib[unpack](packed).toString() === text];
+    }
+    out.deflateHex = zlib.deflateSync("abc abc abc").toString("hex");
+    out.levels = [1, 9].map((level) => zlib.deflateSync(text, { level }).length);
+    try {
+      zlib.inflateSync(Buffer.from("not deflate data"));
+    } catch (error) {
+      out.garbage = [error.code, error.message];
+    }
+    out.callback = await new Promise((resolve) => zlib.gzip("cb", (error, data) => zlib.gunzip(data, (e2, back) => resolve(String(back)))));
+    const chunks = [];
+    await pipelinePromise(Readable.from([Buffer.from("stream "), Buffer.from("of "), Buffer.from("bytes")]), zlib.createGzip(), zlib.createGunzip(),
+      new Writable({ write(c, e, cb) { chunks.push(c); cb(); } }));
+    out.stream = Buffer.concat(chunks).toString();
+    return out;
   },
   "timers/promises": async () => [await sleep(2, "slept")],
   "process": () => [typeof process.nextTick, typeof process.env, process.platform],
