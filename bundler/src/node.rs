@@ -19,6 +19,7 @@ const MODULES: &[(&str, &str)] = &[
     ("buffer", include_str!("node/buffer.js")),
     ("crypto", include_str!("node/crypto.js")),
     ("events", include_str!("node/events.js")),
+    ("internal/aes", include_str!("node/internal/aes.js")),
     ("internal/globals", include_str!("node/internal/globals.js")),
     // pako 2.1.0 (MIT and Zlib licenses, vendor/pako.LICENSE), the port of zlib node:zlib uses.
     ("internal/pako", include_str!("node/vendor/pako.mjs")),

@@ -1,7 +1,9 @@
 // node:crypto: random values, hashes and HMACs computed synchronously (md5, sha1, sha256,
-// sha384, sha512, in JavaScript), pbkdf2, timingSafeEqual, secret KeyObjects, and WebCrypto.
-// Ciphers, signatures and scrypt are not here yet: they throw, naming the call.
+// sha384, sha512, in JavaScript), pbkdf2, AES ciphers (CBC, ECB, CTR, GCM), timingSafeEqual,
+// scrypt, secret KeyObjects, and WebCrypto. Signatures and key pairs are not here yet: they
+// throw, naming the call.
 import { Buffer } from "node:buffer";
+import * as aes from "node:internal/aes";
 
 const webcryptoRef = globalThis.crypto;
 export const webcrypto = webcryptoRef;
@@ -390,16 +392,191 @@ const notYet = (name) => function () {
   error.code = "ERR_NOT_AVAILABLE";
   throw error;
 };
-export const createCipheriv = notYet("createCipheriv");
-export const createDecipheriv = notYet("createDecipheriv");
+// AES in CBC, ECB, CTR and GCM modes, as createCipheriv/createDecipheriv give them.
+class Cipher {
+  constructor(algorithm, key, iv, decrypt, options) {
+    const name = String(algorithm).toLowerCase();
+    const spec = aes.CIPHERS[name];
+    if (spec === undefined) {
+      const error = new Error(`Unknown cipher: ${algorithm} (available: ${Object.keys(aes.CIPHERS).join(", ")})`);
+      error.code = "ERR_CRYPTO_UNKNOWN_CIPHER";
+      throw error;
+    }
+    const keyBytes = toBytes(key);
+    if (keyBytes.length !== spec.keyLength) {
+      throw Object.assign(new RangeError("Invalid key length"), { code: "ERR_CRYPTO_INVALID_KEYLEN" });
+    }
+    const ivBytes = iv === null || iv === undefined ? null : Uint8Array.from(toBytes(iv));
+    const wanted = spec.mode === "ecb" ? 0 : spec.mode === "gcm" ? null : 16;
+    if ((wanted === 0 && ivBytes && ivBytes.length) || (wanted === 16 && ivBytes?.length !== 16) || (wanted === null && !ivBytes?.length)) {
+      throw Object.assign(new TypeError("Invalid initialization vector"), { code: "ERR_CRYPTO_INVALID_IV" });
+    }
+    this._mode = spec.mode;
+    this._keys = aes.schedule(keyBytes);
+    this._iv = ivBytes ?? new Uint8Array(16);
+    this._decrypt = decrypt;
+    this._padding = true;
+    this._pending = new Uint8Array(0);
+    this._offset = 0;
+    this._aad = new Uint8Array(0);
+    this._text = [];
+    this._tagLength = options?.authTagLength ?? 16;
+    if (this._mode === "gcm") this._gcm = aes.gcmStart(this._keys, this._iv);
+    this._done = false;
+  }
+  setAutoPadding(padding = true) {
+    this._padding = padding;
+    return this;
+  }
+  setAAD(aad) {
+    this._aad = Uint8Array.from(toBytes(aad));
+    return this;
+  }
+  setAuthTag(tag) {
+    this._tag = Uint8Array.from(toBytes(tag));
+    return this;
+  }
+  getAuthTag() {
+    if (this._decrypt || this._authTag === undefined) throw new Error("Invalid state for operation getAuthTag");
+    return Buffer.from(this._authTag.subarray(0, this._tagLength));
+  }
+  update(data, inputEncoding, outputEncoding) {
+    if (this._done) throw new Error("Unsupported state");
+    const bytes = typeof data === "string" ? Buffer.from(data, inputEncoding) : toBytes(data);
+    return output(this._process(bytes, false), outputEncoding);
+  }
+  final(outputEncoding) {
+    if (this._done) throw new Error("Unsupported state");
+    this._done = true;
+    return output(this._process(new Uint8Array(0), true), outputEncoding);
+  }
+  _process(bytes, last) {
+    if (this._mode === "ctr" || this._mode === "gcm") {
+      const counter = this._mode === "ctr" ? this._iv : this._gcm.counter;
+      const from = this._mode === "ctr" ? 0 : 12;
+      const out = aes.ctrAt(this._keys, counter, from, this._offset, bytes);
+      this._offset += bytes.length;
+      if (this._mode === "gcm") this._text.push(this._decrypt ? bytes : out);
+      if (last && this._mode === "gcm") {
+        const tag = aes.gcmTag(this._keys, this._gcm, this._aad, concat(this._text));
+        if (this._decrypt) {
+          const given = this._tag;
+          let diff = given === undefined || given.length < 4 ? 1 : 0;
+          for (let j = 0; j < (given?.length ?? 0); j++) diff |= tag[j] ^ given[j];
+          if (diff !== 0) throw new Error("Unsupported state or unable to authenticate data");
+        } else {
+          this._authTag = tag;
+        }
+      }
+      return out;
+    }
+    // CBC and ECB: whole blocks; a decryption keeps its last block back for the padding.
+    const all = concat([this._pending, bytes]);
+    let take = all.length - (all.length % 16);
+    if (!last && this._decrypt && this._padding && take === all.length) take -= 16;
+    if (last) take = all.length;
+    const chunk = all.subarray(0, take);
+    this._pending = all.slice(take);
+    const chain = this._mode === "cbc" ? this._iv : null;
+    if (this._decrypt) {
+      const out = aes.decrypt(this._mode, null, chain, chunk, { padding: last && this._padding, keys: this._keys });
+      if (this._mode === "cbc" && chunk.length >= 16) this._iv = Uint8Array.from(chunk.subarray(chunk.length - 16));
+      return out;
+    }
+    if (!last && chunk.length === 0) return new Uint8Array(0);
+    const out = aes.encrypt(this._mode, null, chain, chunk, { padding: last && this._padding, keys: this._keys }).data;
+    if (this._mode === "cbc" && out.length >= 16) this._iv = Uint8Array.from(out.subarray(out.length - 16));
+    return out;
+  }
+}
+
+export function createCipheriv(algorithm, key, iv, options) {
+  return new Cipher(algorithm, key, iv, false, options);
+}
+
+export function createDecipheriv(algorithm, key, iv, options) {
+  return new Cipher(algorithm, key, iv, true, options);
+}
+
+export function getCiphers() {
+  return Object.keys(aes.CIPHERS);
+}
 export const createSign = notYet("createSign");
 export const createVerify = notYet("createVerify");
 export const createPrivateKey = notYet("createPrivateKey");
 export const createPublicKey = notYet("createPublicKey");
 export const generateKeyPairSync = notYet("generateKeyPairSync");
 export const generateKeyPair = notYet("generateKeyPair");
-export const scrypt = notYet("scrypt");
-export const scryptSync = notYet("scryptSync");
+// scrypt (RFC 7914): PBKDF2-HMAC-SHA256 around ROMix of Salsa20/8.
+function salsa20_8(b) {
+  const x = Uint32Array.from(b);
+  const r = (a, n) => (a << n) | (a >>> (32 - n));
+  for (let i = 0; i < 8; i += 2) {
+    x[4] ^= r(x[0] + x[12], 7); x[8] ^= r(x[4] + x[0], 9); x[12] ^= r(x[8] + x[4], 13); x[0] ^= r(x[12] + x[8], 18);
+    x[9] ^= r(x[5] + x[1], 7); x[13] ^= r(x[9] + x[5], 9); x[1] ^= r(x[13] + x[9], 13); x[5] ^= r(x[1] + x[13], 18);
+    x[14] ^= r(x[10] + x[6], 7); x[2] ^= r(x[14] + x[10], 9); x[6] ^= r(x[2] + x[14], 13); x[10] ^= r(x[6] + x[2], 18);
+    x[3] ^= r(x[15] + x[11], 7); x[7] ^= r(x[3] + x[15], 9); x[11] ^= r(x[7] + x[3], 13); x[15] ^= r(x[11] + x[7], 18);
+    x[1] ^= r(x[0] + x[3], 7); x[2] ^= r(x[1] + x[0], 9); x[3] ^= r(x[2] + x[1], 13); x[0] ^= r(x[3] + x[2], 18);
+    x[6] ^= r(x[5] + x[4], 7); x[7] ^= r(x[6] + x[5], 9); x[4] ^= r(x[7] + x[6], 13); x[5] ^= r(x[4] + x[7], 18);
+    x[11] ^= r(x[10] + x[9], 7); x[8] ^= r(x[11] + x[10], 9); x[9] ^= r(x[8] + x[11], 13); x[10] ^= r(x[9] + x[8], 18);
+    x[12] ^= r(x[15] + x[14], 7); x[13] ^= r(x[12] + x[15], 9); x[14] ^= r(x[13] + x[12], 13); x[15] ^= r(x[14] + x[13], 18);
+  }
+  for (let i = 0; i < 16; i++) b[i] = (b[i] + x[i]) | 0;
+}
+
+function blockMix(b, r, out) {
+  const x = b.slice((2 * r - 1) * 16, 2 * r * 16);
+  for (let i = 0; i < 2 * r; i++) {
+    for (let j = 0; j < 16; j++) x[j] ^= b[i * 16 + j];
+    salsa20_8(x);
+    out.set(x, ((i & 1) * r + (i >> 1)) * 16);
+  }
+}
+
+export function scryptSync(password, salt, keylen, options = {}) {
+  const N = options.N ?? options.cost ?? 16384;
+  const r = options.r ?? options.blockSize ?? 8;
+  const p = options.p ?? options.parallelization ?? 1;
+  const maxmem = options.maxmem ?? 32 * 1024 * 1024;
+  if (N < 2 || (N & (N - 1)) !== 0) throw Object.assign(new RangeError("Invalid scrypt params: N must be a power of 2 greater than 1"), { code: "ERR_CRYPTO_INVALID_SCRYPT_PARAMS" });
+  if (128 * N * r > maxmem) throw Object.assign(new RangeError("Invalid scrypt params: memory limit exceeded"), { code: "ERR_CRYPTO_INVALID_SCRYPT_PARAMS" });
+  const bytes = pbkdf2Sync(password, salt, 1, p * 128 * r, "sha256");
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  const little = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  for (let i = 0; i < words.length; i++) words[i] = little.getUint32(i * 4, true);
+  const size = 32 * r;
+  const v = new Uint32Array(N * size);
+  const tmp = new Uint32Array(size);
+  for (let block = 0; block < p; block++) {
+    const x = words.slice(block * size, (block + 1) * size);
+    for (let i = 0; i < N; i++) {
+      v.set(x, i * size);
+      blockMix(x, r, tmp);
+      x.set(tmp);
+    }
+    for (let i = 0; i < N; i++) {
+      const j = x[(2 * r - 1) * 16] & (N - 1);
+      for (let k = 0; k < size; k++) x[k] ^= v[j * size + k];
+      blockMix(x, r, tmp);
+      x.set(tmp);
+    }
+    words.set(x, block * size);
+  }
+  for (let i = 0; i < words.length; i++) little.setUint32(i * 4, words[i], true);
+  return pbkdf2Sync(password, bytes, 1, keylen, "sha256");
+}
+
+export function scrypt(password, salt, keylen, options, callback) {
+  if (typeof options === "function") [callback, options] = [options, {}];
+  let result;
+  try {
+    result = scryptSync(password, salt, keylen, options);
+  } catch (error) {
+    queueMicrotask(() => callback(error));
+    return;
+  }
+  queueMicrotask(() => callback(null, result));
+}
 export const sign = notYet("sign");
 export const verify = notYet("verify");
 export const publicEncrypt = notYet("publicEncrypt");
@@ -410,7 +587,7 @@ export const constants = {};
 
 export default {
   webcrypto, subtle, getRandomValues, randomFillSync, randomFill, randomBytes, pseudoRandomBytes,
-  randomUUID, randomInt, timingSafeEqual, getHashes, createHash, createHmac, hash, pbkdf2Sync,
+  randomUUID, randomInt, timingSafeEqual, getHashes, getCiphers, createHash, createHmac, hash, pbkdf2Sync,
   pbkdf2, KeyObject, createSecretKey, createCipheriv, createDecipheriv, createSign, createVerify,
   createPrivateKey, createPublicKey, generateKeyPairSync, generateKeyPair, scrypt, scryptSync,
   sign, verify, publicEncrypt, privateDecrypt, createDiffieHellman, createECDH, constants,

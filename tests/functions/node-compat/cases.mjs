@@ -86,6 +86,30 @@ export const cases = {
       out[alg] = [crypto.createHash(alg).update("hello ").update("world").digest("hex"), crypto.createHmac(alg, "key").update("msg").digest("base64")];
     }
     out.pbkdf2 = crypto.pbkdf2Sync("password", "salt", 100, 32, "sha256").toString("hex");
+    out.scrypt = crypto.scryptSync("password", "NaCl", 32, { N: 64, r: 8, p: 2 }).toString("hex");
+    const key = Buffer.alloc(32, 7);
+    for (const [name, iv] of [["aes-256-cbc", Buffer.alloc(16, 1)], ["aes-256-ctr", Buffer.alloc(16, 2)], ["aes-256-gcm", Buffer.alloc(12, 3)]]) {
+      const cipher = crypto.createCipheriv(name, key, iv);
+      if (name.endsWith("gcm")) cipher.setAAD(Buffer.from("header"));
+      const sealed = cipher.update("attack at dawn, ", "utf8", "hex") + cipher.update("bring snacks", "utf8", "hex") + cipher.final("hex");
+      const tag = name.endsWith("gcm") ? cipher.getAuthTag().toString("base64") : null;
+      const decipher = crypto.createDecipheriv(name, key, iv);
+      if (tag) {
+        decipher.setAAD(Buffer.from("header"));
+        decipher.setAuthTag(Buffer.from(tag, "base64"));
+      }
+      const opened = decipher.update(sealed, "hex", "utf8") + decipher.final("utf8");
+      out[name] = [sealed, tag, opened];
+    }
+    try {
+      const d = crypto.createDecipheriv("aes-256-gcm", key, Buffer.alloc(12, 3));
+      d.setAuthTag(Buffer.alloc(16));
+      d.update(Buffer.from("00", "hex"));
+      d.final();
+      out.forged = "accepted";
+    } catch (error) {
+      out.forged = error.message;
+    }
     out.timingSafeEqual = crypto.timingSafeEqual(Buffer.from("ab"), Buffer.from("ab"));
     out.randomBytes = crypto.randomBytes(16).length;
     out.randomInt = [0, 1, 2, 3, 4].map(() => { const n = crypto.randomInt(10, 20); return n >= 10 && n < 20; });
