@@ -14,6 +14,8 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Readable, Writable, Transform, PassThrough, pipeline } from "node:stream";
 import { pipeline as pipelinePromise } from "node:stream/promises";
 import zlib from "node:zlib";
+import punycode from "node:punycode";
+import diagnostics from "node:diagnostics_channel";
 import cjs from "./lib/a.cjs";
 import shapes, { area } from "./lib/shapes.cjs";
 import user from "./lib/esm-user.cjs";
@@ -213,6 +215,18 @@ export const cases = {
       new Writable({ write(c, e, cb) { chunks.push(c); cb(); } }));
     out.stream = Buffer.concat(chunks).toString();
     return out;
+  },
+  punycode: () => [punycode.toASCII("mañana.com"), punycode.toUnicode("xn--mxahbxey0c.gr"), punycode.encode("ü"), punycode.ucs2.decode("☃")],
+  diagnostics_channel: () => {
+    const seen = [];
+    const listener = (message, name) => seen.push([name, message.n]);
+    diagnostics.subscribe("isola:test", listener);
+    const channel = diagnostics.channel("isola:test");
+    channel.publish({ n: 1 });
+    const had = [channel.hasSubscribers, diagnostics.hasSubscribers("isola:test")];
+    diagnostics.unsubscribe("isola:test", listener);
+    channel.publish({ n: 2 });
+    return [seen, had, channel.hasSubscribers];
   },
   "timers/promises": async () => [await sleep(2, "slept")],
   "process": () => [typeof process.nextTick, typeof process.env, process.platform],
