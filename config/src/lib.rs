@@ -19,8 +19,8 @@ pub use access::{Access, Binding, Grant, Kind, Resource, Use};
 pub use edge::{valid_var_name, EdgeConfig, Route, EDGE_FILE};
 pub use limits::{over_max, Limits, LimitsRequest};
 pub use node::{
-    AdminConfig, ClusterConfig, FetchConfig, FunctionsConfig, HttpConfig, HttpsConfig,
-    LimitsConfig, LogsConfig, NodeConfig, NodeSection, RuntimeConfig,
+    AdminConfig, ClusterConfig, CronWhenPartitioned, FetchConfig, FunctionsConfig, HttpConfig,
+    HttpsConfig, LimitsConfig, LogsConfig, NodeConfig, NodeSection, RuntimeConfig,
 };
 pub use triggers::{
     valid_queue_name, CronTrigger, QueueTrigger, RecordTrigger, StorageTrigger, Triggers,

@@ -149,6 +149,7 @@ impl Node {
             backend.claims.clone(),
             store.database(),
             telemetry.clone(),
+            config.cluster.as_ref().map(|c| c.cron_when_partitioned).unwrap_or_default(),
         )?);
         let response_caches = ResponseCaches::new(
             config.cache.memory,

@@ -571,3 +571,84 @@ async fn three_nodes_share_buckets_and_tables_and_each_change_fires_once() {
         n.kill_9().await;
     }
 }
+
+/// An every-second cron on two nodes while NATS is down for 3 s: with `skip` no node fires a
+/// run due during the outage (each is recorded as missed), with `fire` both nodes do.
+#[tokio::test]
+async fn cron_while_nats_is_down_skips_or_fires_as_configured() {
+    for policy in ["skip", "fire"] {
+        let nats = nats().await;
+        let (collector, mut rx) = tests::collector().await;
+        let root = tempfile::tempdir().unwrap();
+        let cluster = format!(
+            "[cluster]\nnats_url = \"{}\"\nnode_ttl = \"3s\"\ncron_when_partitioned = \"{policy}\"\n",
+            nats.url
+        );
+        let mut nodes = Vec::new();
+        for id in ["n1", "n2"] {
+            let toml = format!(
+                "version = 1\n[node]\nid = \"{id}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[fetch]\nallow = [\"{collector}\"]\n[functions]\ndir = \"fns-{id}\"\n{cluster}"
+            );
+            write_file(root.path(), &format!("{id}.toml"), &toml);
+            write_file(
+                root.path(),
+                &format!("fns-{id}/tick/edge.toml"),
+                &format!("name = \"tick\"\nentry = \"index.js\"\n[[triggers.cron]]\nschedule = \"* * * * * *\"\n[vars]\nCOLLECTOR = \"http://{collector}/{id}\"\n"),
+            );
+            write_file(
+                root.path(),
+                &format!("fns-{id}/tick/index.js"),
+                "export default { async scheduled(event, env) { await fetch(env.COLLECTOR, { method: 'POST', body: String(event.scheduledTime) }) } }",
+            );
+            nodes.push(NodeProcess::start(&root.path().join(format!("{id}.toml")), &[]).await);
+        }
+        for node in &mut nodes {
+            node.wait_for_logged("the cluster's streams and buckets are open").await;
+        }
+        let now_ms = || {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+                as u64
+        };
+        let down_from = now_ms();
+        let back = nats.restart_after(Duration::from_secs(3)).await;
+        let nats = back.await.unwrap();
+        let up_at = now_ms();
+        // Collect what fired until a few seconds after NATS is back.
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut fired: Vec<(String, u64)> = Vec::new();
+        while let Ok(Some((path, body))) =
+            tokio::time::timeout(until.saturating_duration_since(Instant::now()), rx.recv()).await
+        {
+            fired.push((path, String::from_utf8_lossy(&body).parse().unwrap()));
+        }
+        // Runs due while NATS was down (a second's slack at each end).
+        let during: Vec<&(String, u64)> = fired
+            .iter()
+            .filter(|(_, due)| *due > down_from + 1000 && *due + 1000 < up_at)
+            .collect();
+        let said = format!(
+            "cron run not claimed in the cluster; {}",
+            if policy == "skip" { "skipped" } else { "firing here" }
+        );
+        let mut logs = Vec::new();
+        for node in nodes {
+            logs.extend(node.kill_9().await);
+        }
+        assert!(logs.iter().any(|l| l.contains(&said)), "{policy}: no node said {said:?}");
+        if policy == "skip" {
+            assert!(during.is_empty(), "skip: runs fired while NATS was down: {during:?}");
+            assert!(
+                fired.iter().any(|(_, due)| *due >= up_at),
+                "skip: runs fire again once NATS is back: {fired:?}"
+            );
+        } else {
+            for id in ["/n1", "/n2"] {
+                assert!(
+                    during.iter().any(|(path, _)| path == id),
+                    "fire: {id} did not fire while NATS was down: {fired:?}"
+                );
+            }
+        }
+        drop(nats);
+    }
+}

@@ -54,6 +54,20 @@ pub struct ClusterConfig {
     /// neither.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// What a cron schedule does while the cluster's claim store (NATS) cannot be reached:
+    /// `skip` (default) fires nowhere and records the run as missed (a `catch_up` schedule
+    /// runs it once when claims work again); `fire` fires on every node that is cut off (each
+    /// run may then happen more than once).
+    pub cron_when_partitioned: CronWhenPartitioned,
+}
+
+/// `[cluster] cron_when_partitioned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CronWhenPartitioned {
+    #[default]
+    Skip,
+    Fire,
 }
 
 /// `[logs]`: how much of each function's log the node keeps on disk.
@@ -370,6 +384,7 @@ impl Default for ClusterConfig {
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
+            cron_when_partitioned: CronWhenPartitioned::Skip,
         }
     }
 }

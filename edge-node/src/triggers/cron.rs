@@ -99,22 +99,47 @@ impl Triggers {
     }
 
     /// Whether this node fires the run of `schedule` due at `due_ms`: when it claims the run
-    /// first. While the claim cannot be made (NATS unreachable) every node fires (a run may
-    /// then fire more than once, none is lost).
-    async fn claim(&self, function: &str, schedule: &str, due_ms: u64) -> bool {
+    /// first. While the claim cannot be made (NATS unreachable), `[cluster]
+    /// cron_when_partitioned` decides: `skip` fires nowhere, `fire` fires on every node cut
+    /// off (a run may then fire more than once).
+    async fn claim(&self, function: &str, schedule: &str, due_ms: u64) -> Claim {
         let digest: String = sha2::Sha256::digest(schedule.as_bytes())[..6]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let key = format!("{function}.{digest}.{due_ms}");
-        match self.claims.claim(&key).await {
-            Ok(mine) => mine,
+        // A claim made late is of no use (its run is due now): one that does not answer
+        // within the deadline counts as the claim store being unreachable.
+        let claimed =
+            tokio::time::timeout(CLAIM_DEADLINE, self.claims.claim(&key)).await.unwrap_or_else(
+                |_| Err(StoreError::Cluster("the claim did not answer within 1 s".into())),
+            );
+        match claimed {
+            Ok(true) => Claim::Mine,
+            Ok(false) => Claim::Theirs,
+            Err(e) if self.when_partitioned == config::CronWhenPartitioned::Fire => {
+                tracing::warn!(error = %e, function, "cron run not claimed in the cluster; firing here (cron_when_partitioned = \"fire\")");
+                Claim::Mine
+            }
             Err(e) => {
-                tracing::warn!(error = %e, function, "cron run not claimed in the cluster; firing here");
-                true
+                tracing::warn!(error = %e, function, "cron run not claimed in the cluster; skipped (cron_when_partitioned = \"skip\")");
+                Claim::Unreachable
             }
         }
     }
+}
+
+/// How long a node waits for the cluster to answer a claim.
+const CLAIM_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Who fires a run of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Mine,
+    /// Another node of the cluster.
+    Theirs,
+    /// Nobody: the claim store cannot be reached and partitioned runs are skipped.
+    Unreachable,
 }
 
 /// One run of a schedule, as the history keeps it.
@@ -186,7 +211,9 @@ pub(super) async fn schedule(
     }
     let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let catch_up = match (trigger.catch_up, latest_missed) {
-        (true, Some(due)) if triggers.claim(&name, &trigger.schedule, due).await => Some(due),
+        (true, Some(due)) if triggers.claim(&name, &trigger.schedule, due).await == Claim::Mine => {
+            Some(due)
+        }
         _ => None,
     };
     if let Some(scheduled_ms) = catch_up {
@@ -202,6 +229,8 @@ pub(super) async fn schedule(
     }
     // Schedules are in whole seconds.
     let mut after = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
+    // The latest run skipped while claims could not be made.
+    let mut skipped: Option<u64> = None;
     loop {
         let Ok(due) = cron.find_next_occurrence(&after, false) else {
             tracing::error!(function = %name, schedule = %trigger.schedule, "the schedule never fires again");
@@ -211,8 +240,34 @@ pub(super) async fn schedule(
         let wait = (due - chrono::Utc::now()).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let scheduled_ms = due.timestamp_millis() as u64;
-        if !triggers.claim(&name, &trigger.schedule, scheduled_ms).await {
-            continue; // another node of the cluster fires this one
+        match triggers.claim(&name, &trigger.schedule, scheduled_ms).await {
+            Claim::Mine => {}
+            Claim::Theirs => continue, // another node of the cluster fires this one
+            Claim::Unreachable => {
+                let run = CronRun {
+                    schedule: trigger.schedule.clone(),
+                    scheduled_ms,
+                    started_ms: 0,
+                    duration_ms: 0,
+                    outcome: "missed".into(),
+                    attempts: 0,
+                    catch_up: false,
+                    manual: false,
+                };
+                let (t, name) = (triggers.clone(), name.clone());
+                tokio::task::spawn_blocking(move || t.record(&name, &run));
+                skipped = Some(scheduled_ms);
+                continue;
+            }
+        }
+        // Claims work again: a `catch_up` schedule runs once for the latest run skipped while
+        // they did not (claimed like any run, so once per cluster).
+        if let (true, Some(missed)) = (trigger.catch_up, skipped.take()) {
+            if triggers.claim(&name, &trigger.schedule, missed).await == Claim::Mine {
+                let run = CronRun { catch_up: true, ..fire(&function, &trigger, missed).await };
+                let (t, name) = (triggers.clone(), name.clone());
+                tokio::task::spawn_blocking(move || t.record(&name, &run));
+            }
         }
         if running.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let run = CronRun {

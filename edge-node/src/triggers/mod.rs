@@ -28,6 +28,8 @@ pub struct Triggers {
     claims: Arc<dyn Claims>,
     /// This node's history of cron runs.
     db: Arc<Database>,
+    /// What a schedule does while claims cannot be made (`[cluster] cron_when_partitioned`).
+    when_partitioned: config::CronWhenPartitioned,
     tasks: Mutex<Vec<(Arc<Function>, tokio::task::JoinHandle<()>)>>,
 }
 
@@ -37,9 +39,11 @@ impl Triggers {
         claims: Arc<dyn Claims>,
         db: Arc<Database>,
         telemetry: Arc<Telemetry>,
+        when_partitioned: config::CronWhenPartitioned,
     ) -> Result<Triggers, StoreError> {
         cron::open(&db)?;
-        Ok(Triggers { telemetry, queues, claims, db, tasks: Mutex::new(Vec::new()) })
+        let tasks = Mutex::new(Vec::new());
+        Ok(Triggers { telemetry, queues, claims, db, when_partitioned, tasks })
     }
 
     /// Runs the triggers of exactly `functions`: tasks of functions no longer served stop,
