@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backend::sealed::SecretKey;
 use crate::backend::{
     local, nats, now_ms, AbortOnDrop, Backend, Encoding, NodeInfo, Owners, Report, Served, Store,
     StoreError,
@@ -53,6 +54,9 @@ pub enum NodeError {
     /// The store under `data_dir` could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The secrets key could not be read or made.
+    #[error(transparent)]
+    SecretsKey(#[from] crate::backend::sealed::KeyError),
     /// A folder under `data_dir` could not be created.
     #[error("cannot use the data folder {}", path.display())]
     DataDir {
@@ -137,7 +141,10 @@ impl Node {
         )
         .map_err(data_error(data.join("logs")))?;
         let telemetry = Arc::new(Telemetry::new(&config.node.id, &config.node.region));
-        let store = Store::open(&data.join("store.redb"))?;
+        let key_file = config.secrets.key_file.clone().unwrap_or_else(|| data.join("secrets.key"));
+        let key_value = std::env::var(&config.secrets.key_env).ok();
+        let key = SecretKey::load(key_value.as_deref(), &config.secrets.key_env, &key_file)?;
+        let store = Store::open(&data.join("store.redb"), key)?;
         // Standalone or in a cluster: decided here, once.
         let mut backend = match &config.cluster {
             None => local::backend(&store, data.join("blobs"))?,

@@ -652,3 +652,78 @@ async fn cron_while_nats_is_down_skips_or_fires_as_configured() {
         drop(nats);
     }
 }
+
+/// Every file under a folder (recursively) that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A secret set through a node of a cluster is served to its function, and its value is in no
+/// file of the node's data_dir nor of the NATS server's JetStream store (it is sealed under
+/// the node's key); the node restarted with another key refuses to start, saying why.
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_another_key_is_refused() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let n1 = node(root.path(), "n1", "eu", Some(&nats.url)).await;
+    let deployed = cli(&n1, &["deploy", app(root.path(), "1").to_str().unwrap()]).await;
+    assert!(deployed.contains("deployed app version 1"), "{deployed}");
+    let value = "correct-horse-battery-staple-4711";
+    let set = cli(&n1, &["secrets", "set", "app", "API_KEY", "--value", value]).await;
+    assert!(set.contains("set API_KEY of app"), "{set}");
+    let url = format!("http://{}/secret", n1.http);
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = curl("GET", &url, &[], None).await.text();
+            if text == value {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(served.as_deref(), Ok(value), "the function reads the secret");
+    n1.kill_9().await;
+    // The secret's name is stored as it is (a key of the node's table and of the bucket):
+    // once it is on disk in both places, so would be a value that was not sealed.
+    let data = root.path().join("data-n1");
+    let on_disk = tokio::time::timeout(Duration::from_secs(20), async {
+        while files_holding(nats.store_dir(), b"API_KEY").is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(on_disk.is_ok(), "JetStream wrote the secret's entry to its files");
+    assert!(!files_holding(&data, b"API_KEY").is_empty(), "the node's store holds the entry");
+    assert!(data.join("secrets.key").is_file(), "a key was made on first start");
+    assert_eq!(files_holding(&data, value.as_bytes()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(files_holding(nats.store_dir(), value.as_bytes()), Vec::<std::path::PathBuf>::new());
+
+    // Another key: the node refuses to start.
+    let other = "ff".repeat(32);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(tests::edge_node_bin())
+            .args(["serve", "--config", root.path().join("n1.toml").to_str().unwrap()])
+            .env("EDGE_SECRETS_KEY", &other)
+            .output(),
+    )
+    .await
+    .expect("the node exits instead of serving")
+    .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("sealed under another key"), "{said}");
+}

@@ -469,6 +469,11 @@ pub async fn nats() -> Nats {
 }
 
 impl Nats {
+    /// Where the server keeps its JetStream data.
+    pub fn store_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Stops the server now; the returned task starts it again on the same port and storage
     /// after `down`.
     pub async fn restart_after(self, down: Duration) -> tokio::task::JoinHandle<Nats> {

@@ -34,6 +34,26 @@ pub struct NodeConfig {
     pub logs: LogsConfig,
     /// `[cluster]`: join other nodes through NATS JetStream; `None` keeps the node standalone.
     pub cluster: Option<ClusterConfig>,
+    pub secrets: SecretsConfig,
+}
+
+/// `[secrets]`: the key function secrets are encrypted under, in the node's store and in the
+/// cluster (ChaCha20-Poly1305). Every node of a cluster needs the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// A file holding the 32-byte key (64 hex digits). Default: `data_dir/secrets.key`, made
+    /// (mode 0600) with a random key on first start.
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding the key (64 hex digits), used instead of the file when
+    /// set. Default: `"EDGE_SECRETS_KEY"`.
+    pub key_env: String,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig { key_file: None, key_env: "EDGE_SECRETS_KEY".into() }
+    }
 }
 
 /// `[cluster]`: the NATS server (JetStream enabled) the nodes of a cluster share.

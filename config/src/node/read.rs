@@ -133,7 +133,10 @@ impl NodeConfig {
         if let Some(functions) = &mut self.functions {
             resolve(&mut functions.dir);
         }
-        for path in [&mut self.admin.cert, &mut self.admin.key].into_iter().flatten() {
+        for path in [&mut self.admin.cert, &mut self.admin.key, &mut self.secrets.key_file]
+            .into_iter()
+            .flatten()
+        {
             resolve(path);
         }
         for host in &mut self.fetch.allow {

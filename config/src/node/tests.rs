@@ -115,7 +115,7 @@ fn messages_in_the_words_of_the_file() {
     assert_eq!(
         lines,
         [
-            "colour: unknown key (expected one of: node, http, https, runtime, cache, fetch, pool, functions, admin, logs, cluster, version, limits)",
+            "colour: unknown key (expected one of: node, http, https, runtime, cache, fetch, pool, functions, admin, logs, cluster, secrets, version, limits)",
             "http.listen[0]: expected a string, found an integer",
             "http.listen[2]: `x` is not an address like \"0.0.0.0:8080\"",
             "http.max_headers: must be at least 1",

@@ -7,6 +7,7 @@
 pub mod local;
 pub mod nats;
 mod objects;
+pub mod sealed;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

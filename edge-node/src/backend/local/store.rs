@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
+use crate::backend::sealed::SecretKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,9 @@ const FUNCTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("functions"
 const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
 /// (name, key) -> value.
 const SECRETS: TableDefinition<(&str, &str), &str> = TableDefinition::new("secrets");
+/// A value sealed under the node's key when the store was made: the key must still open it.
+const KEY_CHECK: TableDefinition<&str, &str> = TableDefinition::new("secrets_key_check");
+const CHECK: (&str, &str) = ("__isola", "key-check");
 /// `<kind>.<name>` of a queue, bucket or table -> the function that owns it.
 const OWNERS: TableDefinition<&str, &str> = TableDefinition::new("owners");
 
@@ -40,6 +44,9 @@ pub enum StoreError {
     /// A value is larger than the store takes.
     #[error("{0}")]
     TooLarge(String),
+    /// Secrets sealed under another key.
+    #[error("{0}")]
+    Key(String),
 }
 
 macro_rules! db_error {
@@ -109,6 +116,8 @@ pub struct Deployed {
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<Database>,
+    /// What secrets are sealed under.
+    key: SecretKey,
 }
 
 /// Drops the versions of `name` beyond the newest `keep`, never `active`; returns their numbers.
@@ -180,17 +189,59 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 impl Store {
-    /// Opens (or creates) the store file.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    /// Opens (or creates) the store file, whose secrets are sealed under `key`. A store whose
+    /// secrets were sealed under another key is refused; secrets written before sealing are
+    /// sealed now.
+    pub fn open(path: &Path, key: SecretKey) -> Result<Store, StoreError> {
         let db = Database::create(path)?;
         // It holds secrets: readable by the node's user only.
         restrict_to_owner(path)?;
         let tx = db.begin_write()?;
         tx.open_table(FUNCTIONS)?;
         tx.open_table(VERSIONS)?;
-        tx.open_table(SECRETS)?;
+        {
+            let mut check = tx.open_table(KEY_CHECK)?;
+            let existing = check.get("check")?.map(|v| v.value().to_string());
+            match existing {
+                Some(sealed) if key.open(CHECK.0, CHECK.1, &sealed).is_err() => {
+                    return Err(StoreError::Key(format!(
+                        "{} holds secrets sealed under another key than this node's ([secrets] key_file or its environment variable): start it with the key they were written with",
+                        path.display()
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    check.insert("check", key.seal(CHECK.0, CHECK.1, "ok").as_str())?;
+                }
+            }
+            let mut secrets = tx.open_table(SECRETS)?;
+            let plain: Vec<(String, String, String)> = secrets
+                .iter()?
+                .filter_map(Result::ok)
+                .filter(|(_, v)| !SecretKey::is_sealed(v.value()))
+                .map(|(k, v)| {
+                    (k.value().0.to_string(), k.value().1.to_string(), v.value().to_string())
+                })
+                .collect();
+            for (function, name, value) in plain {
+                secrets.insert(
+                    (function.as_str(), name.as_str()),
+                    key.seal(&function, &name, &value).as_str(),
+                )?;
+            }
+        }
         tx.commit()?;
-        Ok(Store { db: std::sync::Arc::new(db) })
+        Ok(Store { db: std::sync::Arc::new(db), key })
+    }
+
+    /// `value` sealed for secret `key` of `function` under this node's key.
+    pub fn seal(&self, function: &str, key: &str, value: &str) -> String {
+        self.key.seal(function, key, value)
+    }
+
+    /// The node's secrets key.
+    pub fn key(&self) -> &SecretKey {
+        &self.key
     }
 
     /// The database, shared with the queues.
@@ -370,8 +421,9 @@ impl Store {
 
     /// Sets a secret of a function (deployed or not yet).
     pub fn set_secret(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let sealed = self.key.seal(name, key, value);
         let tx = self.db.begin_write()?;
-        tx.open_table(SECRETS)?.insert((name, key), value)?;
+        tx.open_table(SECRETS)?.insert((name, key), sealed.as_str())?;
         tx.commit()?;
         Ok(())
     }
@@ -429,7 +481,12 @@ impl Store {
             if function != name {
                 break;
             }
-            out.insert(key.to_string(), v.value().to_string());
+            let value = self.key.open(function, key, v.value()).map_err(|_| {
+                StoreError::Key(format!(
+                    "secret {key} of `{function}` does not open with this node's secrets key"
+                ))
+            })?;
+            out.insert(key.to_string(), value);
         }
         Ok(out)
     }
@@ -439,19 +496,21 @@ impl Store {
 mod tests {
     use super::*;
 
+    const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
     #[test]
     fn the_store_file_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.redb");
-        let store = Store::open(&path).unwrap();
+        let store = Store::open(&path, SecretKey::from_hex(TEST_KEY, "test").unwrap()).unwrap();
         store.set_secret("f", "KEY", "value").unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "mode {mode:o}");
         // A store made before (0644) is made private when it is opened again.
         drop(store);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let _store = Store::open(&path).unwrap();
+        let _store = Store::open(&path, SecretKey::from_hex(TEST_KEY, "test").unwrap()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "mode {mode:o}");
     }
@@ -470,7 +529,8 @@ mod tests {
     #[test]
     fn deploys_rolls_back_prunes_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        let key = SecretKey::random();
+        let store = Store::open(&dir.path().join("store.redb"), key.clone()).unwrap();
         for (i, hash) in ["a", "b", "c", "d"].iter().enumerate() {
             let deployed = store.deploy("f", version(hash), 3).unwrap();
             assert_eq!(deployed.version.version, i as u64 + 1);
@@ -510,8 +570,12 @@ mod tests {
         assert_eq!(store.secrets("g").unwrap().len(), 1);
         assert_eq!(store.bundles_in_use().unwrap(), HashSet::from(["x".to_string()]));
         drop(store);
-        // Reopened, the same state.
-        let store = Store::open(&dir.path().join("store.redb")).unwrap();
+        // Reopened, the same state; with another key, refused.
+        let store = Store::open(&dir.path().join("store.redb"), key).unwrap();
         assert_eq!(store.active().unwrap().len(), 1);
+        assert_eq!(store.secrets("g").unwrap().len(), 1);
+        drop(store);
+        let refused = Store::open(&dir.path().join("store.redb"), SecretKey::random());
+        assert!(matches!(refused, Err(StoreError::Key(_))), "{:?}", refused.err());
     }
 }

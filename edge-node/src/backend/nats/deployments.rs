@@ -195,21 +195,30 @@ impl Link {
         )
     }
 
-    /// Sends the cluster's secrets to `changes`, from their current values on.
+    /// Sends the cluster's secrets to `changes`, from their current values on, opened with
+    /// `secret_key`; one that does not open (another key) is logged and never applied.
     pub fn follow_secrets(
         self: &Arc<Self>,
         changes: mpsc::Sender<Change>,
+        secret_key: crate::backend::sealed::SecretKey,
     ) -> tokio::task::JoinHandle<()> {
         self.follow_bucket(
             SECRETS_BUCKET,
             |s| &s.secrets,
             move |_, entry| {
-                let changes = changes.clone();
+                let (changes, secret_key) = (changes.clone(), secret_key.clone());
                 async move {
                     let Some((name, key)) = entry.key.split_once('.') else { return };
                     let value = match entry.operation {
                         kv::Operation::Put => {
-                            Some(String::from_utf8_lossy(&entry.value).into_owned())
+                            let sealed = String::from_utf8_lossy(&entry.value);
+                            match secret_key.open(name, key, &sealed) {
+                                Ok(value) => Some(value),
+                                Err(e) => {
+                                    tracing::error!(function = name, key, error = %e, "a secret from the cluster was not applied: every node of a cluster needs the same [secrets] key");
+                                    return;
+                                }
+                            }
                         }
                         _ => None,
                     };
@@ -272,7 +281,9 @@ impl Deployments for NatsDeployments {
     }
 
     async fn set_secret(&self, name: &str, key: &str, value: &str) -> Result<(), StoreError> {
-        self.link.secret(name, key, Some(value)).await.map_err(unavailable)?;
+        // Sealed before it leaves the node: the cluster's bucket holds no plaintext.
+        let sealed = self.store.seal(name, key, value);
+        self.link.secret(name, key, Some(&sealed)).await.map_err(unavailable)?;
         self.store.set_secret(name, key, value)
     }
 

@@ -162,7 +162,8 @@ impl Link {
 pub fn backend(config: &ClusterConfig, store: &Store, node: &str) -> Backend {
     let link = Link::connect(config);
     let (tx, changes) = mpsc::channel(64);
-    let follow = vec![link.follow_deployments(tx.clone()), link.follow_secrets(tx)];
+    let follow =
+        vec![link.follow_deployments(tx.clone()), link.follow_secrets(tx, store.key().clone())];
     Backend {
         storage: Arc::new(objects::NatsStorage(link.clone())),
         queues: Arc::new(queues::NatsQueueing { link: link.clone() }),
