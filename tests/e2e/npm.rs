@@ -176,6 +176,7 @@ export default {
       let later;
       ctx.waitUntil(Promise.resolve().then(() => { later = als.getStore(); }));
       await null;
+      console.log(`inside ${id}`);
       return Response.json({ id, store: als.getStore(), later });
     });
   },
@@ -189,12 +190,14 @@ export default {
     for (res, id) in [(first, "first"), (second, "second")] {
         let json: serde_json::Value =
             serde_json::from_slice(&res.body).unwrap_or_else(|_| panic!("{}", res.text()));
-        assert_eq!(
-            json,
-            serde_json::json!({ "id": id, "store": id, "later": id }),
-            "{}",
-            res.text()
-        );
+        let expected = serde_json::json!({ "id": id, "store": id, "later": id });
+        assert_eq!(json, expected, "{}", res.text());
+        // Inside a store the code still belongs to its invocation: its log line says so.
+        let request_id = res.header("x-request-id").unwrap().to_string();
+        let line = format!("inside {id}");
+        let logged = node.logs.records().into_iter().find(|r| r.message == line);
+        let logged = logged.unwrap_or_else(|| panic!("no {line:?} in {:?}", node.logs.records()));
+        assert_eq!(logged.invocation_id.as_deref(), Some(request_id.as_str()), "{line}");
     }
     node.shutdown().await;
 }

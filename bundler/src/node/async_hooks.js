@@ -1,60 +1,40 @@
-// node:async_hooks: AsyncLocalStorage on V8's continuation-preserved data, so a store set in
-// `run` is seen across `await`, promise callbacks, timers and queueMicrotask, and concurrent
-// requests each see their own. The rest of async_hooks (hooks, resources) is not here.
+// node:async_hooks: AsyncLocalStorage on the runtime's async context (V8's
+// continuation-preserved data), so a store set in `run` is seen across `await`, promise
+// callbacks, timers and queueMicrotask, and concurrent requests each see their own. The rest
+// of async_hooks (hooks, resource ids) is not here.
 const context = globalThis[Symbol.for("isola.asyncContext")];
-const { AsyncVariable, getAsyncContext, setAsyncContext } = context;
 
 export class AsyncLocalStorage {
-  #variable = new AsyncVariable();
   #enabled = true;
 
   static bind(fn) {
-    const snapshot = getAsyncContext();
+    const captured = context.captureContext();
     return function (...args) {
-      const previous = getAsyncContext();
-      setAsyncContext(snapshot);
-      try {
-        return fn.apply(this, args);
-      } finally {
-        setAsyncContext(previous);
-      }
+      return context.runInContext(captured, fn, this, args);
     };
   }
 
   static snapshot() {
-    const snapshot = getAsyncContext();
-    return (fn, ...args) => {
-      const previous = getAsyncContext();
-      setAsyncContext(snapshot);
-      try {
-        return fn(...args);
-      } finally {
-        setAsyncContext(previous);
-      }
-    };
+    const captured = context.captureContext();
+    return (fn, ...args) => context.runInContext(captured, fn, undefined, args);
   }
 
   run(store, callback, ...args) {
-    const previous = this.#variable.enter(store);
     this.#enabled = true;
-    try {
-      return callback(...args);
-    } finally {
-      setAsyncContext(previous);
-    }
+    return context.runWithStore(this, store, callback, undefined, args);
   }
 
   exit(callback, ...args) {
-    return this.run(undefined, callback, ...args);
+    return context.runWithStore(this, undefined, callback, undefined, args);
   }
 
   enterWith(store) {
     this.#enabled = true;
-    this.#variable.enter(store);
+    context.enterStore(this, store);
   }
 
   getStore() {
-    return this.#enabled ? this.#variable.get() : undefined;
+    return this.#enabled ? context.storeOf(this) : undefined;
   }
 
   disable() {
@@ -63,18 +43,12 @@ export class AsyncLocalStorage {
 }
 
 export class AsyncResource {
-  #snapshot = getAsyncContext();
+  #context = context.captureContext();
   constructor(type) {
     this.type = type;
   }
   runInAsyncScope(fn, thisArg, ...args) {
-    const previous = getAsyncContext();
-    setAsyncContext(this.#snapshot);
-    try {
-      return fn.apply(thisArg, args);
-    } finally {
-      setAsyncContext(previous);
-    }
+    return context.runInContext(this.#context, fn, thisArg, args);
   }
   bind(fn) {
     return (...args) => this.runInAsyncScope(fn, undefined, ...args);

@@ -7,6 +7,9 @@ import {
 } from "ext:isola/00_base.js";
 const {
   ObjectPrototypeIsPrototypeOf,
+  ReflectApply,
+  SafeMap,
+  Symbol,
 } = primordials;
 
 // Methods Rust sends by index (`METHODS` in ext/mod.rs).
@@ -37,14 +40,58 @@ class Next {
 }
 const NextPrototype = Next.prototype;
 
+// The async context is the invocation's `Next`, or, inside an AsyncLocalStorage `run`, a
+// frame holding that `Next` and the stores set around the code.
+const kNext = Symbol("isola.next");
+const kStores = Symbol("isola.stores");
+
 // The invocation the running code belongs to: its `Next`, the async context that
 // `runInvocation` and `invoke` set and that promise reactions and timers carry along. `null`
 // outside any invocation (module start, background work).
 function currentNext() {
-  const next = core.getAsyncContext();
+  let next = core.getAsyncContext();
+  if (next !== undefined && next !== null && next[kNext] !== undefined) next = next[kNext];
   return next !== undefined && next !== null && ObjectPrototypeIsPrototypeOf(NextPrototype, next)
     ? next
     : null;
+}
+
+// AsyncLocalStorage's stores (node:async_hooks builds on these): the current context with
+// `owner`'s store set to `value`, the same invocation kept.
+function contextWith(owner, value) {
+  const prev = core.getAsyncContext();
+  const stores = new SafeMap(prev?.[kStores]);
+  stores.set(owner, value);
+  return { __proto__: null, [kNext]: currentNext(), [kStores]: stores };
+}
+function storeOf(owner) {
+  return core.getAsyncContext()?.[kStores]?.get(owner);
+}
+function runWithStore(owner, value, fn, thisArg, args) {
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(contextWith(owner, value));
+  try {
+    return ReflectApply(fn, thisArg, args);
+  } finally {
+    core.setAsyncContext(prev);
+  }
+}
+function enterStore(owner, value) {
+  core.setAsyncContext(contextWith(owner, value));
+}
+// A captured context, and code run in it (AsyncLocalStorage.bind/snapshot, AsyncResource).
+// Only contexts this module made or the runtime set can be captured: nothing forged.
+function captureContext() {
+  return core.getAsyncContext();
+}
+function runInContext(context, fn, thisArg, args) {
+  const prev = core.getAsyncContext();
+  core.setAsyncContext(context);
+  try {
+    return ReflectApply(fn, thisArg, args);
+  } finally {
+    core.setAsyncContext(prev);
+  }
 }
 function currentInvocation() {
   const next = currentNext();
@@ -58,4 +105,9 @@ export {
   NextPrototype,
   currentNext,
   currentInvocation,
+  storeOf,
+  runWithStore,
+  enterStore,
+  captureContext,
+  runInContext,
 };

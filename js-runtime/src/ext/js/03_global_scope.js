@@ -32,7 +32,12 @@ import {
   op_isola_fail,
 } from "ext:isola/00_base.js";
 import {
+  captureContext,
   currentNext,
+  enterStore,
+  runInContext,
+  runWithStore,
+  storeOf,
 } from "ext:isola/01_invocation.js";
 import {
   console,
@@ -235,12 +240,15 @@ ObjectDefineProperty(globalThis, "self", getter(() => globalThis));
 ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
 ObjectDefineProperty(globalThis, webidl.brand, nonEnumerable(webidl.brand));
 // What node:async_hooks' AsyncLocalStorage (a module the bundler adds) is built on: V8's
-// continuation-preserved data, which promise reactions carry and deno_web's timers restore.
+// continuation-preserved data, which promise reactions carry and deno_web's timers restore,
+// shared with the runtime's own record of which invocation code belongs to.
 ObjectDefineProperty(globalThis, SymbolFor("isola.asyncContext"), nonEnumerable(ObjectFreeze({
   __proto__: null,
-  AsyncVariable: core.AsyncVariable,
-  getAsyncContext: core.getAsyncContext,
-  setAsyncContext: core.setAsyncContext,
+  storeOf,
+  runWithStore,
+  enterStore,
+  captureContext,
+  runInContext,
 })));
 event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
