@@ -3,7 +3,8 @@
 //!
 //! Usage: cold-start [N] [--spare] [--fn DIR]  (default 200). With `--spare`, each start takes
 //! an isolate made ahead of time (and the bench waits for the next one to be ready before it
-//! starts). With `--fn DIR`, the function of that folder instead of hello world.
+//! starts). With `--fn DIR`, the function of that folder instead of hello world. With
+//! `--code-cache`, V8's code cache as a node keeps it (the first start fills it).
 
 #[path = "../function_dir.rs"]
 mod function_dir;
@@ -41,9 +42,16 @@ fn main() {
     let bundle = own.unwrap_or_else(|| {
         Arc::new(Bundle::from_sources("hello", "index.js", sources).expect("bundle"))
     });
+    let cache_dir = tempfile::tempdir().expect("a folder for the code cache");
+    let code_cache: Option<Arc<dyn js_runtime::CodeCache>> =
+        std::env::args().any(|a| a == "--code-cache").then(|| {
+            let store = edge_node::CodeCacheStore::open(cache_dir.path(), 256 * 1024 * 1024)
+                .expect("code cache");
+            Arc::new(store) as Arc<dyn js_runtime::CodeCache>
+        });
     let services = WorkerServices {
         log_sink: Arc::new(Discard),
-        code_cache: None,
+        code_cache,
         bindings: None,
         cache: None,
     };
