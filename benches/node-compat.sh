@@ -29,11 +29,12 @@ echo "== npm corpus: edge-node bundle"
 start=$(date +%s.%N)
 "$bin/edge-node" bundle "$corpus" -o "$tools/corpus.bundle"
 echo "time $(echo "$(date +%s.%N) - $start" | bc) s"
-echo "== npm corpus: esbuild --bundle --platform=browser (a package's browser field applies, as in ours)"
+echo "== npm corpus: esbuild --bundle --platform=browser (a package's browser field applies, as in ours; Node's built-ins left external, as wrangler leaves them to workerd)"
 start=$(date +%s.%N)
 "$tools/node_modules/.bin/esbuild" "$corpus/index.js" --bundle --platform=browser --format=esm \
   --main-fields=browser,module,main --conditions=workerd,worker,browser \
   --define:process.env.NODE_ENV='"production"' --log-level=error \
-  --external:node:* --external:crypto --external:stream --outfile="$tools/corpus.esbuild.js" \
+  --external:node:* $(node -p "require('module').builtinModules.map((m) => '--external:' + m).join(' ')") \
+  --outfile="$tools/corpus.esbuild.js" \
   && echo "$(stat -c %s "$tools/corpus.esbuild.js") bytes written" || echo "esbuild refused the corpus"
 echo "time $(echo "$(date +%s.%N) - $start" | bc) s"

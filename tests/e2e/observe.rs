@@ -284,3 +284,61 @@ async fn a_loud_function_cannot_flood_the_node_log() {
     let bytes: usize = log.iter().map(|l| l.len() + 1).sum();
     assert!(bytes < 2 << 20, "the node logged {bytes} bytes of 8 MB");
 }
+
+/// A request with a `traceparent`: the node's exported span continues the caller's trace, and
+/// the function's outbound fetch carries the same trace id with a span id of its own.
+#[tokio::test]
+async fn trace_context_is_continued_into_spans_and_outbound_fetches() {
+    let (collector, mut posts) = tests::collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    tests::write_file(
+        dir.path(),
+        "node.toml",
+        "version = 1\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[fetch]\nallow = [\"127.0.0.1\"]\n[functions]\ndir = \"fns\"\n",
+    );
+    let fns = dir.path().join("fns");
+    tests::function_folder(
+        &fns,
+        "caller",
+        "/caller",
+        "",
+        "export default { async fetch(request) { const url = new URL('/callee', request.url); return new Response(await (await fetch(url)).text()); } }",
+    );
+    tests::function_folder(
+        &fns,
+        "callee",
+        "/callee",
+        "",
+        "export default { fetch(request) { return new Response(request.headers.get('traceparent') ?? 'none'); } }",
+    );
+    let endpoint = format!("http://{collector}");
+    let node = tests::NodeProcess::start(
+        &dir.path().join("node.toml"),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let incoming = format!("00-{trace}-00f067aa0ba902b7-01");
+    let headers = vec![("traceparent".to_string(), incoming.clone())];
+    let res = curl("GET", &format!("http://{}/caller", node.http), &headers, None).await;
+    let seen = res.text();
+    assert!(seen.starts_with(&format!("00-{trace}-")) && seen.ends_with("-01"), "{seen}");
+    assert_ne!(seen, incoming, "the outbound request has a span of its own");
+    // Without a trace, no traceparent is made up.
+    let plain = curl("GET", &format!("http://{}/caller", node.http), &[], None).await;
+    assert_eq!(plain.text(), "none");
+    // The exported spans carry the caller's trace id (16 raw bytes in OTLP's protobuf).
+    let trace_bytes: Vec<u8> =
+        (0..16).map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let exported = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let (_, body) = posts.recv().await.unwrap();
+            if body.windows(16).any(|w| w == trace_bytes.as_slice()) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(exported.is_ok(), "no exported span carries the trace id");
+    node.kill_9().await;
+}

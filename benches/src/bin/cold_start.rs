@@ -49,12 +49,8 @@ fn main() {
                 .expect("code cache");
             Arc::new(store) as Arc<dyn js_runtime::CodeCache>
         });
-    let services = WorkerServices {
-        log_sink: Arc::new(Discard),
-        code_cache,
-        bindings: None,
-        cache: None,
-    };
+    let services =
+        WorkerServices { log_sink: Arc::new(Discard), code_cache, bindings: None, cache: None };
     let spare = std::env::args().any(|a| a == "--spare");
     let threads = js_runtime::Runtime::new(js_runtime::RuntimeOptions {
         front_threads: 0,

@@ -15,6 +15,7 @@ use crate::front::router::Router;
 use crate::front::websocket::{self, Sockets};
 use crate::functions::Function;
 use crate::observe::telemetry::Telemetry;
+use crate::observe::trace::TraceParent;
 use tracing::Instrument;
 
 /// The functions being served and the table that routes to them; swapped whole on reload.
@@ -340,8 +341,14 @@ where
     let bytes_in = function.meters.bytes_in.clone();
     let bytes_out = function.meters.bytes_out.clone();
     let (body, overflowed) = request_body(incoming, app.limits.max_body_size, bytes_in);
-    let request = Request::from_parts(parts, body);
+    let traced = parts.headers.get(TRACEPARENT).and_then(TraceParent::parse);
+    let mut request = Request::from_parts(parts, body);
     let span = tracing::debug_span!("request", %request_id, function = %function.config.name, protocol = ?request.version());
+    if let Some(incoming) = traced {
+        // The caller's trace continues through this span into the function's fetches.
+        let own = crate::observe::trace::continue_trace(&span, &incoming);
+        request.headers_mut().insert(TRACEPARENT, incoming.child(own));
+    }
     let _entered = span.enter();
     tracing::debug!(%remote, path = request.uri().path(), "invoke");
     drop(_entered);
@@ -375,6 +382,9 @@ where
         }
     }
 }
+
+/// W3C trace context.
+const TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
 
 /// The client's address as the function sees it (`CF-Connecting-IP`, `request.cf.clientIp`).
 const CF_CONNECTING_IP: header::HeaderName = header::HeaderName::from_static("cf-connecting-ip");

@@ -4,3 +4,4 @@
 pub mod logs;
 pub mod logstore;
 pub mod telemetry;
+pub mod trace;
