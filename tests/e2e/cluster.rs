@@ -16,8 +16,13 @@ async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodePr
         "version = 1\n[node]\nid = \"{id}\"\nregion = \"{region}\"\ndata_dir = \"data-{id}\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = [\"127.0.0.1:0\"]\n{cluster}"
     );
     write_file(root, &format!("{id}.toml"), &toml);
-    NodeProcess::start(&root.join(format!("{id}.toml")), &[("EDGE_ADMIN_TOKEN", TOKEN)]).await
+    // Every node of a cluster seals secrets under the same key.
+    let env = [("EDGE_ADMIN_TOKEN", TOKEN), ("EDGE_SECRETS_KEY", SECRETS_KEY)];
+    NodeProcess::start(&root.join(format!("{id}.toml")), &env).await
 }
+
+/// The secrets key of the tests' clusters.
+const SECRETS_KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
 
 /// Nodes of the cluster at `nats`, each serving the functions folder `fns` under `root` and
 /// allowed to reach `collector`.
@@ -707,7 +712,7 @@ async fn secrets_are_encrypted_at_rest_and_another_key_is_refused() {
     .await;
     assert!(on_disk.is_ok(), "JetStream wrote the secret's entry to its files");
     assert!(!files_holding(&data, b"API_KEY").is_empty(), "the node's store holds the entry");
-    assert!(data.join("secrets.key").is_file(), "a key was made on first start");
+    assert!(!data.join("secrets.key").exists(), "the key came from EDGE_SECRETS_KEY: no file");
     assert_eq!(files_holding(&data, value.as_bytes()), Vec::<std::path::PathBuf>::new());
     assert_eq!(files_holding(nats.store_dir(), value.as_bytes()), Vec::<std::path::PathBuf>::new());
 

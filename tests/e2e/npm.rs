@@ -182,7 +182,10 @@ export default {
   },
 };"#;
     let dir = tests::function_folder(root.path(), "als", "/*", "", code);
-    let node = TestNode::start(&[dir]).await;
+    // One isolate, so both requests are in flight on it at once.
+    let mut config = config::NodeConfig::default();
+    config.pool.max_isolates_per_function = 1;
+    let node = TestNode::start_with(config, &[dir]).await;
     let (first_url, second_url) = (node.url("/?id=first"), node.url("/?id=second"));
     let first = curl("GET", &first_url, &[], None);
     let second = curl("GET", &second_url, &[], None);
