@@ -22,6 +22,7 @@ mod triggers;
 
 pub use backend::local::queues::Encoding;
 pub use control::client::{AdminClient, ClientError, Progress};
+pub use control::rotate::{rotate_secrets_key, Rotated};
 pub use front::tls::{CertSource, TlsError};
 pub use functions::caches::{CodeCacheStats, CodeCacheStore};
 pub use functions::{FunctionSpec, FunctionsError};

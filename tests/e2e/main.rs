@@ -18,6 +18,7 @@ mod npm;
 mod observe;
 mod ownership;
 mod pool;
+mod secrets;
 mod server;
 mod specs;
 mod streaming;

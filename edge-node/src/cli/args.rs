@@ -225,4 +225,15 @@ pub enum SecretsCommand {
         /// The function's name.
         name: String,
     },
+    /// Seal every secret under a new key: this node's store (stop the node first) and, for a
+    /// node of a cluster, the cluster's bucket; then the key file holds the new key. Give
+    /// every other node of the cluster the new key before it starts again.
+    RotateKey {
+        /// Path to the node's node.toml.
+        #[arg(long, short, default_value = "node.toml")]
+        config: PathBuf,
+        /// A file holding the new key (64 hex digits, e.g. `openssl rand -hex 32`).
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
 }

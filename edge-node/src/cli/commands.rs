@@ -258,7 +258,33 @@ fn show_function(v: &serde_json::Value) -> String {
     out
 }
 
+/// `secrets rotate-key`.
+async fn rotate_key(config: &Path, new_key_file: &Path) -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config =
+        config::NodeConfig::load(config, &env).map_err(|e| super::BadConfig(e.to_string()))?;
+    let new_key = std::fs::read_to_string(new_key_file)
+        .with_context(|| format!("reading {}", new_key_file.display()))?;
+    let rotated =
+        edge_node::rotate_secrets_key(&config, &new_key).await.map_err(anyhow::Error::msg)?;
+    say(&format!("re-sealed {} secret(s) in this node's store", rotated.store));
+    if let Some(count) = rotated.cluster {
+        say(&format!("re-sealed {count} secret(s) in the cluster: give every other node the new key before it starts again"));
+    }
+    match rotated.key_file {
+        Some(file) => say(&format!("{} holds the new key", file.display())),
+        None => say(&format!(
+            "set {} to the new key before the node starts again",
+            config.secrets.key_env
+        )),
+    }
+    Ok(())
+}
+
 pub async fn secrets(command: SecretsCommand, nodes: &Nodes) -> anyhow::Result<()> {
+    if let SecretsCommand::RotateKey { config, new_key_file } = &command {
+        return rotate_key(config, new_key_file).await;
+    }
     let command = match command {
         SecretsCommand::Set { name, key, value: None } => {
             let mut value = String::new();
@@ -285,6 +311,7 @@ pub async fn secrets(command: SecretsCommand, nodes: &Nodes) -> anyhow::Result<(
                     .call(Method::DELETE, &format!("/v1/functions/{name}/secrets/{key}"), None)
                     .await
                     .map(|_| format!("unset {key} of {name}")),
+                SecretsCommand::RotateKey { .. } => unreachable!("rotated above"),
                 SecretsCommand::List { name } => client
                     .call(Method::GET, &format!("/v1/functions/{name}/secrets"), None)
                     .await

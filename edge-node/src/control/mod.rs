@@ -9,6 +9,7 @@ mod access;
 pub mod admin;
 mod changes;
 pub mod client;
+pub mod rotate;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

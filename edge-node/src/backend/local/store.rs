@@ -234,6 +234,40 @@ impl Store {
         Ok(Store { db: std::sync::Arc::new(db), key })
     }
 
+    /// Seals every secret (and the key check) under `new` instead, in one transaction;
+    /// answers how many secrets there were. The store keeps using `new` from then on.
+    pub fn rekey(&mut self, new: SecretKey) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write()?;
+        let count;
+        {
+            let mut secrets = tx.open_table(SECRETS)?;
+            let all: Vec<(String, String, String)> = secrets
+                .iter()?
+                .map(|entry| {
+                    let (k, v) = entry?;
+                    let (function, name) = k.value();
+                    let value = self.key.open(function, name, v.value()).map_err(|_| {
+                        StoreError::Key(format!(
+                            "secret {name} of `{function}` does not open with the current key"
+                        ))
+                    })?;
+                    Ok((function.to_string(), name.to_string(), value))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            count = all.len();
+            for (function, name, value) in all {
+                secrets.insert(
+                    (function.as_str(), name.as_str()),
+                    new.seal(&function, &name, &value).as_str(),
+                )?;
+            }
+            tx.open_table(KEY_CHECK)?.insert("check", new.seal(CHECK.0, CHECK.1, "ok").as_str())?;
+        }
+        tx.commit()?;
+        self.key = new;
+        Ok(count)
+    }
+
     /// `value` sealed for secret `key` of `function` under this node's key.
     pub fn seal(&self, function: &str, key: &str, value: &str) -> String {
         self.key.seal(function, key, value)

@@ -125,6 +125,35 @@ impl Link {
         }
     }
 
+    /// Seals every secret of the cluster's bucket under `new` instead of `old`; answers how
+    /// many there were. One that does not open with `old` stops it, naming the secret.
+    pub async fn reseal_secrets(
+        &self,
+        old: &crate::backend::sealed::SecretKey,
+        new: &crate::backend::sealed::SecretKey,
+    ) -> Result<usize, String> {
+        let stores = self.ready().await?;
+        let mut keys = stores.secrets.keys().await.map_err(|e| e.to_string())?;
+        let mut entries = Vec::new();
+        while let Some(entry) = keys.next().await {
+            entries.push(entry.map_err(|e| e.to_string())?);
+        }
+        for entry in &entries {
+            let Some((name, key)) = entry.split_once('.') else { continue };
+            let Some(sealed) = stores.secrets.get(entry).await.map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let value = old.open(name, key, &String::from_utf8_lossy(&sealed)).map_err(|_| {
+                format!(
+                    "secret {key} of `{name}` in the cluster does not open with the current key"
+                )
+            })?;
+            let resealed = new.seal(name, key, &value);
+            stores.secrets.put(entry, resealed.into()).await.map_err(|e| e.to_string())?;
+        }
+        Ok(entries.len())
+    }
+
     /// A bundle's artifact from the cluster.
     pub async fn fetch(&self, hash: &str) -> Result<Vec<u8>, String> {
         let mut object = self.ready().await?.bundles.get(hash).await.map_err(|e| e.to_string())?;
