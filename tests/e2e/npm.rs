@@ -164,14 +164,18 @@ async fn async_local_storage_keeps_concurrent_requests_apart() {
     let root = tempfile::tempdir().unwrap();
     let code = r#"import { AsyncLocalStorage } from "node:async_hooks";
 const als = new AsyncLocalStorage();
-let secondArrived;
-const arrived = new Promise((resolve) => (secondArrived = resolve));
+let secondArrived = false;
+// The first waits on a timer (an invocation waiting on nothing of its own would be ended as
+// never answering) until the second is in flight too.
+const arrived = async () => {
+  while (!secondArrived) await new Promise((resolve) => setTimeout(resolve, 1));
+};
 export default {
   fetch(request, env, ctx) {
     const id = new URL(request.url).searchParams.get("id");
     return als.run(id, async () => {
-      if (id === "second") secondArrived();
-      else await arrived;
+      if (id === "second") secondArrived = true;
+      else await arrived();
       await new Promise((resolve) => setTimeout(resolve, 1));
       let later;
       ctx.waitUntil(Promise.resolve().then(() => { later = als.getStore(); }));

@@ -1,8 +1,11 @@
 // node:buffer: Buffer as a Uint8Array subclass with Node's encodings (utf8, utf16le, latin1,
 // binary, ascii, base64, base64url, hex), comparison, search and the fixed-width reads and
 // writes.
-const encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8");
+// Made on first use: a module evaluated in every new isolate does as little as it can.
+let encoder = null;
+let utf8Decoder = null;
+const encode = (text) => (encoder ??= new TextEncoder()).encode(text);
+const decodeUtf8 = (bytes) => (utf8Decoder ??= new TextDecoder("utf-8")).decode(bytes);
 const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const B64_LOOKUP = new Int16Array(256).fill(-1);
 for (let i = 0; i < 64; i++) B64_LOOKUP[B64.charCodeAt(i)] = i;
@@ -63,7 +66,7 @@ function encodeBase64(bytes, url) {
 
 function bytesOf(string, encoding) {
   switch (normalizeEncoding(encoding)) {
-    case "utf8": return encoder.encode(string);
+    case "utf8": return encode(string);
     case "utf16le": {
       const out = new Uint8Array(string.length * 2);
       for (let i = 0; i < string.length; i++) {
@@ -94,7 +97,7 @@ function bytesOf(string, encoding) {
 
 function stringOf(bytes, encoding) {
   switch (normalizeEncoding(encoding)) {
-    case "utf8": return utf8Decoder.decode(bytes);
+    case "utf8": return decodeUtf8(bytes);
     case "utf16le": {
       let out = "";
       for (let i = 0; i + 1 < bytes.length; i += 2) out += String.fromCharCode(bytes[i] | (bytes[i + 1] << 8));
@@ -309,8 +312,6 @@ Buffer.prototype.readUIntLE = function (offset, length) {
 Buffer.poolSize = 8192;
 
 export const SlowBuffer = Buffer;
-export const Blob = globalThis.Blob;
-export const File = globalThis.File;
 export const atob = globalThis.atob;
 export const btoa = globalThis.btoa;
 export function isUtf8(input) {
@@ -324,4 +325,9 @@ export function isUtf8(input) {
 export function isAscii(input) {
   return new Uint8Array(input.buffer ?? input).every((b) => b < 128);
 }
-export default { Buffer, SlowBuffer, kMaxLength, constants, INSPECT_MAX_BYTES, Blob, File, atob, btoa, isUtf8, isAscii };
+// `Blob` and `File` are read from the global scope when asked for (reading them at load time
+// costs every isolate that loads this module); as named ES exports they are not offered.
+const exported = { Buffer, SlowBuffer, kMaxLength, constants, INSPECT_MAX_BYTES, atob, btoa, isUtf8, isAscii };
+Object.defineProperty(exported, "Blob", { get: () => globalThis.Blob, enumerable: true });
+Object.defineProperty(exported, "File", { get: () => globalThis.File, enumerable: true });
+export default exported;

@@ -5,9 +5,19 @@
 import { Buffer } from "node:buffer";
 import * as aes from "node:internal/aes";
 
-const webcryptoRef = globalThis.crypto;
-export const webcrypto = webcryptoRef;
-export const subtle = webcryptoRef.subtle;
+// The runtime's WebCrypto, reached when first used (made on first use, it costs every isolate
+// that reads it at load): `webcrypto` and `subtle` forward to it.
+const forward = (target) =>
+  new Proxy({}, {
+    get(_, key) {
+      const object = target();
+      const value = Reflect.get(object, key);
+      return typeof value === "function" ? value.bind(object) : value;
+    },
+    has: (_, key) => key in target(),
+  });
+export const webcrypto = forward(() => globalThis.crypto);
+export const subtle = forward(() => globalThis.crypto.subtle);
 
 function toBytes(data, encoding) {
   if (typeof data === "string") return Buffer.from(data, encoding);
@@ -18,12 +28,12 @@ function toBytes(data, encoding) {
 }
 
 export function getRandomValues(array) {
-  return webcryptoRef.getRandomValues(array);
+  return globalThis.crypto.getRandomValues(array);
 }
 
 export function randomFillSync(buffer, offset = 0, size) {
   const view = new Uint8Array(buffer.buffer ?? buffer, (buffer.byteOffset ?? 0) + offset, size ?? (buffer.byteLength - offset));
-  for (let at = 0; at < view.length; at += 65536) webcryptoRef.getRandomValues(view.subarray(at, at + 65536));
+  for (let at = 0; at < view.length; at += 65536) globalThis.crypto.getRandomValues(view.subarray(at, at + 65536));
   return buffer;
 }
 
@@ -45,7 +55,7 @@ export function randomFill(buffer, offset, size, callback) {
 }
 
 export function randomUUID() {
-  return webcryptoRef.randomUUID();
+  return globalThis.crypto.randomUUID();
 }
 
 export function randomInt(min, max, callback) {
@@ -164,9 +174,10 @@ function sha1(message) {
 }
 
 const S = [7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21];
-const KMD5 = Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) >>> 0);
+let KMD5 = null;
 
 function md5(message) {
+  KMD5 ??= Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) >>> 0);
   const view = pad(message, true, 64);
   const h = new Uint32Array([0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476]);
   const m = new Uint32Array(16);
@@ -193,7 +204,7 @@ function md5(message) {
   return out;
 }
 
-const K512 = [
+const K512_HEX = [
   "428a2f98d728ae22", "7137449123ef65cd", "b5c0fbcfec4d3b2f", "e9b5dba58189dbbc", "3956c25bf348b538", "59f111f1b605d019", "923f82a4af194f9b", "ab1c5ed5da6d8118",
   "d807aa98a3030242", "12835b0145706fbe", "243185be4ee4b28c", "550c7dc3d5ffb4e2", "72be5d74f27b896f", "80deb1fe3b1696b1", "9bdc06a725c71235", "c19bf174cf692694",
   "e49b69c19ef14ad2", "efbe4786384f25e3", "0fc19dc68b8cd5b5", "240ca1cc77ac9c65", "2de92c6f592b0275", "4a7484aa6ea6e483", "5cb0a9dcbd41fbd4", "76f988da831153b5",
@@ -204,11 +215,13 @@ const K512 = [
   "748f82ee5defb2fc", "78a5636f43172f60", "84c87814a1f0ab72", "8cc702081a6439ec", "90befffa23631e28", "a4506cebde82bde9", "bef9a3f7b2c67915", "c67178f2e372532b",
   "ca273eceea26619c", "d186b8c721c0c207", "eada7dd6cde0eb1e", "f57d4f7fee6ed178", "06f067aa72176fba", "0a637dc5a2c898a6", "113f9804bef90dae", "1b710b35131c471b",
   "28db77f523047d84", "32caab7b40c72493", "3c9ebe0a15c9bebc", "431d67c49c100d4c", "4cc5d4becb3e42b6", "597f299cfc657e2a", "5fcb6fab3ad6faec", "6c44198c4a475817",
-].map((x) => BigInt(`0x${x}`));
+];
+let K512 = null;
 const MASK = (1n << 64n) - 1n;
 const rotr64 = (x, n) => ((x >> n) | (x << (64n - n))) & MASK;
 
 function sha512(message, initial, length) {
+  K512 ??= K512_HEX.map((x) => BigInt(`0x${x}`));
   const view = pad(message, false, 128);
   const h = initial.map((x) => BigInt(`0x${x}`));
   const w = new Array(80);

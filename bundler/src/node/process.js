@@ -2,7 +2,8 @@
 // settings are in `env` of its handlers); `exit` and the I/O streams do not exist here.
 import { EventEmitter } from "node:events";
 
-const started = performance.now();
+// Date, not performance: `performance` is made on first use, and this runs in every isolate.
+const started = Date.now();
 const process = new EventEmitter();
 Object.assign(process, {
   env: {},
@@ -26,7 +27,7 @@ Object.assign(process, {
     throw new Error("process.chdir() is not available in an edge function");
   },
   umask: () => 0o22,
-  uptime: () => (performance.now() - started) / 1000,
+  uptime: () => (Date.now() - started) / 1000,
   hrtime: Object.assign(
     (previous) => {
       const now = performance.now();

@@ -5,7 +5,12 @@ const INV_SBOX = new Uint8Array(256);
 const T = [new Uint32Array(256), new Uint32Array(256), new Uint32Array(256), new Uint32Array(256)];
 const TI = [new Uint32Array(256), new Uint32Array(256), new Uint32Array(256), new Uint32Array(256)];
 
-(() => {
+// The tables are made on first use: this module is evaluated in every isolate that imports
+// node:crypto, most of which never encrypt.
+let ready = false;
+function tables() {
+  if (ready) return;
+  ready = true;
   const exp = new Uint8Array(256);
   const log = new Uint8Array(256);
   let x = 1;
@@ -37,9 +42,10 @@ const TI = [new Uint32Array(256), new Uint32Array(256), new Uint32Array(256), ne
       TI[r][i] = (ti >>> (8 * r)) | (ti << (32 - 8 * r));
     }
   }
-})();
+}
 
 function expandKey(key) {
+  tables();
   const nk = key.length / 4;
   const rounds = nk + 6;
   const words = new Uint32Array(4 * (rounds + 1));
