@@ -163,6 +163,23 @@ pub struct CronRun {
     pub manual: bool,
 }
 
+impl CronRun {
+    /// A run that did not happen: `missed` (the node was down, or claims could not be made)
+    /// or `skipped` (the previous run was still going).
+    fn not_run(schedule: &str, scheduled_ms: u64, outcome: &str) -> CronRun {
+        CronRun {
+            schedule: schedule.to_string(),
+            scheduled_ms,
+            started_ms: 0,
+            duration_ms: 0,
+            outcome: outcome.into(),
+            attempts: 0,
+            catch_up: false,
+            manual: false,
+        }
+    }
+}
+
 /// Fires `trigger` for `function` until aborted: runs never overlap (a run still going when
 /// the next is due makes that one `skipped`); runs missed while the node was down are
 /// recorded, not replayed.
@@ -195,16 +212,8 @@ pub(super) async fn schedule(
             }
             for missed in missed_times {
                 latest_missed = Some(missed.timestamp_millis() as u64);
-                let run = CronRun {
-                    schedule: trigger.schedule.clone(),
-                    scheduled_ms: missed.timestamp_millis() as u64,
-                    started_ms: 0,
-                    duration_ms: 0,
-                    outcome: "missed".into(),
-                    attempts: 0,
-                    catch_up: false,
-                    manual: false,
-                };
+                let run =
+                    CronRun::not_run(&trigger.schedule, missed.timestamp_millis() as u64, "missed");
                 triggers.record(&name, &run);
             }
         }
@@ -244,16 +253,7 @@ pub(super) async fn schedule(
             Claim::Mine => {}
             Claim::Theirs => continue, // another node of the cluster fires this one
             Claim::Unreachable => {
-                let run = CronRun {
-                    schedule: trigger.schedule.clone(),
-                    scheduled_ms,
-                    started_ms: 0,
-                    duration_ms: 0,
-                    outcome: "missed".into(),
-                    attempts: 0,
-                    catch_up: false,
-                    manual: false,
-                };
+                let run = CronRun::not_run(&trigger.schedule, scheduled_ms, "missed");
                 let (t, name) = (triggers.clone(), name.clone());
                 tokio::task::spawn_blocking(move || t.record(&name, &run));
                 skipped = Some(scheduled_ms);
@@ -270,16 +270,7 @@ pub(super) async fn schedule(
             }
         }
         if running.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            let run = CronRun {
-                schedule: trigger.schedule.clone(),
-                scheduled_ms,
-                started_ms: 0,
-                duration_ms: 0,
-                outcome: "skipped".into(),
-                attempts: 0,
-                catch_up: false,
-                manual: false,
-            };
+            let run = CronRun::not_run(&trigger.schedule, scheduled_ms, "skipped");
             let t = triggers.clone();
             let name = name.clone();
             tokio::task::spawn_blocking(move || t.record(&name, &run));
