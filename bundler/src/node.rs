@@ -20,6 +20,7 @@ const MODULES: &[(&str, &str)] = &[
     ("crypto", include_str!("node/crypto.js")),
     ("diagnostics_channel", include_str!("node/diagnostics_channel.js")),
     ("events", include_str!("node/events.js")),
+    ("http", include_str!("node/http.js")),
     ("internal/aes", include_str!("node/internal/aes.js")),
     ("internal/globals", include_str!("node/internal/globals.js")),
     // pako 2.1.0 (MIT and Zlib licenses, vendor/pako.LICENSE), the port of zlib node:zlib uses.
@@ -103,7 +104,6 @@ const UNAVAILABLE: &[(&str, &[&str])] = &[
             "writeFile",
         ],
     ),
-    ("http", &["createServer", "request", "get", "Agent", "STATUS_CODES", "METHODS"]),
     ("http2", &["connect", "createServer", "createSecureServer"]),
     ("https", &["createServer", "request", "get", "Agent"]),
     ("inspector", &["open", "close", "url"]),

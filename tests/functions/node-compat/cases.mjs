@@ -16,6 +16,7 @@ import { pipeline as pipelinePromise } from "node:stream/promises";
 import zlib from "node:zlib";
 import punycode from "node:punycode";
 import diagnostics from "node:diagnostics_channel";
+import http from "node:http";
 import cjs from "./lib/a.cjs";
 import shapes, { area } from "./lib/shapes.cjs";
 import user from "./lib/esm-user.cjs";
@@ -216,6 +217,7 @@ export const cases = {
     out.stream = Buffer.concat(chunks).toString();
     return out;
   },
+  "http constants": () => [http.STATUS_CODES[418], http.STATUS_CODES[503], http.METHODS.includes("PATCH"), http.METHODS.length],
   punycode: () => [punycode.toASCII("mañana.com"), punycode.toUnicode("xn--mxahbxey0c.gr"), punycode.encode("ü"), punycode.ucs2.decode("☃")],
   diagnostics_channel: () => {
     const seen = [];
