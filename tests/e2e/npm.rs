@@ -208,3 +208,36 @@ export default {
     }
     node.shutdown().await;
 }
+
+/// The async-context hooks AsyncLocalStorage is built on hand a function nothing of the
+/// runtime's: a captured context is an empty token, a forged one is refused, and the node
+/// keeps serving.
+#[tokio::test]
+async fn the_async_context_hooks_expose_nothing_of_the_runtime() {
+    let root = tempfile::tempdir().unwrap();
+    let code = r#"export default {
+  fetch() {
+    const hooks = globalThis[Symbol.for("isola.asyncContext")];
+    const token = hooks.captureContext();
+    const seen = [Object.getPrototypeOf(token), Reflect.ownKeys(token).length, Object.isFrozen(token)];
+    for (const forged of [{}, null, token.constructor]) {
+      try { hooks.runInContext(forged, () => "ran", undefined, []); seen.push("ran"); }
+      catch (e) { seen.push(e.message); }
+    }
+    seen.push(hooks.runInContext(token, () => "ran in its own", undefined, []));
+    return Response.json(seen);
+  },
+};"#;
+    let dir = tests::function_folder(root.path(), "forger", "/*", "", code);
+    let node = TestNode::start(&[dir]).await;
+    let res = curl("GET", &node.url("/"), &[], None).await;
+    let refused = "not an async context captured by the runtime";
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&res.body).unwrap_or_default(),
+        serde_json::json!([null, 0, true, refused, refused, refused, "ran in its own"]),
+        "{}",
+        res.text()
+    );
+    assert_eq!(curl("GET", &node.url("/"), &[], None).await.status, 200, "still serving");
+    node.shutdown().await;
+}

@@ -6,10 +6,13 @@ import {
   primordials,
 } from "ext:isola/00_base.js";
 const {
+  ObjectFreeze,
   ObjectPrototypeIsPrototypeOf,
   ReflectApply,
   SafeMap,
+  SafeWeakMap,
   Symbol,
+  TypeError,
 } = primordials;
 
 // Methods Rust sends by index (`METHODS` in ext/mod.rs).
@@ -80,13 +83,18 @@ function enterStore(owner, value) {
   core.setAsyncContext(contextWith(owner, value));
 }
 // A captured context, and code run in it (AsyncLocalStorage.bind/snapshot, AsyncResource).
-// Only contexts this module made or the runtime set can be captured: nothing forged.
+// The function gets an opaque token, never the context (its `Next` is the runtime's), and only
+// a token this module made can be run in: nothing forged.
+const captured = new SafeWeakMap();
 function captureContext() {
-  return core.getAsyncContext();
+  const token = ObjectFreeze({ __proto__: null });
+  captured.set(token, core.getAsyncContext());
+  return token;
 }
-function runInContext(context, fn, thisArg, args) {
+function runInContext(token, fn, thisArg, args) {
+  if (!captured.has(token)) throw new TypeError("not an async context captured by the runtime");
   const prev = core.getAsyncContext();
-  core.setAsyncContext(context);
+  core.setAsyncContext(captured.get(token));
   try {
     return ReflectApply(fn, thisArg, args);
   } finally {
