@@ -732,3 +732,96 @@ async fn secrets_are_encrypted_at_rest_and_another_key_is_refused() {
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("sealed under another key"), "{said}");
 }
+
+/// A three-server NATS cluster: a node makes three replicas of everything by itself (it
+/// says so); with one server killed by SIGKILL, the messages and the deploy acknowledged
+/// before the loss are all there after it, sends and deploys go on, and a node that starts
+/// then catches up.
+#[tokio::test]
+async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
+    let (mut servers, url) = tests::nats_cluster().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut n1 = node(root.path(), "n1", "eu", Some(&url)).await;
+    n1.wait_for_logged("the cluster's streams and buckets are open").await;
+    let opened = n1
+        .log
+        .iter()
+        .find(|l| l.contains("the cluster's streams and buckets are open"))
+        .unwrap()
+        .clone();
+    assert!(opened.contains("\"replicas\":3") && opened.contains("\"servers\":3"), "{opened}");
+
+    let deployed = cli(&n1, &["deploy", app(root.path(), "1").to_str().unwrap()]).await;
+    assert!(deployed.contains("deployed app version 1"), "{deployed}");
+    let queue = format!("http://{}/v1/queues/kept/messages", n1.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
+    let send = |n: usize| {
+        let (queue, auth) = (queue.clone(), auth.clone());
+        async move {
+            let messages: Vec<serde_json::Value> =
+                (0..n).map(|i| serde_json::json!({ "body": i })).collect();
+            let body = serde_json::to_vec(&serde_json::json!({ "messages": messages })).unwrap();
+            curl("POST", &queue, &auth, Some(&body)).await.status
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(send(200).await, 201);
+    }
+    // One server gone: the node moves to another; everything acknowledged is still there.
+    servers.remove(0).kill_9().await;
+    for _ in 0..5 {
+        let sent = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if send(200).await == 201 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        assert!(sent.is_ok(), "sends go on with two servers");
+    }
+    let depth = format!("http://{}/v1/queues/kept", n1.admin.unwrap());
+    let stats: serde_json::Value =
+        serde_json::from_slice(&curl("GET", &depth, &auth, None).await.body).unwrap();
+    assert_eq!(stats["depth"], 2000, "{stats}");
+    let redeployed = cli(&n1, &["deploy", app(root.path(), "2").to_str().unwrap()]).await;
+    assert!(redeployed.contains("deployed app version 2"), "{redeployed}");
+    // A node started now catches up from the two servers left.
+    let n2 = node(root.path(), "n2", "eu", Some(&url)).await;
+    serves(&n2, "200 version 2").await;
+    n1.kill_9().await;
+    n2.kill_9().await;
+}
+
+/// A node asking for more replicas than the cluster's buckets have does not use them: it says
+/// so, naming the bucket and the fix, and serves what it has.
+#[tokio::test]
+async fn a_node_refuses_buckets_with_fewer_replicas_than_asked() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let mut n1 = node(root.path(), "n1", "eu", Some(&nats.url)).await;
+    n1.wait_for_logged("\"replicas\":1").await;
+    let toml = format!(
+        "version = 1\n[node]\nid = \"n2\"\ndata_dir = \"data-n2\"\n[http]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = []\n[cluster]\nnats_url = \"{}\"\nreplicas = 3\n",
+        nats.url
+    );
+    write_file(root.path(), "n2.toml", &toml);
+    let mut n2 =
+        NodeProcess::start(&root.path().join("n2.toml"), &[("EDGE_SECRETS_KEY", SECRETS_KEY)])
+            .await;
+    n2.wait_for_logged("not using the cluster").await;
+    let said = n2.log.iter().find(|l| l.contains("not using the cluster")).unwrap().clone();
+    assert!(
+        said.contains("replica(s) and [cluster] replicas asks for 3")
+            && said.contains("nats stream edit"),
+        "{said}"
+    );
+    assert_eq!(
+        curl("GET", &format!("http://{}/", n2.http), &[], None).await.status,
+        404,
+        "it serves (nothing)"
+    );
+    n1.kill_9().await;
+    n2.kill_9().await;
+}

@@ -468,7 +468,45 @@ pub async fn nats() -> Nats {
     nats_on(port, tempfile::tempdir().unwrap()).await
 }
 
+/// Three nats-servers with JetStream forming one cluster (routes on loopback); `url` lists
+/// their client URLs, as a node's `nats_url` would.
+pub async fn nats_cluster() -> (Vec<Nats>, String) {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let clients: Vec<u16> = (0..3).map(|_| free()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| free()).collect();
+    let all_routes =
+        routes.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let mut servers = Vec::new();
+    for i in 0..3 {
+        let name = format!("n{i}");
+        let cluster = format!("nats://127.0.0.1:{}", routes[i]);
+        let args: Vec<std::ffi::OsString> = [
+            "-n",
+            &name,
+            "--cluster_name",
+            "isola",
+            "--cluster",
+            &cluster,
+            "--routes",
+            &all_routes,
+        ]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .collect();
+        let extra: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        servers.push(start_nats(clients[i], tempfile::tempdir().unwrap(), &extra, "nats").await);
+    }
+    let url = clients.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    (servers, url)
+}
+
 impl Nats {
+    /// Stops the server with SIGKILL.
+    pub async fn kill_9(mut self) {
+        self.child.kill().await.unwrap();
+        self.child.wait().await.unwrap();
+    }
+
     /// Where the server keeps its JetStream data.
     pub fn store_dir(&self) -> &Path {
         self.dir.path()

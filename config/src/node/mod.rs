@@ -79,6 +79,11 @@ pub struct ClusterConfig {
     /// runs it once when claims work again); `fire` fires on every node that is cut off (each
     /// run may then happen more than once).
     pub cron_when_partitioned: CronWhenPartitioned,
+    /// Replicas of every stream, KV bucket and Object Store the node creates. Default: 3 when
+    /// the NATS cluster has at least three servers, else 1. A node does not use a cluster
+    /// whose existing buckets have fewer replicas than this (it says so, and serves what it
+    /// has).
+    pub replicas: Option<usize>,
 }
 
 /// `[cluster] cron_when_partitioned`.
@@ -405,6 +410,7 @@ impl Default for ClusterConfig {
             tls_cert: None,
             tls_key: None,
             cron_when_partitioned: CronWhenPartitioned::Skip,
+            replicas: None,
         }
     }
 }

@@ -198,6 +198,14 @@ impl NodeConfig {
             }
             _ => {}
         }
+        if let Some(replicas) = self.cluster.as_ref().and_then(|c| c.replicas) {
+            if !(1..=5).contains(&replicas) {
+                problem(
+                    "cluster.replicas",
+                    format!("{replicas} is out of range: JetStream keeps 1 to 5 replicas"),
+                );
+            }
+        }
         if self.admin.keep_versions < 1 {
             problem("admin.keep_versions", "must be at least 1".into());
         }

@@ -89,6 +89,7 @@ async fn heartbeat(
             return;
         }
     };
+    let (replicas, _) = crate::backend::nats::replicas_for(&config, &client);
     let jetstream = async_nats::jetstream::new(client);
     let every = config.node_ttl / 3;
     loop {
@@ -102,6 +103,7 @@ async fn heartbeat(
                     max_age: config.node_ttl,
                     ..Default::default()
                 },
+                replicas,
             )
             .await;
             if let Ok(store) = store {

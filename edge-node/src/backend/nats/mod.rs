@@ -74,12 +74,16 @@ impl Link {
                 }
             };
             let js = async_nats::jetstream::new(client.clone());
+            let (replicas, servers) = replicas_for(&config, &client);
             loop {
-                match open(&js, &client).await {
+                match open(&js, &client, replicas).await {
                     Ok(stores) => {
-                        tracing::info!(nats = %config.nats_url, "the cluster's streams and buckets are open");
+                        tracing::info!(nats = %config.nats_url, replicas, servers, "the cluster's streams and buckets are open");
                         let _ = tx.send(Some(stores));
                         return;
+                    }
+                    Err(e) if e.starts_with(TOO_FEW_REPLICAS) => {
+                        return tracing::error!(error = %e, "not using the cluster: its buckets have fewer replicas than [cluster] replicas; serving what this node has");
                     }
                     Err(e) => tracing::warn!(error = %e, "cluster deployments not open yet"),
                 }
@@ -182,29 +186,73 @@ pub fn backend(config: &ClusterConfig, store: &Store, node: &str) -> Backend {
     }
 }
 
-/// The KV bucket `config.bucket`, created with `config` if it does not exist.
+/// The replicas of what the node creates: `[cluster] replicas`, else three copies when the
+/// NATS cluster has at least three servers (as `nats_url` lists them or the server announces
+/// them) and one otherwise; with the servers seen.
+pub(crate) fn replicas_for(config: &ClusterConfig, client: &async_nats::Client) -> (usize, usize) {
+    let listed = config.nats_url.split(',').filter(|u| !u.trim().is_empty()).count();
+    let servers = client.server_info().connect_urls.len().max(listed).max(1);
+    (config.replicas.unwrap_or(if servers >= 3 { 3 } else { 1 }), servers)
+}
+
+/// How an open refused for too few replicas begins.
+const TOO_FEW_REPLICAS: &str = "too few replicas";
+
+/// Refuses a stream (a bucket's) kept with fewer replicas than asked for.
+async fn check_replicas(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    replicas: usize,
+) -> Result<(), String> {
+    let mut stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let kept = stream.info().await.map_err(|e| e.to_string())?.config.num_replicas.max(1);
+    if kept < replicas {
+        return Err(format!(
+            "{TOO_FEW_REPLICAS}: {} has {kept} replica(s) and [cluster] replicas asks for {replicas}; raise them with `nats stream edit {} --replicas {replicas}` (or set replicas = {kept})",
+            stream.cached_info().config.name,
+            stream.cached_info().config.name,
+        ));
+    }
+    Ok(())
+}
+
+/// The KV bucket `config.bucket`, created with `config` (and `replicas`) if it does not
+/// exist; refused if it exists with fewer replicas.
 pub(crate) async fn open_kv(
     js: &async_nats::jetstream::Context,
     config: kv::Config,
+    replicas: usize,
 ) -> Result<kv::Store, String> {
     match js.get_key_value(&config.bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) => js.create_key_value(config).await.map_err(|e| e.to_string()),
+        Ok(store) => {
+            check_replicas(js, &format!("KV_{}", config.bucket), replicas).await?;
+            Ok(store)
+        }
+        Err(_) => js
+            .create_key_value(kv::Config { num_replicas: replicas, ..config })
+            .await
+            .map_err(|e| e.to_string()),
     }
 }
 
-/// The Object Store `bucket`, created (described as `description`) if it does not exist.
+/// The Object Store `bucket`, created (described as `description`, with `replicas`) if it
+/// does not exist; refused if it exists with fewer replicas.
 pub(crate) async fn open_object_store(
     js: &async_nats::jetstream::Context,
     bucket: &str,
     description: &str,
+    replicas: usize,
 ) -> Result<object_store::ObjectStore, String> {
     match js.get_object_store(bucket).await {
-        Ok(store) => Ok(store),
+        Ok(store) => {
+            check_replicas(js, &format!("OBJ_{bucket}"), replicas).await?;
+            Ok(store)
+        }
         Err(_) => js
             .create_object_store(object_store::Config {
                 bucket: bucket.into(),
                 description: Some(description.into()),
+                num_replicas: replicas,
                 ..Default::default()
             })
             .await
@@ -215,6 +263,7 @@ pub(crate) async fn open_object_store(
 async fn open(
     js: &async_nats::jetstream::Context,
     client: &async_nats::Client,
+    replicas: usize,
 ) -> Result<Stores, String> {
     let deployments = open_kv(
         js,
@@ -224,9 +273,11 @@ async fn open(
             history: 5,
             ..Default::default()
         },
+        replicas,
     )
     .await?;
-    let bundles = open_object_store(js, BUNDLES_BUCKET, "function bundles by content hash").await?;
+    let bundles =
+        open_object_store(js, BUNDLES_BUCKET, "function bundles by content hash", replicas).await?;
     let cron = open_kv(
         js,
         kv::Config {
@@ -236,6 +287,7 @@ async fn open(
             max_age: Duration::from_secs(3600),
             ..Default::default()
         },
+        replicas,
     )
     .await?;
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
@@ -243,10 +295,12 @@ async fn open(
         subjects: vec![format!("{QUEUE_SUBJECT}.>")],
         description: Some("the cluster's queues".into()),
         max_age: Duration::from_secs(14 * 24 * 3600),
+        num_replicas: replicas,
         ..Default::default()
     })
     .await
     .map_err(|e| e.to_string())?;
+    check_replicas(js, QUEUES_STREAM, replicas).await?;
     let secrets = open_kv(
         js,
         kv::Config {
@@ -255,6 +309,7 @@ async fn open(
             history: 1,
             ..Default::default()
         },
+        replicas,
     )
     .await?;
     let owners = open_kv(
@@ -265,9 +320,10 @@ async fn open(
             history: 1,
             ..Default::default()
         },
+        replicas,
     )
     .await?;
-    let (objects, records, blobs) = crate::backend::nats::objects::open(js).await?;
+    let (objects, records, blobs) = crate::backend::nats::objects::open(js, replicas).await?;
     Ok(Stores {
         owners,
         client: client.clone(),

@@ -42,6 +42,7 @@ pub const EVENT_PROGRESS: Duration = Duration::from_secs(1);
 /// Opens or creates the buckets.
 pub(crate) async fn open(
     js: &async_nats::jetstream::Context,
+    replicas: usize,
 ) -> Result<(kv::Store, kv::Store, object_store::ObjectStore), String> {
     let kv = |bucket: &str, description: &str| {
         open_kv(
@@ -52,11 +53,12 @@ pub(crate) async fn open(
                 history: HISTORY,
                 ..Default::default()
             },
+            replicas,
         )
     };
     let objects = kv(OBJECTS_BUCKET, "object metadata of the cluster's buckets").await?;
     let records = kv(RECORDS_BUCKET, "records of the cluster's tables").await?;
-    let blobs = open_object_store(js, BLOBS_BUCKET, "object contents by SHA-256").await?;
+    let blobs = open_object_store(js, BLOBS_BUCKET, "object contents by SHA-256", replicas).await?;
     Ok((objects, records, blobs))
 }
 
