@@ -734,8 +734,8 @@ async fn secrets_are_encrypted_at_rest_and_another_key_is_refused() {
 }
 
 /// A three-server NATS cluster: a node makes three replicas of everything by itself (it
-/// says so); with one server killed by SIGKILL, the messages and the deploy acknowledged
-/// before the loss are all there after it, sends and deploys go on, and a node that starts
+/// says so); with one server killed by SIGKILL, the messages, the deploy and the bucket upload
+/// acknowledged before the loss are all there after it, sends and deploys go on, and a node that starts
 /// then catches up.
 #[tokio::test]
 async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
@@ -767,6 +767,9 @@ async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
     for _ in 0..5 {
         assert_eq!(send(200).await, 201);
     }
+    let object = format!("http://{}/v1/buckets/kept/objects/report.txt", n1.admin.unwrap());
+    let uploaded = curl("PUT", &object, &auth, Some(b"uploaded before the loss")).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
     // One server gone: the node moves to another; everything acknowledged is still there.
     servers.remove(0).kill_9().await;
     for _ in 0..5 {
@@ -781,10 +784,28 @@ async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
         .await;
         assert!(sent.is_ok(), "sends go on with two servers");
     }
+    // While JetStream elects new leaders a request may be refused (503 cluster_unavailable);
+    // once answered, the answers are whole.
+    let answered = |url: String| {
+        let auth = auth.clone();
+        async move {
+            let mut last = None;
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until {
+                let res = curl("GET", &url, &auth, None).await;
+                if res.status == 200 {
+                    return res;
+                }
+                last = Some(res.text());
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!("{url} never answered with two servers: {last:?}");
+        }
+    };
     let depth = format!("http://{}/v1/queues/kept", n1.admin.unwrap());
-    let stats: serde_json::Value =
-        serde_json::from_slice(&curl("GET", &depth, &auth, None).await.body).unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&answered(depth).await.body).unwrap();
     assert_eq!(stats["depth"], 2000, "{stats}");
+    assert_eq!(answered(object).await.text(), "uploaded before the loss");
     let redeployed = cli(&n1, &["deploy", app(root.path(), "2").to_str().unwrap()]).await;
     assert!(redeployed.contains("deployed app version 2"), "{redeployed}");
     // A node started now catches up from the two servers left.
