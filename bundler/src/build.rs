@@ -227,8 +227,7 @@ impl Bundle {
         let (mut modules, mut entry) = settle(read, resolved, &entry_path)?;
         if options.node_globals {
             // An entry that sets Node's globals before the function's own modules evaluate.
-            let quote = |s: &str| serde_json::to_string(s).expect("a string serialises");
-            let (globals, target) = (quote(node::GLOBALS), quote(&entry));
+            let (globals, target) = (commonjs::quote(node::GLOBALS), commonjs::quote(&entry));
             let code = format!(
                 "import {globals};\nimport * as entry from {target};\nexport * from {target};\nexport default entry.default;\n"
             );
@@ -290,28 +289,22 @@ fn read_file(path: &str, text: String) -> Result<(Read, Vec<(String, bool)>), Bu
                 text
             };
             let script = if commonjs_file { None } else { Some(transform::script(path, &text)) };
-            let is_commonjs = match &script {
-                None => true,
-                Some(Ok(s)) => !s.has_module_syntax && commonjs::looks_like_commonjs(&text),
+            let scan = match &script {
+                None => Some(commonjs::scan(path, &text)?),
+                Some(Ok(s)) if !s.has_module_syntax && commonjs::looks_like_commonjs(&text) => {
+                    Some(commonjs::scan(path, &text)?)
+                }
                 // Top-level `return` and other syntax only a function body allows.
-                Some(Err(_)) => {
-                    !transform::needs_transpiling(path)
-                        && commonjs::looks_like_commonjs(&text)
-                        && commonjs::scan(path, &text).is_ok()
+                Some(Err(_))
+                    if !transform::needs_transpiling(path)
+                        && commonjs::looks_like_commonjs(&text) =>
+                {
+                    commonjs::scan(path, &text).ok()
                 }
+                _ => None,
             };
-            if is_commonjs {
-                let scan = commonjs::scan(path, &text)?;
-                let mut specifiers = scan.requires.clone();
-                for global in &scan.globals {
-                    let source =
-                        commonjs::NODE_GLOBALS.iter().find(|(n, _)| n == global).map(|(_, s)| *s);
-                    if let Some(source) = source.filter(|s| !s.is_empty()) {
-                        if !specifiers.iter().any(|(s, _)| s == source) {
-                            specifiers.push((source.to_string(), false));
-                        }
-                    }
-                }
+            if let Some(scan) = scan {
+                let specifiers = scan.specifiers();
                 return Ok((Read::CommonJs { text, scan }, specifiers));
             }
             let script = script.expect("not CommonJS, so parsed")?;

@@ -9,8 +9,6 @@
 //! module instead: `default` is `module.exports`, and the named exports are the names a static
 //! scan finds, as Node's cjs-module-lexer does.
 
-use std::collections::BTreeMap;
-
 use oxc::allocator::Allocator;
 use oxc::ast::ast::{
     Argument, AssignmentExpression, AssignmentTarget, CallExpression, Expression,
@@ -39,8 +37,30 @@ pub(crate) struct Scan {
     pub globals: Vec<&'static str>,
 }
 
+impl Scan {
+    /// What the file names for the bundler to follow: its literal requires (each with whether
+    /// it may be missing), then the built-ins that provide the Node globals it uses.
+    pub(crate) fn specifiers(&self) -> Vec<(String, bool)> {
+        let mut out = self.requires.clone();
+        for global in &self.globals {
+            let source = NODE_GLOBALS.iter().find(|(n, _)| n == global).map(|(_, s)| *s);
+            if let Some(source) = source.filter(|s| !s.is_empty()) {
+                if !out.iter().any(|(s, _)| s == source) {
+                    out.push((source.to_string(), false));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `text` as a JavaScript string literal (JSON's quoting is valid JavaScript).
+pub(crate) fn quote(text: &str) -> String {
+    serde_json::to_string(text).expect("a string serialises")
+}
+
 /// The Node.js globals a CommonJS module gets in its scope, and the built-in each comes from.
-pub(crate) const NODE_GLOBALS: &[(&str, &str)] = &[
+const NODE_GLOBALS: &[(&str, &str)] = &[
     ("process", "node:process"),
     ("Buffer", "node:buffer"),
     ("global", ""),
@@ -71,18 +91,15 @@ pub(crate) fn scan(path: &str, text: &str) -> Result<Scan, BundleError> {
     if let Some(error) = parsed.diagnostics.errors().next() {
         return Err(crate::transform::syntax_error(path, &source, error));
     }
-    let mut scanner = Scanner { try_depth: 0, scan: Scan::default(), optional: BTreeMap::new() };
+    let mut scanner = Scanner { try_depth: 0, scan: Scan::default() };
     scanner.visit_program(&parsed.program);
-    let Scanner { mut scan, optional, .. } = scanner;
+    let mut scan = scanner.scan;
     let scoping =
         oxc::semantic::SemanticBuilder::new().build(&parsed.program).semantic.into_scoping();
     for (name, _) in NODE_GLOBALS {
         if scoping.root_unresolved_references().contains_key(*name) {
             scan.globals.push(name);
         }
-    }
-    for (specifier, all_optional) in &mut scan.requires {
-        *all_optional = optional.get(specifier.as_str()).copied().unwrap_or(false);
     }
     let mut seen = std::collections::HashSet::new();
     scan.exports.retain(|name| {
@@ -101,8 +118,6 @@ fn valid_name(name: &str) -> bool {
 struct Scanner {
     try_depth: usize,
     scan: Scan,
-    /// Per specifier: whether every require of it so far sits in a `try` block.
-    optional: BTreeMap<String, bool>,
 }
 
 fn literal<'a>(argument: &'a Argument<'_>) -> Option<&'a str> {
@@ -157,20 +172,19 @@ impl<'a> Visit<'a> for Scanner {
         if let Expression::Identifier(id) = &it.callee {
             if id.name == "require" && it.arguments.len() == 1 {
                 if let Some(specifier) = literal(&it.arguments[0]) {
+                    // Optional only if every require of it sits in a `try`.
                     let in_try = self.try_depth > 0;
-                    let entry = self.optional.entry(specifier.to_string()).or_insert(in_try);
-                    *entry = *entry && in_try;
-                    if !self.scan.requires.iter().any(|(s, _)| s == specifier) {
-                        self.scan.requires.push((specifier.to_string(), in_try));
+                    match self.scan.requires.iter_mut().find(|(s, _)| s == specifier) {
+                        Some((_, optional)) => *optional = *optional && in_try,
+                        None => self.scan.requires.push((specifier.to_string(), in_try)),
                     }
                 }
             }
             // TypeScript's and Babel's re-export helpers.
             if matches!(id.name.as_str(), "__exportStar" | "__export") {
-                if let Some(Some(specifier)) = it.arguments.first().map(|a| match a {
-                    Argument::SpreadElement(_) => None,
-                    other => other.as_expression().and_then(required),
-                }) {
+                if let Some(specifier) =
+                    it.arguments.first().and_then(Argument::as_expression).and_then(required)
+                {
                     self.scan.reexports.push(specifier.to_string());
                 }
             }
@@ -320,7 +334,7 @@ pub(crate) fn module(
         values.push_str(&format!(", {value}"));
     }
     for (i, (specifier, dependency)) in requires.iter().enumerate() {
-        let quoted = serde_json::to_string(specifier).expect("a string serialises");
+        let quoted = quote(specifier);
         let value = match dependency {
             Dependency::CommonJs => {
                 imports
@@ -344,11 +358,9 @@ pub(crate) fn module(
         };
         deps.push_str(&format!("{quoted}: () => {value},"));
     }
-    let file = serde_json::to_string(&format!("/{path}")).expect("a string serialises");
-    let dir = path.rsplit_once('/').map_or("/".to_string(), |(d, _)| format!("/{d}"));
-    let dir = serde_json::to_string(&dir).expect("a string serialises");
-    let key = serde_json::to_string(path).expect("a string serialises");
-    let runtime = serde_json::to_string(RUNTIME).expect("a string serialises");
+    let file = quote(&format!("/{path}"));
+    let dir = quote(&path.rsplit_once('/').map_or("/".to_string(), |(d, _)| format!("/{d}")));
+    let (key, runtime) = (quote(path), quote(RUNTIME));
     format!(
         "import {{ requirer as __isola_requirer, register as __isola_register }} from {runtime};{imports}\
 var __isola_m;const __isola_deps = {{{deps}}};\
@@ -366,7 +378,7 @@ __isola_register({key}, __isola_cjs);\n",
 /// from the interop module reaches it): `default` is `module.exports`, and each of `names`
 /// is exported as its property at import time.
 pub(crate) fn interop(specifier: &str, names: &[String]) -> String {
-    let quoted = serde_json::to_string(specifier).expect("a string serialises");
+    let quoted = quote(specifier);
     let mut out = format!(
         "import {{ __isola_cjs }} from {quoted};\nconst __isola_e = __isola_cjs();\nexport default __isola_e;\n"
     );
@@ -377,10 +389,7 @@ pub(crate) fn interop(specifier: &str, names: &[String]) -> String {
             names
                 .iter()
                 .zip(&locals)
-                .map(|(n, l)| format!(
-                    "{l} = __isola_o[{}]",
-                    serde_json::to_string(n).expect("serialises")
-                ))
+                .map(|(n, l)| format!("{l} = __isola_o[{}]", quote(n)))
                 .collect::<Vec<_>>()
                 .join(", "),
             names

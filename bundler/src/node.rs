@@ -144,7 +144,7 @@ pub(crate) fn module_of_path(path: &str) -> Option<Builtin> {
 /// A module whose every export (and every property of its default export) throws, naming
 /// the call, when called.
 fn unavailable(name: &str, names: &[&str]) -> String {
-    let module = serde_json::to_string(&format!("node:{name}")).expect("a string serialises");
+    let module = crate::commonjs::quote(&format!("node:{name}"));
     let mut code = format!(
         "// {module}: not available in an edge function.\n\
 const unavailable = (call) => function () {{\n\

@@ -479,7 +479,6 @@ fn start_failure(e: deno_core::error::CoreError) -> StartError {
 }
 
 async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<(), StartError> {
-    let module_error = start_failure;
     let start = {
         let value = js
             .execute_script("isola:bootstrap", HIDE_HOST)
@@ -494,11 +493,11 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
         v8::Global::new(scope, function)
     };
     let main = module_url(&options.bundle.manifest().entry).map_err(StartError::Module)?;
-    let id = js.load_main_es_module(&main).await.map_err(module_error)?;
+    let id = js.load_main_es_module(&main).await.map_err(start_failure)?;
     let evaluated = js.mod_evaluate(id);
-    js.run_event_loop(PollEventLoopOptions::default()).await.map_err(module_error)?;
-    evaluated.await.map_err(module_error)?;
-    let namespace = js.get_module_namespace(id).map_err(module_error)?;
+    js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)?;
+    evaluated.await.map_err(start_failure)?;
+    let namespace = js.get_module_namespace(id).map_err(start_failure)?;
     let (namespace, vars, subrequests, bindings, region) = {
         deno_core::scope!(scope, js);
         let object = v8::Object::new(scope);

@@ -79,13 +79,24 @@ impl SecretKey {
             Ok(text) => SecretKey::from_hex(&text, &format!("in {}", file.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SecretKey::random();
-                let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
-                write_private(file, &format!("{hex}\n"))
-                    .map_err(|source| KeyError::Write { path: file.to_path_buf(), source })?;
+                key.save(file)?;
                 Ok(key)
             }
             Err(source) => Err(KeyError::Read { path: file.to_path_buf(), source }),
         }
+    }
+
+    /// Writes the key to `file` as 64 hex digits, readable by the node's user only, whole or
+    /// not at all (it replaces what was there).
+    pub fn save(&self, file: &Path) -> Result<(), KeyError> {
+        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+        let write = || {
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            crate::backend::local::write_private_atomically(file, format!("{hex}\n").as_bytes())
+        };
+        write().map_err(|source| KeyError::Write { path: file.to_path_buf(), source })
     }
 
     /// `value` sealed for secret `key` of function `function`.
@@ -122,18 +133,6 @@ impl SecretKey {
     pub fn is_sealed(value: &str) -> bool {
         value.starts_with(PREFIX)
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 //! Run with the node stopped (its store is locked while it runs); every other node of the
 //! cluster must be given the new key before it starts again.
 
-use std::path::Path;
-
 use config::NodeConfig;
 
 use crate::backend::local::store::Store;
@@ -43,8 +41,9 @@ pub async fn rotate_secrets_key(config: &NodeConfig, new_key: &str) -> Result<Ro
     let cluster = match &config.cluster {
         Some(cluster) => {
             let link = Link::connect(cluster);
+            // Not one transaction: secrets re-sealed before a failure stay re-sealed.
             let count = link.reseal_secrets(&old, &new).await.map_err(|e| {
-                format!("the cluster's secrets were not re-sealed (nothing changed): {e}")
+                format!("the cluster's secrets were not all re-sealed (this node's store is unchanged): {e}")
             })?;
             Some(count)
         }
@@ -54,23 +53,9 @@ pub async fn rotate_secrets_key(config: &NodeConfig, new_key: &str) -> Result<Ro
     let key_file = match from_env {
         Some(_) => None,
         None => {
-            write_key(&key_file, new_key.trim())
-                .map_err(|e| format!("cannot write the new key to {}: {e}", key_file.display()))?;
+            new.save(&key_file).map_err(|e| e.to_string())?;
             Some(key_file)
         }
     };
     Ok(Rotated { store: count, cluster, key_file })
-}
-
-/// Replaces the key file (mode 0600) in one rename.
-fn write_key(path: &Path, hex: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("key.new");
-    let _ = std::fs::remove_file(&temporary);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-    file.write_all(format!("{hex}\n").as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }

@@ -62,9 +62,25 @@ async fn blocking<T: Send + 'static>(
 /// Writes `path` through a temporary file and a rename, so it is whole or absent; with `sync`
 /// the data and the directory entry reach the disk before this returns.
 pub fn write_atomically(path: &Path, data: &[u8], sync: bool) -> std::io::Result<()> {
+    write_with_mode(path, data, sync, 0o666)
+}
+
+/// [`write_atomically`], synced, for a file only the node's user may read (mode 0600 from
+/// the moment it exists).
+pub fn write_private_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, data, true, 0o600)
+}
+
+fn write_with_mode(path: &Path, data: &[u8], sync: bool, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         file.write_all(data)?;
         if sync {
             file.sync_all()?;

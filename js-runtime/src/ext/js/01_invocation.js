@@ -70,14 +70,18 @@ function contextWith(owner, value) {
 function storeOf(owner) {
   return core.getAsyncContext()?.[kStores]?.get(owner);
 }
-function runWithStore(owner, value, fn, thisArg, args) {
+// Runs `fn` in `context`, then puts the context back.
+function runIn(context, fn, thisArg, args) {
   const prev = core.getAsyncContext();
-  core.setAsyncContext(contextWith(owner, value));
+  core.setAsyncContext(context);
   try {
     return ReflectApply(fn, thisArg, args);
   } finally {
     core.setAsyncContext(prev);
   }
+}
+function runWithStore(owner, value, fn, thisArg, args) {
+  return runIn(contextWith(owner, value), fn, thisArg, args);
 }
 function enterStore(owner, value) {
   core.setAsyncContext(contextWith(owner, value));
@@ -93,13 +97,7 @@ function captureContext() {
 }
 function runInContext(token, fn, thisArg, args) {
   if (!captured.has(token)) throw new TypeError("not an async context captured by the runtime");
-  const prev = core.getAsyncContext();
-  core.setAsyncContext(captured.get(token));
-  try {
-    return ReflectApply(fn, thisArg, args);
-  } finally {
-    core.setAsyncContext(prev);
-  }
+  return runIn(captured.get(token), fn, thisArg, args);
 }
 function currentInvocation() {
   const next = currentNext();
