@@ -4,7 +4,12 @@
 //! "ISOLABDL" | u32 LE manifest length | manifest (JSON)
 //! then per module, in manifest order: u32 LE length | lz4 block of the code
 //!                                     [u32 LE length | lz4 block of the source map]
+//! then optionally:  "ISOLACCP" | u32 LE length | a code cache pack
 //! ```
+//!
+//! The code cache pack (V8's compiled form of the modules, made by `edge-node bundle` or by
+//! the node that took a deploy) is opaque here and outside the content hash: it is derived
+//! from the modules, and its reader checks it on its own.
 //!
 //! Decoding checks everything before a bundle is returned: the magic, the format, every length
 //! against the file and against [`MAX_BUNDLE_BYTES`], each module's SHA-256 and the content
@@ -19,12 +24,18 @@ use crate::bundle::{hex, Bundle, Manifest, Module, FORMAT};
 use crate::{BundleError, MAX_BUNDLE_BYTES};
 
 const MAGIC: &[u8; 8] = b"ISOLABDL";
+const CODE_CACHE_MAGIC: &[u8; 8] = b"ISOLACCP";
 /// The largest manifest accepted.
 const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
 
 impl Bundle {
     /// Writes the bundle as one artifact.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_code_cache(None)
+    }
+
+    /// Writes the bundle as one artifact carrying a code cache pack after its modules.
+    pub fn encode_with_code_cache(&self, code_cache: Option<&[u8]>) -> Vec<u8> {
         let manifest = serde_json::to_vec(self.manifest()).expect("a manifest serialises");
         let mut out = Vec::with_capacity(self.size() as usize / 2 + manifest.len() + 64);
         out.extend_from_slice(MAGIC);
@@ -36,11 +47,23 @@ impl Bundle {
                 block(&mut out, map);
             }
         }
+        if let Some(pack) = code_cache {
+            out.extend_from_slice(CODE_CACHE_MAGIC);
+            out.extend_from_slice(&(pack.len() as u32).to_le_bytes());
+            out.extend_from_slice(pack);
+        }
         out
     }
 
     /// Reads an artifact written by [`Bundle::encode`], refusing it whole if anything is off.
+    /// A code cache pack it carries is passed over.
     pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleError> {
+        Bundle::decode_with_code_cache(bytes).map(|(bundle, _)| bundle)
+    }
+
+    /// Reads an artifact and the code cache pack it carries, if any (unchecked: its reader
+    /// checks it).
+    pub fn decode_with_code_cache(bytes: &[u8]) -> Result<(Bundle, Option<&[u8]>), BundleError> {
         let mut r = Reader { bytes, at: 0 };
         if r.take(MAGIC.len())? != MAGIC {
             return Err(BundleError::NotABundle);
@@ -82,13 +105,21 @@ impl Bundle {
                 return Err(BundleError::Corrupt(format!("{} is listed twice", info.path)));
             }
         }
+        let mut code_cache = None;
         if r.at != bytes.len() {
-            return Err(BundleError::Corrupt(format!(
-                "{} bytes after the last module",
-                bytes.len() - r.at
-            )));
+            if r.take(CODE_CACHE_MAGIC.len()).ok() != Some(&CODE_CACHE_MAGIC[..]) {
+                return Err(BundleError::Corrupt("unknown data after the last module".into()));
+            }
+            let len = r.u32()? as usize;
+            code_cache = Some(r.take(len)?);
+            if r.at != bytes.len() {
+                return Err(BundleError::Corrupt(format!(
+                    "{} bytes after the code cache",
+                    bytes.len() - r.at
+                )));
+            }
         }
-        Bundle::from_parts(manifest, modules)
+        Ok((Bundle::from_parts(manifest, modules)?, code_cache))
     }
 }
 
@@ -192,6 +223,20 @@ mod tests {
         long.push(0);
         assert!(matches!(Bundle::decode(&long), Err(BundleError::Corrupt(_))));
         assert!(matches!(Bundle::decode(b"PK\x03\x04 a zip"), Err(BundleError::NotABundle)));
+    }
+
+    #[test]
+    fn carries_a_code_cache_outside_the_hash() {
+        let bundle = sample();
+        let bytes = bundle.encode_with_code_cache(Some(b"compiled"));
+        let (back, pack) = Bundle::decode_with_code_cache(&bytes).unwrap();
+        assert_eq!((back.hash(), pack), (bundle.hash(), Some(&b"compiled"[..])));
+        assert_eq!(Bundle::decode_with_code_cache(&bundle.encode()).unwrap().1, None);
+        // A pack cut short, or followed by more, refuses the artifact.
+        assert!(matches!(Bundle::decode(&bytes[..bytes.len() - 1]), Err(BundleError::Truncated)));
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(Bundle::decode(&long), Err(BundleError::Corrupt(_))));
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub use backend::local::queues::Encoding;
 pub use control::client::{AdminClient, ClientError, Progress};
 pub use control::rotate::{rotate_secrets_key, Rotated};
 pub use front::tls::{CertSource, TlsError};
-pub use functions::caches::{CodeCacheStats, CodeCacheStore};
+pub use functions::caches::{pack_code_caches, CodeCacheStats, CodeCacheStore, MemoryCodeCache};
 pub use functions::{FunctionSpec, FunctionsError};
 pub use node::{Allocator, Node, NodeError, NodeOptions, ALLOCATOR};
 pub use observe::logs::{TerminalSink, TracingSink};
+#[cfg(feature = "otlp")]
+pub use observe::trace::SpanIds;

@@ -19,15 +19,17 @@ mod worker;
 pub use code_cache::CodeCache;
 pub use ext::{
     BindingError, Bindings, BodyChunk, BodyError, CacheError, Event, Failure, Finished,
-    HttpResponse, Invocation, InvocationEnd, Level, LogRecord, LogSink, Outcome, Reply,
-    RequestBody, ResponseBody, ResponseCache, SocketEnds, SocketIn, SocketOut, Work, USER_AGENT,
+    HttpResponse, Invocation, InvocationEnd, Level, LogRecord, LogSink, OutboundSpan, Outcome,
+    Reply, RequestBody, ResponseBody, ResponseCache, SocketEnds, SocketIn, SocketOut, Work,
+    USER_AGENT,
 };
 pub use fetch_policy::is_public;
 pub use limits::Limits;
 pub use runtime::{Runtime, RuntimeOptions};
 pub use threads::raise_open_files_limit;
 pub use worker::{
-    EventError, InvokeError, StartError, WorkerHandle, WorkerOptions, WorkerServices,
+    compile_modules, EventError, InvokeError, StartError, WorkerHandle, WorkerOptions,
+    WorkerServices,
 };
 
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
@@ -36,12 +38,21 @@ static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"
 /// Passes flags to V8 (`--expose-gc`, say); call before the first isolate is made. For
 /// benchmarks and diagnostics; the node sets none.
 pub fn set_v8_flags(flags: &[&str]) {
+    let _ = V8_FLAGS.set(flags.join(" "));
     let mut args = vec![String::from("isola")];
     args.extend(flags.iter().map(|f| f.to_string()));
     let rejected = deno_core::v8_set_flags(args);
     for flag in rejected.iter().skip(1) {
         eprintln!("V8 does not know the flag {flag}");
     }
+}
+
+static V8_FLAGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The flags given to [`set_v8_flags`] (empty if none): V8 code caches are only valid for the
+/// same flags.
+pub fn v8_flags() -> &'static str {
+    V8_FLAGS.get().map_or("", String::as_str)
 }
 
 /// The version of V8 the runtime embeds; V8 code caches are only valid for the same version.

@@ -179,3 +179,60 @@ async fn code_cache_is_kept_reused_and_never_trusted_when_damaged() {
     assert_eq!(fourth.stored, 1, "V8 refused one cache and made a new one: {fourth:?}");
     assert_ne!(std::fs::read(&entry_file).unwrap(), refused);
 }
+
+/// Deploys `file` to a new node through the admin API, asks for `/hello/warm`, and answers
+/// the node's code cache figures once the start's caches are settled.
+async fn deploy_file_to_a_new_node(file: &Path) -> CodeCacheStats {
+    let data = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::default();
+    config.node.data_dir = data.path().to_path_buf();
+    config.pool.spare_isolates = 0;
+    let node = TestNode::start_with(config, &[]).await;
+    let url = format!("http://{}/v1/functions/ts-hono", node.admin.unwrap());
+    let auth = vec![("authorization".to_string(), format!("Bearer {}", tests::ADMIN_TOKEN))];
+    let deployed = curl("PUT", &url, &auth, Some(&std::fs::read(file).unwrap())).await;
+    assert_eq!(deployed.status, 201, "{}", deployed.text());
+    let hello = curl("GET", &node.url("/hello/warm"), &[], None).await;
+    assert_eq!(hello.status, 200, "{}", hello.text());
+    let stats = node.node().code_cache_stats();
+    node.shutdown().await;
+    stats
+}
+
+#[tokio::test]
+async fn a_bundle_made_with_its_code_cache_starts_warm_on_a_new_node() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("ts-hono");
+    copy_dir(&ts_hono(), &dir);
+    let bundle = Bundle::from_dir(&dir, "ts-hono", Path::new("src/index.ts")).unwrap();
+    // Every script but the one imported dynamically by /lazy is compiled at bundle time.
+    let loaded = bundle.modules().filter(|m| m.info.kind == bundler::ModuleKind::Js).count() - 1;
+    let (plain, cached) = (root.path().join("plain.bundle"), root.path().join("cached.bundle"));
+    for (file, flag) in [(&plain, None), (&cached, Some("--code-cache"))] {
+        let mut args = vec!["bundle", dir.to_str().unwrap(), "-o", file.to_str().unwrap()];
+        args.extend(flag);
+        let out = run_edge_node(&args).await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let cold = deploy_file_to_a_new_node(&plain).await;
+    assert_eq!((cold.shipped, cold.hits), (0, 0), "{cold:?}");
+    assert_eq!(cold.misses, loaded as u64, "{cold:?}");
+
+    let warm = deploy_file_to_a_new_node(&cached).await;
+    assert_eq!(warm.shipped, loaded as u64, "every module's cache came with the bundle: {warm:?}");
+    assert_eq!(warm.misses, 0, "nothing compiled from source: {warm:?}");
+    assert!(warm.hits >= loaded as u64, "{warm:?}");
+    assert_eq!(warm.stored, 0, "V8 took every shipped cache: {warm:?}");
+
+    // A damaged cache in the pack (the last bytes are the last module's cache): that one is
+    // dropped and compiled from source, the rest are used.
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0xff;
+    let damaged = root.path().join("damaged.bundle");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let partly = deploy_file_to_a_new_node(&damaged).await;
+    assert_eq!((partly.corrupt, partly.shipped), (1, loaded as u64 - 1), "{partly:?}");
+    assert_eq!((partly.misses, partly.stored), (1, 1), "{partly:?}");
+}

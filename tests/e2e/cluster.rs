@@ -846,3 +846,33 @@ async fn a_node_refuses_buckets_with_fewer_replicas_than_asked() {
     n1.kill_9().await;
     n2.kill_9().await;
 }
+
+/// The node's count of code cache `event`s (`hit`, `miss`, `stored`, `shipped`) from its
+/// Prometheus metrics.
+async fn code_cache_count(node: &NodeProcess, event: &str) -> u64 {
+    let url = format!("http://{}/metrics", node.admin.unwrap());
+    let text = curl("GET", &url, &[], None).await.text();
+    let label = format!("event=\"{event}\"");
+    text.lines()
+        .find(|l| l.starts_with("edge_code_cache_total{") && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no code cache count for {event} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_second_node_starts_a_version_with_the_code_cache_the_first_made() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    // Deployed through A (which compiles it), served by B.
+    let (a, b) = two_nodes_serving_v1(root.path(), &nats.url).await;
+    let made = code_cache_count(&a, "stored").await;
+    assert!(made >= 1, "A compiled the version and kept its cache");
+    assert_eq!(code_cache_count(&a, "shipped").await, 0);
+    assert_eq!(code_cache_count(&b, "shipped").await, made, "B received every cache A made");
+    assert_eq!(code_cache_count(&b, "miss").await, 0, "B compiled nothing from source");
+    assert_eq!(code_cache_count(&b, "stored").await, 0, "V8 on B took every cache");
+    assert!(code_cache_count(&b, "hit").await >= made);
+    for n in [a, b] {
+        n.kill_9().await;
+    }
+}

@@ -286,7 +286,8 @@ async fn a_loud_function_cannot_flood_the_node_log() {
 }
 
 /// A request with a `traceparent`: the node's exported span continues the caller's trace, and
-/// the function's outbound fetch carries the same trace id with a span id of its own.
+/// the function's outbound fetch carries the same trace id with a span id of its own, under
+/// which it is exported too.
 #[tokio::test]
 async fn trace_context_is_continued_into_spans_and_outbound_fetches() {
     let (collector, mut posts) = tests::collector().await;
@@ -330,15 +331,23 @@ async fn trace_context_is_continued_into_spans_and_outbound_fetches() {
     // The exported spans carry the caller's trace id (16 raw bytes in OTLP's protobuf).
     let trace_bytes: Vec<u8> =
         (0..16).map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap()).collect();
+    // The outbound request's span: its span id (protobuf field 2, 8 bytes) is the one its
+    // `traceparent` carried, and it is named for the fetch.
+    let outbound_id: Vec<u8> =
+        (0..8).map(|i| u8::from_str_radix(&seen[36 + 2 * i..38 + 2 * i], 16).unwrap()).collect();
+    let outbound_span: Vec<u8> = [0x12, 0x08].iter().chain(&outbound_id).copied().collect();
+    let (mut traced, mut outbound) = (false, false);
     let exported = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
+        while !(traced && outbound) {
             let (_, body) = posts.recv().await.unwrap();
-            if body.windows(16).any(|w| w == trace_bytes.as_slice()) {
-                return;
-            }
+            traced |= body.windows(16).any(|w| w == trace_bytes.as_slice());
+            outbound |= body.windows(10).any(|w| w == outbound_span.as_slice())
+                && body.windows(9).any(|w| w == b"fetch GET");
         }
     })
     .await;
-    assert!(exported.is_ok(), "no exported span carries the trace id");
+    assert!(traced, "no exported span carries the trace id");
+    assert!(outbound, "no span of the outbound request was exported");
+    assert!(exported.is_ok());
     node.kill_9().await;
 }

@@ -5,7 +5,8 @@
 //! the snapshot (with `--spare`: one made ahead of time, as the node does by default), the
 //! modules compiled (or deserialised from the cache) and evaluated, and the first response
 //! received. The cache is the one V8 made on the first compilation, kept in memory as the node
-//! keeps it.
+//! keeps it; and the first start on a second node that took the pack of caches shipped with
+//! the bundle into an empty store.
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -160,19 +161,45 @@ fn main() {
             cache.0.lock().expect("lock").len(),
             cached_bytes / 1000
         );
+        // Shipped: the pack `edge-node bundle --code-cache` makes (or a deploying node
+        // shares), taken by a second node into an empty store of its own on disk.
+        let compiled = Arc::new(edge_node::MemoryCodeCache::default());
+        js_runtime::compile_modules(big.clone(), compiled.clone()).expect("compiles");
+        let pack = edge_node::pack_code_caches(&big, |h| compiled.get(h)).expect("a pack");
+        println!("shipped pack: {} KB", pack.len() / 1000);
+        let mut unpack_ms = Vec::new();
+        let mut second_node = || {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = edge_node::CodeCacheStore::open(dir.path(), 64 << 20).expect("store");
+            let started = Instant::now();
+            store.unpack(&big, &pack).expect("the pack is taken");
+            unpack_ms.push(started.elapsed());
+            (dir, Arc::new(store))
+        };
         let mut without = Vec::new();
         let mut with = Vec::new();
+        let mut shipped = Vec::new();
         for _ in 0..n {
             without.push(cold_start(&threads, &big, None, spare).await);
             with.push(cold_start(&threads, &big, Some(cache.clone()), spare).await);
+            let (_dir, store) = second_node();
+            shipped.push(cold_start(&threads, &big, Some(store.clone()), spare).await);
+            assert_eq!(store.stats().misses, 0, "the shipped caches were used");
         }
         let (w50, w99) = (percentile(&mut without, 0.5), percentile(&mut without, 0.99));
         let (c50, c99) = (percentile(&mut with, 0.5), percentile(&mut with, 0.99));
+        let (s50, s99) = (percentile(&mut shipped, 0.5), percentile(&mut shipped, 0.99));
         let from = if spare { "from a spare isolate" } else { "isolate made on demand" };
         println!("{from}:");
         println!("cold start without code cache: p50 {w50:.2} ms, p99 {w99:.2} ms ({n} starts)");
         println!("cold start with code cache:    p50 {c50:.2} ms, p99 {c99:.2} ms ({n} starts)");
+        println!("first start with a shipped one: p50 {s50:.2} ms, p99 {s99:.2} ms ({n} starts)");
         println!("ratio (p50 with / without): {:.2}", c50 / w50);
+        println!("ratio (p50 shipped / without): {:.2}", s50 / w50);
+        println!(
+            "taking the pack (checksums, files written): p50 {:.2} ms",
+            percentile(&mut unpack_ms, 0.5)
+        );
     });
 
     // Decoding: lz4 blocks, hashes checked, per MB of code.

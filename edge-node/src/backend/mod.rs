@@ -179,6 +179,24 @@ pub trait Deployments: Send + Sync {
     async fn unset_secret(&self, name: &str, key: &str) -> Result<bool, StoreError>;
     /// A bundle's artifact, deployed through another node (a [`Change::Deployment`]).
     async fn fetch_bundle(&self, hash: &str) -> Result<Vec<u8>, StoreError>;
+    /// Shares the code cache pack of the bundle `hash`, valid for the V8 build `key`, with
+    /// the nodes that will fetch the bundle. Nothing to do on a node alone.
+    async fn share_code_cache(
+        &self,
+        _hash: &str,
+        _key: &str,
+        _pack: &[u8],
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The code cache pack another node shared for the bundle `hash` and V8 build `key`.
+    async fn fetch_code_cache(
+        &self,
+        _hash: &str,
+        _key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// The nodes serving together: this one alone, or the cluster's, each reporting itself.

@@ -71,6 +71,10 @@ pub enum Command {
         /// Where to write the bundle.
         #[arg(long, short)]
         output: PathBuf,
+        /// Compile the modules (running none) and put V8's code cache in the bundle, so the
+        /// first start on any node of the same edge-node build is warm.
+        #[arg(long)]
+        code_cache: bool,
     },
     /// Bundle a function folder and upload it to one or more nodes as a new version, active at
     /// once. Reports per node; exits 1 if any node refused.

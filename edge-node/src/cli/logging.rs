@@ -56,7 +56,10 @@ mod otlp {
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource)
+            .with_id_generator(edge_node::SpanIds::default())
             .build();
+        // Outbound requests' spans are made directly, through the global provider.
+        opentelemetry::global::set_tracer_provider(provider.clone());
         let tracer = provider.tracer("edge-node");
         // Spans of requests and admin calls (debug level), whatever EDGE_LOG prints.
         let filter = tracing_subscriber::EnvFilter::new("edge_node=debug");

@@ -44,7 +44,9 @@ pub fn run() -> ExitCode {
             args::Command::Check { config } => {
                 serve::check(&config).map(|()| serve::println_ok(&config))
             }
-            args::Command::Bundle { dir, output } => bundle::bundle(&dir, &output),
+            args::Command::Bundle { dir, output, code_cache } => {
+                bundle::bundle(&dir, &output, code_cache)
+            }
             args::Command::Init { dir, template, name } => init::init(&dir, template, name),
             args::Command::Deploy { dir, nodes } => commands::deploy(&dir, &nodes).await,
             args::Command::Functions { command, nodes } => {

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::{AdminError, Control};
 use crate::backend::{AbortOnDrop, Change, VersionRecord};
 use crate::front::http::Site;
+use crate::functions::caches::CodeCacheStore;
 use crate::functions::{shared_route, Function, FunctionSpec};
 
 impl Control {
@@ -71,12 +72,23 @@ impl Control {
         }
         if self.shared.bundles.get(&active.bundle).is_err() {
             let bytes = self.deployments.fetch_bundle(&active.bundle).await?;
-            let bundle =
-                Bundle::decode(&bytes).map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
+            let (bundle, embedded) = Bundle::decode_with_code_cache(&bytes)
+                .map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
             if bundle.hash() != active.bundle {
                 return Err(AdminError::InvalidBundle(
                     "the cluster's bundle does not match its hash".into(),
                 ));
+            }
+            // The code cache the bundle carries, or the one the deploying node made: this
+            // node's first start is warm.
+            if let Some(pack) = embedded {
+                self.take_code_cache(&bundle, pack);
+            }
+            let key = CodeCacheStore::pack_key();
+            match self.deployments.fetch_code_cache(&active.bundle, &key).await {
+                Ok(Some(pack)) => self.take_code_cache(&bundle, &pack),
+                Ok(None) => {}
+                Err(e) => tracing::info!(function = name, error = %e, "no code cache fetched"),
             }
             self.shared
                 .bundles

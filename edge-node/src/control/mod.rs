@@ -24,9 +24,10 @@ use crate::backend::{
     StoreError, VersionRecord,
 };
 use crate::front::http::{App, Site};
+use crate::functions::caches::CodeCacheStore;
 use crate::functions::{shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::LogStore;
-use crate::observe::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
+use crate::observe::telemetry::{CodeCacheLabels, QueueLabels, Telemetry, BUCKET_SECONDS};
 use crate::triggers::Triggers;
 
 /// Why an admin operation was refused; `code` and the HTTP status come from the variant.
@@ -234,7 +235,8 @@ impl Control {
         bytes: &[u8],
         deployed_by: &str,
     ) -> Result<(VersionRecord, bool), AdminError> {
-        let bundle = Bundle::decode(bytes).map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
+        let (bundle, code_cache) = Bundle::decode_with_code_cache(bytes)
+            .map_err(|e| AdminError::InvalidBundle(e.to_string()))?;
         if bundle.manifest().name != name {
             return Err(AdminError::BadRequest(format!(
                 "the bundle is of function `{}`, not `{name}`",
@@ -284,10 +286,14 @@ impl Control {
         let spec = FunctionSpec {
             limits: config.limits.over(&self.limits.defaults),
             config,
-            bundle,
+            bundle: bundle.clone(),
             secrets,
             version: None,
         };
+        // A code cache made by `edge-node bundle`: the first start is warm.
+        if let Some(pack) = code_cache {
+            self.take_code_cache(&bundle, pack);
+        }
         // Start it before anything is written: a function that cannot start changes nothing.
         let function = Function::start(spec, self.shared.clone()).await;
         if !function.is_ready() {
@@ -297,12 +303,29 @@ impl Control {
             return Err(AdminError::StartFailed(why));
         }
         self.claim(unowned).await?;
+        // The start compiled the modules: their code cache goes beside the bundle, ahead of
+        // the version, so every node's first start of it is warm.
+        if let Some(pack) = self.shared.code_cache.pack(&bundle) {
+            let key = CodeCacheStore::pack_key();
+            if let Err(e) = self.deployments.share_code_cache(&new.bundle, &key, &pack).await {
+                tracing::warn!(function = name, error = %e, "cannot share the code cache; other nodes compile on their first start");
+            }
+        }
         let deployed = self.deployments.deploy(name, new, bytes, self.keep_versions).await?;
         let function = function.with_version(deployed.version.version);
         self.swap(name, Some(Arc::new(function)));
         self.collect_bundles();
         tracing::info!(function = name, version = deployed.version.version, bundle = %deployed.version.bundle, by = deployed_by, pruned = ?deployed.pruned, "deployed");
         Ok((deployed.version, false))
+    }
+
+    /// Keeps the caches of a code cache pack that came with `bundle`; a pack that does not
+    /// fit (another V8, damage) is logged and left: the modules compile from source.
+    fn take_code_cache(&self, bundle: &Bundle, pack: &[u8]) {
+        match self.shared.code_cache.unpack(bundle, pack) {
+            Ok(taken) => tracing::debug!(bundle = bundle.hash(), taken, "code cache received"),
+            Err(e) => tracing::info!(bundle = bundle.hash(), error = %e, "code cache not used"),
+        }
     }
 
     /// Makes another kept version the active one (`None`: the one before the active one).
@@ -401,6 +424,17 @@ impl Control {
             let labels = QueueLabels { queue };
             telemetry.queue_depth.get_or_create(&labels).set(stats.depth as i64);
             telemetry.queue_age.get_or_create(&labels).set(stats.oldest_age_ms as f64 / 1000.0);
+        }
+        let cache = self.shared.code_cache.stats();
+        for (event, count) in [
+            ("hit", cache.hits),
+            ("miss", cache.misses),
+            ("stored", cache.stored),
+            ("corrupt", cache.corrupt),
+            ("shipped", cache.shipped),
+        ] {
+            let counter = telemetry.code_cache.get_or_create(&CodeCacheLabels { event });
+            counter.inc_by(count.saturating_sub(counter.get()));
         }
         for f in &self.app.site.load().functions {
             let labels = Telemetry::function(&f.config.name);

@@ -176,6 +176,10 @@ impl LogSink for FunctionSink {
             self.next.log(record);
         }
     }
+
+    fn outbound(&self, span: js_runtime::OutboundSpan) {
+        crate::observe::trace::export_outbound(&span);
+    }
 }
 
 #[cfg(test)]

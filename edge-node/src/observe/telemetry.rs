@@ -38,6 +38,13 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+/// What happened to a V8 code cache: `hit` (handed to V8), `miss` (compiled with none),
+/// `stored` (made here), `corrupt` (failed its checksum), `shipped` (came with a bundle).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeCacheLabels {
+    pub event: &'static str,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// One finished invocation, as metrics and the dashboard count it.
@@ -144,6 +151,7 @@ pub struct Telemetry {
     pub cache_misses: Family<FunctionLabels, Counter>,
     pub cache_bytes: Family<FunctionLabels, Gauge>,
     pub cache_evictions: Family<FunctionLabels, Counter>,
+    pub code_cache: Family<CodeCacheLabels, Counter>,
     websockets: Family<FunctionLabels, Gauge>,
     websocket_messages_in: Family<FunctionLabels, Counter>,
     websocket_messages_out: Family<FunctionLabels, Counter>,
@@ -191,6 +199,7 @@ impl Telemetry {
             cache_misses: Family::default(),
             cache_bytes: Family::default(),
             cache_evictions: Family::default(),
+            code_cache: Family::default(),
             websockets: Family::default(),
             websocket_messages_in: Family::default(),
             websocket_messages_out: Family::default(),
@@ -298,6 +307,11 @@ impl Telemetry {
             "cache_evictions",
             "Cache API entries evicted for room (least recently used first)",
             t.cache_evictions.clone(),
+        );
+        registry.register(
+            "code_cache",
+            "V8 code caches of function modules, by what happened (hit, miss, stored, corrupt, shipped)",
+            t.code_cache.clone(),
         );
         registry.register("websockets", "WebSockets open", t.websockets.clone());
         registry.register(

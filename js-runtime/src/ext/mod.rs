@@ -32,6 +32,7 @@ deno_core::extension!(
     deps = [deno_webidl, deno_web, deno_crypto, deno_fetch],
     ops = [
         op_isola_log,
+        op_isola_outbound_span,
         op_isola_next,
         op_isola_take,
         op_isola_read,
@@ -233,6 +234,45 @@ impl<'a> ToV8<'a> for NextRequest {
         }
         Ok(v8::Array::new_with_elements(scope, &fields).into())
     }
+}
+
+/// An outbound `fetch` under a trace ended (its response head came, or it failed:
+/// `status` 0); times are milliseconds since the epoch.
+#[op2(fast)]
+#[allow(clippy::too_many_arguments, reason = "one call per traced fetch, fields as JS has them")]
+fn op_isola_outbound_span(
+    state: &mut OpState,
+    #[string] parent: String,
+    #[string] traceparent: String,
+    #[string] method: String,
+    #[string] url: &str,
+    #[smi] status: u32,
+    start_ms: f64,
+    end_ms: f64,
+) {
+    let host = state.borrow::<Host>();
+    let at =
+        |ms: f64| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+    let url = match deno_core::url::Url::parse(url) {
+        Ok(mut url) => {
+            url.set_query(None);
+            url.set_fragment(None);
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Err(_) => return,
+    };
+    host.log_sink.outbound(OutboundSpan {
+        function: host.function.clone(),
+        parent,
+        traceparent,
+        method,
+        url,
+        status: u16::try_from(status).ok().filter(|s| *s != 0),
+        start: at(start_ms),
+        end: at(end_ms),
+    });
 }
 
 #[op2(fast)]

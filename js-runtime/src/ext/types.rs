@@ -240,9 +240,30 @@ pub struct LogRecord {
     pub message: String,
 }
 
+/// An outbound `fetch` made under a trace: its request carried `traceparent`, a child of the
+/// invocation's `parent`. Reported when its response head arrived (or it failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSpan {
+    pub function: Arc<str>,
+    /// The invocation's `traceparent` (its parent id is the node's request span).
+    pub parent: String,
+    /// The outbound request's `traceparent` (its parent id is this request's own span id).
+    pub traceparent: String,
+    pub method: String,
+    /// The URL without its query, fragment or credentials.
+    pub url: String,
+    /// The response status; `None` when the request failed.
+    pub status: Option<u16>,
+    pub start: SystemTime,
+    pub end: SystemTime,
+}
+
 /// Where a function's log records go. Called on the isolate's thread: keep it quick.
 pub trait LogSink: Send + Sync {
     fn log(&self, record: LogRecord);
+
+    /// An outbound request made under a trace, for the node to export as a span.
+    fn outbound(&self, _span: OutboundSpan) {}
 
     /// Whether the node should also log a line per invocation here (what was asked, how it
     /// ended, how long it took): `dev`'s terminal wants them.

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{kv, object_store};
 use async_trait::async_trait;
 use config::Resource;
 use futures::StreamExt;
@@ -160,6 +160,31 @@ impl Link {
         let mut bytes = Vec::new();
         object.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
         Ok(bytes)
+    }
+
+    /// Keeps the code cache pack of a bundle beside it in the bundles' Object Store, named
+    /// `<bundle hash>.<V8 build key>`; the first pack of a bundle and build stays.
+    pub async fn put_code_cache(&self, hash: &str, key: &str, pack: &[u8]) -> Result<(), String> {
+        let stores = self.ready().await?;
+        let name = format!("{hash}.{key}");
+        if stores.bundles.info(&name).await.is_ok() {
+            return Ok(());
+        }
+        let mut data = pack;
+        stores.bundles.put(name.as_str(), &mut data).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// The code cache pack kept beside a bundle for a V8 build, if one is.
+    pub async fn fetch_code_cache(&self, hash: &str, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let stores = self.ready().await?;
+        let mut object = match stores.bundles.get(format!("{hash}.{key}")).await {
+            Ok(object) => object,
+            Err(e) if matches!(e.kind(), object_store::GetErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.map_err(|e| e.to_string())?;
+        Ok(Some(bytes))
     }
 
     /// Claims one run of a schedule for this node: `true` if no other node claimed it first.
@@ -323,6 +348,14 @@ impl Deployments for NatsDeployments {
 
     async fn fetch_bundle(&self, hash: &str) -> Result<Vec<u8>, StoreError> {
         self.link.fetch(hash).await.map_err(unavailable)
+    }
+
+    async fn share_code_cache(&self, hash: &str, key: &str, pack: &[u8]) -> Result<(), StoreError> {
+        self.link.put_code_cache(hash, key, pack).await.map_err(unavailable)
+    }
+
+    async fn fetch_code_cache(&self, hash: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.link.fetch_code_cache(hash, key).await.map_err(unavailable)
     }
 }
 
