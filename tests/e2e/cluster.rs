@@ -733,86 +733,105 @@ async fn secrets_are_encrypted_at_rest_and_another_key_is_refused() {
     assert!(said.contains("sealed under another key"), "{said}");
 }
 
-/// A three-server NATS cluster: a node makes three replicas of everything by itself (it
-/// says so); with one server killed by SIGKILL, the messages, the deploy and the bucket upload
-/// acknowledged before the loss are all there after it, sends and deploys go on, and a node that starts
-/// then catches up.
+/// A three-server NATS cluster and three nodes: a node makes three replicas of everything by
+/// itself (it says so); 2,000 messages are sent through the three nodes, one server killed by
+/// SIGKILL half-way: every acknowledged message is consumed at least once, the deploy and the
+/// bucket upload made just before the loss are served and readable on every node after it,
+/// deploys go on, and a node that starts then catches up.
 #[tokio::test]
 async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
+    const TOTAL: u64 = 2_000;
     let (mut servers, url) = tests::nats_cluster().await;
+    let (collector, mut rx) = tests::collector().await;
     let root = tempfile::tempdir().unwrap();
-    let mut n1 = node(root.path(), "n1", "eu", Some(&url)).await;
-    n1.wait_for_logged("the cluster's streams and buckets are open").await;
-    let opened = n1
+    // Every node consumes the queue; each message's number goes to the collector.
+    write_file(
+        root.path(),
+        "fns/work/edge.toml",
+        &format!("name = \"work\"\nentry = \"index.js\"\n[[triggers.queue]]\nqueue = \"kept\"\nmax_batch_size = 50\nmax_batch_timeout = \"50ms\"\nvisibility_timeout = \"2s\"\n[vars]\nCOLLECTOR = \"http://{collector}\"\n"),
+    );
+    write_file(
+        root.path(),
+        "fns/work/index.js",
+        "export default { async queue(batch, env) { await fetch(`${env.COLLECTOR}/seen`, { method: 'POST', body: JSON.stringify(batch.messages.map((m) => m.body)) }) } }",
+    );
+    let mut nodes = folder_nodes(root.path(), &["n1", "n2", "n3"], collector, &url).await;
+    nodes[0].wait_for_logged("the cluster's streams and buckets are open").await;
+    let opened = nodes[0]
         .log
         .iter()
         .find(|l| l.contains("the cluster's streams and buckets are open"))
         .unwrap()
         .clone();
     assert!(opened.contains("\"replicas\":3") && opened.contains("\"servers\":3"), "{opened}");
-
-    let deployed = cli(&n1, &["deploy", app(root.path(), "1").to_str().unwrap()]).await;
-    assert!(deployed.contains("deployed app version 1"), "{deployed}");
-    let queue = format!("http://{}/v1/queues/kept/messages", n1.admin.unwrap());
+    let admin: Vec<String> = nodes.iter().map(|n| format!("http://{}", n.admin.unwrap())).collect();
     let auth = vec![("authorization".to_string(), format!("Bearer {TOKEN}"))];
-    let send = |n: usize| {
-        let (queue, auth) = (queue.clone(), auth.clone());
+    // Sends of 200 messages, each through the next node; one refused (while JetStream elects
+    // new leaders) is sent again.
+    let send = |from: u64| {
+        let (url, auth) =
+            (format!("{}/v1/queues/kept/messages", admin[(from / 200 % 3) as usize]), auth.clone());
         async move {
             let messages: Vec<serde_json::Value> =
-                (0..n).map(|i| serde_json::json!({ "body": i })).collect();
+                (from..from + 200).map(|i| serde_json::json!({ "body": i })).collect();
             let body = serde_json::to_vec(&serde_json::json!({ "messages": messages })).unwrap();
-            curl("POST", &queue, &auth, Some(&body)).await.status
-        }
-    };
-    for _ in 0..5 {
-        assert_eq!(send(200).await, 201);
-    }
-    let object = format!("http://{}/v1/buckets/kept/objects/report.txt", n1.admin.unwrap());
-    let uploaded = curl("PUT", &object, &auth, Some(b"uploaded before the loss")).await;
-    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
-    // One server gone: the node moves to another; everything acknowledged is still there.
-    servers.remove(0).kill_9().await;
-    for _ in 0..5 {
-        let sent = tokio::time::timeout(Duration::from_secs(30), async {
+            let until = Instant::now() + Duration::from_secs(30);
             loop {
-                if send(200).await == 201 {
+                let res = curl("POST", &url, &auth, Some(&body)).await;
+                if res.status == 201 {
                     return;
                 }
+                assert!(Instant::now() < until, "sends refused: {} {}", res.status, res.text());
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-        })
-        .await;
-        assert!(sent.is_ok(), "sends go on with two servers");
-    }
-    // While JetStream elects new leaders a request may be refused (503 cluster_unavailable);
-    // once answered, the answers are whole.
-    let answered = |url: String| {
-        let auth = auth.clone();
-        async move {
-            let mut last = None;
-            let until = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < until {
-                let res = curl("GET", &url, &auth, None).await;
-                if res.status == 200 {
-                    return res;
-                }
-                last = Some(res.text());
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            panic!("{url} never answered with two servers: {last:?}");
         }
     };
-    let depth = format!("http://{}/v1/queues/kept", n1.admin.unwrap());
-    let stats: serde_json::Value = serde_json::from_slice(&answered(depth).await.body).unwrap();
-    assert_eq!(stats["depth"], 2000, "{stats}");
-    assert_eq!(answered(object).await.text(), "uploaded before the loss");
-    let redeployed = cli(&n1, &["deploy", app(root.path(), "2").to_str().unwrap()]).await;
+    for from in (0..TOTAL / 2).step_by(200) {
+        send(from).await;
+    }
+    let deployed = cli(&nodes[0], &["deploy", app(root.path(), "1").to_str().unwrap()]).await;
+    assert!(deployed.contains("deployed app version 1"), "{deployed}");
+    let object = |n: usize| format!("{}/v1/buckets/kept/objects/report.txt", admin[n]);
+    let uploaded = curl("PUT", &object(1), &auth, Some(b"uploaded before the loss")).await;
+    assert_eq!(uploaded.status, 201, "{}", uploaded.text());
+
+    // One server gone: the nodes move to the others; the rest is sent.
+    servers.remove(0).kill_9().await;
+    for from in (TOTAL / 2..TOTAL).step_by(200) {
+        send(from).await;
+    }
+    // Every acknowledged message is consumed at least once, somewhere.
+    let mut distinct = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while (distinct.len() as u64) < TOTAL {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some((_, body))) = tokio::time::timeout(left, rx.recv()).await else { break };
+        distinct.extend(serde_json::from_slice::<Vec<u64>>(&body).unwrap());
+    }
+    assert_eq!(distinct.len() as u64, TOTAL, "every acknowledged message consumed");
+    // The deploy and the upload made before the loss: served and readable everywhere. While
+    // JetStream elects new leaders a read may be refused (503 cluster_unavailable).
+    for n in 0..3 {
+        serves(&nodes[n], "200 version 1").await;
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let res = curl("GET", &object(n), &auth, None).await;
+            if res.status == 200 {
+                assert_eq!(res.text(), "uploaded before the loss");
+                break;
+            }
+            assert!(Instant::now() < until, "{} never answered: {}", object(n), res.text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let redeployed = cli(&nodes[2], &["deploy", app(root.path(), "2").to_str().unwrap()]).await;
     assert!(redeployed.contains("deployed app version 2"), "{redeployed}");
     // A node started now catches up from the two servers left.
-    let n2 = node(root.path(), "n2", "eu", Some(&url)).await;
-    serves(&n2, "200 version 2").await;
-    n1.kill_9().await;
-    n2.kill_9().await;
+    let late = node(root.path(), "n4", "eu", Some(&url)).await;
+    serves(&late, "200 version 2").await;
+    for n in nodes.into_iter().chain([late]) {
+        n.kill_9().await;
+    }
 }
 
 /// A node asking for more replicas than the cluster's buckets have does not use them: it says
