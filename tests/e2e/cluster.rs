@@ -9,6 +9,16 @@ use tests::{curl, nats, versioned_app as app, write_file, NodeProcess};
 const TOKEN: &str = "cluster-test-token";
 
 async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodeProcess {
+    node_with_key(root, id, region, nats, SECRETS_KEY).await
+}
+
+async fn node_with_key(
+    root: &Path,
+    id: &str,
+    region: &str,
+    nats: Option<&str>,
+    key: &str,
+) -> NodeProcess {
     let cluster = nats.map_or(String::new(), |url| {
         format!("[cluster]\nnats_url = \"{url}\"\nnode_ttl = \"3s\"\n")
     });
@@ -17,7 +27,7 @@ async fn node(root: &Path, id: &str, region: &str, nats: Option<&str>) -> NodePr
     );
     write_file(root, &format!("{id}.toml"), &toml);
     // Every node of a cluster seals secrets under the same key.
-    let env = [("EDGE_ADMIN_TOKEN", TOKEN), ("EDGE_SECRETS_KEY", SECRETS_KEY)];
+    let env = [("EDGE_ADMIN_TOKEN", TOKEN), ("EDGE_SECRETS_KEY", key)];
     NodeProcess::start(&root.join(format!("{id}.toml")), &env).await
 }
 
@@ -466,6 +476,67 @@ async fn a_secret_set_through_one_node_reaches_the_others() {
     b.kill_9().await;
 }
 
+/// `secrets rotate-key` on each stopped node of a cluster in turn: the first re-seals the
+/// bucket, the second finds it done and re-seals its store; started with the new key, both
+/// serve the secret, and so does a new node, which has it only from the bucket.
+#[tokio::test]
+async fn rotate_key_run_on_each_node_of_a_cluster() {
+    let nats = nats().await;
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes_serving_v1(root.path(), &nats.url).await;
+    cli(&b, &["secrets", "set", "app", "API_KEY", "--value", "k-rotated"]).await;
+    let secret = |n: &NodeProcess| format!("http://{}/secret", n.http);
+    let has_secret = |n: &NodeProcess| {
+        let url = secret(n);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while curl("GET", &url, &[], None).await.text() != "k-rotated" {
+                assert!(Instant::now() < deadline, "{url} never served the secret");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    has_secret(&a).await;
+    has_secret(&b).await;
+    a.kill_9().await;
+    b.kill_9().await;
+
+    let new_key = "cd".repeat(32);
+    let key_file = root.path().join("new.key");
+    std::fs::write(&key_file, &new_key).unwrap();
+    for (id, cluster_said) in [
+        ("fra-1", "re-sealed 1 secret(s) in the cluster"),
+        ("fra-2", "re-sealed 0 secret(s) in the cluster"),
+    ] {
+        let config = root.path().join(format!("{id}.toml"));
+        let out = tokio::process::Command::new(tests::edge_node_bin())
+            .args(["secrets", "rotate-key", "--config", config.to_str().unwrap()])
+            .args(["--new-key-file", key_file.to_str().unwrap()])
+            .env("EDGE_SECRETS_KEY", SECRETS_KEY)
+            .current_dir(root.path())
+            .output()
+            .await
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{id}: {text}");
+        assert!(text.contains("re-sealed 1 secret(s) in this node's store"), "{id}: {text}");
+        assert!(text.contains(cluster_said), "{id}: {text}");
+    }
+    let a = node_with_key(root.path(), "fra-1", "eu-central", Some(&nats.url), &new_key).await;
+    let b = node_with_key(root.path(), "fra-2", "eu-central", Some(&nats.url), &new_key).await;
+    let c = node_with_key(root.path(), "fra-3", "eu-central", Some(&nats.url), &new_key).await;
+    for n in [&a, &b, &c] {
+        has_secret(n).await;
+    }
+    for n in [a, b, c] {
+        n.kill_9().await;
+    }
+}
+
 const SHARED_DATA: &str = r#"
 export default {
   async fetch(request, env) {
@@ -811,8 +882,8 @@ async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
     assert_eq!(distinct.len() as u64, TOTAL, "every acknowledged message consumed");
     // The deploy and the upload made before the loss: served and readable everywhere. While
     // JetStream elects new leaders a read may be refused (503 cluster_unavailable).
-    for n in 0..3 {
-        serves(&nodes[n], "200 version 1").await;
+    for (n, each) in nodes.iter().enumerate() {
+        serves(each, "200 version 1").await;
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let res = curl("GET", &object(n), &auth, None).await;

@@ -269,7 +269,7 @@ async fn rotate_key(config: &Path, new_key_file: &Path) -> anyhow::Result<()> {
         edge_node::rotate_secrets_key(&config, &new_key).await.map_err(anyhow::Error::msg)?;
     say(&format!("re-sealed {} secret(s) in this node's store", rotated.store));
     if let Some(count) = rotated.cluster {
-        say(&format!("re-sealed {count} secret(s) in the cluster: give every other node the new key before it starts again"));
+        say(&format!("re-sealed {count} secret(s) in the cluster: run rotate-key with the same new key on every other node (stopped) before it starts again"));
     }
     match rotated.key_file {
         Some(file) => say(&format!("{} holds the new key", file.display())),

@@ -1,7 +1,8 @@
 //! `edge-node secrets rotate-key`: every secret sealed under a new key, in this node's store
 //! and, for a node of a cluster, in the cluster's bucket; then the key file holds the new key.
-//! Run with the node stopped (its store is locked while it runs); every other node of the
-//! cluster must be given the new key before it starts again.
+//! Run with the node stopped (its store is locked while it runs). In a cluster every node
+//! runs it in turn with the same new key: the first re-seals the bucket, the others find it
+//! re-sealed and re-seal their own stores.
 
 use config::NodeConfig;
 

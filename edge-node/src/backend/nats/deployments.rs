@@ -125,8 +125,9 @@ impl Link {
         }
     }
 
-    /// Seals every secret of the cluster's bucket under `new` instead of `old`; answers how
-    /// many there were. One that does not open with `old` stops it, naming the secret.
+    /// Seals every secret of the cluster's bucket under `new` instead of `old` (one sealed
+    /// under `new` already is left as it is); answers how many it re-sealed. One that opens
+    /// with neither stops it, naming the secret.
     pub async fn reseal_secrets(
         &self,
         old: &crate::backend::sealed::SecretKey,
@@ -138,20 +139,27 @@ impl Link {
         while let Some(entry) = keys.next().await {
             entries.push(entry.map_err(|e| e.to_string())?);
         }
+        let mut already = 0;
         for entry in &entries {
             let Some((name, key)) = entry.split_once('.') else { continue };
             let Some(sealed) = stores.secrets.get(entry).await.map_err(|e| e.to_string())? else {
                 continue;
             };
-            let value = old.open(name, key, &String::from_utf8_lossy(&sealed)).map_err(|_| {
+            let sealed = String::from_utf8_lossy(&sealed);
+            // Re-sealed already, by another node's rotation: each node of a cluster runs it.
+            if new.open(name, key, &sealed).is_ok() {
+                already += 1;
+                continue;
+            }
+            let value = old.open(name, key, &sealed).map_err(|_| {
                 format!(
-                    "secret {key} of `{name}` in the cluster does not open with the current key"
+                    "secret {key} of `{name}` in the cluster opens with neither the current key nor the new one"
                 )
             })?;
             let resealed = new.seal(name, key, &value);
             stores.secrets.put(entry, resealed.into()).await.map_err(|e| e.to_string())?;
         }
-        Ok(entries.len())
+        Ok(entries.len() - already)
     }
 
     /// A bundle's artifact from the cluster.
