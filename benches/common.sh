@@ -21,3 +21,27 @@ comparison_setup() {
   scripts/cargo build --release -q -p edge-node -p benches
   target="${CARGO_TARGET_DIR:-$root/target}/release"
 }
+
+# Waits until a server answers PATH on 127.0.0.1:PORT at all (any status: a POST-only
+# handler answers a GET with an error), 10 s at most.
+wait_up() { # port path
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "server on port $1 did not start" >&2
+  return 1
+}
+
+# Installs Bun (@oven/bun-linux-x64) and workerd from the npm registry into a cache folder
+# once, and sets `bun_bin` and `workerd_bin`.
+peers_setup() {
+  local peers="${XDG_CACHE_HOME:-$HOME/.cache}/isola-bench-peers"
+  bun_bin="$peers/node_modules/@oven/bun-linux-x64/bin/bun"
+  workerd_bin="$peers/node_modules/.bin/workerd"
+  if [ ! -x "$bun_bin" ] || [ ! -x "$workerd_bin" ]; then
+    mkdir -p "$peers"
+    [ -f "$peers/package.json" ] || echo '{"private": true}' >"$peers/package.json"
+    npm install --silent --prefix "$peers" @oven/bun-linux-x64 workerd >/dev/null
+  fi
+}

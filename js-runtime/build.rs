@@ -4,6 +4,9 @@
 #[allow(dead_code, unused_imports, reason = "only the extension list is used here")]
 #[path = "src/ext/mod.rs"]
 mod ext;
+#[path = "src/wakes.rs"]
+#[allow(dead_code, reason = "the snapshot's build runs no isolate thread")]
+mod wakes;
 
 /// The part of the limits the extension's `Host` keeps: the time accounts of invocations.
 #[allow(dead_code, reason = "only the extension list is used here")]

@@ -13,6 +13,7 @@ mod runtime;
 mod spare;
 mod threads;
 mod url_ops;
+mod wakes;
 pub mod websocket;
 mod worker;
 

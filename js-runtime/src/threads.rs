@@ -71,6 +71,7 @@ impl FrontThreads {
                     std::thread::Builder::new()
                         .name(format!("front-{i}"))
                         .spawn(move || {
+                            rt.spawn(crate::wakes::run_deferred_wakes());
                             let _ = rt.block_on(stopped);
                         })
                         .expect("a front thread starts");

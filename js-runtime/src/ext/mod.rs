@@ -303,7 +303,13 @@ fn op_isola_log(
 #[op2]
 async fn op_isola_next(state: Rc<RefCell<OpState>>) -> Result<Option<NextRequest>, JsErrorBox> {
     let inbox = state.borrow().borrow::<Host>().inbox.clone();
-    let next = std::future::poll_fn(|cx| inbox.borrow_mut().poll_recv(cx)).await;
+    // Sent from a front thread, the wake waits for the end of that thread's turn, so the
+    // isolate takes every request of the turn at once.
+    let next = std::future::poll_fn(|cx| {
+        let waker = crate::wakes::deferred(cx.waker());
+        inbox.borrow_mut().poll_recv(&mut std::task::Context::from_waker(&waker))
+    })
+    .await;
     let Some(invocation) = next else {
         state.borrow_mut().borrow_mut::<Host>().inbox_closed = true;
         return Ok(None);

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Both cores: edge-node (`serve`, one front thread per core) and Deno (`deno serve
+# --parallel`, one isolate per core), each alone and unpinned, with wrk (2 threads, 100
+# connections) sharing the same two cores. Prints requests per second and p99 latency; for
+# edge-node with the function held to one isolate (one isolate thread) and allowed two.
+#
+# Usage: benches/both-cores.sh [hello|json]   (DURATION=8s)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+mode="${1:-hello}"
+DURATION="${DURATION:-8s}"
+
+# shellcheck source=benches/common.sh
+source "$root/benches/common.sh"
+comparison_setup
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+case "$mode" in
+  hello) fn=benches/hello-fn wrk_script=() ;;
+  json) fn=benches/json-fn wrk_script=(-s "$root/benches/json-order.lua") ;;
+  *) echo "usage: $0 [hello|json]" >&2; exit 64 ;;
+esac
+
+# A node serving the function, its isolates limited to `isolates`; concurrency 32 so that
+# 100 connections need more than one isolate when two are allowed.
+node_toml() { # dir isolates
+  mkdir -p "$1/functions/f"
+  cp -r "$fn/src" "$1/functions/f/"
+  cp "$fn/edge.toml" "$1/functions/f/edge.toml"
+  cat >"$1/node.toml" <<TOML
+version = 1
+[http]
+listen = ["127.0.0.1:8194"]
+[admin]
+listen = []
+[functions]
+dir = "functions"
+[pool]
+concurrency = 32
+max_isolates_per_function = $2
+TOML
+}
+node_toml "$scratch/one" 1
+node_toml "$scratch/two" 2
+
+run() { # name command...
+  local name="$1"; shift
+  EDGE_LOG=warn "$@" >/dev/null 2>&1 &
+  local server=$!
+  wait_up 8194 /
+  wrk -t2 -c100 -d2s "${wrk_script[@]}" http://127.0.0.1:8194/ >/dev/null
+  wrk -t2 -c100 -d"$DURATION" --latency "${wrk_script[@]}" http://127.0.0.1:8194/ >"$scratch/out.txt"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  awk -v n="$name" '/Requests\/sec/ { r = $2 } /^ +99%/ { p = $2 }
+    END { printf "%-28s %9.0f req/s, p99 %s\n", n, r, p }' "$scratch/out.txt"
+}
+
+echo "$mode: unpinned on both cores, wrk -t2 -c100 -d$DURATION beside them"
+run "edge-node, one isolate" "$target/edge-node" serve --config "$scratch/one/node.toml"
+run "edge-node, up to two" "$target/edge-node" serve --config "$scratch/two/node.toml"
+run "deno serve --parallel" "$deno_bin" serve --parallel --host 127.0.0.1 --port 8194 \
+  "$fn/src/index.js"
