@@ -340,6 +340,10 @@ impl Isolate {
         });
         budget.watch(&mut js);
         js.op_state().borrow_mut().put(outbound_permissions());
+        // Blobs' bytes count against the memory limit (the store the extension made is empty).
+        let blobs: Arc<dyn deno_web::BlobStoreTrait> =
+            Arc::new(crate::limits::CountedBlobStore::new(budget.clone()));
+        js.op_state().borrow_mut().put(blobs);
         // What the snapshot cannot hold: the ops' fast calls, the WebAssembly streaming
         // handler, globalThis's prototype.
         js.execute_script("isola:prepare", "globalThis.__isolaPrepare()")

@@ -1,6 +1,7 @@
 // node:zlib: deflate, inflate, raw deflate, gzip and gunzip (and unzip, which takes either),
 // synchronous, with callbacks, and as streams; on pako (vendor/pako.mjs), the JavaScript port
-// of zlib. Brotli is not here: its calls throw, naming the call.
+// of zlib. Brotli, the same three ways, on the runtime's Brotli streams (Rust's port of
+// Google's Brotli), fed and read 64 KiB at a time.
 import * as pako from "node:internal/pako";
 import { Buffer } from "node:buffer";
 import { Transform } from "node:stream";
@@ -11,6 +12,17 @@ Object.assign(constants, {
   Z_OK: 0, Z_STREAM_END: 1, Z_NEED_DICT: 2, Z_ERRNO: -1, Z_STREAM_ERROR: -2, Z_DATA_ERROR: -3,
   Z_BUF_ERROR: -5, Z_NO_COMPRESSION: 0, Z_BEST_SPEED: 1, Z_BEST_COMPRESSION: 9, Z_DEFAULT_COMPRESSION: -1,
   Z_DEFAULT_STRATEGY: 0,
+  BROTLI_OPERATION_PROCESS: 0, BROTLI_OPERATION_FLUSH: 1, BROTLI_OPERATION_FINISH: 2,
+  BROTLI_OPERATION_EMIT_METADATA: 3, BROTLI_PARAM_MODE: 0, BROTLI_MODE_GENERIC: 0,
+  BROTLI_MODE_TEXT: 1, BROTLI_MODE_FONT: 2, BROTLI_DEFAULT_MODE: 0, BROTLI_PARAM_QUALITY: 1,
+  BROTLI_MIN_QUALITY: 0, BROTLI_MAX_QUALITY: 11, BROTLI_DEFAULT_QUALITY: 11,
+  BROTLI_PARAM_LGWIN: 2, BROTLI_MIN_WINDOW_BITS: 10, BROTLI_MAX_WINDOW_BITS: 24,
+  BROTLI_LARGE_MAX_WINDOW_BITS: 30, BROTLI_DEFAULT_WINDOW: 22, BROTLI_PARAM_LGBLOCK: 3,
+  BROTLI_MIN_INPUT_BLOCK_BITS: 16, BROTLI_MAX_INPUT_BLOCK_BITS: 24,
+  BROTLI_PARAM_DISABLE_LITERAL_CONTEXT_MODELING: 4, BROTLI_PARAM_SIZE_HINT: 5,
+  BROTLI_PARAM_LARGE_WINDOW: 6, BROTLI_PARAM_NPOSTFIX: 7, BROTLI_PARAM_NDIRECT: 8,
+  BROTLI_DECODER_PARAM_DISABLE_RING_BUFFER_REALLOCATION: 0,
+  BROTLI_DECODER_PARAM_LARGE_WINDOW: 1,
 });
 
 const asBuffer = (bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -109,11 +121,118 @@ for (const kind of Object.keys(KINDS)) {
   };
 }
 
-const brotli = (name) => () => {
-  const error = new Error(`node:zlib: ${name}() is not available in an edge function (no Brotli here yet; use gzip or deflate)`);
-  error.code = "ERR_NOT_AVAILABLE";
-  throw error;
-};
+// Brotli: a stream of the runtime's, given and read at most PIECE bytes at a time.
+const brotliStreams = globalThis[Symbol.for("isola.brotli")];
+const PIECE = 64 * 1024;
+
+function brotliError(message) {
+  const error = new Error(message);
+  if (message === "unexpected end of file") {
+    error.code = "Z_BUF_ERROR";
+    error.errno = -5;
+  } else {
+    error.code = "ERR_BROTLI_DECOMPRESSION_FAILED";
+    error.errno = -15;
+  }
+  return error;
+}
+
+class BrotliEngine {
+  constructor(decode, opts = {}) {
+    const params = opts.params ?? {};
+    const quality = params[constants.BROTLI_PARAM_QUALITY] ?? constants.BROTLI_DEFAULT_QUALITY;
+    const lgwin = params[constants.BROTLI_PARAM_LGWIN] ?? constants.BROTLI_DEFAULT_WINDOW;
+    this.decode = decode;
+    this.id = brotliStreams.open(decode, quality, lgwin);
+  }
+  // Feeds `bytes` (`last`: the input ends with them); `emit` gets each piece of output.
+  push(bytes, last, emit) {
+    let at = 0;
+    do {
+      const piece = bytes.subarray(at, at + PIECE);
+      at += piece.length;
+      const final = last && at >= bytes.length;
+      let out;
+      try {
+        out = brotliStreams.push(this.id, piece, final);
+        if (out.length > 0) emit(out);
+        while (this.decode && brotliStreams.more(this.id)) {
+          out = brotliStreams.push(this.id, new Uint8Array(0), final);
+          if (out.length > 0) emit(out);
+        }
+      } catch (error) {
+        this.close();
+        throw brotliError(error.message);
+      }
+    } while (at < bytes.length);
+  }
+  close() {
+    if (this.id !== null) brotliStreams.close(this.id);
+    this.id = null;
+  }
+}
+
+function brotliRun(decode, data, opts) {
+  const engine = new BrotliEngine(decode, opts);
+  const out = [];
+  try {
+    engine.push(input(data), true, (piece) => out.push(piece));
+  } finally {
+    engine.close();
+  }
+  return Buffer.concat(out);
+}
+
+class BrotliStream extends Transform {
+  constructor(decode, opts) {
+    super(opts);
+    this._engine = new BrotliEngine(decode, opts);
+    this.bytesWritten = 0;
+  }
+  _transform(chunk, encoding, callback) {
+    const bytes = input(typeof chunk === "string" ? Buffer.from(chunk, encoding) : chunk);
+    this.bytesWritten += bytes.length;
+    try {
+      this._engine.push(bytes, false, (piece) => this.push(asBuffer(piece)));
+    } catch (error) {
+      callback(error);
+      return;
+    }
+    callback(null);
+  }
+  _flush(callback) {
+    try {
+      this._engine.push(new Uint8Array(0), true, (piece) => this.push(asBuffer(piece)));
+    } catch (error) {
+      callback(error);
+      return;
+    }
+    this._engine.close();
+    callback(null);
+  }
+  _destroy(error, callback) {
+    this._engine.close();
+    callback(error);
+  }
+  close(callback) {
+    if (callback) this.once("close", callback);
+    this.destroy();
+  }
+}
+
+function brotliCallback(decode) {
+  return (data, opts, callback) => {
+    if (typeof opts === "function") [callback, opts] = [opts, {}];
+    let result;
+    try {
+      result = brotliRun(decode, data, opts);
+    } catch (error) {
+      queueMicrotask(() => callback(error));
+      return;
+    }
+    queueMicrotask(() => callback(null, result));
+  };
+}
 
 export const deflateSync = exported.deflateSync;
 export const inflateSync = exported.inflateSync;
@@ -140,13 +259,23 @@ export const Deflate = exported.Deflate;
 export const Inflate = exported.Inflate;
 export const Gzip = exported.Gzip;
 export const Gunzip = exported.Gunzip;
-export const brotliCompressSync = brotli("brotliCompressSync");
-export const brotliDecompressSync = brotli("brotliDecompressSync");
-export const brotliCompress = brotli("brotliCompress");
-export const brotliDecompress = brotli("brotliDecompress");
-export const createBrotliCompress = brotli("createBrotliCompress");
-export const createBrotliDecompress = brotli("createBrotliDecompress");
+export const brotliCompressSync = (data, opts) => brotliRun(false, data, opts);
+export const brotliDecompressSync = (data, opts) => brotliRun(true, data, opts);
+export const brotliCompress = brotliCallback(false);
+export const brotliDecompress = brotliCallback(true);
+export class BrotliCompress extends BrotliStream {
+  constructor(opts) {
+    super(false, opts);
+  }
+}
+export class BrotliDecompress extends BrotliStream {
+  constructor(opts) {
+    super(true, opts);
+  }
+}
+export const createBrotliCompress = (opts) => new BrotliCompress(opts);
+export const createBrotliDecompress = (opts) => new BrotliDecompress(opts);
 export default {
   ...exported, constants, brotliCompressSync, brotliDecompressSync, brotliCompress, brotliDecompress,
-  createBrotliCompress, createBrotliDecompress,
+  createBrotliCompress, createBrotliDecompress, BrotliCompress, BrotliDecompress,
 };

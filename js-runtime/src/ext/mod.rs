@@ -4,6 +4,7 @@
 //! extension's JavaScript into the startup snapshot. It therefore depends only on crates that
 //! `build.rs` also has, and of this crate only on `limits::Meter` (which `build.rs` includes).
 
+mod brotli;
 mod cache;
 mod host;
 mod socket;
@@ -51,6 +52,11 @@ deno_core::extension!(
         op_isola_live,
         op_isola_charge,
         op_isola_client_gone,
+        brotli::op_isola_brotli_open,
+        brotli::op_isola_brotli_push,
+        brotli::op_isola_brotli_more,
+        brotli::op_isola_brotli_ended,
+        brotli::op_isola_brotli_close,
         cache::op_isola_cache_match,
         cache::op_isola_cache_put,
         cache::op_isola_cache_delete,

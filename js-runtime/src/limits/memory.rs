@@ -29,6 +29,8 @@ pub(crate) struct ArrayBufferBudget {
     guard: Arc<Guard>,
     /// Allocations refused in a row.
     refusals: AtomicUsize,
+    /// Bytes of Blob parts held in the isolate's blob store ([`CountedBlobStore`]).
+    blobs: AtomicUsize,
 }
 
 /// V8 asks for an ArrayBuffer's memory four times before it gives up, collecting garbage
@@ -44,6 +46,7 @@ impl ArrayBufferBudget {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             guard,
             refusals: AtomicUsize::new(0),
+            blobs: AtomicUsize::new(0),
         })
     }
 
@@ -114,6 +117,7 @@ impl ArrayBufferBudget {
     pub fn in_use(&self) -> usize {
         self.outside_heap(self.used.load(Ordering::Relaxed))
             .saturating_add(self.heap_used.load(Ordering::Relaxed))
+            .saturating_add(self.blobs.load(Ordering::Relaxed))
     }
 
     /// Counts `len` more bytes, or refuses them when they would take the isolate past its
@@ -210,4 +214,73 @@ unsafe extern "C" fn free(budget: &ArrayBufferBudget, data: *mut c_void, len: us
 unsafe extern "C" fn drop_budget(budget: *const ArrayBufferBudget) {
     // SAFETY: the pointer came from `Arc::into_raw` in `allocator` and is dropped once.
     drop(unsafe { Arc::from_raw(budget) });
+}
+
+/// The isolate's Blob store (deno_web's), counting the bytes of the parts it holds against
+/// the isolate's memory limit. A Blob's bytes live in the store, in Rust, from its making
+/// until a finalizer frees its part after a collection: neither the ArrayBuffer allocator nor
+/// V8's external memory sees them, so a function could otherwise hold any amount of memory
+/// in Blobs. A part that takes the isolate past its limit stops it (`exceeded_memory`), at
+/// the next instruction of JavaScript: the bytes are held, garbage or not, until then.
+#[derive(Debug)]
+pub(crate) struct CountedBlobStore {
+    inner: deno_web::BlobStore,
+    budget: Arc<ArrayBufferBudget>,
+}
+
+impl std::fmt::Debug for ArrayBufferBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArrayBufferBudget").field("limit", &self.limit).finish()
+    }
+}
+
+impl CountedBlobStore {
+    pub fn new(budget: Arc<ArrayBufferBudget>) -> CountedBlobStore {
+        CountedBlobStore { inner: deno_web::BlobStore::default(), budget }
+    }
+}
+
+type Part = Arc<dyn deno_web::BlobPart + Send + Sync>;
+
+impl deno_web::BlobStoreTrait for CountedBlobStore {
+    fn insert_part(&self, part: Part) -> uuid::Uuid {
+        self.budget.blobs.fetch_add(part.size(), Ordering::Relaxed);
+        if self.budget.in_use() > self.budget.limit {
+            self.budget.guard.trip(Tripped::Memory);
+        }
+        self.inner.insert_part(part)
+    }
+
+    fn get_part(&self, id: &uuid::Uuid) -> Option<Part> {
+        self.inner.get_part(id)
+    }
+
+    fn remove_part(&self, id: &uuid::Uuid) -> Option<Part> {
+        let removed = self.inner.remove_part(id);
+        if let Some(part) = &removed {
+            self.budget.blobs.fetch_sub(part.size(), Ordering::Relaxed);
+        }
+        removed
+    }
+
+    fn get_object_url(&self, url: deno_core::url::Url) -> Option<Arc<deno_web::Blob>> {
+        self.inner.get_object_url(url)
+    }
+
+    fn insert_object_url(
+        &self,
+        blob: deno_web::Blob,
+        location: Option<deno_core::url::Url>,
+    ) -> deno_core::url::Url {
+        self.inner.insert_object_url(blob, location)
+    }
+
+    fn remove_object_url(&self, url: &deno_core::url::Url) {
+        self.inner.remove_object_url(url)
+    }
+
+    fn clear(&self) {
+        self.inner.clear();
+        self.budget.blobs.store(0, Ordering::Relaxed);
+    }
 }

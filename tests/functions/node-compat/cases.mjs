@@ -217,6 +217,29 @@ export const cases = {
     out.stream = Buffer.concat(chunks).toString();
     return out;
   },
+  brotli: async () => {
+    const text = "hello brotli ".repeat(50);
+    const out = {};
+    const packed = zlib.brotliCompressSync(text);
+    out.roundTrip = zlib.brotliDecompressSync(packed).toString() === text;
+    // The same bytes as Node's Brotli makes; and bytes Node made, read here.
+    out.packedHex = packed.toString("hex");
+    out.nodeMade = zlib.brotliDecompressSync(Buffer.from("1b0301f88d54b5bf0671227b136555c86ad5003c8ec73c00", "hex")).toString();
+    out.quality4 = zlib.brotliDecompressSync(zlib.brotliCompressSync(text, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 4 } })).toString() === text;
+    // More than one 64 KiB piece each way, and a large expansion.
+    const big = Buffer.alloc(300000, "abcdefgh");
+    const bigPacked = zlib.brotliCompressSync(big);
+    out.big = [bigPacked.length < 1000, zlib.brotliDecompressSync(bigPacked).equals(big)];
+    out.garbage = (() => { try { zlib.brotliDecompressSync(Buffer.from("not brotli data at all")); } catch (error) { return error.message; } })();
+    out.truncated = (() => { try { zlib.brotliDecompressSync(packed.subarray(0, 5)); } catch (error) { return [error.message, error.code]; } })();
+    out.callback = await new Promise((resolve) => zlib.brotliCompress("cb", (error, data) => zlib.brotliDecompress(data, (e2, back) => resolve(String(back)))));
+    out.callbackError = await new Promise((resolve) => zlib.brotliDecompress(Buffer.from("x"), (error) => resolve([error.message, error.code])));
+    const chunks = [];
+    await pipelinePromise(Readable.from([Buffer.from("stream "), Buffer.from("of "), big]), zlib.createBrotliCompress(), zlib.createBrotliDecompress(),
+      new Writable({ write(c, e, cb) { chunks.push(c); cb(); } }));
+    out.stream = Buffer.concat(chunks).length;
+    return out;
+  },
   "http constants": () => [http.STATUS_CODES[418], http.STATUS_CODES[503], http.METHODS.includes("PATCH"), http.METHODS.length],
   punycode: () => [punycode.toASCII("mañana.com"), punycode.toUnicode("xn--mxahbxey0c.gr"), punycode.encode("ü"), punycode.ucs2.decode("☃")],
   diagnostics_channel: () => {

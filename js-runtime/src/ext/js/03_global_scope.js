@@ -30,6 +30,11 @@ import {
   getter,
   noop,
   op_isola_fail,
+  op_isola_brotli_open,
+  op_isola_brotli_push,
+  op_isola_brotli_more,
+  op_isola_brotli_ended,
+  op_isola_brotli_close,
 } from "ext:isola/00_base.js";
 import {
   captureContext,
@@ -249,6 +254,17 @@ ObjectDefineProperty(globalThis, SymbolFor("isola.asyncContext"), nonEnumerable(
   enterStore,
   captureContext,
   runInContext,
+})));
+// What node:zlib's Brotli (a module the bundler adds) is built on: streams that take and
+// give at most 64 KiB a call (ext/brotli.rs). Wrappers, so each call reaches the ops as
+// rebound on this isolate.
+ObjectDefineProperty(globalThis, SymbolFor("isola.brotli"), nonEnumerable(ObjectFreeze({
+  __proto__: null,
+  open: (decode, quality, lgwin) => op_isola_brotli_open(decode, quality, lgwin),
+  push: (id, bytes, last) => op_isola_brotli_push(id, bytes, last),
+  more: (id) => op_isola_brotli_more(id),
+  ended: (id) => op_isola_brotli_ended(id),
+  close: (id) => op_isola_brotli_close(id),
 })));
 event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
