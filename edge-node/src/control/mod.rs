@@ -27,7 +27,7 @@ use crate::front::http::{App, Site};
 use crate::functions::caches::CodeCacheStore;
 use crate::functions::{shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::LogStore;
-use crate::observe::telemetry::{CodeCacheLabels, QueueLabels, Telemetry, BUCKET_SECONDS};
+use crate::observe::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
 use crate::triggers::Triggers;
 
 /// Why an admin operation was refused; `code` and the HTTP status come from the variant.
@@ -425,17 +425,7 @@ impl Control {
             telemetry.queue_depth.get_or_create(&labels).set(stats.depth as i64);
             telemetry.queue_age.get_or_create(&labels).set(stats.oldest_age_ms as f64 / 1000.0);
         }
-        let cache = self.shared.code_cache.stats();
-        for (event, count) in [
-            ("hit", cache.hits),
-            ("miss", cache.misses),
-            ("stored", cache.stored),
-            ("corrupt", cache.corrupt),
-            ("shipped", cache.shipped),
-        ] {
-            let counter = telemetry.code_cache.get_or_create(&CodeCacheLabels { event });
-            counter.inc_by(count.saturating_sub(counter.get()));
-        }
+        telemetry.code_cache(&self.shared.code_cache.stats());
         for f in &self.app.site.load().functions {
             let labels = Telemetry::function(&f.config.name);
             telemetry.isolates.get_or_create(&labels).set(f.isolates() as i64);

@@ -151,7 +151,7 @@ pub struct Telemetry {
     pub cache_misses: Family<FunctionLabels, Counter>,
     pub cache_bytes: Family<FunctionLabels, Gauge>,
     pub cache_evictions: Family<FunctionLabels, Counter>,
-    pub code_cache: Family<CodeCacheLabels, Counter>,
+    code_cache: Family<CodeCacheLabels, Counter>,
     websockets: Family<FunctionLabels, Gauge>,
     websocket_messages_in: Family<FunctionLabels, Counter>,
     websocket_messages_out: Family<FunctionLabels, Counter>,
@@ -390,6 +390,23 @@ impl Telemetry {
     /// Observes how late a cron run started.
     pub fn cron_delay(&self, function: &str, delay: Duration) {
         self.cron_delay.get_or_create(&Telemetry::function(function)).observe(delay.as_secs_f64());
+    }
+
+    /// Brings the code cache counters up to `stats` (the store counts; these only follow),
+    /// one scrape at a time so that two never add the same difference.
+    pub fn code_cache(&self, stats: &crate::functions::caches::CodeCacheStats) {
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        for (event, count) in [
+            ("hit", stats.hits),
+            ("miss", stats.misses),
+            ("stored", stats.stored),
+            ("corrupt", stats.corrupt),
+            ("shipped", stats.shipped),
+        ] {
+            let counter = self.code_cache.get_or_create(&CodeCacheLabels { event });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
     }
 
     /// Counts a request no route matched.
