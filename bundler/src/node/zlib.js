@@ -71,24 +71,52 @@ function run(kind, data, opts) {
   return asBuffer(engine.result);
 }
 
-class ZlibStream extends Transform {
+// pako behind the interface the streams use: `push(bytes, last, emit)` gives each piece of
+// output to `emit` and throws what went wrong; `close()` frees what the engine holds.
+class PakoEngine {
   constructor(kind, opts) {
-    super(opts);
     const { Engine, extra } = KINDS[kind];
-    this._engine = new Engine(options(opts, extra));
-    this._engine.onData = (chunk) => this.push(asBuffer(chunk.slice()));
-    this._engine.onEnd = () => {};
+    this.engine = new Engine(options(opts, extra));
+    this.emit = null;
+    this.engine.onData = (chunk) => this.emit(chunk.slice());
+    this.engine.onEnd = () => {};
+  }
+  push(bytes, last, emit) {
+    this.emit = emit;
+    this.engine.push(bytes, last);
+    if (this.engine.err) throw zlibError(this.engine.msg);
+  }
+  close() {}
+}
+
+// A zlib or Brotli stream: an engine fed each chunk written, its output pushed as it comes.
+class EngineStream extends Transform {
+  constructor(engine, opts) {
+    super(opts);
+    this._engine = engine;
     this.bytesWritten = 0;
   }
   _transform(chunk, encoding, callback) {
     const bytes = input(typeof chunk === "string" ? Buffer.from(chunk, encoding) : chunk);
     this.bytesWritten += bytes.length;
-    this._engine.push(bytes, false);
-    callback(this._engine.err ? zlibError(this._engine.msg) : null);
+    this._feed(bytes, false, callback);
   }
   _flush(callback) {
-    this._engine.push(new Uint8Array(0), true);
-    callback(this._engine.err ? zlibError(this._engine.msg) : null);
+    this._feed(new Uint8Array(0), true, callback);
+  }
+  _feed(bytes, last, callback) {
+    try {
+      this._engine.push(bytes, last, (piece) => this.push(asBuffer(piece)));
+    } catch (error) {
+      callback(error);
+      return;
+    }
+    if (last) this._engine.close();
+    callback(null);
+  }
+  _destroy(error, callback) {
+    this._engine.close();
+    callback(error);
   }
   close(callback) {
     if (callback) this.once("close", callback);
@@ -96,29 +124,33 @@ class ZlibStream extends Transform {
   }
 }
 
-const exported = {};
-for (const kind of Object.keys(KINDS)) {
-  const sync = (data, opts) => run(kind, data, opts);
-  const callbackForm = (data, opts, callback) => {
+// The callback form of a synchronous `run(data, opts)`: the result or error, in a microtask.
+function withCallback(run) {
+  return (data, opts, callback) => {
     if (typeof opts === "function") [callback, opts] = [opts, {}];
     let result;
     try {
-      result = run(kind, data, opts);
+      result = run(data, opts);
     } catch (error) {
       queueMicrotask(() => callback(error));
       return;
     }
     queueMicrotask(() => callback(null, result));
   };
+}
+
+const exported = {};
+for (const kind of Object.keys(KINDS)) {
+  const sync = (data, opts) => run(kind, data, opts);
   const capital = kind[0].toUpperCase() + kind.slice(1);
   exported[`${kind}Sync`] = sync;
-  exported[kind] = callbackForm;
-  exported[`create${capital}`] = (opts) => new ZlibStream(kind, opts);
-  exported[capital] = class extends ZlibStream {
+  exported[kind] = withCallback(sync);
+  exported[capital] = class extends EngineStream {
     constructor(opts) {
-      super(kind, opts);
+      super(new PakoEngine(kind, opts), opts);
     }
   };
+  exported[`create${capital}`] = (opts) => new exported[capital](opts);
 }
 
 // Brotli: a stream of the runtime's, given and read at most PIECE bytes at a time.
@@ -183,57 +215,6 @@ function brotliRun(decode, data, opts) {
   return Buffer.concat(out);
 }
 
-class BrotliStream extends Transform {
-  constructor(decode, opts) {
-    super(opts);
-    this._engine = new BrotliEngine(decode, opts);
-    this.bytesWritten = 0;
-  }
-  _transform(chunk, encoding, callback) {
-    const bytes = input(typeof chunk === "string" ? Buffer.from(chunk, encoding) : chunk);
-    this.bytesWritten += bytes.length;
-    try {
-      this._engine.push(bytes, false, (piece) => this.push(asBuffer(piece)));
-    } catch (error) {
-      callback(error);
-      return;
-    }
-    callback(null);
-  }
-  _flush(callback) {
-    try {
-      this._engine.push(new Uint8Array(0), true, (piece) => this.push(asBuffer(piece)));
-    } catch (error) {
-      callback(error);
-      return;
-    }
-    this._engine.close();
-    callback(null);
-  }
-  _destroy(error, callback) {
-    this._engine.close();
-    callback(error);
-  }
-  close(callback) {
-    if (callback) this.once("close", callback);
-    this.destroy();
-  }
-}
-
-function brotliCallback(decode) {
-  return (data, opts, callback) => {
-    if (typeof opts === "function") [callback, opts] = [opts, {}];
-    let result;
-    try {
-      result = brotliRun(decode, data, opts);
-    } catch (error) {
-      queueMicrotask(() => callback(error));
-      return;
-    }
-    queueMicrotask(() => callback(null, result));
-  };
-}
-
 export const deflateSync = exported.deflateSync;
 export const inflateSync = exported.inflateSync;
 export const deflateRawSync = exported.deflateRawSync;
@@ -261,16 +242,16 @@ export const Gzip = exported.Gzip;
 export const Gunzip = exported.Gunzip;
 export const brotliCompressSync = (data, opts) => brotliRun(false, data, opts);
 export const brotliDecompressSync = (data, opts) => brotliRun(true, data, opts);
-export const brotliCompress = brotliCallback(false);
-export const brotliDecompress = brotliCallback(true);
-export class BrotliCompress extends BrotliStream {
+export const brotliCompress = withCallback(brotliCompressSync);
+export const brotliDecompress = withCallback(brotliDecompressSync);
+export class BrotliCompress extends EngineStream {
   constructor(opts) {
-    super(false, opts);
+    super(new BrotliEngine(false, opts), opts);
   }
 }
-export class BrotliDecompress extends BrotliStream {
+export class BrotliDecompress extends EngineStream {
   constructor(opts) {
-    super(true, opts);
+    super(new BrotliEngine(true, opts), opts);
   }
 }
 export const createBrotliCompress = (opts) => new BrotliCompress(opts);
