@@ -17,11 +17,7 @@ comparison_setup
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-case "$mode" in
-  hello) fn=benches/hello-fn wrk_script=() ;;
-  json) fn=benches/json-fn wrk_script=(-s "$root/benches/json-order.lua") ;;
-  *) echo "usage: $0 [hello|json]" >&2; exit 64 ;;
-esac
+handler_setup "$mode" || { echo "usage: $0 [hello|json]" >&2; exit 64; }
 
 # A node serving the function, its isolates limited to `isolates`; concurrency 32 so that
 # 100 connections need more than one isolate when two are allowed.

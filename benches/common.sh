@@ -45,3 +45,13 @@ peers_setup() {
     npm install --silent --prefix "$peers" @oven/bun-linux-x64 workerd >/dev/null
   fi
 }
+
+# Sets `fn` (the function folder) and `wrk_script` (wrk's arguments for its requests) for
+# the handler named: hello (a GET) or json (a 1 KB order POSTed). Fails for another name.
+handler_setup() { # hello|json
+  case "$1" in
+    hello) fn=benches/hello-fn wrk_script=() ;;
+    json) fn=benches/json-fn wrk_script=(-s "$root/benches/json-order.lua") ;;
+    *) return 1 ;;
+  esac
+}

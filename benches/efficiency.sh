@@ -39,11 +39,7 @@ peers_setup
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
-case "$mode" in
-  hello) fn=benches/hello-fn wrk_script=() ;;
-  json) fn=benches/json-fn wrk_script=(-s "$root/benches/json-order.lua") ;;
-  *) echo "usage: $0 [ROUNDS] [hello|json]" >&2; exit 64 ;;
-esac
+handler_setup "$mode" || { echo "usage: $0 [ROUNDS] [hello|json]" >&2; exit 64; }
 module="$fn/src/index.js"
 
 # edge-node as a node: the function in a functions folder, served by `serve`.
@@ -116,10 +112,10 @@ pair() { # name ready_path command...
   fi
   awk -v n="$name" -v a="$a" -v b="$s" -v ca=$((cpu_b1 - cpu_b0)) -v cb=$((cpu_s1 - cpu_s0)) \
     -v base="$base_name" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      ratio = (b / cb) / (a / ca)
       printf "%-10s %s %8d req in %.2f CPU s, %8d req in %.2f CPU s: rates %.3f, per CPU %.3f\n",
-        n, base, a, ca / hz, b, cb / hz, b / a, (b / cb) / (a / ca) }' >&2
-  awk -v n="$name" -v a="$a" -v b="$s" -v ca=$((cpu_b1 - cpu_b0)) -v cb=$((cpu_s1 - cpu_s0)) \
-    'BEGIN { printf "%s %.3f\n", n, (b / cb) / (a / ca) }'
+        n, base, a, ca / hz, b, cb / hz, b / a, ratio > "/dev/stderr"
+      printf "%s %.3f\n", n, ratio }'
 }
 
 # A process's CPU time so far (user and system, all its threads), in clock ticks.
