@@ -179,22 +179,19 @@ pub trait Deployments: Send + Sync {
     async fn unset_secret(&self, name: &str, key: &str) -> Result<bool, StoreError>;
     /// A bundle's artifact, deployed through another node (a [`Change::Deployment`]).
     async fn fetch_bundle(&self, hash: &str) -> Result<Vec<u8>, StoreError>;
-    /// Shares the code cache pack of the bundle `hash`, valid for the V8 build `key`, with
-    /// the nodes that will fetch the bundle. Nothing to do on a node alone.
+    /// Shares the code cache pack of the bundle `hash` (made by `pack`, for this node's V8
+    /// build) with the nodes that will fetch the bundle. Nothing to do, and no pack made, on a
+    /// node alone.
     async fn share_code_cache(
         &self,
         _hash: &str,
-        _key: &str,
-        _pack: &[u8],
+        _pack: &(dyn Fn() -> Option<Vec<u8>> + Sync),
     ) -> Result<(), StoreError> {
         Ok(())
     }
-    /// The code cache pack another node shared for the bundle `hash` and V8 build `key`.
-    async fn fetch_code_cache(
-        &self,
-        _hash: &str,
-        _key: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The code cache pack another node shared for the bundle `hash`, for this node's V8
+    /// build.
+    async fn fetch_code_cache(&self, _hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }
 }

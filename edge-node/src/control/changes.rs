@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 use super::{AdminError, Control};
 use crate::backend::{AbortOnDrop, Change, VersionRecord};
 use crate::front::http::Site;
-use crate::functions::caches::CodeCacheStore;
 use crate::functions::{shared_route, Function, FunctionSpec};
 
 impl Control {
@@ -84,8 +83,7 @@ impl Control {
             if let Some(pack) = embedded {
                 self.take_code_cache(&bundle, pack);
             }
-            let key = CodeCacheStore::pack_key();
-            match self.deployments.fetch_code_cache(&active.bundle, &key).await {
+            match self.deployments.fetch_code_cache(&active.bundle).await {
                 Ok(Some(pack)) => self.take_code_cache(&bundle, &pack),
                 Ok(None) => {}
                 Err(e) => tracing::info!(function = name, error = %e, "no code cache fetched"),

@@ -24,7 +24,6 @@ use crate::backend::{
     StoreError, VersionRecord,
 };
 use crate::front::http::{App, Site};
-use crate::functions::caches::CodeCacheStore;
 use crate::functions::{shared_route, Function, FunctionSpec, Shared};
 use crate::observe::logstore::LogStore;
 use crate::observe::telemetry::{QueueLabels, Telemetry, BUCKET_SECONDS};
@@ -305,11 +304,9 @@ impl Control {
         self.claim(unowned).await?;
         // The start compiled the modules: their code cache goes beside the bundle, ahead of
         // the version, so every node's first start of it is warm.
-        if let Some(pack) = self.shared.code_cache.pack(&bundle) {
-            let key = CodeCacheStore::pack_key();
-            if let Err(e) = self.deployments.share_code_cache(&new.bundle, &key, &pack).await {
-                tracing::warn!(function = name, error = %e, "cannot share the code cache; other nodes compile on their first start");
-            }
+        let pack = || self.shared.code_cache.pack(&bundle);
+        if let Err(e) = self.deployments.share_code_cache(&new.bundle, &pack).await {
+            tracing::warn!(function = name, error = %e, "cannot share the code cache; other nodes compile on their first start");
         }
         let deployed = self.deployments.deploy(name, new, bytes, self.keep_versions).await?;
         let function = function.with_version(deployed.version.version);

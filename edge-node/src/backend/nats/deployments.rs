@@ -22,6 +22,7 @@ use crate::backend::{
     owner_key, resource_of, AbortOnDrop, Change, Claims, Deployed, Deployments, NewVersion, Owners,
     Store, StoreError, VersionRecord,
 };
+use crate::functions::caches::CodeCacheStore;
 
 /// A function's entry in the deployments bucket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -358,12 +359,19 @@ impl Deployments for NatsDeployments {
         self.link.fetch(hash).await.map_err(unavailable)
     }
 
-    async fn share_code_cache(&self, hash: &str, key: &str, pack: &[u8]) -> Result<(), StoreError> {
-        self.link.put_code_cache(hash, key, pack).await.map_err(unavailable)
+    async fn share_code_cache(
+        &self,
+        hash: &str,
+        pack: &(dyn Fn() -> Option<Vec<u8>> + Sync),
+    ) -> Result<(), StoreError> {
+        let Some(pack) = pack() else { return Ok(()) };
+        let key = CodeCacheStore::pack_key();
+        self.link.put_code_cache(hash, &key, &pack).await.map_err(unavailable)
     }
 
-    async fn fetch_code_cache(&self, hash: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.link.fetch_code_cache(hash, key).await.map_err(unavailable)
+    async fn fetch_code_cache(&self, hash: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = CodeCacheStore::pack_key();
+        self.link.fetch_code_cache(hash, &key).await.map_err(unavailable)
     }
 }
 
