@@ -321,6 +321,8 @@ impl Isolate {
             ..Default::default()
         };
         let loader = Rc::new(BundleLoader::default());
+        // V8 takes its flags before its first isolate.
+        crate::set_v8_flags(&[]);
         let mut js = JsRuntime::new(RuntimeOptions {
             startup_snapshot: Some(crate::SNAPSHOT),
             // The empty module whose loading has deno_core attach the ops' fast calls
@@ -394,7 +396,7 @@ impl Isolate {
         }
         let clock = guard.clock();
         guard.arm(clock.now(), options.limits.startup_time);
-        let started = load_function(js, &options).await;
+        let started = load_function(js, &loader, &options).await;
         guard.disarm();
         let started = match (started, guard.tripped()) {
             (Ok(()), None) => Ok(()),
@@ -482,7 +484,11 @@ fn start_failure(e: deno_core::error::CoreError) -> StartError {
     StartError::Module(text)
 }
 
-async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<(), StartError> {
+async fn load_function(
+    js: &mut JsRuntime,
+    loader: &BundleLoader,
+    options: &WorkerOptions,
+) -> Result<(), StartError> {
     let start = {
         let value = js
             .execute_script("isola:bootstrap", HIDE_HOST)
@@ -501,6 +507,10 @@ async fn load_function(js: &mut JsRuntime, options: &WorkerOptions) -> Result<()
     let evaluated = js.mod_evaluate(id);
     js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)?;
     evaluated.await.map_err(start_failure)?;
+    {
+        deno_core::scope!(scope, js);
+        loader.store_held_caches(scope);
+    }
     let namespace = js.get_module_namespace(id).map_err(start_failure)?;
     let (namespace, vars, subrequests, bindings, region) = {
         deno_core::scope!(scope, js);
@@ -565,10 +575,13 @@ pub fn compile_modules(bundle: Arc<Bundle>, cache: Arc<dyn CodeCache>) -> Result
                 let Isolate { mut js, loader, .. } = isolate;
                 let main = module_url(&bundle.manifest().entry).map_err(StartError::Module)?;
                 loader.set(bundle, Some(cache));
-                // Loading compiles and links every static import; the caches are handed over
-                // as the event loop turns.
+                // Loading compiles and links every static import; the caches are handed to
+                // the loader as the event loop turns, and from it to the store.
                 js.load_main_es_module(&main).await.map_err(start_failure)?;
-                js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)
+                js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)?;
+                deno_core::scope!(scope, js);
+                loader.store_held_caches(scope);
+                Ok(())
             })
             .await
         })

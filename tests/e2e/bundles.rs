@@ -236,3 +236,60 @@ async fn a_bundle_made_with_its_code_cache_starts_warm_on_a_new_node() {
     assert_eq!((partly.corrupt, partly.shipped), (1, loaded as u64 - 1), "{partly:?}");
     assert_eq!((partly.misses, partly.stored), (1, 1), "{partly:?}");
 }
+
+/// A module's code cache is made after the module has run, so it holds the functions the
+/// module called as it loaded and a later start compiles none of them again; a function the
+/// module only defines stays out of it, as it does at compile time.
+#[tokio::test]
+async fn a_modules_cache_holds_the_functions_it_ran_as_it_loaded() {
+    // Two functions of the same size: `table` runs as the module loads, `unused` never does.
+    let body: String = (0..200).map(|i| format!("  out.push(seed * {i} + {i});\n")).collect();
+    let code = format!(
+        "function table(seed) {{\n  const out = [];\n{body}  return out;\n}}\n\
+         function unused(seed) {{\n  const out = [];\n{body}  return out;\n}}\n\
+         const TABLE = table(3);\n\
+         export default {{ fetch() {{ return new Response(String(TABLE.length)); }} }};\n"
+    );
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(root.path(), "warm", "/*", "", &code);
+    let bundle =
+        std::sync::Arc::new(Bundle::from_dir(&dir, "warm", Path::new("index.js")).unwrap());
+    let hash = bundle.module("index.js").unwrap().info.hash.clone();
+
+    // Compiled without running (as `edge-node bundle --code-cache` does): the top level only.
+    let compiled = std::sync::Arc::new(edge_node::MemoryCodeCache::default());
+    js_runtime::compile_modules(bundle.clone(), compiled.clone()).unwrap();
+    let at_compile = compiled.get(&hash).expect("a cache made at compile time").len();
+
+    let data = tempfile::tempdir().unwrap();
+    let mut config = NodeConfig::default();
+    config.node.data_dir = data.path().to_path_buf();
+    config.pool.spare_isolates = 0;
+    let node = TestNode::start_with(config, &[dir]).await;
+    let answer = curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!((answer.status, answer.text()), (200, "200".to_string()));
+    let stats = node.node().code_cache_stats();
+    assert_eq!((stats.misses, stats.stored), (1, 1), "one cache stored for the start: {stats:?}");
+    node.shutdown().await;
+    let store = CodeCacheStore::open(&data.path().join("code-cache"), 1 << 20).unwrap();
+    let after_run = store.get(&hash).expect("the start's cache is kept").len();
+
+    // `table`'s bytecode is about as large as the rest of the module's: the cache made after
+    // the run holds it; one made at compile time does not.
+    assert!(
+        after_run > at_compile + at_compile / 2,
+        "the cache after the run ({after_run} bytes) holds `table`, the one at compile time \
+         ({at_compile} bytes) does not"
+    );
+
+    // A second node starts from that cache, and V8 takes it.
+    let mut config = NodeConfig::default();
+    config.node.data_dir = data.path().to_path_buf();
+    config.pool.spare_isolates = 0;
+    let node = TestNode::start_with(config, &[root.path().join("warm")]).await;
+    let answer = curl("GET", &node.url("/"), &[], None).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let stats = node.node().code_cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.stored), (1, 0, 0), "{stats:?}");
+    node.shutdown().await;
+}

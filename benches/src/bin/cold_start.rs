@@ -33,6 +33,9 @@ const HELLO: &str = r#"export default {
 
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
 fn main() {
+    if let Ok(flags) = std::env::var("EDGE_V8_FLAGS") {
+        js_runtime::set_v8_flags(&flags.split_whitespace().collect::<Vec<_>>());
+    }
     let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut sources = BTreeMap::new();
