@@ -36,7 +36,7 @@ pub use worker::{
 /// The startup snapshot: the Web APIs and Isola's runtime, already evaluated.
 static SNAPSHOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/SNAPSHOT.bin"));
 
-/// Flags every isolate runs with. V8 caches the strings of small numbers in a table of 256
+/// Flags every isolate runs with. V8 caches the strings of small numbers in a table of 128
 /// entries that grows, at the first collision, to 8,192 (and 4,096 for other numbers): an
 /// allocation of about 100 KB in a page of its own, which cost a function that turned a few
 /// numbers into strings as it loaded 0.1–0.2 ms of its cold start, and its isolate the memory.
