@@ -895,8 +895,33 @@ async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let redeployed = cli(&nodes[2], &["deploy", app(root.path(), "2").to_str().unwrap()]).await;
-    assert!(redeployed.contains("deployed app version 2"), "{redeployed}");
+    // A deploy after the loss; it too may be refused while leaders are elected.
+    let v2 = app(root.path(), "2");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = tokio::process::Command::new(tests::edge_node_bin())
+            .args(["deploy", v2.to_str().unwrap(), "--node", &admin[2]])
+            .env("EDGE_ADMIN_TOKEN", TOKEN)
+            .output()
+            .await
+            .unwrap();
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if out.status.success() {
+            // A refused attempt may have committed the version before its answer failed.
+            assert!(
+                stdout.contains("deployed app version 2")
+                    || stdout.contains("app version 2 already serves this bundle"),
+                "{stdout}"
+            );
+            break;
+        }
+        assert!(
+            stderr.contains("cluster_unavailable") && Instant::now() < until,
+            "the deploy after the loss: {stderr}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // A node started now catches up from the two servers left.
     let late = node(root.path(), "n4", "eu", Some(&url)).await;
     serves(&late, "200 version 2").await;
