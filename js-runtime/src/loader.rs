@@ -35,8 +35,8 @@ pub(crate) struct BundleLoader {
     bundle: RefCell<Option<Arc<Bundle>>>,
     code_cache: RefCell<Option<Arc<dyn CodeCache>>>,
     /// While the function starts: the caches of the modules compiled from source (no cache
-    /// kept, or V8 refused it), held until its modules have run. `None` once it has started:
-    /// a module compiled later (a dynamic import) is cached as it is compiled.
+    /// kept, or V8 refused it), held until its modules have run. `None` otherwise: a module
+    /// compiled later (a dynamic import), or by `compile_modules`, is cached as it is compiled.
     held: RefCell<Option<Vec<HeldCache>>>,
 }
 
@@ -44,6 +44,13 @@ impl BundleLoader {
     pub fn set(&self, bundle: Arc<Bundle>, code_cache: Option<Arc<dyn CodeCache>>) {
         *self.bundle.borrow_mut() = Some(bundle);
         *self.code_cache.borrow_mut() = code_cache;
+    }
+
+    /// Holds the caches of the modules compiled from here on until [`store_held_caches`]:
+    /// called as the function's start begins to load its modules.
+    ///
+    /// [`store_held_caches`]: BundleLoader::store_held_caches
+    pub fn hold_caches(&self) {
         *self.held.borrow_mut() = Some(Vec::new());
     }
 
@@ -63,8 +70,10 @@ impl BundleLoader {
             else {
                 continue;
             };
-            let after_run = Self::cache_again(scope, &specifier, &module.code);
-            cache.put(&module.info.hash, after_run.as_deref().unwrap_or(&first));
+            match Self::cache_again(scope, &specifier, &module.code) {
+                Some(after_run) => cache.put(&module.info.hash, &after_run),
+                None => cache.put(&module.info.hash, &first),
+            }
         }
     }
 
@@ -73,7 +82,7 @@ impl BundleLoader {
         scope: &mut v8::PinScope,
         specifier: &ModuleSpecifier,
         code: &str,
-    ) -> Option<Box<[u8]>> {
+    ) -> Option<v8::UniqueRef<v8::CachedData<'static>>> {
         let name = v8::String::new(scope, specifier.as_str())?;
         let code = v8::String::new(scope, code)?;
         // The origin deno_core gives a module (`deno_core::modules::script_origin`), which the
@@ -93,8 +102,7 @@ impl BundleLoader {
         );
         let mut source = v8::script_compiler::Source::new(code, Some(&origin));
         let module = v8::script_compiler::compile_module(scope, &mut source)?;
-        let data = module.get_unbound_module_script(scope).create_code_cache()?;
-        Some(data.to_vec().into_boxed_slice())
+        module.get_unbound_module_script(scope).create_code_cache()
     }
 
     fn bundle(&self) -> Option<Arc<Bundle>> {

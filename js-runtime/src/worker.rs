@@ -521,6 +521,7 @@ async fn load_function(
         start
     };
     let main = module_url(&options.bundle.manifest().entry).map_err(StartError::Module)?;
+    loader.hold_caches();
     let id = js.load_main_es_module(&main).await.map_err(start_failure)?;
     let evaluated = js.mod_evaluate(id);
     js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)?;
@@ -593,13 +594,10 @@ pub fn compile_modules(bundle: Arc<Bundle>, cache: Arc<dyn CodeCache>) -> Result
                 let Isolate { mut js, loader, .. } = isolate;
                 let main = module_url(&bundle.manifest().entry).map_err(StartError::Module)?;
                 loader.set(bundle, Some(cache));
-                // Loading compiles and links every static import; the caches are handed to
-                // the loader as the event loop turns, and from it to the store.
+                // Loading compiles and links every static import; the caches are handed over
+                // as the event loop turns.
                 js.load_main_es_module(&main).await.map_err(start_failure)?;
-                js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)?;
-                deno_core::scope!(scope, js);
-                loader.store_held_caches(scope);
-                Ok(())
+                js.run_event_loop(PollEventLoopOptions::default()).await.map_err(start_failure)
             })
             .await
         })
