@@ -87,7 +87,16 @@ pub fn continue_trace(span: &tracing::Span, incoming: &TraceParent) -> [u8; 8] {
 
 /// Exports an outbound request of a function as a client span: a child of the node's request
 /// span, with the span id its `traceparent` carried (so the callee's spans hang under it).
+/// Without the `otlp` feature there is nowhere to export to.
 pub fn export_outbound(span: &js_runtime::OutboundSpan) {
+    #[cfg(feature = "otlp")]
+    export_outbound_otlp(span);
+    #[cfg(not(feature = "otlp"))]
+    let _ = span;
+}
+
+#[cfg(feature = "otlp")]
+fn export_outbound_otlp(span: &js_runtime::OutboundSpan) {
     let (Ok(parent), Ok(own)) =
         (HeaderValue::from_str(&span.parent), HeaderValue::from_str(&span.traceparent))
     else {
@@ -100,46 +109,43 @@ pub fn export_outbound(span: &js_runtime::OutboundSpan) {
     if parent.trace_id != own.trace_id {
         return;
     }
-    #[cfg(feature = "otlp")]
-    {
-        use opentelemetry::trace::{
-            Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-            TraceState, Tracer,
-        };
-        use opentelemetry::KeyValue;
-        let tracer = opentelemetry::global::tracer("edge-node");
-        let remote = SpanContext::new(
-            TraceId::from_bytes(parent.trace_id),
-            SpanId::from_bytes(parent.parent_id),
-            TraceFlags::new(parent.flags),
-            true,
-            TraceState::default(),
-        );
-        let cx = opentelemetry::Context::new().with_remote_span_context(remote);
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", span.method.clone()),
-            KeyValue::new("url.full", span.url.clone()),
-            KeyValue::new("function", span.function.to_string()),
-        ];
-        if let Some(status) = span.status {
-            attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
-        }
-        let builder = tracer
-            .span_builder(format!("fetch {}", span.method))
-            .with_kind(SpanKind::Client)
-            .with_start_time(span.start)
-            .with_attributes(attributes);
-        let mut exported = NEXT_SPAN_ID.with(|next| {
-            next.set(Some(own.parent_id));
-            let exported = builder.start_with_context(&tracer, &cx);
-            next.set(None);
-            exported
-        });
-        if span.status.is_none_or(|s| s >= 500) {
-            exported.set_status(Status::error("the request failed"));
-        }
-        exported.end_with_timestamp(span.end);
+    use opentelemetry::trace::{
+        Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+        TraceState, Tracer,
+    };
+    use opentelemetry::KeyValue;
+    let tracer = opentelemetry::global::tracer("edge-node");
+    let remote = SpanContext::new(
+        TraceId::from_bytes(parent.trace_id),
+        SpanId::from_bytes(parent.parent_id),
+        TraceFlags::new(parent.flags),
+        true,
+        TraceState::default(),
+    );
+    let cx = opentelemetry::Context::new().with_remote_span_context(remote);
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", span.method.clone()),
+        KeyValue::new("url.full", span.url.clone()),
+        KeyValue::new("function", span.function.to_string()),
+    ];
+    if let Some(status) = span.status {
+        attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
     }
+    let builder = tracer
+        .span_builder(format!("fetch {}", span.method))
+        .with_kind(SpanKind::Client)
+        .with_start_time(span.start)
+        .with_attributes(attributes);
+    let mut exported = NEXT_SPAN_ID.with(|next| {
+        next.set(Some(own.parent_id));
+        let exported = builder.start_with_context(&tracer, &cx);
+        next.set(None);
+        exported
+    });
+    if span.status.is_none_or(|s| s >= 500) {
+        exported.set_status(Status::error("the request failed"));
+    }
+    exported.end_with_timestamp(span.end);
 }
 
 #[cfg(feature = "otlp")]
