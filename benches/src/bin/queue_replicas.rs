@@ -9,6 +9,9 @@
 //! Usage: queue-replicas [MESSAGES] [ROUNDS]  (defaults 10000 and 3). Needs `nats-server` on
 //! PATH (scripts/test installs it).
 
+#[path = "../function_folder.rs"]
+mod function_folder;
+
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
 static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
@@ -17,7 +20,8 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_node::{Encoding, FunctionSpec, Node, NodeOptions};
+use edge_node::{Encoding, Node, NodeOptions};
+use function_folder::function;
 use js_runtime::{LogRecord, LogSink};
 
 struct Discard;
@@ -83,16 +87,12 @@ impl Drop for NatsCluster {
 async fn round(replicas: usize, messages: usize) -> (f64, f64) {
     let nats = NatsCluster::start();
     let root = tempfile::tempdir().expect("tempdir");
-    let dir = root.path().join("consumer");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(
-        dir.join("edge.toml"),
+    let consumer = function(
+        root.path(),
+        "consumer",
         "name = \"consumer\"\nentry = \"index.js\"\n[[triggers.queue]]\nqueue = \"bench\"\nmax_batch_size = 100\nmax_batch_timeout = \"5ms\"\n",
-    )
-    .expect("edge.toml");
-    std::fs::write(dir.join("index.js"), "export default { async queue(batch) {} }")
-        .expect("index.js");
-    let consumer = FunctionSpec::load(&dir, &config::LimitsConfig::default()).expect("function");
+        "export default { async queue(batch) {} }",
+    );
     let mut config = config::NodeConfig::default();
     config.http.listen = vec!["127.0.0.1:0".parse().expect("addr")];
     config.admin.listen = Vec::new();

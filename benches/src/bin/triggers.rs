@@ -7,6 +7,9 @@
 //! Cron: a schedule firing every second runs for CRON_SECONDS; reported: p50/p99/max of the
 //! delay between the due second and the start of the run.
 
+#[path = "../function_folder.rs"]
+mod function_folder;
+
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
 static ALLOCATOR: edge_node::Allocator = edge_node::ALLOCATOR;
@@ -15,20 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_node::Encoding;
-use edge_node::{FunctionSpec, Node, NodeOptions};
+use edge_node::{Node, NodeOptions};
+use function_folder::function;
 use js_runtime::{LogRecord, LogSink};
 
 struct Discard;
 impl LogSink for Discard {
     fn log(&self, _: LogRecord) {}
-}
-
-fn function(root: &std::path::Path, name: &str, toml: &str, js: &str) -> FunctionSpec {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("edge.toml"), toml).expect("edge.toml");
-    std::fs::write(dir.join("index.js"), js).expect("index.js");
-    FunctionSpec::load(&dir, &config::LimitsConfig::default()).expect("function")
 }
 
 #[allow(clippy::print_stdout, reason = "the benchmark's report")]
