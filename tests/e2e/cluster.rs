@@ -181,15 +181,20 @@ async fn nodes_join_a_tls_only_nats_with_their_private_ca() {
 }
 
 async fn cli(node: &NodeProcess, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(tests::edge_node_bin())
+    let out = cli_output(node, args).await;
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `edge-node ARGS --node` the node's admin API, however it ends.
+async fn cli_output(node: &NodeProcess, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(tests::edge_node_bin())
         .args(args)
         .args(["--node", &format!("http://{}", node.admin.unwrap())])
         .env("EDGE_ADMIN_TOKEN", TOKEN)
         .output()
         .await
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .unwrap()
 }
 
 /// Nodes fra-1 and fra-2 of the cluster at `nats`, with the app's version 1 deployed through
@@ -899,12 +904,7 @@ async fn three_nats_servers_one_lost_nothing_acknowledged_is_lost() {
     let v2 = app(root.path(), "2");
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = tokio::process::Command::new(tests::edge_node_bin())
-            .args(["deploy", v2.to_str().unwrap(), "--node", &admin[2]])
-            .env("EDGE_ADMIN_TOKEN", TOKEN)
-            .output()
-            .await
-            .unwrap();
+        let out = cli_output(&nodes[2], &["deploy", v2.to_str().unwrap()]).await;
         let (stdout, stderr) =
             (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if out.status.success() {
