@@ -72,6 +72,7 @@ impl FrontThreads {
                         .name(format!("front-{i}"))
                         .spawn(move || {
                             rt.spawn(crate::wakes::run_deferred_wakes());
+                            rt.spawn(crate::wakes::run_mailbox());
                             let _ = rt.block_on(stopped);
                         })
                         .expect("a front thread starts");

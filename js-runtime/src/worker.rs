@@ -245,7 +245,16 @@ impl WorkerHandle {
             | mpsc::error::TrySendError::Closed(invocation)) = refused;
             return Err(invocation.work);
         }
-        Ok(response.await.unwrap_or_else(|_| {
+        // The isolate's answer wakes this task through the front thread's mailbox.
+        let mut response = response;
+        let answered = std::future::poll_fn(|cx| {
+            let waker = crate::wakes::through_mailbox(cx.waker());
+            std::future::Future::poll(
+                std::pin::Pin::new(&mut response),
+                &mut std::task::Context::from_waker(&waker),
+            )
+        });
+        Ok(answered.await.unwrap_or_else(|_| {
             Reply::Failed(Failure {
                 outcome: Outcome::Internal,
                 message: "the isolate stopped".into(),
