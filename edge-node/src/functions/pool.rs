@@ -247,7 +247,9 @@ impl Isolates {
                 let guard = StartTicket { shared: self.shared.clone(), ticket: Some(ticket) };
                 self.cold_starts.fetch_add(1, Ordering::Relaxed);
                 let starting = Instant::now();
-                let started = start().await.map(Arc::new);
+                // Boxed: inline, the start's future would make every request's future (moved
+                // whole as it is awaited) larger by its size.
+                let started = Box::pin(start()).await.map(Arc::new);
                 let took = starting.elapsed();
                 guard.report(started.clone());
                 match started {
