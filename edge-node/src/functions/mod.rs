@@ -442,6 +442,12 @@ impl Function {
     }
 }
 
+/// `duration` in milliseconds to the microsecond (`0.129`, not `0.12887099999999999`): the
+/// summary's figures, shorter to write and to read.
+fn whole_micros_in_ms(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}
+
 /// `dev`'s line for an invocation: `GET /hello 200 in 1.2 ms (cpu 0.4 ms)`, or how a limit or
 /// an exception ended it (then at error level).
 fn invocation_line(
@@ -536,8 +542,8 @@ impl Function {
             summary.invocation_id = Some(invocation_id);
             summary.trigger = Some(Cow::Borrowed(trigger));
             summary.status = end.status;
-            summary.duration_ms = Some(duration.as_secs_f64() * 1000.0);
-            summary.cpu_ms = Some(end.cpu_time.as_secs_f64() * 1000.0);
+            summary.duration_ms = Some(whole_micros_in_ms(duration));
+            summary.cpu_ms = Some(whole_micros_in_ms(end.cpu_time));
             summary.cold = Some(cold_start.is_some());
             if end.status == Some(101) {
                 summary.messages_in = Some(end.messages.0);
@@ -634,5 +640,24 @@ impl Function {
             invocation_id: None,
             message,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::whole_micros_in_ms;
+    use crate::observe::logstore::Record;
+
+    #[test]
+    fn summaries_give_times_to_the_microsecond() {
+        let mut summary = Record::invocation("f".into(), SystemTime::now(), "ok");
+        summary.duration_ms = Some(whole_micros_in_ms(Duration::from_nanos(128_871)));
+        summary.cpu_ms = Some(whole_micros_in_ms(Duration::from_nanos(13_877_000)));
+        let mut line = Vec::new();
+        summary.write_json(&mut line);
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.contains(r#""duration_ms":0.128,"cpu_ms":13.877"#), "{line}");
     }
 }
