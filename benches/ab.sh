@@ -30,27 +30,11 @@ case "$mode" in
   *) echo "usage: $0 OLD NEW [ROUNDS] [hello|json]" >&2; exit 64 ;;
 esac
 
-# A node serving the function on every path of `port`, its data under `dir`.
-node_toml() { # dir port
-  mkdir -p "$1/functions/f" "$1/tmp"
-  cp -r "$fn/src" "$1/functions/f/"
-  sed 's|^routes = .*|routes = ["/*"]|' "$fn/edge.toml" >"$1/functions/f/edge.toml"
-  cat >"$1/node.toml" <<TOML
-version = 1
-[http]
-listen = ["127.0.0.1:$2"]
-[admin]
-listen = []
-[functions]
-dir = "functions"
-TOML
-}
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 for _ in $(seq 1 "$rounds"); do
   rm -rf "$scratch/old" "$scratch/new"
-  node_toml "$scratch/old" 8191
-  node_toml "$scratch/new" 8192
+  node_toml "$scratch/old" 8191 '["/*"]'
+  node_toml "$scratch/new" 8192 '["/*"]'
+  mkdir -p "$scratch/old/tmp" "$scratch/new/tmp"
   TMPDIR="$scratch/old/tmp" EDGE_LOG=warn taskset -c 0 "$old" serve \
     --config "$scratch/old/node.toml" >/dev/null 2>&1 &
   a=$!

@@ -19,27 +19,14 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 handler_setup "$mode" || { echo "usage: $0 [hello|json]" >&2; exit 64; }
 
-# A node serving the function, its isolates limited to `isolates`; concurrency 32 so that
-# 100 connections need more than one isolate when two are allowed.
-node_toml() { # dir isolates
-  mkdir -p "$1/functions/f"
-  cp -r "$fn/src" "$1/functions/f/"
-  cp "$fn/edge.toml" "$1/functions/f/edge.toml"
-  cat >"$1/node.toml" <<TOML
-version = 1
-[http]
-listen = ["127.0.0.1:8194"]
-[admin]
-listen = []
-[functions]
-dir = "functions"
-[pool]
-concurrency = 32
-max_isolates_per_function = $2
-TOML
+# A node serving the function (node_toml), its isolates limited to `isolates`; concurrency 32
+# so that 100 connections need more than one isolate when two are allowed.
+pooled_node() { # dir isolates
+  node_toml "$1" 8194
+  printf '[pool]\nconcurrency = 32\nmax_isolates_per_function = %s\n' "$2" >>"$1/node.toml"
 }
-node_toml "$scratch/one" 1
-node_toml "$scratch/two" 2
+pooled_node "$scratch/one" 1
+pooled_node "$scratch/two" 2
 
 run() { # name command...
   local name="$1"; shift

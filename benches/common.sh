@@ -55,3 +55,27 @@ handler_setup() { # hello|json
     *) return 1 ;;
   esac
 }
+
+# A node serving the function folder `$fn` on 127.0.0.1:PORT (routes ROUTES, its edge.toml's
+# by default) from DIR/node.toml, a node as it runs by default (`serve`).
+node_toml() { # dir port [routes]
+  mkdir -p "$1/functions/f"
+  cp -r "$fn/src" "$1/functions/f/"
+  if [ -n "${3:-}" ]; then
+    sed "s|^routes = .*|routes = $3|" "$fn/edge.toml" >"$1/functions/f/edge.toml"
+  else
+    cp "$fn/edge.toml" "$1/functions/f/edge.toml"
+  fi
+  cat >"$1/node.toml" <<TOML
+version = 1
+[http]
+listen = ["127.0.0.1:$2"]
+[admin]
+listen = []
+[functions]
+dir = "functions"
+TOML
+}
+
+# A process's CPU time so far, in clock ticks (user and system).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

@@ -42,21 +42,7 @@ trap 'rm -rf "$scratch"' EXIT
 handler_setup "$mode" || { echo "usage: $0 [ROUNDS] [hello|json]" >&2; exit 64; }
 module="$fn/src/index.js"
 
-# edge-node as a node: the function in a functions folder, served by `serve`.
-node_toml() { # dir port routes
-  mkdir -p "$1/functions/f"
-  cp -r "$fn/src" "$1/functions/f/"
-  sed "s|^routes = .*|routes = $3|" "$fn/edge.toml" >"$1/functions/f/edge.toml"
-  cat >"$1/node.toml" <<TOML
-version = 1
-[http]
-listen = ["127.0.0.1:$2"]
-[admin]
-listen = []
-[functions]
-dir = "functions"
-TOML
-}
+# edge-node as a node: the function in a functions folder, served by `serve` (node_toml).
 node_toml "$scratch/node" 8194 '["/*"]'
 # The front alone: the function on a path the load never asks for.
 node_toml "$scratch/front" 8194 '["/elsewhere/*"]'
@@ -119,8 +105,6 @@ pair() { # name ready_path command...
 }
 
 # A process's CPU time so far (user and system, all its threads), in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
 results=$(
   for _ in $(seq 1 "$rounds"); do
     pair edge-node / "$target/edge-node" serve --config "$scratch/node/node.toml"
