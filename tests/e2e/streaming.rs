@@ -243,3 +243,26 @@ async fn curl_with_timeout(url: &str) -> bool {
         .unwrap();
     !out.status.success()
 }
+
+/// A small body (which reaches the function whole, as bytes) and a large one (streamed) read
+/// alike: text, a clone's bytes, `bodyUsed`, a second read refused, `request.body` echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_large_request_bodies_read_alike() {
+    let node = TestNode::start(&[function_dir("echo")]).await;
+    for size in [1usize, 900, 300_000] {
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let read = curl("POST", &node.url("/consume"), &[], Some(&body)).await;
+        assert_eq!(read.status, 200, "{size}: {}", read.text());
+        let json: serde_json::Value = serde_json::from_str(&read.text()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "used": true, "length": size, "bytes": size, "same": true, "again": "TypeError"
+            }),
+            "{size}"
+        );
+        let echoed = curl("POST", &node.url("/echo"), &[], Some(&body)).await;
+        assert_eq!(echoed.body, body, "{size}");
+    }
+    node.shutdown().await;
+}

@@ -35,6 +35,23 @@ where
     if incoming.is_end_stream() {
         return (None, None);
     }
+    // A small body usually arrives with the head: then it goes to the isolate whole, in a
+    // closed channel holding its one chunk (no larger than a streamed chunk; the isolate
+    // hands it to JavaScript as bytes, with no stream), and no task is spawned to read it.
+    let mut first = None;
+    if let Some(Some(Ok(frame))) = incoming.frame().now_or_never() {
+        let chunk = frame.into_data().unwrap_or_default();
+        let small = chunk.len() <= COALESCE_BYTES && chunk.len() as u64 <= limit;
+        if incoming.is_end_stream() && small {
+            counted.inc_by(chunk.len() as u64);
+            let (tx, rx) = mpsc::channel::<BodyChunk>(1);
+            if !chunk.is_empty() {
+                let _ = tx.try_send(Ok(chunk));
+            }
+            return (Some(rx), Some(Arc::new(AtomicBool::new(false))));
+        }
+        first = Some(chunk);
+    }
     let overflowed = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<BodyChunk>(REQUEST_CHUNKS_IN_FLIGHT);
     let flag = overflowed.clone();
@@ -45,7 +62,11 @@ where
             // Wait for one chunk, then take whatever else is already there, up to
             // COALESCE_BYTES: QUIC and small TCP reads deliver many small pieces, and each
             // chunk handed to the isolate costs a trip through JavaScript.
-            let mut chunk = match incoming.frame().await {
+            let next = match first.take() {
+                Some(chunk) => Some(Ok(Frame::data(chunk))),
+                None => incoming.frame().await,
+            };
+            let mut chunk = match next {
                 None => break,
                 Some(Ok(frame)) => frame.into_data().unwrap_or_default(),
                 Some(Err(e)) => {

@@ -161,6 +161,9 @@ struct NextRequest {
     url: String,
     headers: http::HeaderMap,
     has_body: bool,
+    /// The whole body, when it had arrived whole (then `has_body` is false): JavaScript gets
+    /// it as bytes, with no stream to read it through.
+    whole_body: Option<Bytes>,
     /// The request's protocol, for `request.cf.httpProtocol`.
     http_protocol: Protocol,
 }
@@ -230,7 +233,18 @@ impl<'a> ToV8<'a> for NextRequest {
             payload,
             method,
             text(scope, &self.url),
-            v8::Boolean::new(scope, self.has_body).into(),
+            match self.whole_body {
+                Some(bytes) => {
+                    let len = bytes.len();
+                    let store = v8::ArrayBuffer::new_backing_store_from_vec(Vec::from(bytes));
+                    let buffer = v8::ArrayBuffer::with_backing_store(scope, &store.make_shared());
+                    match v8::Uint8Array::new(scope, buffer, 0, len) {
+                        Some(array) => array.into(),
+                        None => v8::Boolean::new(scope, false).into(),
+                    }
+                }
+                None => v8::Boolean::new(scope, self.has_body).into(),
+            },
             v8::Integer::new(scope, self.http_protocol as i32).into(),
         ]);
         // Name then value: JavaScript pairs them up if the function reads them.
@@ -352,11 +366,16 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
                 url: String::new(),
                 headers: http::HeaderMap::new(),
                 has_body: false,
+                whole_body: None,
                 http_protocol: Protocol::None,
             }
         }
         Work::Http(request) => {
             let (parts, body) = request.into_parts();
+            let (whole_body, body) = match body {
+                Some(rx) => take_whole(rx),
+                None => (None, None),
+            };
             let has_body = body.is_some();
             live.body = body.map(|rx| Rc::new(tokio::sync::Mutex::new(rx)));
             live.head = parts.method == http::Method::HEAD;
@@ -369,6 +388,7 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
                 url: absolute_url(&parts.uri),
                 headers: parts.headers,
                 has_body,
+                whole_body,
                 http_protocol: match parts.version {
                     http::Version::HTTP_09 => Protocol::Http09,
                     http::Version::HTTP_10 => Protocol::Http10,
@@ -381,6 +401,26 @@ fn begin(host: &mut Host, invocation: Box<Invocation>) -> NextRequest {
     };
     host.live.insert(id, live);
     next
+}
+
+/// A request body that has arrived whole (its channel closed, holding at most one chunk), as
+/// its bytes; else the channel to stream it from.
+fn take_whole(
+    mut rx: mpsc::Receiver<BodyChunk>,
+) -> (Option<Bytes>, Option<mpsc::Receiver<BodyChunk>>) {
+    if !rx.is_closed() || rx.len() > 1 {
+        return (None, Some(rx));
+    }
+    match rx.try_recv() {
+        Ok(Ok(bytes)) => (Some(bytes), None),
+        Err(_) => (Some(Bytes::new()), None),
+        // A body that failed at once: JavaScript reads the failure from the stream.
+        Ok(Err(e)) => {
+            let (tx, failed) = mpsc::channel(1);
+            let _ = tx.try_send(Err(e));
+            (None, Some(failed))
+        }
+    }
 }
 
 /// The request's URL as JavaScript sees it (the node hands over absolute URIs).
@@ -675,3 +715,46 @@ pub fn extensions(fetch: deno_fetch::Options) -> Vec<deno_core::Extension> {
 
 /// `navigator.userAgent` and the User-Agent of outbound `fetch`.
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::sync::mpsc;
+
+    use super::{take_whole, BodyError};
+
+    #[test]
+    fn a_body_that_arrived_whole_is_taken_as_bytes_and_any_other_is_streamed() {
+        // Whole: the channel is closed and holds the one chunk.
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(Ok(Bytes::from_static(b"{\"a\":1}"))).unwrap();
+        drop(tx);
+        let (whole, stream) = take_whole(rx);
+        assert_eq!(whole.as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert!(stream.is_none());
+        // Still arriving: streamed, the chunk left in place.
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(Bytes::from_static(b"part"))).unwrap();
+        let (whole, stream) = take_whole(rx);
+        assert!(whole.is_none());
+        let mut stream = stream.unwrap();
+        assert_eq!(stream.try_recv().unwrap().unwrap(), Bytes::from_static(b"part"));
+        drop(tx);
+        // Two chunks, the sender gone: streamed, both left in place.
+        let (tx, rx) = mpsc::channel(4);
+        tx.try_send(Ok(Bytes::from_static(b"a"))).unwrap();
+        tx.try_send(Ok(Bytes::from_static(b"b"))).unwrap();
+        drop(tx);
+        let (whole, stream) = take_whole(rx);
+        assert!(whole.is_none());
+        assert_eq!(stream.unwrap().len(), 2);
+        // Failed at once: streamed, so that reading it throws the failure.
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(Err(BodyError("reset".into()))).unwrap();
+        drop(tx);
+        let (whole, stream) = take_whole(rx);
+        assert!(whole.is_none());
+        let failure = stream.unwrap().try_recv().unwrap().unwrap_err();
+        assert_eq!(failure.0, "reset");
+    }
+}

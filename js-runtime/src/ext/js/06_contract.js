@@ -42,6 +42,7 @@ const {
   SafePromiseAllSettled,
   Symbol,
   TypeError,
+  TypedArrayPrototypeGetByteLength,
   TypedArrayPrototypeGetSymbolToStringTag,
   TypedArrayPrototypeSubarray,
 } = primordials;
@@ -330,14 +331,23 @@ function cfOf(protocol, req) {
 }
 
 // The Request a fetch handler gets for invocation `next`.
+// A body that arrived whole comes as its bytes (`hasBody` is then a Uint8Array): it is read
+// with no stream, as a body given to `new Request` is.
 function incomingRequest(next) {
-  const bodyStream = next.hasBody ? readBody(next.id) : null;
+  const hasBody = next.hasBody;
+  let innerBody = null;
+  if (hasBody === true) {
+    innerBody = new body.InnerBody(readBody(next.id));
+  } else if (hasBody !== false) {
+    innerBody = new body.InnerBody({ body: hasBody, consumed: false });
+    innerBody.length = TypedArrayPrototypeGetByteLength(hasBody);
+  }
   const inner = new IncomingInnerRequest(
     next.method,
     next.url,
     next.fields,
     HEADERS_AT,
-    bodyStream === null ? null : new body.InnerBody(bodyStream),
+    innerBody,
     next,
   );
   const req = request.fromInnerRequest(inner, "immutable");

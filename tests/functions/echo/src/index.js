@@ -18,6 +18,21 @@ export default {
           },
         }), { headers: { "content-type": "text/plain" } });
       }
+      case "/consume": {
+        // Every way of reading a body, alike for a small one (handed over whole) and a large
+        // one (streamed).
+        const copy = request.clone();
+        const text = await request.text();
+        const bytes = new Uint8Array(await copy.arrayBuffer());
+        const again = await request.text().then(() => "read twice", (e) => e.constructor.name);
+        return Response.json({
+          used: request.bodyUsed,
+          length: text.length,
+          bytes: bytes.length,
+          same: text === new TextDecoder().decode(bytes),
+          again,
+        });
+      }
       case "/echo":
         return new Response(request.body, { headers: { "content-type": "application/octet-stream" } });
       default:
