@@ -82,9 +82,11 @@ impl Guard {
         let budget = budget.as_nanos().min(u64::MAX as u128 / 2) as u64;
         self.budget_ns.store(budget, Ordering::Relaxed);
         let dog = watchdog();
-        self.armed_at_ns.store(dog.now_ns(), Ordering::Relaxed);
-        self.deadline_ns.store(cpu_now.as_nanos() as u64 + budget, Ordering::Release);
-        dog.wake();
+        let now = dog.now_ns();
+        self.armed_at_ns.store(now, Ordering::Relaxed);
+        self.deadline_ns.store(cpu_now.as_nanos() as u64 + budget, Ordering::SeqCst);
+        // The entry cannot have spent its budget before `now + budget`.
+        dog.wake_by(now.saturating_add(budget));
     }
 
     /// Ends the current entry.
@@ -110,35 +112,51 @@ impl Guard {
     }
 
     /// Called by the watchdog: trips the guard if the current entry is over its budget.
-    /// Returns whether the guard is armed.
-    fn check(&self, now_ns: u64) -> bool {
+    /// Answers when the entry could have spent its budget at the earliest (watchdog time, ns),
+    /// or `None` when the isolate is not running (or was just stopped).
+    fn check(&self, now_ns: u64) -> Option<u64> {
         let deadline = self.deadline_ns.load(Ordering::Acquire);
         if deadline == 0 {
-            return false;
+            return None;
         }
         let armed_at = self.armed_at_ns.load(Ordering::Relaxed);
-        if now_ns.saturating_sub(armed_at) < self.budget_ns.load(Ordering::Relaxed) {
-            return true; // not enough wall time has passed to spend the budget
+        let budget = self.budget_ns.load(Ordering::Relaxed);
+        if now_ns.saturating_sub(armed_at) < budget {
+            // Not enough wall time has passed to spend the budget.
+            return Some(armed_at.saturating_add(budget));
         }
         let cpu = self.clock.now().as_nanos() as u64;
         // The entry may have ended and another begun meanwhile: only trip on the deadline read.
         if cpu >= deadline && self.deadline_ns.load(Ordering::Acquire) == deadline {
             self.trip(Tripped::Cpu);
+            return None;
         }
-        true
+        // A thread's CPU clock runs no faster than the wall clock.
+        Some(now_ns.saturating_add(deadline.saturating_sub(cpu).max(MIN_RECHECK_NS)))
     }
 }
 
-/// How often the watchdog looks at the isolates that are running.
-const WATCHDOG_TICK: Duration = Duration::from_millis(1);
+/// The soonest the watchdog looks again at an entry that has run for its budget in wall time
+/// but not yet spent it (it was not running all along).
+const MIN_RECHECK_NS: u64 = 100_000;
+
+/// How long the watchdog sleeps when no isolate is running before it looks again (an entry
+/// armed with a nearer deadline wakes it sooner); after `IDLE_LOOKS` such looks in a row it
+/// sleeps until an entry is armed.
+const IDLE_NS: u64 = 10_000_000;
+const IDLE_LOOKS: u32 = 10;
 
 /// One thread for the whole process that stops isolates running past their CPU budget. It
-/// looks every millisecond while any isolate is running, and sleeps while none is.
+/// sleeps until the earliest moment an armed entry can have spent its budget (an entry cannot
+/// spend CPU time faster than wall time), not on a fixed tick: under load it wakes a few dozen
+/// times a second, not a thousand. An entry armed with a nearer deadline wakes it; with no
+/// isolate running for a while, it sleeps until one is.
 struct Watchdog {
     epoch: Instant,
     guards: Mutex<Vec<Weak<Guard>>>,
-    /// Set by the watchdog before it parks; the next `arm` unparks it.
-    parked: std::sync::atomic::AtomicBool,
+    /// When the watchdog looks next (ns since `epoch`); `u64::MAX` while it is looking, and
+    /// while it sleeps until an entry is armed.
+    next_look_ns: AtomicU64,
     thread: OnceLock<std::thread::Thread>,
 }
 
@@ -148,7 +166,7 @@ fn watchdog() -> &'static Watchdog {
         let dog: &'static Watchdog = Box::leak(Box::new(Watchdog {
             epoch: Instant::now(),
             guards: Mutex::new(Vec::new()),
-            parked: std::sync::atomic::AtomicBool::new(false),
+            next_look_ns: AtomicU64::new(u64::MAX),
             thread: OnceLock::new(),
         }));
         let handle = std::thread::Builder::new()
@@ -169,9 +187,9 @@ impl Watchdog {
         self.guards.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(guard));
     }
 
-    /// Unparks the watchdog if it sleeps (cheap when it does not).
-    fn wake(&self) {
-        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+    /// Wakes the watchdog if it would look later than `by` (ns since `epoch`).
+    fn wake_by(&self, by: u64) {
+        if by < self.next_look_ns.load(Ordering::SeqCst) {
             if let Some(thread) = self.thread.get() {
                 thread.unpark();
             }
@@ -179,34 +197,47 @@ impl Watchdog {
     }
 
     fn run(&self) {
+        let mut idle_looks = 0u32;
         loop {
-            std::thread::sleep(WATCHDOG_TICK);
+            // Published before looking: an entry armed while the guards are read, or later,
+            // finds the watchdog due at once and unparks it, so the park below returns at once
+            // and it looks again.
+            self.next_look_ns.store(u64::MAX, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             let now = self.now_ns();
-            let mut any_armed = false;
+            let mut next: Option<u64> = None;
             let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
             guards.retain(|weak| match weak.upgrade() {
                 Some(guard) => {
-                    any_armed |= guard.check(now);
+                    if let Some(at) = guard.check(now) {
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                    }
                     true
                 }
                 None => false,
             });
             drop(guards);
-            if !any_armed {
-                // Nothing runs: sleep until an isolate is entered. `arm` stores its deadline
-                // before it wakes us, so a guard armed after this look is seen next time.
-                self.parked.store(true, Ordering::Release);
-                let armed_meanwhile = self
-                    .guards
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .filter_map(Weak::upgrade)
-                    .any(|g| g.deadline_ns.load(Ordering::Acquire) != 0);
-                if !armed_meanwhile {
-                    std::thread::park();
+            let next = match next {
+                Some(at) => {
+                    idle_looks = 0;
+                    Some(at)
                 }
-                self.parked.store(false, Ordering::Release);
+                None if idle_looks < IDLE_LOOKS => {
+                    idle_looks += 1;
+                    Some(now.saturating_add(IDLE_NS))
+                }
+                None => None,
+            };
+            match next {
+                Some(at) => {
+                    self.next_look_ns.store(at, Ordering::SeqCst);
+                    let now = self.now_ns();
+                    if at > now {
+                        std::thread::park_timeout(Duration::from_nanos(at - now));
+                    }
+                }
+                // No isolate has run for a while: sleep until one is entered.
+                None => std::thread::park(),
             }
         }
     }
