@@ -61,18 +61,9 @@ impl TraceParent {
 pub fn continue_trace(span: &tracing::Span, incoming: &TraceParent) -> [u8; 8] {
     #[cfg(feature = "otlp")]
     {
-        use opentelemetry::trace::{
-            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-        };
+        use opentelemetry::trace::{SpanId, TraceContextExt};
         use tracing_opentelemetry::OpenTelemetrySpanExt;
-        let remote = SpanContext::new(
-            TraceId::from_bytes(incoming.trace_id),
-            SpanId::from_bytes(incoming.parent_id),
-            TraceFlags::new(incoming.flags),
-            true,
-            TraceState::default(),
-        );
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        let _ = span.set_parent(remote_parent(incoming));
         let own = span.context().span().span_context().span_id();
         if own != SpanId::INVALID {
             return own.to_bytes();
@@ -109,20 +100,10 @@ fn export_outbound_otlp(span: &js_runtime::OutboundSpan) {
     if parent.trace_id != own.trace_id {
         return;
     }
-    use opentelemetry::trace::{
-        Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-        TraceState, Tracer,
-    };
+    use opentelemetry::trace::{Span, SpanKind, Status, Tracer};
     use opentelemetry::KeyValue;
     let tracer = opentelemetry::global::tracer("edge-node");
-    let remote = SpanContext::new(
-        TraceId::from_bytes(parent.trace_id),
-        SpanId::from_bytes(parent.parent_id),
-        TraceFlags::new(parent.flags),
-        true,
-        TraceState::default(),
-    );
-    let cx = opentelemetry::Context::new().with_remote_span_context(remote);
+    let cx = remote_parent(&parent);
     let mut attributes = vec![
         KeyValue::new("http.request.method", span.method.clone()),
         KeyValue::new("url.full", span.url.clone()),
@@ -146,6 +127,22 @@ fn export_outbound_otlp(span: &js_runtime::OutboundSpan) {
         exported.set_status(Status::error("the request failed"));
     }
     exported.end_with_timestamp(span.end);
+}
+
+/// A context whose parent is the remote span `traceparent` names.
+#[cfg(feature = "otlp")]
+fn remote_parent(traceparent: &TraceParent) -> opentelemetry::Context {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let remote = SpanContext::new(
+        TraceId::from_bytes(traceparent.trace_id),
+        SpanId::from_bytes(traceparent.parent_id),
+        TraceFlags::new(traceparent.flags),
+        true,
+        TraceState::default(),
+    );
+    opentelemetry::Context::new().with_remote_span_context(remote)
 }
 
 #[cfg(feature = "otlp")]
