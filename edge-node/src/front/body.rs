@@ -21,8 +21,8 @@ const REQUEST_CHUNKS_IN_FLIGHT: usize = 4;
 const COALESCE_BYTES: usize = 64 * 1024;
 
 /// Streams a request body to the isolate; `None` for a request that has no body. Past
-/// `limit` bytes the stream breaks and the flag (made only for a body) is set, so the node
-/// can answer 413.
+/// `limit` bytes the stream breaks and the flag (made only for a body that streams) is set,
+/// so the node can answer 413.
 pub fn request_body<B>(
     mut incoming: B,
     limit: u64,
@@ -48,7 +48,8 @@ where
             if !chunk.is_empty() {
                 let _ = tx.try_send(Ok(chunk));
             }
-            return (Some(rx), Some(Arc::new(AtomicBool::new(false))));
+            // Whole and within the limit: it cannot overflow, so no flag.
+            return (Some(rx), None);
         }
         first = Some(chunk);
     }
