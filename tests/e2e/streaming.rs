@@ -82,7 +82,9 @@ fn tokio_stream_from<T: Send + 'static>(
 /// that reads slowly leaves the rest in the function's memory, under its limit, and not in a
 /// copy the node holds outside it: while one slow client holds a 24 MiB answer (48 MiB with
 /// the copy `new Response` makes) of a 64 MiB function, the next one is refused for memory.
-/// Read at once, the body is whole.
+/// Read at once, the body is whole. The CPU budget is ample: the slow client's invocation is
+/// live while the next one runs, so it is charged that one's CPU too (about 20 ms each to fill
+/// and copy 24 MiB here), and 50 ms would make the test one of CPU, not memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_whole_body_stays_in_the_functions_memory_while_a_client_reads_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,7 +93,7 @@ async fn a_large_whole_body_stays_in_the_functions_memory_while_a_client_reads_i
         root.path(),
         "big",
         "/*",
-        "[limits]\nmemory = \"64MiB\"\n",
+        "[limits]\nmemory = \"64MiB\"\ncpu_time = \"5s\"\n",
         "export default { fetch() { return new Response(new Uint8Array(24 << 20).fill(7)) } }",
     );
     let node = TestNode::start(&[dir]).await;
