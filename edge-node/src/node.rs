@@ -38,6 +38,30 @@ use crate::triggers::{self, Triggers};
 pub type Allocator = mimalloc::MiMalloc;
 pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
 
+/// `mi_option_arena_eager_commit` in mimalloc v2's `mimalloc.h` (the crate names only some of
+/// the options).
+#[cfg(target_os = "linux")]
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// mimalloc's arenas commit on demand, so memory freed back to them is returned to the system.
+/// By default on Linux mimalloc commits an arena whole when it reserves it, and never decommits
+/// memory committed that way: what an isolate's start allocates and frees again stays resident
+/// for good, about 0.76 MiB per isolate (`isolates 200`: 4.10 → 3.34 MiB per idle isolate).
+/// The option is read when the first arena is reserved, at the first allocation, before `main`
+/// (Rust's runtime allocates as it starts), so it is set by a constructor that runs before
+/// that: the dynamic loader runs `.init_array.NNNNN` entries before the unnumbered ones, and
+/// nothing of ours allocates before either.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array.00100"]
+static ARENAS_COMMIT_ON_DEMAND: extern "C" fn() = {
+    extern "C" fn commit_on_demand() {
+        // SAFETY: sets one entry of mimalloc's table of options; callable at any time.
+        unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) };
+    }
+    commit_on_demand
+};
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -584,4 +608,16 @@ async fn start_functions(specs: Vec<FunctionSpec>, shared: &Arc<Shared>) -> Site
         }
     }
     Site::new(started.into_iter().map(Arc::new).collect())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// The constructor ran before the first allocation and the linker kept it: mimalloc's
+    /// arenas commit on demand.
+    #[test]
+    fn mimalloc_arenas_commit_on_demand() {
+        // SAFETY: reads one entry of mimalloc's table of options.
+        let eager = unsafe { libmimalloc_sys::mi_option_get(super::ARENA_EAGER_COMMIT) };
+        assert_eq!(eager, 0);
+    }
 }
