@@ -117,6 +117,75 @@ async fn a_large_whole_body_stays_in_the_functions_memory_while_a_client_reads_i
     node.shutdown().await;
 }
 
+/// A response that streams (a chunk every 5 ms, as server-sent events do) while the isolate
+/// serves other requests is charged only its own part of the CPU: 100 requests burning 2 ms
+/// each meanwhile (four times the default `cpu_time` of 50 ms in all) do not end it with
+/// `exceeded_cpu`; it ends whole when the function closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_response_is_not_charged_the_requests_served_meanwhile() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "feed",
+        "/*",
+        "",
+        r#"let ended = false;
+export default {
+  fetch(request) {
+    const path = new URL(request.url).pathname;
+    if (path === "/feed") {
+      const bytes = (text) => new TextEncoder().encode(text);
+      return new Response(new ReadableStream({
+        start(c) {
+          const timer = setInterval(() => {
+            if (ended) {
+              clearInterval(timer);
+              c.enqueue(bytes("end"));
+              c.close();
+            } else {
+              c.enqueue(bytes("t"));
+            }
+          }, 5);
+        },
+      }));
+    }
+    if (path === "/end") {
+      ended = true;
+      return new Response("ended");
+    }
+    const t = Date.now();
+    while (Date.now() - t < 2) {}
+    return new Response("tick");
+  },
+};
+"#,
+    );
+    let node = TestNode::start(&[dir]).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let feed = timeout(PATIENCE, client.get(node.url("/feed").parse().unwrap()))
+        .await
+        .expect("the feed's head arrives")
+        .unwrap();
+    assert_eq!(feed.status(), 200);
+    for _ in 0..100 {
+        let tick = client.get(node.url("/tick").parse().unwrap()).await.unwrap();
+        assert_eq!(tick.status(), 200);
+        tick.into_body().collect().await.unwrap();
+    }
+    assert_eq!(curl("GET", &node.url("/end"), &[], None).await.text(), "ended");
+    let body = timeout(PATIENCE, feed.into_body().collect())
+        .await
+        .expect("the feed ends")
+        .expect("the feed is whole, not cut off")
+        .to_bytes();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        body.ends_with("end") && body.trim_end_matches("end").chars().all(|c| c == 't'),
+        "{body}"
+    );
+    node.shutdown().await;
+}
+
 /// `request.signal` aborts when the client goes away before the response is complete: while
 /// the function waits (HTTP/1.1 and HTTP/2 clients that leave), and while it streams (the
 /// stream stops producing). A request answered in full does not abort.

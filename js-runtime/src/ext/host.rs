@@ -166,8 +166,9 @@ impl Host {
         self.meter.enter();
     }
 
-    /// Ends the current entry, which used `used` of CPU time: charges it to every invocation
-    /// live during it, and ends those whose budget is spent with `exceeded_cpu`.
+    /// Ends the current entry, which used `used` of CPU time: charges it to the invocations
+    /// that took part in it (see [`Meter`]), and ends those whose budget is spent with
+    /// `exceeded_cpu`.
     pub fn charge(&mut self, used: Duration) {
         let Charged { over, finished } = self.meter.charge(used);
         self.report(finished);

@@ -470,7 +470,9 @@ async fn op_isola_binding(
 /// An event handler finished: its result (JSON) goes to the caller.
 #[op2(fast)]
 fn op_isola_event_result(state: &mut OpState, #[smi] id: u32, #[string] result: &str) {
-    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+    let host = state.borrow_mut::<Host>();
+    host.meter.mark(id);
+    if let Some(live) = host.live.get_mut(&id) {
         if let Some(reply) = live.take_reply() {
             let _ = reply.send(Reply::Event(result.to_string()));
         }
@@ -482,8 +484,9 @@ fn op_isola_event_result(state: &mut OpState, #[smi] id: u32, #[string] result: 
 #[buffer]
 async fn op_isola_read(state: Rc<RefCell<OpState>>, #[smi] id: u32) -> Result<Vec<u8>, JsErrorBox> {
     let body = {
-        let state = state.borrow();
-        let host = state.borrow::<Host>();
+        let mut state = state.borrow_mut();
+        let host = state.borrow_mut::<Host>();
+        host.meter.mark(id);
         host.live.get(&id).and_then(|l| l.body.clone())
     };
     let Some(body) = body else {
@@ -554,6 +557,7 @@ fn respond(
         )));
     }
     let host = state.borrow_mut::<Host>();
+    host.meter.mark(id);
     let over = host.memory_check.as_ref().is_some_and(|over| over(isolate));
     let Some(live) = host.live.get_mut(&id) else { return Ok(()) };
     if over {
@@ -625,7 +629,12 @@ async fn op_isola_write(
     #[smi] id: u32,
     #[buffer] chunk: JsBuffer,
 ) -> bool {
-    let tx = state.borrow().borrow::<Host>().live.get(&id).and_then(|l| l.stream.clone());
+    let tx = {
+        let mut state = state.borrow_mut();
+        let host = state.borrow_mut::<Host>();
+        host.meter.mark(id);
+        host.live.get(&id).and_then(|l| l.stream.clone())
+    };
     let Some(tx) = tx else { return false };
     if tx.send(Ok(Bytes::copy_from_slice(&chunk))).await.is_ok() {
         return true;
@@ -648,7 +657,9 @@ fn op_isola_fail(
     #[string] message: &str,
 ) {
     let outcome = Outcome::from_label(kind).unwrap_or(Outcome::Internal);
-    if let Some(live) = state.borrow_mut::<Host>().live.get_mut(&id) {
+    let host = state.borrow_mut::<Host>();
+    host.meter.mark(id);
+    if let Some(live) = host.live.get_mut(&id) {
         live.fail(outcome, message);
     }
 }

@@ -20,7 +20,8 @@ pub(crate) const BACKGROUND_STOPPED: &str =
 ///
 /// Each entry into the isolate (one poll of the event loop) is timed on the thread's CPU
 /// clock and guarded by the watchdog with the CPU the most spent live invocation has left.
-/// The CPU an entry uses is charged to every invocation live during it. When the event loop
+/// The CPU an entry uses is charged to the invocations that took part in it, by their parts,
+/// or to every invocation live during it when none did (see [`super::Meter`]). When the event loop
 /// has nothing left to do but wait for new invocations, the handlers still in flight can
 /// never settle and end with `no_response`.
 pub(crate) async fn drive(

@@ -2,10 +2,18 @@
 //! limits, and the budget of work done outside any invocation.
 //!
 //! The isolate's thread CPU clock is read only at the two ends of an entry into the isolate
-//! (one system call each); an entry's CPU time is charged to every invocation live during it.
-//! An invocation that finishes inside an entry is charged its part of the entry, split by the
-//! wall clock (cheap), when the entry ends. The wall clock is a plain `fn`, so tests move it
-//! by hand.
+//! (one system call each). Inside an entry, the wall clock (cheap) is read at each mark: an
+//! invocation beginning, finishing, or an op made for it (its response, a chunk of its
+//! streamed body, a read of its request body). The wall time up to a mark is that
+//! invocation's part of the entry, and the entry's CPU time is charged to the invocations that
+//! took part in it in proportion to their parts (what follows the last mark is shared
+//! equally among those of them still live). An entry in which no invocation took part (a
+//! timer, a promise settling, a step of V8's garbage collection) is shared equally by the
+//! invocations live during it. So an invocation that stays live while it waits (a streamed
+//! response, `waitUntil` work) is not charged the CPU of every request the isolate serves
+//! meanwhile, and the invocations are charged, in all, the CPU the isolate used: work that
+//! no op names (a computation in a timer) may be charged to another invocation of the same
+//! function, never to no one. The wall clock is a plain `fn`, so tests move it by hand.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,8 +31,12 @@ pub(crate) struct Meter {
     entry_background: bool,
     /// When the current entry into the isolate began (wall clock).
     entry_started: Option<Instant>,
-    /// Invocations finished during the current entry: their CPU time before it, and how far
-    /// into the entry (wall time) each finished.
+    /// The last mark of the current entry (its start before the first).
+    last_mark: Option<Instant>,
+    /// Whether an invocation took part in the current entry.
+    took_part: bool,
+    /// Invocations finished during the current entry: their CPU time before it, and their
+    /// part of it (wall time).
     finishing: Vec<(u32, Duration, Duration)>,
     /// The wall clock: `Instant::now`, or a clock a test moves by hand.
     clock: fn() -> Instant,
@@ -33,6 +45,43 @@ pub(crate) struct Meter {
 struct Account {
     cpu_used: Duration,
     deadline: Instant,
+    /// Its part of the current entry (wall time), and whether it took part at all.
+    part: Duration,
+    marked: bool,
+}
+
+/// How an entry's CPU time is split among the invocations live in it.
+struct Split {
+    used: Duration,
+    /// Whether an invocation took part in the entry; if none did, the live ones share it
+    /// equally.
+    took_part: bool,
+    /// How many invocations are live.
+    live: u32,
+    /// Each part's share of what followed the last mark.
+    tail: Duration,
+    /// The entry's wall time (ns, at least 1).
+    entry: u128,
+}
+
+impl Split {
+    /// `used` in proportion to `part` of the entry's wall time.
+    fn share(&self, part: Duration) -> Duration {
+        let share = self.used.as_nanos() * part.as_nanos().min(self.entry) / self.entry;
+        Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX))
+    }
+
+    /// What `account` is charged, clearing its part for the next entry.
+    fn of(&self, account: &mut Account) -> Duration {
+        if !self.took_part {
+            return self.used / self.live.max(1);
+        }
+        let part = std::mem::take(&mut account.part);
+        if !std::mem::take(&mut account.marked) {
+            return Duration::ZERO;
+        }
+        self.share(part + self.tail)
+    }
 }
 
 /// What the end of an entry decided.
@@ -58,6 +107,8 @@ impl Meter {
             background_left: cpu_time,
             entry_background: false,
             entry_started: None,
+            last_mark: None,
+            took_part: false,
             finishing: Vec::new(),
             clock,
         }
@@ -65,13 +116,35 @@ impl Meter {
 
     /// Invocation `id` begins: its wall clock runs from the start of the current entry (at
     /// most that much earlier than now), and work after it may use a CPU budget of its own
-    /// again; the entry it begins in is the invocation's, not background work.
+    /// again; the entry it begins in is the invocation's, not background work. Beginning is
+    /// a mark.
     pub fn begin(&mut self, id: u32) {
         let start = self.entry_started.unwrap_or_else(self.clock);
-        self.accounts
-            .insert(id, Account { cpu_used: Duration::ZERO, deadline: start + self.wall_time });
+        self.accounts.insert(
+            id,
+            Account {
+                cpu_used: Duration::ZERO,
+                deadline: start + self.wall_time,
+                part: Duration::ZERO,
+                marked: false,
+            },
+        );
         self.background_left = self.cpu_time;
         self.entry_background = false;
+        self.mark(id);
+    }
+
+    /// Marks that invocation `id` took part in the current entry: the wall time since the
+    /// last mark is its. Outside an entry, or for an invocation that has ended, nothing (the
+    /// time then goes to the next mark).
+    pub fn mark(&mut self, id: u32) {
+        let Some(last) = self.last_mark else { return };
+        let Some(account) = self.accounts.get_mut(&id) else { return };
+        let now = (self.clock)();
+        account.part += now.saturating_duration_since(last);
+        account.marked = true;
+        self.took_part = true;
+        self.last_mark = Some(now);
     }
 
     /// The CPU time the next entry may use: what the most spent live invocation has left, or
@@ -86,18 +159,23 @@ impl Meter {
 
     /// An entry into the isolate begins.
     pub fn enter(&mut self) {
-        self.entry_started = Some((self.clock)());
+        let now = (self.clock)();
+        self.entry_started = Some(now);
+        self.last_mark = Some(now);
+        self.took_part = false;
         self.entry_background = self.accounts.is_empty();
     }
 
-    /// The entry ends having used `used` of CPU time: charged to every invocation live during
-    /// it; those now over `cpu_time` are returned and no longer counted.
+    /// The entry ends having used `used` of CPU time: charged to the invocations that took
+    /// part in it by their parts, or, when none did, shared equally by those live during it;
+    /// those now over `cpu_time` are returned and no longer counted.
     pub fn charge(&mut self, used: Duration) -> Charged {
-        let finished = self.end_entry(used);
+        let (split, finished) = self.end_entry(used);
         let limit = self.cpu_time;
         let mut over = Vec::new();
         self.accounts.retain(|&id, account| {
-            account.cpu_used += used;
+            let share = split.of(account);
+            account.cpu_used += share;
             if account.cpu_used > limit {
                 over.push((id, account.cpu_used));
                 return false;
@@ -110,26 +188,43 @@ impl Meter {
     /// The entry ends having used `used`, and the isolate is stopping: charged like
     /// [`Meter::charge`], but none is ended for it (they end with the reason it stops).
     pub fn charge_stopping(&mut self, used: Duration) -> Vec<(u32, Duration)> {
-        let finished = self.end_entry(used);
+        let (split, finished) = self.end_entry(used);
         for account in self.accounts.values_mut() {
-            account.cpu_used += used;
+            let share = split.of(account);
+            account.cpu_used += share;
         }
         finished
     }
 
-    fn end_entry(&mut self, used: Duration) -> Vec<(u32, Duration)> {
+    /// Ends the entry: how its CPU time is split among the live invocations, and the whole
+    /// CPU time of those finished in it.
+    fn end_entry(&mut self, used: Duration) -> (Split, Vec<(u32, Duration)>) {
         if std::mem::take(&mut self.entry_background) {
             self.background_left = self.background_left.saturating_sub(used);
         }
-        let Some(started) = self.entry_started.take() else { return Vec::new() };
-        let entry = (self.clock)().saturating_duration_since(started).as_nanos().max(1);
-        self.finishing
+        let last = self.last_mark.take();
+        let took_part = std::mem::take(&mut self.took_part);
+        let Some(started) = self.entry_started.take() else {
+            let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
+            return (
+                Split { used, took_part: false, live, tail: Duration::ZERO, entry: 1 },
+                Vec::new(),
+            );
+        };
+        let now = (self.clock)();
+        let entry = now.saturating_duration_since(started).as_nanos().max(1);
+        // What follows the last mark is shared by the live invocations that took part.
+        let marked = self.accounts.values().filter(|a| a.marked).count();
+        let tail = last.map_or(Duration::ZERO, |last| now.saturating_duration_since(last))
+            / u32::try_from(marked.max(1)).unwrap_or(u32::MAX);
+        let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
+        let split = Split { used, took_part, live, tail, entry };
+        let finished = self
+            .finishing
             .drain(..)
-            .map(|(id, before, into)| {
-                let share = used.as_nanos() * into.as_nanos().min(entry) / entry;
-                (id, before + Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX)))
-            })
-            .collect()
+            .map(|(id, before, part)| (id, before + split.share(part)))
+            .collect();
+        (split, finished)
     }
 
     /// Charges CPU time used on another thread for invocation `id` (or, with `None` or an
@@ -149,20 +244,20 @@ impl Meter {
         None
     }
 
-    /// Invocation `id` is done. Outside an entry, its CPU time is returned now; inside one,
-    /// `None`, and [`Charged::finished`] has it when the entry ends.
+    /// Invocation `id` is done (a mark). Outside an entry, its CPU time is returned now;
+    /// inside one, `None`, and [`Charged::finished`] has it, with its part of the entry, when
+    /// the entry ends.
     pub fn finish(&mut self, id: u32) -> Option<Duration> {
+        self.mark(id);
         let account = self.accounts.remove(&id)?;
         match self.entry_started {
-            Some(started) => {
-                let into = (self.clock)().saturating_duration_since(started);
-                self.finishing.push((id, account.cpu_used, into));
+            Some(_) => {
+                self.finishing.push((id, account.cpu_used, account.part));
                 None
             }
             None => Some(account.cpu_used),
         }
     }
-
     /// Stops counting invocation `id` (it ends for another reason); what it used.
     pub fn remove(&mut self, id: u32) -> Duration {
         self.accounts.remove(&id).map_or(Duration::ZERO, |a| a.cpu_used)
@@ -225,22 +320,66 @@ mod tests {
     }
 
     #[test]
-    fn an_invocation_finished_inside_an_entry_is_charged_its_part_when_the_entry_ends() {
+    fn an_entry_is_charged_to_the_invocations_that_took_part_by_their_parts() {
         let mut m = meter(1000 * MS, 30_000 * MS);
         m.begin(0);
         m.begin(1);
+        m.begin(2);
         m.enter();
         test_clock::advance(40 * MS);
         assert_eq!(m.finish(0), None, "known when the entry ends, not before");
-        test_clock::advance(60 * MS);
+        test_clock::advance(20 * MS);
+        m.mark(1);
+        test_clock::advance(40 * MS);
         let charged = m.charge(100 * MS);
-        // It finished 40% into the entry: 40% of the entry's CPU time.
+        // 0 finished 40 ms in, the first mark: the first 40% of the entry's CPU time.
         assert_eq!(charged, Charged { over: vec![], finished: vec![(0, 40 * MS)] });
-        // The one still live is charged the whole entry.
-        assert_eq!(m.remove(1), 100 * MS);
+        // 1 had the 20 ms up to its mark, and what followed the last mark.
+        assert_eq!(m.remove(1), 60 * MS);
+        // 2 did not take part: nothing.
+        assert_eq!(m.remove(2), Duration::ZERO);
         // Outside an entry, a finished invocation's time is known at once.
-        m.begin(2);
-        assert_eq!(m.finish(2), Some(Duration::ZERO));
+        m.begin(3);
+        assert_eq!(m.finish(3), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn an_entry_no_invocation_took_part_in_is_shared_by_the_live_ones() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.begin(0);
+        m.begin(1);
+        m.enter();
+        test_clock::advance(10 * MS);
+        m.charge(10 * MS);
+        assert_eq!(m.remove(0), 5 * MS);
+        assert_eq!(m.remove(1), 5 * MS);
+    }
+
+    /// An invocation whose response streams while the isolate serves other requests is
+    /// charged only the entries it writes in, by its part of them.
+    #[test]
+    fn a_streaming_invocation_is_not_charged_the_requests_served_while_it_waits() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.begin(0);
+        for id in 1..=1000 {
+            m.enter();
+            m.begin(id);
+            test_clock::advance(MS);
+            m.finish(id);
+            let charged = m.charge(MS);
+            assert_eq!(charged.finished, vec![(id, MS)]);
+            assert!(charged.over.is_empty());
+        }
+        // A chunk of its body: 0.2 ms of its own in an entry with one request of 1 ms.
+        m.enter();
+        m.begin(1001);
+        test_clock::advance(MS);
+        m.finish(1001);
+        test_clock::advance(MS / 5);
+        m.mark(0);
+        let charged = m.charge(MS + MS / 5);
+        assert_eq!(charged.finished, vec![(1001, MS)]);
+        assert_eq!(m.remove(0), MS / 5);
     }
 
     #[test]
@@ -252,11 +391,15 @@ mod tests {
         m.begin(1);
         assert_eq!(m.cpu_budget(), 20 * MS, "the most spent invocation bounds the entry");
         m.enter();
+        m.mark(0);
+        test_clock::advance(25 * MS);
         let charged = m.charge(25 * MS);
         assert_eq!(charged.over, vec![(0, 55 * MS)]);
-        assert_eq!(m.cpu_budget(), 25 * MS);
+        assert_eq!(m.cpu_budget(), 50 * MS, "1 took no part in the entry");
         // CPU time spent on another thread counts too.
-        assert_eq!(m.charge_off_thread(Some(1), 30 * MS), Some(55 * MS));
+        assert_eq!(m.charge_off_thread(Some(1), 30 * MS), None);
+        assert_eq!(m.cpu_budget(), 20 * MS);
+        assert_eq!(m.charge_off_thread(Some(1), 30 * MS), Some(60 * MS));
         assert_eq!(m.cpu_budget(), 50 * MS, "none live: a whole cpu_time");
     }
 

@@ -2,7 +2,8 @@
 //!
 //! - CPU time: [`watchdog`] stops an isolate whose current entry has spent what the most
 //!   spent live invocation has left; [`Meter`] charges each entry's CPU time to the
-//!   invocations live during it and ends those over `cpu_time` with `exceeded_cpu`.
+//!   invocations that took part in it (or, when none did, to every one live during it) and
+//!   ends those over `cpu_time` with `exceeded_cpu`.
 //! - Wall time: [`Meter`] ends invocations past their deadline with `exceeded_wall_time`.
 //! - Background work (timers, continuations after the response): [`Meter`] gives it one
 //!   `cpu_time` per invocation; past it the isolate stops.
