@@ -119,9 +119,8 @@ impl Listeners {
                 }
             };
             let _ = stream.set_nodelay(true);
-            // The connection is served on an isolate thread, where its requests mostly find
-            // their isolate without a thread switch; its socket moves to that thread's
-            // reactor, so readiness does not go through this one.
+            // The connection is served on the front thread serving the fewest; its socket
+            // moves to that thread's reactor, so readiness does not go through this one.
             let stream = match stream.into_std() {
                 Ok(stream) => stream,
                 Err(e) => {
