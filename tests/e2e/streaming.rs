@@ -82,9 +82,8 @@ fn tokio_stream_from<T: Send + 'static>(
 /// that reads slowly leaves the rest in the function's memory, under its limit, and not in a
 /// copy the node holds outside it: while one slow client holds a 24 MiB answer (48 MiB with
 /// the copy `new Response` makes) of a 64 MiB function, the next one is refused for memory.
-/// Read at once, the body is whole. The CPU budget is ample: the slow client's invocation is
-/// live while the next one runs, so it is charged that one's CPU too (about 20 ms each to fill
-/// and copy 24 MiB here), and 50 ms would make the test one of CPU, not memory.
+/// Read at once, the body is whole. The CPU budget is ample: filling and copying 24 MiB takes
+/// about 20 ms each in a debug build, and with 50 ms the test would be one of CPU, not memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_whole_body_stays_in_the_functions_memory_while_a_client_reads_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
