@@ -405,8 +405,31 @@ impl Isolate {
         }
         let clock = guard.clock();
         guard.arm(clock.now(), options.limits.startup_time);
-        let started = load_function(js, &loader, &options).await;
+        let loaded = load_function(js, &loader, &options).await;
         guard.disarm();
+        // The start function takes the invocations already waiting and runs their handlers:
+        // an entry into the isolate like the ones `drive` makes, metered the same way.
+        let started = match loaded {
+            Ok(start) if guard.tripped().is_none() => {
+                let before = clock.now();
+                let state = js.op_state();
+                state.borrow_mut().borrow_mut::<Host>().enter();
+                guard.arm(before, state.borrow().borrow::<Host>().cpu_budget());
+                let called = js
+                    .call_with_args(&start.function, &start.args)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| StartError::Module(e.to_string()));
+                guard.disarm();
+                let used = clock.now().saturating_sub(before);
+                if guard.tripped().is_none() {
+                    state.borrow_mut().borrow_mut::<Host>().charge(used);
+                }
+                called
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
         let started = match (started, guard.tripped()) {
             (Ok(()), None) => Ok(()),
             (_, Some(Tripped::Cpu)) => Err(StartError::ExceededCpu),
@@ -515,11 +538,18 @@ fn start_failure(e: deno_core::error::CoreError) -> StartError {
     StartError::Module(text)
 }
 
+/// The runtime's start function and what it is called with, once the function's module has
+/// evaluated.
+struct Start {
+    function: v8::Global<v8::Function>,
+    args: [v8::Global<v8::Value>; 5],
+}
+
 async fn load_function(
     js: &mut JsRuntime,
     loader: &BundleLoader,
     options: &WorkerOptions,
-) -> Result<(), StartError> {
+) -> Result<Start, StartError> {
     let start = {
         deno_core::scope!(scope, js);
         let start = take_host_globals(scope)
@@ -572,10 +602,7 @@ async fn load_function(
             },
         )
     };
-    js.call_with_args(&start, &[namespace, vars, subrequests, bindings, region])
-        .await
-        .map_err(|e| StartError::Module(e.to_string()))?;
-    Ok(())
+    Ok(Start { function: start, args: [namespace, vars, subrequests, bindings, region] })
 }
 
 /// The permissions deno_fetch checks before an outbound request: all granted, because the

@@ -168,3 +168,59 @@ async fn a_worker_inbox_is_bounded() {
         assert!(answered.is_ok(), "the ones taken and queued run");
     }
 }
+
+/// A handler that spends its CPU in pieces with an `await` between them is charged all of
+/// them, though other requests of its function begin and answer between the pieces: 40
+/// pieces of a few milliseconds each (each under the 50 ms `cpu_time`, together well over
+/// it) end it with `exceeded_cpu` while light requests keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_split_by_awaits_is_charged_to_its_handler_among_other_requests() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "halves",
+        "/*",
+        "[limits]\ncpu_time = \"50ms\"\n",
+        r#"const spin = (n) => { let x = 0; for (let i = 0; i < n; i++) x += Math.sqrt(i); return x; };
+export default {
+  async fetch(request) {
+    if (new URL(request.url).pathname !== "/heavy") return new Response("light");
+    for (let piece = 0; piece < 40; piece++) {
+      spin(5e6);
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    return new Response("done");
+  },
+};
+"#,
+    );
+    let node = TestNode::start(&[dir]).await;
+    let client = client();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lights = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop, lights) =
+            (client.clone(), node.url("/light"), stop.clone(), lights.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                get(&client, &url).await;
+                lights.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    while lights.load(Ordering::Relaxed) < 50 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..5 {
+        let (status, body) = get(&client, &node.url("/heavy")).await;
+        let said = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(status, 503, "{said}");
+        assert!(said.contains("exceeded_cpu"), "{said}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    node.shutdown().await;
+}

@@ -33,6 +33,14 @@ pub(crate) struct Meter {
     entry_started: Option<Instant>,
     /// The last mark of the current entry (its start before the first).
     last_mark: Option<Instant>,
+    /// The invocation of the last mark, if any in this entry.
+    last_marked: Option<u32>,
+    /// Whether the last mark was a begin: an invocation begun as an entry ends, or between
+    /// entries (its request taken by an async op), runs its code in the next one, which then
+    /// starts with it.
+    last_was_begin: bool,
+    /// That invocation, carried to the next entry.
+    carried: Option<u32>,
     /// Whether an invocation took part in the current entry.
     took_part: bool,
     /// Invocations finished during the current entry: their CPU time before it, and their
@@ -108,6 +116,9 @@ impl Meter {
             entry_background: false,
             entry_started: None,
             last_mark: None,
+            last_marked: None,
+            last_was_begin: false,
+            carried: None,
             took_part: false,
             finishing: Vec::new(),
             clock,
@@ -117,7 +128,9 @@ impl Meter {
     /// Invocation `id` begins: its wall clock runs from the start of the current entry (at
     /// most that much earlier than now), and work after it may use a CPU budget of its own
     /// again; the entry it begins in is the invocation's, not background work. Beginning is
-    /// a mark.
+    /// a mark, but none of its code has run yet: the time before it goes to the invocation
+    /// marked last in the entry (an async handler's work up to its first `await`, say), if
+    /// that one is still live.
     pub fn begin(&mut self, id: u32) {
         let start = self.entry_started.unwrap_or_else(self.clock);
         self.accounts.insert(
@@ -131,13 +144,32 @@ impl Meter {
         );
         self.background_left = self.cpu_time;
         self.entry_background = false;
+        if self.last_mark.is_none() {
+            // Begun between entries (an async op took its request): its code runs first in
+            // the next entry.
+            self.carried = Some(id);
+            return;
+        }
+        if let Some(previous) = self.last_marked.filter(|p| self.accounts.contains_key(p)) {
+            self.mark_for(previous);
+        }
         self.mark(id);
+        self.last_was_begin = true;
     }
 
     /// Marks that invocation `id` took part in the current entry: the wall time since the
     /// last mark is its. Outside an entry, or for an invocation that has ended, nothing (the
     /// time then goes to the next mark).
     pub fn mark(&mut self, id: u32) {
+        self.mark_for(id);
+        if self.accounts.contains_key(&id) && self.last_mark.is_some() {
+            self.last_marked = Some(id);
+            self.last_was_begin = false;
+        }
+    }
+
+    /// Gives the wall time since the last mark to invocation `id`.
+    fn mark_for(&mut self, id: u32) {
         let Some(last) = self.last_mark else { return };
         let Some(account) = self.accounts.get_mut(&id) else { return };
         let now = (self.clock)();
@@ -162,6 +194,8 @@ impl Meter {
         let now = (self.clock)();
         self.entry_started = Some(now);
         self.last_mark = Some(now);
+        self.last_marked = self.carried.take();
+        self.last_was_begin = false;
         self.took_part = false;
         self.entry_background = self.accounts.is_empty();
     }
@@ -203,6 +237,8 @@ impl Meter {
             self.background_left = self.background_left.saturating_sub(used);
         }
         let last = self.last_mark.take();
+        let last_marked = self.last_marked.take();
+        self.carried = last_marked.filter(|_| std::mem::take(&mut self.last_was_begin));
         let took_part = std::mem::take(&mut self.took_part);
         let Some(started) = self.entry_started.take() else {
             let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
@@ -353,6 +389,44 @@ mod tests {
         m.charge(10 * MS);
         assert_eq!(m.remove(0), 5 * MS);
         assert_eq!(m.remove(1), 5 * MS);
+    }
+
+    /// An async handler's work up to its first `await` is its own, not that of the request
+    /// that begins after it in the same entry.
+    #[test]
+    fn the_time_before_a_begin_goes_to_the_invocation_marked_last() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.enter();
+        m.begin(0);
+        test_clock::advance(30 * MS);
+        m.begin(1);
+        test_clock::advance(MS);
+        m.finish(1);
+        let charged = m.charge(31 * MS);
+        assert_eq!(charged.finished, vec![(1, MS)]);
+        assert_eq!(m.remove(0), 30 * MS);
+        // Begun as an entry ends (an async op took its request), it runs first in the next.
+        m.enter();
+        test_clock::advance(MS);
+        m.begin(2);
+        m.charge(MS);
+        m.enter();
+        test_clock::advance(30 * MS);
+        m.begin(3);
+        test_clock::advance(MS);
+        m.finish(3);
+        let charged = m.charge(31 * MS);
+        assert_eq!(charged.finished, vec![(3, MS)]);
+        assert_eq!(m.remove(2), 31 * MS, "the entry it was begun in, and the next up to 3");
+        // Begun between entries, likewise.
+        m.begin(4);
+        m.enter();
+        test_clock::advance(30 * MS);
+        m.begin(5);
+        test_clock::advance(MS);
+        m.finish(5);
+        m.charge(31 * MS);
+        assert_eq!(m.remove(4), 30 * MS);
     }
 
     /// An invocation whose response streams while the isolate serves other requests is
