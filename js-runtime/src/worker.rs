@@ -411,17 +411,14 @@ impl Isolate {
         // an entry into the isolate like the ones `drive` makes, metered the same way.
         let started = match loaded {
             Ok(start) if guard.tripped().is_none() => {
-                let before = clock.now();
                 let state = js.op_state();
-                state.borrow_mut().borrow_mut::<Host>().enter();
-                guard.arm(before, state.borrow().borrow::<Host>().cpu_budget());
+                let before = crate::limits::enter(state.borrow_mut().borrow_mut::<Host>(), &guard);
                 let called = js
                     .call_with_args(&start.function, &start.args)
                     .await
                     .map(|_| ())
                     .map_err(|e| StartError::Module(e.to_string()));
-                guard.disarm();
-                let used = clock.now().saturating_sub(before);
+                let used = crate::limits::leave(&guard, before);
                 if guard.tripped().is_none() {
                     state.borrow_mut().borrow_mut::<Host>().charge(used);
                 }

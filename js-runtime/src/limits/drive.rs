@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 
 use deno_core::{JsRuntime, PollEventLoopOptions};
 
@@ -31,20 +32,15 @@ pub(crate) async fn drive(
     memory_in_use: &AtomicU64,
 ) -> Result<(), deno_core::error::CoreError> {
     let state = js.op_state();
-    let clock = guard.clock();
     let mut wall_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     std::future::poll_fn(|cx| loop {
         if state.borrow().borrow::<Host>().abandoned() {
             // Nothing in flight and no handle left: end now, pending timers or not.
             return Poll::Ready(Ok(()));
         }
-        let cpu_budget = state.borrow().borrow::<Host>().cpu_budget();
-        let before = clock.now();
-        state.borrow_mut().borrow_mut::<Host>().enter();
-        guard.arm(before, cpu_budget);
+        let before = enter(state.borrow_mut().borrow_mut::<Host>(), guard);
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
-        guard.disarm();
-        let used = clock.now().saturating_sub(before);
+        let used = leave(guard, before);
         // An allocation refused in the entry, or memory outside the heap that no collection
         // looked at yet, stops the isolate here.
         budget.stop_if_refused();
@@ -96,6 +92,24 @@ pub(crate) async fn drive(
         return Poll::Pending;
     })
     .await
+}
+
+/// Begins an entry into the isolate: the host's meter marks its start, and the watchdog is
+/// armed with the CPU the most spent live invocation has left. Answers the thread's CPU clock
+/// now, for [`leave`].
+pub(crate) fn enter(host: &mut Host, guard: &Guard) -> Duration {
+    let cpu_budget = host.cpu_budget();
+    let before = guard.clock().now();
+    host.enter();
+    guard.arm(before, cpu_budget);
+    before
+}
+
+/// Ends the entry [`enter`] began at `before`: disarms the watchdog and answers the CPU time
+/// the entry used.
+pub(crate) fn leave(guard: &Guard, before: Duration) -> Duration {
+    guard.disarm();
+    guard.clock().now().saturating_sub(before)
 }
 
 /// [`drive`] without CPU or wall time measured: only for benchmarks that measure what

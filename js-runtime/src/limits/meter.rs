@@ -161,22 +161,23 @@ impl Meter {
     /// last mark is its. Outside an entry, or for an invocation that has ended, nothing (the
     /// time then goes to the next mark).
     pub fn mark(&mut self, id: u32) {
-        self.mark_for(id);
-        if self.accounts.contains_key(&id) && self.last_mark.is_some() {
+        if self.mark_for(id) {
             self.last_marked = Some(id);
             self.last_was_begin = false;
         }
     }
 
-    /// Gives the wall time since the last mark to invocation `id`.
-    fn mark_for(&mut self, id: u32) {
-        let Some(last) = self.last_mark else { return };
-        let Some(account) = self.accounts.get_mut(&id) else { return };
+    /// Gives the wall time since the last mark to invocation `id`; whether it did (inside an
+    /// entry, for a live invocation).
+    fn mark_for(&mut self, id: u32) -> bool {
+        let Some(last) = self.last_mark else { return false };
+        let Some(account) = self.accounts.get_mut(&id) else { return false };
         let now = (self.clock)();
         account.part += now.saturating_duration_since(last);
         account.marked = true;
         self.took_part = true;
         self.last_mark = Some(now);
+        true
     }
 
     /// The CPU time the next entry may use: what the most spent live invocation has left, or
@@ -240,8 +241,8 @@ impl Meter {
         let last_marked = self.last_marked.take();
         self.carried = last_marked.filter(|_| std::mem::take(&mut self.last_was_begin));
         let took_part = std::mem::take(&mut self.took_part);
+        let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
         let Some(started) = self.entry_started.take() else {
-            let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
             return (
                 Split { used, took_part: false, live, tail: Duration::ZERO, entry: 1 },
                 Vec::new(),
@@ -253,7 +254,6 @@ impl Meter {
         let marked = self.accounts.values().filter(|a| a.marked).count();
         let tail = last.map_or(Duration::ZERO, |last| now.saturating_duration_since(last))
             / u32::try_from(marked.max(1)).unwrap_or(u32::MAX);
-        let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
         let split = Split { used, took_part, live, tail, entry };
         let finished = self
             .finishing
@@ -294,6 +294,7 @@ impl Meter {
             None => Some(account.cpu_used),
         }
     }
+
     /// Stops counting invocation `id` (it ends for another reason); what it used.
     pub fn remove(&mut self, id: u32) -> Duration {
         self.accounts.remove(&id).map_or(Duration::ZERO, |a| a.cpu_used)

@@ -17,7 +17,7 @@ mod memory;
 mod meter;
 mod watchdog;
 
-pub(crate) use drive::{drive, drive_without_time_limits, BACKGROUND_STOPPED};
+pub(crate) use drive::{drive, drive_without_time_limits, enter, leave, BACKGROUND_STOPPED};
 pub(crate) use memory::{ArrayBufferBudget, CountedBlobStore};
 pub(crate) use meter::{Charged, Meter};
 pub(crate) use watchdog::{Guard, Tripped};
