@@ -168,3 +168,71 @@ async fn a_worker_inbox_is_bounded() {
         assert!(answered.is_ok(), "the ones taken and queued run");
     }
 }
+
+/// A handler that spends its CPU in pieces, each in a timer's callback or after one, is
+/// charged all of them, though other requests of its function begin and answer between the
+/// pieces: 60 pieces of about 2 ms each (each under the 50 ms `cpu_time`, together
+/// well over it) end it with `exceeded_cpu` while light requests keep coming. The runtime
+/// marks the time up to a timer set, and a timer's callback, as the work of the invocation
+/// whose async context it runs in; without those marks a piece lands on whichever light
+/// request marks next, and the handler answers 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_split_across_timers_is_charged_to_its_handler_among_other_requests() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "halves",
+        "/*",
+        "[limits]\ncpu_time = \"50ms\"\n",
+        r#"const spin = (n) => { let x = 0; for (let i = 0; i < n; i++) x += Math.sqrt(i); return x; };
+export default {
+  async fetch(request) {
+    if (new URL(request.url).pathname !== "/heavy") {
+      // Light, but live for a while: without the marks, work nobody marks is shared by
+      // the invocations live, so the heavy one would pay a small part of its own.
+      await new Promise((r) => setTimeout(r, 10));
+      return new Response("light");
+    }
+    for (let piece = 0; piece < 60; piece++) {
+      if (piece % 2 === 0) {
+        spin(1e6);
+        await new Promise((r) => setTimeout(r, 0));
+      } else {
+        await new Promise((r) => setTimeout(() => { spin(1e6); r(); }, 0));
+      }
+    }
+    return new Response("done");
+  },
+};
+"#,
+    );
+    let node = TestNode::start(&[dir]).await;
+    let client = client();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lights = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..16 {
+        let (client, url, stop, lights) =
+            (client.clone(), node.url("/light"), stop.clone(), lights.clone());
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                get(&client, &url).await;
+                lights.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    while lights.load(Ordering::Relaxed) < 50 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..5 {
+        let (status, body) = get(&client, &node.url("/heavy")).await;
+        let said = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(status, 503, "{said}");
+        assert!(said.contains("exceeded_cpu"), "{said}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    node.shutdown().await;
+}

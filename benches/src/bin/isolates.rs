@@ -39,9 +39,12 @@ fn main() {
     let gc = std::env::args().any(|a| a == "--gc");
     // As the node does: every isolate's thread holds file descriptors.
     js_runtime::raise_open_files_limit();
+    let extra = std::env::var("ISOLA_V8").unwrap_or_default();
+    let mut flags: Vec<&str> = extra.split_whitespace().collect();
     if gc {
-        js_runtime::set_v8_flags(&["--expose-gc"]);
+        flags.push("--expose-gc");
     }
+    js_runtime::set_v8_flags(&flags);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let mut sources = BTreeMap::new();
     sources.insert(

@@ -9,7 +9,7 @@ const { core, internals, primordials } = globalThis.__bootstrap;
 export let op_isola_log, op_isola_next, op_isola_take, op_isola_read, op_isola_header;
 export let op_isola_respond, op_isola_respond_text, op_isola_respond_stream, op_isola_write;
 export let op_isola_fail, op_isola_done, op_isola_event_blob, op_isola_event_result;
-export let op_isola_binding, op_isola_live, op_isola_charge, op_isola_client_gone;
+export let op_isola_binding, op_isola_live, op_isola_charge, op_isola_mark, op_isola_client_gone;
 export let op_isola_outbound_span, op_isola_brotli_open, op_isola_brotli_push;
 export let op_isola_brotli_more, op_isola_brotli_ended, op_isola_brotli_close;
 
@@ -31,6 +31,7 @@ function bindOps() {
     op_isola_binding,
     op_isola_live,
     op_isola_charge,
+    op_isola_mark,
     op_isola_client_gone,
     op_isola_outbound_span,
     op_isola_brotli_open,

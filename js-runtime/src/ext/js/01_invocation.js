@@ -3,6 +3,7 @@
 
 import {
   core,
+  op_isola_mark,
   primordials,
 } from "ext:isola/00_base.js";
 const {
@@ -99,6 +100,14 @@ function runInContext(token, fn, thisArg, args) {
   if (!captured.has(token)) throw new TypeError("not an async context captured by the runtime");
   return runIn(captured.get(token), fn, thisArg, args);
 }
+// The CPU meter splits an entry into the isolate at marks: the time since the last mark is
+// the marking invocation's. Besides the ops that name their invocation, code that calls into
+// the runtime marks the invocation it belongs to: work run in a timer's callback or before a
+// timer is set is charged to the invocation that did it, not to whichever marks next.
+function markCurrent() {
+  const next = currentNext();
+  if (next !== null) op_isola_mark(next.id);
+}
 function currentInvocation() {
   const next = currentNext();
   return next === null ? null : next.invocationId;
@@ -111,6 +120,7 @@ export {
   NextPrototype,
   currentNext,
   currentInvocation,
+  markCurrent,
   storeOf,
   runWithStore,
   enterStore,

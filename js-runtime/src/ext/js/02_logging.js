@@ -4,9 +4,10 @@ import {
   primordials,
   consoleMod,
   op_isola_log,
+  op_isola_mark,
 } from "ext:isola/00_base.js";
 import {
-  currentInvocation,
+  currentNext,
 } from "ext:isola/01_invocation.js";
 const {
   StringPrototypeEndsWith,
@@ -18,7 +19,14 @@ function print(message, level) {
   if (StringPrototypeEndsWith(message, "\n")) {
     message = StringPrototypeSlice(message, 0, -1);
   }
-  op_isola_log(level, message, currentInvocation() ?? "");
+  const next = currentNext();
+  if (next === null) {
+    op_isola_log(level, message, "");
+  } else {
+    // What ran up to the line is the invocation's (see `markCurrent`).
+    op_isola_mark(next.id);
+    op_isola_log(level, message, next.invocationId);
+  }
 }
 // Log records are plain text: no terminal colours in messages or stacks.
 consoleMod.setNoColorFns(() => true, () => true);

@@ -40,6 +40,7 @@ import {
   captureContext,
   currentNext,
   enterStore,
+  markCurrent,
   runInContext,
   runWithStore,
   storeOf,
@@ -326,7 +327,9 @@ function reportError(error) {
 
 // A timer's callback reports its own exception, while the async context of the invocation
 // that set the timer is still current (deno_web's timers restore the previous context before
-// an exception leaves them).
+// an exception leaves them). The callback's work, and what ran before a timer is set, are
+// marked as the invocation's for the CPU meter (`markCurrent`): a computation split across
+// timers is charged to the invocation that runs it.
 function reportingCallback(callback) {
   if (typeof callback !== "function") return callback;
   return function () {
@@ -334,13 +337,17 @@ function reportingCallback(callback) {
       return ReflectApply(callback, this, arguments);
     } catch (error) {
       reportException(error);
+    } finally {
+      markCurrent();
     }
   };
 }
 function setTimeout(callback, timeout = 0, ...args) {
+  markCurrent();
   return ReflectApply(timers.setTimeout, this, [reportingCallback(callback), timeout, ...new SafeArrayIterator(args)]);
 }
 function setInterval(callback, timeout = 0, ...args) {
+  markCurrent();
   return ReflectApply(timers.setInterval, this, [reportingCallback(callback), timeout, ...new SafeArrayIterator(args)]);
 }
 // What would otherwise stop the isolate: deno_core's `op_dispatch_exception`, which
