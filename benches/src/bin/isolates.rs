@@ -3,7 +3,9 @@
 //!
 //! Usage: isolates [N] [--gc] [--fn DIR]  (default 1000; `--gc`: each isolate runs a full
 //! garbage collection after its request, so the figure is after GC; `--fn DIR`: the function
-//! of that folder instead of hello world)
+//! of that folder instead of hello world). `ISOLA_V8` in the environment: more V8 flags, for
+//! diagnostics (`--trace-gc-object-stats` with `--gc` prints what the heap holds by object
+//! type).
 
 #[path = "../function_dir.rs"]
 mod function_dir;
