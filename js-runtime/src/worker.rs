@@ -350,6 +350,7 @@ impl Isolate {
             ..Default::default()
         });
         budget.watch(&mut js);
+        crate::limits::gc_time::watch(js.v8_isolate());
         js.op_state().borrow_mut().put(outbound_permissions());
         // Blobs' bytes count against the memory limit (the store the extension made is empty).
         let blobs: Arc<dyn deno_web::BlobStoreTrait> =
@@ -418,9 +419,9 @@ impl Isolate {
                     .await
                     .map(|_| ())
                     .map_err(|e| StartError::Module(e.to_string()));
-                let used = crate::limits::leave(&guard, before);
+                let (used, collecting) = crate::limits::leave(&guard, before);
                 if guard.tripped().is_none() {
-                    state.borrow_mut().borrow_mut::<Host>().charge(used);
+                    state.borrow_mut().borrow_mut::<Host>().charge(used, collecting);
                 }
                 called
             }

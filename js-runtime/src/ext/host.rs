@@ -166,19 +166,19 @@ impl Host {
         self.meter.enter();
     }
 
-    /// Ends the current entry, which used `used` of CPU time: charges it to the invocations
-    /// that took part in it (see [`Meter`]), and ends those whose budget is spent with
-    /// `exceeded_cpu`.
-    pub fn charge(&mut self, used: Duration) {
-        let Charged { over, finished } = self.meter.charge(used);
+    /// Ends the current entry, which used `used` of CPU time, `collecting` of its wall time
+    /// in V8's garbage collections: charges it to the invocations that took part in it (see
+    /// [`Meter`]), and ends those whose budget is spent with `exceeded_cpu`.
+    pub fn charge(&mut self, used: Duration, collecting: Duration) {
+        let Charged { over, finished } = self.meter.charge(used, collecting);
         self.report(finished);
         self.end(over, Outcome::ExceededCpu, "the invocation used up its CPU time");
     }
 
     /// Ends the current entry like [`Host::charge`] while the isolate is being stopped: the
     /// invocations live end with the reason it stops, not for their CPU time.
-    pub fn charge_stopping(&mut self, used: Duration) {
-        let finished = self.meter.charge_stopping(used);
+    pub fn charge_stopping(&mut self, used: Duration, collecting: Duration) {
+        let finished = self.meter.charge_stopping(used, collecting);
         self.report(finished);
     }
 

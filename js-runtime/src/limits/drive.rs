@@ -40,7 +40,7 @@ pub(crate) async fn drive(
         }
         let before = enter(state.borrow_mut().borrow_mut::<Host>(), guard);
         let polled = js.poll_event_loop(cx, PollEventLoopOptions::default());
-        let used = leave(guard, before);
+        let (used, collecting) = leave(guard, before);
         // An allocation refused in the entry, or memory outside the heap that no collection
         // looked at yet, stops the isolate here.
         budget.stop_if_refused();
@@ -49,14 +49,14 @@ pub(crate) async fn drive(
         if guard.tripped().is_some() {
             // deno_core absorbs a termination inside its event loop tick; the isolate is
             // done for all the same. What the entry used still counts.
-            state.borrow_mut().borrow_mut::<Host>().charge_stopping(used);
+            state.borrow_mut().borrow_mut::<Host>().charge_stopping(used, collecting);
             return Poll::Ready(Ok(()));
         }
         memory_in_use.store(budget.in_use() as u64, Ordering::Relaxed);
 
         let mut state = state.borrow_mut();
         let host = state.borrow_mut::<Host>();
-        host.charge(used);
+        host.charge(used, collecting);
         if host.background_spent() {
             host.log_note(Level::Error, BACKGROUND_STOPPED.into());
             return Poll::Ready(Ok(()));
@@ -101,15 +101,17 @@ pub(crate) fn enter(host: &mut Host, guard: &Guard) -> Duration {
     let cpu_budget = host.cpu_budget();
     let before = guard.clock().now();
     host.enter();
+    // What collections outside an entry took is no entry's.
+    super::gc_time::take();
     guard.arm(before, cpu_budget);
     before
 }
 
 /// Ends the entry [`enter`] began at `before`: disarms the watchdog and answers the CPU time
-/// the entry used.
-pub(crate) fn leave(guard: &Guard, before: Duration) -> Duration {
+/// the entry used and the wall time V8's garbage collections took in it.
+pub(crate) fn leave(guard: &Guard, before: Duration) -> (Duration, Duration) {
     guard.disarm();
-    guard.clock().now().saturating_sub(before)
+    (guard.clock().now().saturating_sub(before), super::gc_time::take())
 }
 
 /// [`drive`] without CPU or wall time measured: only for benchmarks that measure what

@@ -8,12 +8,16 @@
 //! invocation's part of the entry, and the entry's CPU time is charged to the invocations that
 //! took part in it in proportion to their parts (what follows the last mark is shared
 //! equally among those of them still live). An entry in which no invocation took part (a
-//! timer, a promise settling, a step of V8's garbage collection) is shared equally by the
-//! invocations live during it. So an invocation that stays live while it waits (a streamed
-//! response, `waitUntil` work) is not charged the CPU of every request the isolate serves
-//! meanwhile, and the invocations are charged, in all, the CPU the isolate used: work that
-//! no op names (a computation in a timer) may be charged to another invocation of the same
-//! function, never to no one. The wall clock is a plain `fn`, so tests move it by hand.
+//! promise settling, a collection V8 runs in a task of its own) is shared equally by the
+//! invocations live during it, except the time V8 spent collecting garbage in it: that is
+//! shared by the invocations that used CPU since the last such split, live or finished, in
+//! proportion to what they used (the finished ones' part is work outside any invocation).
+//! So an invocation that stays live while it waits (a streamed response, `waitUntil` work)
+//! is not charged the CPU of every request the isolate serves meanwhile, nor the garbage
+//! they leave, and the CPU the isolate used is charged, in all, to its invocations and its
+//! background budget: work that no mark names (a computation between two `await`s) may be
+//! charged to another invocation of the same function, never to no one. The wall clock is a
+//! plain `fn`, so tests move it by hand.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -43,15 +47,21 @@ pub(crate) struct Meter {
     carried: Option<u32>,
     /// Whether an invocation took part in the current entry.
     took_part: bool,
-    /// Invocations finished during the current entry: their CPU time before it, and their
-    /// part of it (wall time).
-    finishing: Vec<(u32, Duration, Duration)>,
+    /// Invocations finished during the current entry: their CPU time before it, their part
+    /// of it (wall time), and their recent CPU time (see [`Account::recent`]).
+    finishing: Vec<(u32, Duration, Duration, Duration)>,
+    /// The recent CPU time of the invocations that ended since the last collection was
+    /// shared out: their garbage is in the next one too.
+    ended_recent: Duration,
     /// The wall clock: `Instant::now`, or a clock a test moves by hand.
     clock: fn() -> Instant,
 }
 
 struct Account {
     cpu_used: Duration,
+    /// CPU time charged since the last collection was shared out, collections aside: how
+    /// much of the garbage it is taken to have left.
+    recent: Duration,
     deadline: Instant,
     /// Its part of the current entry (wall time), and whether it took part at all.
     part: Duration,
@@ -61,6 +71,10 @@ struct Account {
 /// How an entry's CPU time is split among the invocations live in it.
 struct Split {
     used: Duration,
+    /// Of `used`, in an entry no invocation took part in, what V8's collections took: shared
+    /// by recent CPU time, out of `recent` in all (when that is zero, equally, as the rest).
+    collecting: Duration,
+    recent: Duration,
     /// Whether an invocation took part in the entry; if none did, the live ones share it
     /// equally.
     took_part: bool,
@@ -79,16 +93,29 @@ impl Split {
         Duration::from_nanos(u64::try_from(share).unwrap_or(u64::MAX))
     }
 
-    /// What `account` is charged, clearing its part for the next entry.
+    /// What `account` is charged, clearing its part for the next entry, and its recent CPU
+    /// time when a collection is shared out.
     fn of(&self, account: &mut Account) -> Duration {
         if !self.took_part {
-            return self.used / self.live.max(1);
+            let live = self.live.max(1);
+            if self.recent.is_zero() {
+                let share = self.used / live;
+                account.recent += share;
+                return share;
+            }
+            let rest = (self.used - self.collecting) / live;
+            let garbage =
+                self.collecting.as_nanos() * account.recent.as_nanos() / self.recent.as_nanos();
+            account.recent = rest;
+            return rest + Duration::from_nanos(u64::try_from(garbage).unwrap_or(u64::MAX));
         }
         let part = std::mem::take(&mut account.part);
         if !std::mem::take(&mut account.marked) {
             return Duration::ZERO;
         }
-        self.share(part + self.tail)
+        let share = self.share(part + self.tail);
+        account.recent += share;
+        share
     }
 }
 
@@ -112,6 +139,7 @@ impl Meter {
             cpu_time,
             wall_time,
             accounts: HashMap::new(),
+            ended_recent: Duration::ZERO,
             background_left: cpu_time,
             entry_background: false,
             entry_started: None,
@@ -137,6 +165,7 @@ impl Meter {
             id,
             Account {
                 cpu_used: Duration::ZERO,
+                recent: Duration::ZERO,
                 deadline: start + self.wall_time,
                 part: Duration::ZERO,
                 marked: false,
@@ -201,29 +230,37 @@ impl Meter {
         self.entry_background = self.accounts.is_empty();
     }
 
-    /// The entry ends having used `used` of CPU time: charged to the invocations that took
-    /// part in it by their parts, or, when none did, shared equally by those live during it;
-    /// those now over `cpu_time` are returned and no longer counted.
-    pub fn charge(&mut self, used: Duration) -> Charged {
-        let (split, finished) = self.end_entry(used);
+    /// The entry ends having used `used` of CPU time, `collecting` of its wall time in V8's
+    /// collections: charged to the invocations that took part in it by their parts, or, when
+    /// none did, shared by those live during it (see the module's comment); those now over
+    /// `cpu_time` are returned and no longer counted.
+    pub fn charge(&mut self, used: Duration, collecting: Duration) -> Charged {
+        let (split, finished) = self.end_entry(used, collecting);
         let limit = self.cpu_time;
         let mut over = Vec::new();
+        let mut ended_recent = Duration::ZERO;
         self.accounts.retain(|&id, account| {
             let share = split.of(account);
             account.cpu_used += share;
             if account.cpu_used > limit {
                 over.push((id, account.cpu_used));
+                ended_recent += account.recent;
                 return false;
             }
             true
         });
+        self.ended_recent += ended_recent;
         Charged { over, finished }
     }
 
     /// The entry ends having used `used`, and the isolate is stopping: charged like
     /// [`Meter::charge`], but none is ended for it (they end with the reason it stops).
-    pub fn charge_stopping(&mut self, used: Duration) -> Vec<(u32, Duration)> {
-        let (split, finished) = self.end_entry(used);
+    pub fn charge_stopping(
+        &mut self,
+        used: Duration,
+        collecting: Duration,
+    ) -> Vec<(u32, Duration)> {
+        let (split, finished) = self.end_entry(used, collecting);
         for account in self.accounts.values_mut() {
             let share = split.of(account);
             account.cpu_used += share;
@@ -233,7 +270,7 @@ impl Meter {
 
     /// Ends the entry: how its CPU time is split among the live invocations, and the whole
     /// CPU time of those finished in it.
-    fn end_entry(&mut self, used: Duration) -> (Split, Vec<(u32, Duration)>) {
+    fn end_entry(&mut self, used: Duration, collecting: Duration) -> (Split, Vec<(u32, Duration)>) {
         if std::mem::take(&mut self.entry_background) {
             self.background_left = self.background_left.saturating_sub(used);
         }
@@ -243,10 +280,16 @@ impl Meter {
         let took_part = std::mem::take(&mut self.took_part);
         let live = u32::try_from(self.accounts.len()).unwrap_or(u32::MAX);
         let Some(started) = self.entry_started.take() else {
-            return (
-                Split { used, took_part: false, live, tail: Duration::ZERO, entry: 1 },
-                Vec::new(),
-            );
+            let split = Split {
+                used,
+                collecting: Duration::ZERO,
+                recent: Duration::ZERO,
+                took_part: false,
+                live,
+                tail: Duration::ZERO,
+                entry: 1,
+            };
+            return (split, Vec::new());
         };
         let now = (self.clock)();
         let entry = now.saturating_duration_since(started).as_nanos().max(1);
@@ -254,12 +297,39 @@ impl Meter {
         let marked = self.accounts.values().filter(|a| a.marked).count();
         let tail = last.map_or(Duration::ZERO, |last| now.saturating_duration_since(last))
             / u32::try_from(marked.max(1)).unwrap_or(u32::MAX);
-        let split = Split { used, took_part, live, tail, entry };
+        let mut split = Split {
+            used,
+            collecting: Duration::ZERO,
+            recent: Duration::ZERO,
+            took_part,
+            live,
+            tail,
+            entry,
+        };
         let finished = self
             .finishing
             .drain(..)
-            .map(|(id, before, part)| (id, before + split.share(part)))
+            .map(|(id, before, part, recent)| {
+                let share = split.share(part);
+                self.ended_recent += recent + share;
+                (id, before + share)
+            })
             .collect();
+        if !took_part && !collecting.is_zero() {
+            // Collections in an entry no invocation took part in: shared by recent CPU
+            // time; the part of the invocations that ended since is background work.
+            let ended_recent = std::mem::take(&mut self.ended_recent);
+            let recent = self.accounts.values().map(|a| a.recent).sum::<Duration>() + ended_recent;
+            if !recent.is_zero() {
+                let collecting =
+                    split.share(Duration::from_nanos(collecting.as_nanos().min(entry) as u64));
+                let ended = collecting.as_nanos() * ended_recent.as_nanos() / recent.as_nanos();
+                self.background_left =
+                    self.background_left.saturating_sub(Duration::from_nanos(ended as u64));
+                split.collecting = collecting;
+                split.recent = recent;
+            }
+        }
         (split, finished)
     }
 
@@ -288,16 +358,21 @@ impl Meter {
         let account = self.accounts.remove(&id)?;
         match self.entry_started {
             Some(_) => {
-                self.finishing.push((id, account.cpu_used, account.part));
+                self.finishing.push((id, account.cpu_used, account.part, account.recent));
                 None
             }
-            None => Some(account.cpu_used),
+            None => {
+                self.ended_recent += account.recent;
+                Some(account.cpu_used)
+            }
         }
     }
 
     /// Stops counting invocation `id` (it ends for another reason); what it used.
     pub fn remove(&mut self, id: u32) -> Duration {
-        self.accounts.remove(&id).map_or(Duration::ZERO, |a| a.cpu_used)
+        let Some(account) = self.accounts.remove(&id) else { return Duration::ZERO };
+        self.ended_recent += account.recent;
+        account.cpu_used
     }
 
     /// The invocations past their wall-clock deadline (no longer counted), with what they
@@ -368,7 +443,7 @@ mod tests {
         test_clock::advance(20 * MS);
         m.mark(1);
         test_clock::advance(40 * MS);
-        let charged = m.charge(100 * MS);
+        let charged = m.charge(100 * MS, Duration::ZERO);
         // 0 finished 40 ms in, the first mark: the first 40% of the entry's CPU time.
         assert_eq!(charged, Charged { over: vec![], finished: vec![(0, 40 * MS)] });
         // 1 had the 20 ms up to its mark, and what followed the last mark.
@@ -380,6 +455,63 @@ mod tests {
         assert_eq!(m.finish(3), Some(Duration::ZERO));
     }
 
+    /// A collection in an entry no invocation took part in is shared by the CPU time used
+    /// since the last one: a stream that used little is charged little of it, though it is
+    /// the only invocation live, and the part of the requests already gone is background
+    /// work. What else the entry used is shared equally, as before.
+    #[test]
+    fn a_collection_no_invocation_took_part_in_is_shared_by_recent_cpu_time() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.begin(0); // the stream
+                    // It writes a chunk (1 ms), while 9 requests come and go (3 ms each).
+        m.enter();
+        test_clock::advance(MS);
+        m.mark(0);
+        for id in 1..10 {
+            m.begin(id);
+            test_clock::advance(3 * MS);
+            m.finish(id);
+        }
+        m.charge(28 * MS, Duration::ZERO);
+        assert_eq!(m.accounts[&0].cpu_used, MS);
+        let background = m.background_left;
+        // A collection of 10 ms in an entry of its own: the stream used 1 ms of the 28.
+        m.enter();
+        test_clock::advance(10 * MS);
+        m.charge(10 * MS, 10 * MS);
+        let stream = m.accounts[&0].cpu_used - MS;
+        assert_eq!(stream, Duration::from_nanos(10_000_000 / 28), "its part of the garbage");
+        let to_background = background - m.background_left;
+        assert!((10 * MS - stream).abs_diff(to_background).as_nanos() <= 1, "the rest, background");
+        // The next collection counts from this one: the stream alone used CPU since.
+        m.enter();
+        test_clock::advance(MS);
+        m.mark(0);
+        m.charge(MS, Duration::ZERO);
+        m.enter();
+        test_clock::advance(2 * MS);
+        m.charge(2 * MS, 2 * MS);
+        assert_eq!(m.accounts[&0].cpu_used, 2 * MS + stream + 2 * MS);
+        // Half an entry collecting, half something else (a promise settling): the other
+        // half is shared equally by the live, as any entry nobody took part in; the
+        // collection goes to the one that used CPU since the last (1 ms, its own mark).
+        m.begin(10);
+        m.enter();
+        test_clock::advance(MS);
+        m.mark(10);
+        m.charge(MS, Duration::ZERO);
+        let before = m.accounts[&0].cpu_used;
+        m.enter();
+        test_clock::advance(4 * MS);
+        m.charge(4 * MS, 2 * MS);
+        assert_eq!(m.accounts[&0].cpu_used - before, MS, "half of the 2 ms not collecting");
+        assert_eq!(
+            m.accounts[&10].cpu_used,
+            MS + MS + 2 * MS,
+            "its 1 ms, half the rest, and the collection"
+        );
+    }
+
     #[test]
     fn an_entry_no_invocation_took_part_in_is_shared_by_the_live_ones() {
         let mut m = meter(50 * MS, 30_000 * MS);
@@ -387,7 +519,7 @@ mod tests {
         m.begin(1);
         m.enter();
         test_clock::advance(10 * MS);
-        m.charge(10 * MS);
+        m.charge(10 * MS, Duration::ZERO);
         assert_eq!(m.remove(0), 5 * MS);
         assert_eq!(m.remove(1), 5 * MS);
     }
@@ -403,20 +535,20 @@ mod tests {
         m.begin(1);
         test_clock::advance(MS);
         m.finish(1);
-        let charged = m.charge(31 * MS);
+        let charged = m.charge(31 * MS, Duration::ZERO);
         assert_eq!(charged.finished, vec![(1, MS)]);
         assert_eq!(m.remove(0), 30 * MS);
         // Begun as an entry ends (an async op took its request), it runs first in the next.
         m.enter();
         test_clock::advance(MS);
         m.begin(2);
-        m.charge(MS);
+        m.charge(MS, Duration::ZERO);
         m.enter();
         test_clock::advance(30 * MS);
         m.begin(3);
         test_clock::advance(MS);
         m.finish(3);
-        let charged = m.charge(31 * MS);
+        let charged = m.charge(31 * MS, Duration::ZERO);
         assert_eq!(charged.finished, vec![(3, MS)]);
         assert_eq!(m.remove(2), 31 * MS, "the entry it was begun in, and the next up to 3");
         // Begun between entries, likewise.
@@ -426,7 +558,7 @@ mod tests {
         m.begin(5);
         test_clock::advance(MS);
         m.finish(5);
-        m.charge(31 * MS);
+        m.charge(31 * MS, Duration::ZERO);
         assert_eq!(m.remove(4), 30 * MS);
     }
 
@@ -441,7 +573,7 @@ mod tests {
             m.begin(id);
             test_clock::advance(MS);
             m.finish(id);
-            let charged = m.charge(MS);
+            let charged = m.charge(MS, Duration::ZERO);
             assert_eq!(charged.finished, vec![(id, MS)]);
             assert!(charged.over.is_empty());
         }
@@ -452,7 +584,7 @@ mod tests {
         m.finish(1001);
         test_clock::advance(MS / 5);
         m.mark(0);
-        let charged = m.charge(MS + MS / 5);
+        let charged = m.charge(MS + MS / 5, Duration::ZERO);
         assert_eq!(charged.finished, vec![(1001, MS)]);
         assert_eq!(m.remove(0), MS / 5);
     }
@@ -462,13 +594,13 @@ mod tests {
         let mut m = meter(50 * MS, 30_000 * MS);
         m.begin(0);
         m.enter();
-        m.charge(30 * MS);
+        m.charge(30 * MS, Duration::ZERO);
         m.begin(1);
         assert_eq!(m.cpu_budget(), 20 * MS, "the most spent invocation bounds the entry");
         m.enter();
         m.mark(0);
         test_clock::advance(25 * MS);
-        let charged = m.charge(25 * MS);
+        let charged = m.charge(25 * MS, Duration::ZERO);
         assert_eq!(charged.over, vec![(0, 55 * MS)]);
         assert_eq!(m.cpu_budget(), 50 * MS, "1 took no part in the entry");
         // CPU time spent on another thread counts too.
@@ -484,7 +616,7 @@ mod tests {
         m.enter();
         test_clock::advance(300 * MS);
         m.begin(0);
-        m.charge(MS);
+        m.charge(MS, Duration::ZERO);
         m.begin(1);
         let (over, next) = m.expire();
         assert!(over.is_empty());
@@ -502,11 +634,11 @@ mod tests {
         m.finish(0);
         for _ in 0..2 {
             m.enter();
-            m.charge(20 * MS);
+            m.charge(20 * MS, Duration::ZERO);
         }
         assert!(!m.background_spent());
         m.enter();
-        m.charge(20 * MS);
+        m.charge(20 * MS, Duration::ZERO);
         assert!(m.background_spent(), "60 ms of background work after one invocation");
         m.charge_off_thread(None, MS);
         m.begin(1);
@@ -514,9 +646,9 @@ mod tests {
         // An entry an invocation runs in is not background work.
         m.enter();
         m.finish(1);
-        m.charge(40 * MS);
+        m.charge(40 * MS, Duration::ZERO);
         m.enter();
-        m.charge(20 * MS);
+        m.charge(20 * MS, Duration::ZERO);
         assert!(!m.background_spent());
     }
 }

@@ -13,6 +13,7 @@
 //! injected, so its tests move time by hand.
 
 mod drive;
+pub(crate) mod gc_time;
 mod memory;
 mod meter;
 mod watchdog;
