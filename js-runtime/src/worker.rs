@@ -393,6 +393,7 @@ impl Isolate {
             options.limits.cpu_time,
             options.limits.wall_time,
         );
+        host.extend_entries_with(guard.extension());
         host.max_sockets = options.max_sockets;
         host.sockets_open = Some(sockets_open);
         let memory = budget.clone();

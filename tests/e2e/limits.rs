@@ -236,3 +236,46 @@ export default {
     }
     node.shutdown().await;
 }
+
+/// The invocations one entry into the isolate runs one after another (all those waiting are
+/// taken in one go) are each held to their own CPU time, not to their sum: 24 requests of
+/// about 4 ms each, arriving together (about 96 ms in all, over the 20 ms `cpu_time`), all
+/// answer 200. When the watchdog counted an entry's budget from its start, it stopped the
+/// isolate in the middle of such a batch and every request in it answered `exceeded_cpu`
+/// (checked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_run_in_one_entry_are_not_stopped_for_their_sum() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "batch",
+        "/*",
+        "[limits]\ncpu_time = \"20ms\"\n",
+        r#"export default {
+  fetch() {
+    const t = Date.now();
+    while (Date.now() - t < 4) {}
+    return new Response("done");
+  },
+};
+"#,
+    );
+    let mut config = config::NodeConfig::default();
+    config.pool.max_isolates_per_function = 1;
+    let node = TestNode::start_with(config, &[dir]).await;
+    let client = client();
+    assert_eq!(get(&client, &node.url("/warm")).await.0, 200);
+    for _round in 0..3 {
+        let requests: Vec<_> = (0..24)
+            .map(|_| {
+                let (client, url) = (client.clone(), node.url("/work"));
+                tokio::spawn(async move { get(&client, &url).await })
+            })
+            .collect();
+        for request in requests {
+            let (status, body) = request.await.unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        }
+    }
+    node.shutdown().await;
+}

@@ -166,6 +166,12 @@ impl Host {
         self.meter.enter();
     }
 
+    /// Invocations begun inside an entry move its CPU deadline through `extension` (the
+    /// watchdog guard's).
+    pub fn extend_entries_with(&mut self, extension: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.meter.extend_entries_with(extension);
+    }
+
     /// Ends the current entry, which used `used` of CPU time, `collecting` of its wall time
     /// in V8's garbage collections: charges it to the invocations that took part in it (see
     /// [`Meter`]), and ends those whose budget is spent with `exceeded_cpu`.

@@ -20,6 +20,8 @@
 //! plain `fn`, so tests move it by hand.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The time accounts of one worker's invocations, by invocation id.
@@ -55,6 +57,9 @@ pub(crate) struct Meter {
     ended_recent: Duration,
     /// The wall clock: `Instant::now`, or a clock a test moves by hand.
     clock: fn() -> Instant,
+    /// Where an invocation begun inside an entry stores the wall time since the entry began
+    /// (ns): the watchdog's deadline for the entry moves that much later.
+    extension: Option<Arc<AtomicU64>>,
 }
 
 struct Account {
@@ -150,7 +155,14 @@ impl Meter {
             took_part: false,
             finishing: Vec::new(),
             clock,
+            extension: None,
         }
+    }
+
+    /// Invocations begun inside an entry move its CPU deadline through `extension` (see
+    /// `Guard::extension`).
+    pub fn extend_entries_with(&mut self, extension: Arc<AtomicU64>) {
+        self.extension = Some(extension);
     }
 
     /// Invocation `id` begins: its wall clock runs from the start of the current entry (at
@@ -184,6 +196,12 @@ impl Meter {
         }
         self.mark(id);
         self.last_was_begin = true;
+        if let (Some(extension), Some(started), Some(now)) =
+            (&self.extension, self.entry_started, self.last_mark)
+        {
+            let since = now.saturating_duration_since(started).as_nanos();
+            extension.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Release);
+        }
     }
 
     /// Marks that invocation `id` took part in the current entry: the wall time since the
@@ -453,6 +471,29 @@ mod tests {
         // Outside an entry, a finished invocation's time is known at once.
         m.begin(3);
         assert_eq!(m.finish(3), Some(Duration::ZERO));
+    }
+
+    /// An invocation begun inside an entry moves the entry's CPU deadline by the wall time
+    /// since the entry began (what ran before it was others'); one begun between entries, or
+    /// any other mark, does not.
+    #[test]
+    fn a_begin_inside_an_entry_moves_its_deadline() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        let extension = Arc::new(AtomicU64::new(0));
+        m.extend_entries_with(extension.clone());
+        m.begin(0);
+        assert_eq!(extension.load(Ordering::Relaxed), 0, "begun between entries");
+        m.enter();
+        test_clock::advance(4 * MS);
+        m.finish(0);
+        assert_eq!(extension.load(Ordering::Relaxed), 0, "a finish is no beginning");
+        m.begin(1);
+        assert_eq!(extension.load(Ordering::Relaxed), 4_000_000);
+        test_clock::advance(3 * MS);
+        m.mark(1);
+        assert_eq!(extension.load(Ordering::Relaxed), 4_000_000, "a mark is no beginning");
+        m.begin(2);
+        assert_eq!(extension.load(Ordering::Relaxed), 7_000_000);
     }
 
     /// A collection in an entry no invocation took part in is shared by the CPU time used

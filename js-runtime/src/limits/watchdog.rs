@@ -51,6 +51,9 @@ pub(crate) struct Guard {
     budget_ns: AtomicU64,
     /// Wall time (ns since the watchdog's epoch) at which the current entry began.
     armed_at_ns: AtomicU64,
+    /// How much later than `deadline_ns` the current entry is over budget (ns): the wall
+    /// time from its start to the last invocation begun in it (see [`Guard::extension`]).
+    extra_ns: Arc<AtomicU64>,
     tripped: AtomicU8,
 }
 
@@ -63,6 +66,7 @@ impl Guard {
             deadline_ns: AtomicU64::new(0),
             budget_ns: AtomicU64::new(0),
             armed_at_ns: AtomicU64::new(0),
+            extra_ns: Arc::new(AtomicU64::new(0)),
             tripped: AtomicU8::new(0),
         });
         watchdog().register(&guard);
@@ -77,9 +81,23 @@ impl Guard {
         self.clock
     }
 
+    /// What moves the current entry's deadline later: the meter stores there, as an
+    /// invocation begins in the entry, the wall time since the entry began. An entry runs
+    /// many invocations one after another (all those waiting are taken in one go), and the
+    /// budget bounds what runs after the last one began, not their sum: what ran before it
+    /// belonged to others, and the meter charges each its part when the entry ends. Wall
+    /// time is an upper bound of the CPU time those others used, so a runaway is still
+    /// stopped once it has spent `budget` since the last beginning (more only by the time
+    /// its thread was not running). Only the runtime begins invocations (a request taken
+    /// from the inbox), so code cannot move the deadline itself.
+    pub fn extension(&self) -> Arc<AtomicU64> {
+        self.extra_ns.clone()
+    }
+
     /// Starts an entry into the isolate that may use `budget` of CPU time.
     pub fn arm(&self, cpu_now: Duration, budget: Duration) {
         let budget = budget.as_nanos().min(u64::MAX as u128 / 2) as u64;
+        self.extra_ns.store(0, Ordering::Relaxed);
         self.budget_ns.store(budget, Ordering::Relaxed);
         let dog = watchdog();
         let now = dog.now_ns();
@@ -121,13 +139,19 @@ impl Guard {
         }
         let armed_at = self.armed_at_ns.load(Ordering::Relaxed);
         let budget = self.budget_ns.load(Ordering::Relaxed);
-        if now_ns.saturating_sub(armed_at) < budget {
+        let extra = self.extra_ns.load(Ordering::Acquire);
+        if now_ns.saturating_sub(armed_at) < budget.saturating_add(extra) {
             // Not enough wall time has passed to spend the budget.
-            return Some(armed_at.saturating_add(budget));
+            return Some(armed_at.saturating_add(budget).saturating_add(extra));
         }
         let cpu = self.clock.now().as_nanos() as u64;
-        // The entry may have ended and another begun meanwhile: only trip on the deadline read.
-        if cpu >= deadline && self.deadline_ns.load(Ordering::Acquire) == deadline {
+        // The entry may have ended and another begun meanwhile, or an invocation begun in it
+        // moved the deadline: only trip on the deadline read after the clock.
+        let extra = self.extra_ns.load(Ordering::Acquire);
+        let deadline = deadline.saturating_add(extra);
+        if cpu >= deadline
+            && self.deadline_ns.load(Ordering::Acquire).saturating_add(extra) == deadline
+        {
             self.trip(Tripped::Cpu);
             return None;
         }
