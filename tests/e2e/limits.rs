@@ -279,3 +279,78 @@ async fn requests_run_in_one_entry_are_not_stopped_for_their_sum() {
     }
     node.shutdown().await;
 }
+
+/// Requests queued on isolates that a runaway request of the same function gets stopped are
+/// handed to another isolate; when that one is stopped too before taking them, they answer
+/// 503 `load_shed` (the node could not find room for them), not a 500 of the node's, and
+/// each is in the function's log. Three runaway loops and twenty light requests at once, on
+/// one isolate at a time, a few rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_whose_isolates_are_stopped_twice_answer_503_and_are_logged() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = tests::function_folder(
+        root.path(),
+        "runaway",
+        "/*",
+        "[limits]\ncpu_time = \"20ms\"\n",
+        r#"export default {
+  fetch(request) {
+    if (new URL(request.url).pathname === "/loop") while (true) {}
+    return new Response("light");
+  },
+};
+"#,
+    );
+    let mut config = config::NodeConfig::default();
+    config.pool.max_isolates_per_function = 1;
+    let node = TestNode::start_with(config, &[dir]).await;
+    let client = client();
+    assert_eq!(get(&client, &node.url("/warm")).await.0, 200);
+    let mut statuses = std::collections::BTreeMap::new();
+    for _round in 0..4 {
+        let requests: Vec<_> = ["/loop", "/loop", "/loop"]
+            .into_iter()
+            .chain(std::iter::repeat_n("/light", 20))
+            .map(|path| {
+                let (client, url) = (client.clone(), node.url(path));
+                tokio::spawn(async move { (path, get(&client, &url).await) })
+            })
+            .collect();
+        for request in requests {
+            let (path, (status, body)) = request.await.unwrap();
+            let said = String::from_utf8_lossy(&body).to_string();
+            assert_ne!(status, 500, "{path}: {said}");
+            if path == "/light" && status != 200 {
+                assert_eq!(status, 503, "{said}");
+            }
+            let outcome = if said.contains("load_shed") { "load_shed" } else { "other" };
+            *statuses.entry((path, status, outcome)).or_insert(0) += 1;
+        }
+    }
+    // Every request is in the function's log, the refused ones as `load_shed`.
+    let shed: usize = statuses
+        .iter()
+        .filter(|((_, _, outcome), _)| *outcome == "load_shed")
+        .map(|(_, n)| n)
+        .sum();
+    let logged = |outcome: &str| {
+        let dir = node.data_dir.join("logs").join("runaway");
+        std::fs::read_dir(&dir)
+            .map(|files| {
+                files
+                    .flatten()
+                    .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                    .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>())
+                    .filter(|line| line.contains(&format!("\"outcome\":\"{outcome}\"")))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while logged("load_shed") < shed && std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    assert!(shed > 0, "no request was handed back twice: {statuses:?}");
+    assert_eq!(logged("load_shed"), shed, "{statuses:?}");
+    node.shutdown().await;
+}

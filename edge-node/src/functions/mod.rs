@@ -435,10 +435,21 @@ impl Function {
                 }
             }
         }
-        Err(Failure {
-            outcome: Outcome::Internal,
-            message: "no isolate took the invocation".into(),
-        })
+        // Both isolates stopped before taking it (another invocation of the function used up
+        // its CPU or memory, or it was replaced): there was no room for it, as when the pool
+        // is full. Observed here: the isolates handed it back unobserved.
+        let failure = Failure {
+            outcome: Outcome::LoadShed,
+            message: "the isolates it was handed to stopped before taking it".into(),
+        };
+        let end = InvocationEnd {
+            outcome: failure.outcome,
+            status: None,
+            cpu_time: Duration::ZERO,
+            messages: (0, 0),
+        };
+        self.observer(trigger, asked, invocation_id, received, None)(end);
+        Err(failure)
     }
 }
 

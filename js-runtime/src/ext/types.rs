@@ -151,7 +151,9 @@ pub enum Outcome {
     ExceededWallTime,
     /// The handler's promise can never settle.
     NoResponse,
-    /// The pool was full and the wait queue full or timed out.
+    /// No isolate could take it: the pool was full and the wait queue full or timed out, or
+    /// the isolates it was handed to stopped before taking it (another invocation of the
+    /// function used up their CPU or memory).
     LoadShed,
     /// No route matched.
     NotFound,
