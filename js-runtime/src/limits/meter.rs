@@ -37,6 +37,8 @@ pub(crate) struct Meter {
     entry_background: bool,
     /// When the current entry into the isolate began (wall clock).
     entry_started: Option<Instant>,
+    /// The CPU budget the current entry was armed with ([`Meter::cpu_budget`] as it began).
+    entry_budget: Duration,
     /// The last mark of the current entry (its start before the first).
     last_mark: Option<Instant>,
     /// The invocation of the last mark, if any in this entry.
@@ -148,6 +150,7 @@ impl Meter {
             background_left: cpu_time,
             entry_background: false,
             entry_started: None,
+            entry_budget: Duration::ZERO,
             last_mark: None,
             last_marked: None,
             last_was_begin: false,
@@ -199,8 +202,18 @@ impl Meter {
         if let (Some(extension), Some(started), Some(now)) =
             (&self.extension, self.entry_started, self.last_mark)
         {
-            let since = now.saturating_duration_since(started).as_nanos();
-            extension.store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Release);
+            // What ran so far in the entry took at most its wall time, and each live
+            // invocation's part of it is counted against its budget: from here the entry may
+            // use what the most spent of them has left.
+            let left = self
+                .accounts
+                .values()
+                .map(|a| self.cpu_time.saturating_sub(a.cpu_used + a.part))
+                .min()
+                .unwrap_or(self.cpu_time);
+            let deadline = now.saturating_duration_since(started) + left;
+            let extra = deadline.saturating_sub(self.entry_budget).as_nanos();
+            extension.store(u64::try_from(extra).unwrap_or(u64::MAX), Ordering::Release);
         }
     }
 
@@ -241,6 +254,7 @@ impl Meter {
     pub fn enter(&mut self) {
         let now = (self.clock)();
         self.entry_started = Some(now);
+        self.entry_budget = self.cpu_budget();
         self.last_mark = Some(now);
         self.last_marked = self.carried.take();
         self.last_was_begin = false;
@@ -473,27 +487,49 @@ mod tests {
         assert_eq!(m.finish(3), Some(Duration::ZERO));
     }
 
-    /// An invocation begun inside an entry moves the entry's CPU deadline by the wall time
-    /// since the entry began (what ran before it was others'); one begun between entries, or
-    /// any other mark, does not.
+    /// An invocation begun inside an entry moves the entry's CPU deadline: what ran before
+    /// it took at most its wall time, and from there the entry may use what the most spent
+    /// live invocation has left, its part of the entry so far counted. One begun between
+    /// entries, or any other mark, does not move it.
     #[test]
     fn a_begin_inside_an_entry_moves_its_deadline() {
         let mut m = meter(50 * MS, 30_000 * MS);
         let extension = Arc::new(AtomicU64::new(0));
         m.extend_entries_with(extension.clone());
+        let extra = || Duration::from_nanos(extension.load(Ordering::Relaxed));
         m.begin(0);
-        assert_eq!(extension.load(Ordering::Relaxed), 0, "begun between entries");
-        m.enter();
+        assert_eq!(extra(), Duration::ZERO, "begun between entries");
+        m.enter(); // armed with 50 ms
         test_clock::advance(4 * MS);
         m.finish(0);
-        assert_eq!(extension.load(Ordering::Relaxed), 0, "a finish is no beginning");
+        assert_eq!(extra(), Duration::ZERO, "a finish is no beginning");
         m.begin(1);
-        assert_eq!(extension.load(Ordering::Relaxed), 4_000_000);
+        // 4 ms in, and 1 has all of its 50 left: 54 ms from the entry's start.
+        assert_eq!(extra(), 4 * MS);
         test_clock::advance(3 * MS);
         m.mark(1);
-        assert_eq!(extension.load(Ordering::Relaxed), 4_000_000, "a mark is no beginning");
+        assert_eq!(extra(), 4 * MS, "a mark is no beginning");
         m.begin(2);
-        assert_eq!(extension.load(Ordering::Relaxed), 7_000_000);
+        // 7 ms in, and 1, live, has 47 left: still 54 ms.
+        assert_eq!(extra(), 4 * MS);
+        m.finish(1);
+        m.finish(2);
+        m.charge(7 * MS, Duration::ZERO);
+        // An entry armed with what a long-lived invocation has left (20 ms): a request begun
+        // in it does not give that one more.
+        m.begin(3);
+        m.enter();
+        test_clock::advance(30 * MS);
+        m.mark(3);
+        m.charge(30 * MS, Duration::ZERO);
+        m.enter(); // armed with 20 ms
+        test_clock::advance(2 * MS);
+        m.begin(4);
+        assert_eq!(extra(), 2 * MS, "2 ms in, 3 still has 20 left");
+        test_clock::advance(5 * MS);
+        m.mark(3);
+        m.begin(5);
+        assert_eq!(extra(), 2 * MS, "7 ms in, 3 has 15 left: the same deadline");
     }
 
     /// A collection in an entry no invocation took part in is shared by the CPU time used

@@ -82,14 +82,13 @@ impl Guard {
     }
 
     /// What moves the current entry's deadline later: the meter stores there, as an
-    /// invocation begins in the entry, the wall time since the entry began. An entry runs
-    /// many invocations one after another (all those waiting are taken in one go), and the
-    /// budget bounds what runs after the last one began, not their sum: what ran before it
-    /// belonged to others, and the meter charges each its part when the entry ends. Wall
-    /// time is an upper bound of the CPU time those others used, so a runaway is still
-    /// stopped once it has spent `budget` since the last beginning (more only by the time
-    /// its thread was not running). Only the runtime begins invocations (a request taken
-    /// from the inbox), so code cannot move the deadline itself.
+    /// invocation begins in the entry, how much later than the armed deadline the entry is
+    /// now over budget. An entry runs many invocations one after another (all those waiting
+    /// are taken in one go), and the budget bounds what runs from the last one begun, not
+    /// their sum: the meter counts what ran so far as its wall time (an upper bound of its
+    /// CPU time) plus what the most spent live invocation has left, each one's part of the
+    /// entry counted against it. Only the runtime begins invocations (a request taken from
+    /// the inbox), so code cannot move the deadline itself.
     pub fn extension(&self) -> Arc<AtomicU64> {
         self.extra_ns.clone()
     }
