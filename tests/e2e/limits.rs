@@ -237,34 +237,36 @@ export default {
     node.shutdown().await;
 }
 
+/// A node serving `code` as function `name` (`cpu_time` 20 ms) on one isolate at a time, its
+/// isolate started by a first request.
+async fn on_one_isolate(root: &Path, name: &str, code: &str) -> TestNode {
+    let dir = tests::function_folder(root, name, "/*", "[limits]\ncpu_time = \"20ms\"\n", code);
+    let mut config = config::NodeConfig::default();
+    config.pool.max_isolates_per_function = 1;
+    let node = TestNode::start_with(config, &[dir]).await;
+    assert_eq!(get(&client(), &node.url("/warm")).await.0, 200);
+    node
+}
+
 /// The invocations one entry into the isolate runs one after another (all those waiting are
 /// taken in one go) are each held to their own CPU time, not to their sum: 24 requests of
 /// about 4 ms each, arriving together (about 96 ms in all, over the 20 ms `cpu_time`), all
 /// answer 200. When the watchdog counted an entry's budget from its start, it stopped the
-/// isolate in the middle of such a batch and every request in it answered `exceeded_cpu`
-/// (checked).
+/// isolate in the middle of such a batch: the requests in it answered `exceeded_cpu`, and
+/// those handed back and stopped again 500 (checked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_run_in_one_entry_are_not_stopped_for_their_sum() {
     let root = tempfile::tempdir().unwrap();
-    let dir = tests::function_folder(
-        root.path(),
-        "batch",
-        "/*",
-        "[limits]\ncpu_time = \"20ms\"\n",
-        r#"export default {
+    let code = r#"export default {
   fetch() {
     const t = Date.now();
     while (Date.now() - t < 4) {}
     return new Response("done");
   },
 };
-"#,
-    );
-    let mut config = config::NodeConfig::default();
-    config.pool.max_isolates_per_function = 1;
-    let node = TestNode::start_with(config, &[dir]).await;
+"#;
+    let node = on_one_isolate(root.path(), "batch", code).await;
     let client = client();
-    assert_eq!(get(&client, &node.url("/warm")).await.0, 200);
     for _round in 0..3 {
         let requests: Vec<_> = (0..24)
             .map(|_| {
@@ -288,24 +290,15 @@ async fn requests_run_in_one_entry_are_not_stopped_for_their_sum() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_whose_isolates_are_stopped_twice_answer_503_and_are_logged() {
     let root = tempfile::tempdir().unwrap();
-    let dir = tests::function_folder(
-        root.path(),
-        "runaway",
-        "/*",
-        "[limits]\ncpu_time = \"20ms\"\n",
-        r#"export default {
+    let code = r#"export default {
   fetch(request) {
     if (new URL(request.url).pathname === "/loop") while (true) {}
     return new Response("light");
   },
 };
-"#,
-    );
-    let mut config = config::NodeConfig::default();
-    config.pool.max_isolates_per_function = 1;
-    let node = TestNode::start_with(config, &[dir]).await;
+"#;
+    let node = on_one_isolate(root.path(), "runaway", code).await;
     let client = client();
-    assert_eq!(get(&client, &node.url("/warm")).await.0, 200);
     let mut statuses = std::collections::BTreeMap::new();
     for _round in 0..4 {
         let requests: Vec<_> = ["/loop", "/loop", "/loop"]
