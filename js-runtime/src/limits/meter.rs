@@ -59,8 +59,8 @@ pub(crate) struct Meter {
     ended_recent: Duration,
     /// The wall clock: `Instant::now`, or a clock a test moves by hand.
     clock: fn() -> Instant,
-    /// Where an invocation begun inside an entry stores the wall time since the entry began
-    /// (ns): the watchdog's deadline for the entry moves that much later.
+    /// Where an invocation begun inside an entry stores how much later than armed the
+    /// entry's CPU deadline now is (ns; see [`Meter::begin`]), for the watchdog.
     extension: Option<Arc<AtomicU64>>,
 }
 
@@ -347,7 +347,10 @@ impl Meter {
                 (id, before + share)
             })
             .collect();
-        if !took_part && !collecting.is_zero() {
+        if !took_part && !collecting.is_zero() && live == 0 {
+            // Background work paid for the whole entry, the collection with it.
+            self.ended_recent = Duration::ZERO;
+        } else if !took_part && !collecting.is_zero() {
             // Collections in an entry no invocation took part in: shared by recent CPU
             // time; the part of the invocations that ended since is background work.
             let ended_recent = std::mem::take(&mut self.ended_recent);
@@ -560,6 +563,17 @@ mod tests {
         assert_eq!(stream, Duration::from_nanos(10_000_000 / 28), "its part of the garbage");
         let to_background = background - m.background_left;
         assert!((10 * MS - stream).abs_diff(to_background).as_nanos() <= 1, "the rest, background");
+        // With nobody live, background work pays the whole entry once, collection and all.
+        let mut b = meter(50 * MS, 30_000 * MS);
+        b.begin(0);
+        b.enter();
+        test_clock::advance(MS);
+        b.finish(0);
+        b.charge(MS, Duration::ZERO);
+        b.enter();
+        test_clock::advance(4 * MS);
+        b.charge(4 * MS, 4 * MS);
+        assert_eq!(b.background_left, 46 * MS, "charged once");
         // The next collection counts from this one: the stream alone used CPU since.
         m.enter();
         test_clock::advance(MS);
