@@ -51,8 +51,8 @@ pub(crate) struct Guard {
     budget_ns: AtomicU64,
     /// Wall time (ns since the watchdog's epoch) at which the current entry began.
     armed_at_ns: AtomicU64,
-    /// How much later than `deadline_ns` the current entry is over budget (ns): the wall
-    /// time from its start to the last invocation begun in it (see [`Guard::extension`]).
+    /// How much later than `deadline_ns` the current entry is over budget (ns), as the meter
+    /// sets it when an invocation begins in the entry (see [`Guard::extension`]).
     extra_ns: Arc<AtomicU64>,
     tripped: AtomicU8,
 }
