@@ -393,63 +393,61 @@ impl Function {
     {
         let received = Instant::now();
         let mut work = work;
-        for _attempt in 0..2 {
-            let lease = match self.isolates.acquire(|| self.start_worker()).await {
-                Ok(lease) => lease,
-                Err(refusal) => {
-                    let failure = match refusal {
-                        Refusal::Shed => Failure {
+        let refused = 'attempts: {
+            for _attempt in 0..2 {
+                let lease = match self.isolates.acquire(|| self.start_worker()).await {
+                    Ok(lease) => lease,
+                    Err(Refusal::Shed) => {
+                        break 'attempts Failure {
                             outcome: Outcome::LoadShed,
                             message:
                                 "every isolate is busy and the wait queue is full or timed out"
                                     .into(),
-                        },
-                        Refusal::Broken(outcome) => {
-                            let why = self.start_error.lock().expect("start error").clone();
-                            let message = format!(
-                                "the function failed to start (it is started again after a backoff): {}",
-                                why.as_deref().unwrap_or("its log says why")
-                            );
-                            Failure { outcome, message }
                         }
-                    };
-                    let end = InvocationEnd {
-                        outcome: failure.outcome,
-                        status: None,
-                        cpu_time: Duration::ZERO,
-                        messages: (0, 0),
-                    };
-                    self.observer(trigger, asked, invocation_id.clone(), received, None)(end);
-                    return Err(failure);
-                }
-            };
-            let finished =
-                self.observer(trigger, asked.clone(), invocation_id.clone(), received, lease.cold);
-            match send(lease.handle.clone(), invocation_id.clone(), work, finished).await {
-                Sent::Answer(answer) => return Ok(answer),
-                Sent::Failed(failure) => return Err(failure),
-                Sent::Gone(returned) => {
-                    drop(lease);
-                    self.isolates.prune_dead();
-                    work = returned;
+                    }
+                    Err(Refusal::Broken(outcome)) => {
+                        let why = self.start_error.lock().expect("start error").clone();
+                        let message = format!(
+                            "the function failed to start (it is started again after a backoff): {}",
+                            why.as_deref().unwrap_or("its log says why")
+                        );
+                        break 'attempts Failure { outcome, message };
+                    }
+                };
+                let finished = self.observer(
+                    trigger,
+                    asked.clone(),
+                    invocation_id.clone(),
+                    received,
+                    lease.cold,
+                );
+                match send(lease.handle.clone(), invocation_id.clone(), work, finished).await {
+                    Sent::Answer(answer) => return Ok(answer),
+                    Sent::Failed(failure) => return Err(failure),
+                    Sent::Gone(returned) => {
+                        drop(lease);
+                        self.isolates.prune_dead();
+                        work = returned;
+                    }
                 }
             }
-        }
-        // Both isolates stopped before taking it (another invocation of the function used up
-        // its CPU or memory, or it was replaced): there was no room for it, as when the pool
-        // is full. Observed here: the isolates handed it back unobserved.
-        let failure = Failure {
-            outcome: Outcome::LoadShed,
-            message: "the isolates it was handed to stopped before taking it".into(),
+            // Both isolates stopped before taking it (another invocation of the function used
+            // up its CPU or memory, or it was replaced): there was no room for it, as when the
+            // pool is full.
+            Failure {
+                outcome: Outcome::LoadShed,
+                message: "the isolates it was handed to stopped before taking it".into(),
+            }
         };
+        // No isolate took it, so none observed it: observed here.
         let end = InvocationEnd {
-            outcome: failure.outcome,
+            outcome: refused.outcome,
             status: None,
             cpu_time: Duration::ZERO,
             messages: (0, 0),
         };
         self.observer(trigger, asked, invocation_id, received, None)(end);
-        Err(failure)
+        Err(refused)
     }
 }
 

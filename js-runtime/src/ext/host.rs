@@ -156,14 +156,10 @@ impl Host {
         }
     }
 
-    /// The CPU time the next entry into the isolate may use (see [`Meter::cpu_budget`]).
-    pub fn cpu_budget(&self) -> Duration {
-        self.meter.cpu_budget()
-    }
-
-    /// An entry into the isolate begins.
-    pub fn enter(&mut self) {
-        self.meter.enter();
+    /// An entry into the isolate begins; the CPU time it may use (see
+    /// [`Meter::cpu_budget`]).
+    pub fn enter(&mut self) -> Duration {
+        self.meter.enter()
     }
 
     /// Invocations begun inside an entry move its CPU deadline through `extension` (the

@@ -98,9 +98,8 @@ pub(crate) async fn drive(
 /// armed with the CPU the most spent live invocation has left. Answers the thread's CPU clock
 /// now, for [`leave`].
 pub(crate) fn enter(host: &mut Host, guard: &Guard) -> Duration {
-    let cpu_budget = host.cpu_budget();
     let before = guard.clock().now();
-    host.enter();
+    let cpu_budget = host.enter();
     // What collections outside an entry took is no entry's.
     super::gc_time::take();
     guard.arm(before, cpu_budget);

@@ -250,8 +250,8 @@ impl Meter {
             .unwrap_or(self.cpu_time)
     }
 
-    /// An entry into the isolate begins.
-    pub fn enter(&mut self) {
+    /// An entry into the isolate begins; the CPU time it may use ([`Meter::cpu_budget`]).
+    pub fn enter(&mut self) -> Duration {
         let now = (self.clock)();
         self.entry_started = Some(now);
         self.entry_budget = self.cpu_budget();
@@ -260,6 +260,7 @@ impl Meter {
         self.last_was_begin = false;
         self.took_part = false;
         self.entry_background = self.accounts.is_empty();
+        self.entry_budget
     }
 
     /// The entry ends having used `used` of CPU time, `collecting` of its wall time in V8's
@@ -347,15 +348,13 @@ impl Meter {
                 (id, before + share)
             })
             .collect();
-        if !took_part && !collecting.is_zero() && live == 0 {
-            // Background work paid for the whole entry, the collection with it.
-            self.ended_recent = Duration::ZERO;
-        } else if !took_part && !collecting.is_zero() {
-            // Collections in an entry no invocation took part in: shared by recent CPU
-            // time; the part of the invocations that ended since is background work.
+        // Collections in an entry no invocation took part in: shared by recent CPU time; the
+        // part of the invocations that ended since is background work. With none live,
+        // background work paid for the whole entry, the collection with it.
+        if !took_part && !collecting.is_zero() {
             let ended_recent = std::mem::take(&mut self.ended_recent);
             let recent = self.accounts.values().map(|a| a.recent).sum::<Duration>() + ended_recent;
-            if !recent.is_zero() {
+            if live > 0 && !recent.is_zero() {
                 let collecting =
                     split.share(Duration::from_nanos(collecting.as_nanos().min(entry) as u64));
                 let ended = collecting.as_nanos() * ended_recent.as_nanos() / recent.as_nanos();
