@@ -42,7 +42,7 @@ run() { # name command...
 }
 
 echo "$mode: unpinned on both cores, wrk -t2 -c100 -d$DURATION beside them"
-run "edge-node, one isolate" "$target/edge-node" serve --config "$scratch/one/node.toml"
-run "edge-node, up to two" "$target/edge-node" serve --config "$scratch/two/node.toml"
+run "edge-node, one isolate" "$edge_node" serve --config "$scratch/one/node.toml"
+run "edge-node, up to two" "$edge_node" serve --config "$scratch/two/node.toml"
 run "deno serve --parallel" "$deno_bin" serve --parallel --host 127.0.0.1 --port 8194 \
   "$fn/src/index.js"

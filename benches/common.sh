@@ -12,7 +12,8 @@ wait_port() { # port [path]
 }
 
 # Installs what the HTTP comparisons use (wrk, taskset, Deno from PyPI), builds edge-node and
-# the baseline servers, and sets `deno_bin` and `target` (the release binaries' folder).
+# the baseline servers, and sets `deno_bin` and `target` (the binaries' folder). `PROFILE=dist`
+# measures edge-node as shipped (whole-program LTO, Cargo.toml); the default is `release`.
 comparison_setup() {
   command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
   command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
@@ -20,6 +21,12 @@ comparison_setup() {
   deno_bin="$(python3 -c 'import deno; print(deno.find_deno_bin())' 2>/dev/null || command -v deno)"
   scripts/cargo build --release -q -p edge-node -p benches
   target="${CARGO_TARGET_DIR:-$root/target}/release"
+  # The baselines stay `release` builds; only edge-node is built with the profile.
+  edge_node="$target/edge-node"
+  if [ "${PROFILE:-release}" != release ]; then
+    scripts/cargo build --profile "$PROFILE" -q -p edge-node
+    edge_node="${CARGO_TARGET_DIR:-$root/target}/$PROFILE/edge-node"
+  fi
 }
 
 # Waits until a server answers PATH on 127.0.0.1:PORT at all (any status: a POST-only

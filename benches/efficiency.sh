@@ -23,7 +23,8 @@
 #   workerd     workerd (from npm)
 #
 # Usage: benches/efficiency.sh [ROUNDS] [hello|json]   (3 rounds, hello; DURATION=6s,
-# CONNECTIONS=50). Prints each round, then the median per server and edge-node's over Deno's.
+# CONNECTIONS=50; PROFILE=dist for edge-node as shipped, see benches/common.sh). Prints each
+# round, then the median per server and edge-node's over Deno's.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -107,9 +108,9 @@ pair() { # name ready_path command...
 # A process's CPU time so far (user and system, all its threads), in clock ticks.
 results=$(
   for _ in $(seq 1 "$rounds"); do
-    pair edge-node / "$target/edge-node" serve --config "$scratch/node/node.toml"
+    pair edge-node / "$edge_node" serve --config "$scratch/node/node.toml"
     if [ "$mode" = hello ]; then
-      pair front /elsewhere/ "$target/edge-node" serve --config "$scratch/front/node.toml"
+      pair front /elsewhere/ "$edge_node" serve --config "$scratch/front/node.toml"
       pair deno / "$deno_bin" run --allow-net --allow-read benches/deno-serve.js "$module" 8194
     fi
     pair bun / "$bun_bin" benches/bun-serve.js "$module" 8194

@@ -33,7 +33,7 @@ measure() { # name port command...
 
 results=$(
   measure hyper 8090 "$target/hyper-hello" 127.0.0.1:8090
-  measure edge-node 8091 "$target/edge-node" dev benches/hello-fn --listen 127.0.0.1:8091
+  measure edge-node 8091 "$edge_node" dev benches/hello-fn --listen 127.0.0.1:8091
   measure deno 8093 "$deno_bin" run --allow-net benches/deno-hello.js 8093
   measure node 8092 node benches/node-hello.mjs 8092
 )

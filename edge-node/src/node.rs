@@ -31,22 +31,25 @@ use crate::observe::logstore::{self, LogStore};
 use crate::observe::telemetry::Telemetry;
 use crate::triggers::{self, Triggers};
 
-/// The memory allocator the node runs with (mimalloc): the request path allocates and frees
+/// The memory allocator the node runs with (mimalloc v3): the request path allocates and frees
 /// many small objects per request on the isolate threads, where glibc's malloc took about a
-/// tenth of the node's CPU under load. The node's binary and the benchmarks that measure the
+/// tenth of the node's CPU under load. v3 rather than v2: every isolate has a thread of its
+/// own, and v2 kept each thread's partly used pages to that thread, 0.15 MiB more per idle
+/// isolate (docs/benchmarks.md). The node's binary and the benchmarks that measure the
 /// runtime install it: `#[global_allocator] static A: Allocator = ALLOCATOR;`.
 pub type Allocator = mimalloc::MiMalloc;
 pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
 
-/// `mi_option_arena_eager_commit` in mimalloc v2's `mimalloc.h` (the crate names only some of
-/// the options).
+/// `mi_option_arena_eager_commit` in mimalloc's `mimalloc.h` (v3; the same in v2; the crate
+/// names only some of the options).
 #[cfg(target_os = "linux")]
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 
 /// mimalloc's arenas commit on demand, so memory freed back to them is returned to the system.
 /// By default on Linux mimalloc commits an arena whole when it reserves it, and never decommits
 /// memory committed that way: what an isolate's start allocates and frees again stays resident
-/// for good, about 0.76 MiB per isolate (`isolates 200`: 4.10 → 3.34 MiB per idle isolate).
+/// for good (`isolates 200`: 7.35 MiB per idle isolate with mimalloc v3 committing eagerly,
+/// 3.19 MiB on demand; with v2, 4.10 and 3.34).
 /// The option is read when the first arena is reserved, at the first allocation, before `main`
 /// (Rust's runtime allocates as it starts), so it is set by a constructor that runs before
 /// that: the dynamic loader runs `.init_array.NNNNN` entries before the unnumbered ones, and

@@ -5,7 +5,8 @@
 //! garbage collection after its request, so the figure is after GC; `--fn DIR`: the function
 //! of that folder instead of hello world). `ISOLA_V8` in the environment: more V8 flags, for
 //! diagnostics (`--trace-gc-object-stats` with `--gc` prints what the heap holds by object
-//! type).
+//! type); `ISOLA_HOLD` set: the process stays up after its report, its isolates idle, for
+//! reading `/proc/PID/smaps`.
 
 #[path = "../function_dir.rs"]
 mod function_dir;
@@ -115,5 +116,8 @@ fn main() {
         );
         let alive = workers.iter().filter(|w| w.is_alive()).count();
         println!("{alive} of {} still alive", workers.len());
+        if std::env::var_os("ISOLA_HOLD").is_some() {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
     });
 }
