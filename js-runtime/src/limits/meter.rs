@@ -534,6 +534,23 @@ mod tests {
         assert_eq!(extra(), 2 * MS, "7 ms in, 3 has 15 left: the same deadline");
     }
 
+    /// With no invocation live, background work pays for an entry once, the collection in it
+    /// included: not once for the entry and again as the ended invocations' share of the
+    /// collection.
+    #[test]
+    fn a_collection_with_nobody_live_is_charged_to_background_work_once() {
+        let mut m = meter(50 * MS, 30_000 * MS);
+        m.begin(0);
+        m.enter();
+        test_clock::advance(MS);
+        m.finish(0);
+        m.charge(MS, Duration::ZERO);
+        m.enter();
+        test_clock::advance(4 * MS);
+        m.charge(4 * MS, 4 * MS);
+        assert_eq!(m.background_left, 46 * MS, "charged once");
+    }
+
     /// A collection in an entry no invocation took part in is shared by the CPU time used
     /// since the last one: a stream that used little is charged little of it, though it is
     /// the only invocation live, and the part of the requests already gone is background
@@ -541,8 +558,8 @@ mod tests {
     #[test]
     fn a_collection_no_invocation_took_part_in_is_shared_by_recent_cpu_time() {
         let mut m = meter(50 * MS, 30_000 * MS);
-        m.begin(0); // the stream
-                    // It writes a chunk (1 ms), while 9 requests come and go (3 ms each).
+        // The stream writes a chunk (1 ms), while 9 requests come and go (3 ms each).
+        m.begin(0);
         m.enter();
         test_clock::advance(MS);
         m.mark(0);
@@ -562,17 +579,6 @@ mod tests {
         assert_eq!(stream, Duration::from_nanos(10_000_000 / 28), "its part of the garbage");
         let to_background = background - m.background_left;
         assert!((10 * MS - stream).abs_diff(to_background).as_nanos() <= 1, "the rest, background");
-        // With nobody live, background work pays the whole entry once, collection and all.
-        let mut b = meter(50 * MS, 30_000 * MS);
-        b.begin(0);
-        b.enter();
-        test_clock::advance(MS);
-        b.finish(0);
-        b.charge(MS, Duration::ZERO);
-        b.enter();
-        test_clock::advance(4 * MS);
-        b.charge(4 * MS, 4 * MS);
-        assert_eq!(b.background_left, 46 * MS, "charged once");
         // The next collection counts from this one: the stream alone used CPU since.
         m.enter();
         test_clock::advance(MS);
